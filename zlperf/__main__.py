@@ -1,0 +1,3 @@
+from zlperf.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The ``zlperf`` command: a thin dispatcher over the subcommand modules in zlperf/commands/.
+
+Each module there defines ``register(subparsers)``, which adds its parser and sets
+``func(args) -> int``. Errors the user can act on (:class:`zlperf.errors.ZlperfError`)
+become one line on stderr and exit status 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+__all__ = ["main", "build_parser"]
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from zlperf import __version__
+from zlperf.errors import ZlperfError
+
+# Subcommand modules, in the order `zlperf -h` lists them.
+_COMMANDS = ["record", "report", "recipes"]
+
+_EPILOG = """examples:
+  zlperf report --example                      # a real recording from a patched kernel, no root needed
+  zlperf record --profile minimal -- CMD ARGS  # contended events only, lowest overhead
+  zlperf record --profile stock -o s.dat -- stress-ng --vm 2 -t 5   # kernels without the patch
+  zlperf report trace.dat --by caller --top 10 # where the contention comes from
+  zlperf recipes list                          # built-in and your own recipes
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="zlperf",
+        description="Record and analyse page-allocator zone->lock contention.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"zlperf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"zlperf.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"zlperf.commands.{name}":
+                continue  # subcommand not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``zlperf`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ZlperfError as exc:
+        print(f"zlperf: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zlperf: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `zlperf report ... | head` closed the pipe: not an error worth a traceback.
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,117 @@
+"""The event model every reader produces and the analysis consumes.
+
+Readers (trace.dat fast reader, libtracecmd, perf.data) all yield :class:`Chunk` objects
+holding one columnar :class:`EventBatch` per event name, so the analysis never asks where
+events came from.
+
+Ordering contract (the analysis pairs events per CPU and relies on it):
+- ``seq`` numbers the events in the reader's stream; for one CPU it increases in the
+  order the ring buffer recorded them.
+- Once a chunk has been yielded, no later chunk holds an event of the same CPU with a
+  smaller ``seq``. Within a chunk, sort by (cpu, seq) to get each CPU's stream.
+
+Gaps reported by the kernel (ring-buffer pages flagged "missed events") arrive as a batch
+named :data:`MISSED_EVENTS` with a ``count`` field (-1 when the kernel did not store the
+number), placed in the stream just before the first event after the gap.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MISSED_EVENTS", "EventBatch", "Chunk", "CpuStats", "TraceInfo", "TraceReader"]
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Collection, Iterator, Optional, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from zlperf.formats import EventFormat
+    from zlperf.kallsyms import Kallsyms
+
+#: Pseudo-event for a ring-buffer gap: fields {"count": int64, -1 = unknown}.
+MISSED_EVENTS = "zlperf:missed_events"
+
+
+@dataclass
+class EventBatch:
+    """Events of one type in columns; row i of every array is event i.
+
+    Field columns follow the event's format: integers keep their size and signedness
+    (``bool`` is uint8), strings (``__data_loc char[]``, ``char x[N]``) are object
+    arrays of ``str``, fixed arrays (``unsigned long caller[8]``) are 2-D. The ftrace
+    ``kernel_stack`` event's ``caller`` is 2-D uint64, innermost frame first, zero-padded
+    past each stack's end. Common fields (``common_flags``, ...) are included.
+    """
+
+    name: str  #: "system:event", e.g. "kmem:mm_zone_locked"
+    ts: np.ndarray  #: uint64, trace-clock nanoseconds
+    cpu: np.ndarray  #: int32
+    pid: np.ndarray  #: int32 (common_pid)
+    seq: np.ndarray  #: int64, stream position (see module docstring)
+    fields: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+
+@dataclass
+class Chunk:
+    """A slice of the event stream: one batch per event name present in it."""
+
+    batches: dict[str, EventBatch] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.batches.values())
+
+
+@dataclass
+class CpuStats:
+    """Kernel ring-buffer statistics saved in the file at the end of recording (CPUSTAT)."""
+
+    cpu: int
+    entries: Optional[int] = None  #: left unread in the kernel buffer (lost to the file)
+    overrun: Optional[int] = None  #: overwritten before being read (lost)
+    commit_overrun: Optional[int] = None
+    dropped_events: Optional[int] = None
+    read_events: Optional[int] = None
+
+
+@dataclass
+class TraceInfo:
+    """What a trace file says about itself, independent of its events."""
+
+    path: str
+    format: str  #: e.g. "trace.dat v7 (zstd)", "trace.dat v6", "perf.data"
+    version: Optional[int] = None
+    compression: Optional[str] = None
+    clock: Optional[str] = None
+    long_size: int = 8
+    page_size: int = 4096
+    cpus: int = 0
+    buffers: list[str] = field(default_factory=list)  #: instance names, "" = top
+    formats: dict[str, "EventFormat"] = field(default_factory=dict)  #: "system:event" ->
+    symbols: Optional["Kallsyms"] = None
+    cmdlines: dict[int, str] = field(default_factory=dict)  #: pid -> comm
+    cpu_stats: dict[int, CpuStats] = field(default_factory=dict)
+    uname: Optional[str] = None
+    warnings: list[str] = field(default_factory=list)  #: what was lost or assumed
+
+
+class TraceReader(Protocol):
+    """One interface over every trace source."""
+
+    info: TraceInfo
+
+    def chunks(
+        self, events: Optional[Collection[str]] = None, buffer: str = ""
+    ) -> Iterator[Chunk]:
+        """Yield the stream of ``buffer`` in chunks; ``events`` limits which names are decoded.
+
+        :data:`MISSED_EVENTS` is always delivered. Problems met while reading are added
+        to ``info.warnings`` (and the reader goes on with what it can read).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release files and libraries."""
+        ...
