@@ -1,0 +1,255 @@
+"""The analysis core: a reader's chunks in, one :class:`~zlperf.analysis.summary.Summary` out.
+
+Every front end (``zlperf report``, the perf script, the trace-cmd plugins) calls
+:func:`analyze` or feeds an :class:`Analyzer` itself; none computes anything on its own.
+Work per chunk is vectorised; what is kept between chunks is small (per-group counters,
+exact value tables, the top-N lists and a binned timeline).
+"""
+
+from __future__ import annotations
+
+__all__ = ["AnalysisOptions", "Analyzer", "analyze", "GroupStats"]
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+from zlperf.analysis.kmem_abi import KmemZoneLockABI
+from zlperf.analysis.model import Observations, Table, ZoneTable, table_len
+from zlperf.analysis.stats import Distribution, log2_bucket
+from zlperf.analysis.summary import Summary, build_summary
+from zlperf.errors import ZlperfError
+from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo, TraceReader
+
+#: Dimensions a report can be grouped by, and the observation column holding the key.
+DIMENSIONS = {"zone": "zone", "caller": "caller", "cpu": "cpu", "task": "pid"}
+
+
+@dataclass
+class AnalysisOptions:
+    """What to analyse: a time window (trace-clock ns), one zone, how many worst cases."""
+
+    since_ns: Optional[int] = None
+    until_ns: Optional[int] = None
+    zone: Optional[str] = None  #: label "NODE:NAME" (or "lock@0x..." for address-only zones)
+    top: int = 10
+    bin_ns: int = 10_000_000  #: timeline resolution kept while streaming (rebinned for display)
+
+
+@dataclass
+class GroupStats:
+    """Counters and exact distributions for one zone / caller / CPU / task."""
+
+    contended_events: int = 0
+    acquisitions: int = 0
+    contended: int = 0
+    wait: Distribution = field(default_factory=Distribution)
+    hold: Distribution = field(default_factory=Distribution)
+    unmatched_unlocks: int = 0
+    unreleased: int = 0
+    broken_by_missed: int = 0
+    first_ts: Optional[int] = None
+    last_ts: Optional[int] = None
+
+
+class TopN:
+    """The N largest values seen, with where and when they happened."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.rows: Optional[Table] = None
+
+    def add(self, table: Table, value_col: str) -> None:
+        if not table_len(table) or self.n <= 0:
+            return
+        merged = table if self.rows is None else {k: np.concatenate([self.rows[k], table[k]]) for k in self.rows}
+        values = merged[value_col]
+        if len(values) > self.n:
+            keep = np.argpartition(values, len(values) - self.n)[-self.n:]
+            merged = {k: v[keep] for k, v in merged.items()}
+        self.rows = merged
+
+    def sorted_rows(self, value_col: str) -> list[dict]:
+        if self.rows is None:
+            return []
+        order = np.argsort(self.rows[value_col], kind="stable")[::-1]
+        return [{k: v[i].item() for k, v in self.rows.items()} for i in order]
+
+
+def _split_by(keys: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
+    """(key, row indices) for each distinct key."""
+    if len(keys) == 0:
+        return []
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    bounds = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+    starts = np.concatenate([[0], bounds])
+    return [(sorted_keys[s].item(), idx) for s, idx in zip(starts, np.split(order, bounds))]
+
+
+def _filter(table: Optional[Table], mask_fn: Callable[[Table], np.ndarray]) -> Optional[Table]:
+    if not table_len(table):
+        return table
+    mask = mask_fn(table)
+    if mask.all():
+        return table
+    return {k: v[mask] for k, v in table.items()}
+
+
+class Analyzer:
+    """Streaming aggregation of one recording. Feed chunks, then :meth:`summary`."""
+
+    def __init__(self, info: TraceInfo, options: Optional[AnalysisOptions] = None):
+        self.info = info
+        self.options = options or AnalysisOptions()
+        self.zones = ZoneTable()
+        self.abi = KmemZoneLockABI(self.zones)
+        self.groups: dict[str, dict[int, GroupStats]] = {d: {} for d in DIMENSIONS}
+        self.total = GroupStats()
+        self.hold_by_batch: dict[int, Distribution] = {}
+        self.event_counts: dict[str, int] = {}
+        self.missed_events = 0
+        self.missed_unknown_gaps = 0
+        self.missed_by_cpu: dict[int, int] = {}
+        self.first_ts: Optional[int] = None
+        self.last_ts: Optional[int] = None
+        self.top_waits = TopN(self.options.top)
+        self.top_holds = TopN(self.options.top)
+        # timeline[(dimension, key)][bin] -> counters (see _TIMELINE_COLUMNS in summary)
+        self.timeline: dict[tuple[str, int], dict[int, np.ndarray]] = {}
+        self._finished = False
+
+    # -- feeding ----------------------------------------------------------------------------
+    def feed(self, chunk: Chunk) -> None:
+        """Account one chunk from the reader."""
+        for name, batch in chunk.batches.items():
+            n = len(batch)
+            if not n:
+                continue
+            if name == MISSED_EVENTS:
+                self._count_missed(batch)
+                continue
+            self.event_counts[name] = self.event_counts.get(name, 0) + n
+            lo, hi = int(batch.ts.min()), int(batch.ts.max())
+            self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
+            self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
+        self._account(self.abi.observe(chunk))
+
+    def _count_missed(self, batch) -> None:
+        counts = batch.fields["count"].astype(np.int64)
+        known = counts >= 0
+        self.missed_events += int(counts[known].sum())
+        self.missed_unknown_gaps += int((~known).sum())
+        for cpu, idx in _split_by(batch.cpu.astype(np.int64)):
+            c = counts[idx]
+            self.missed_by_cpu[cpu] = self.missed_by_cpu.get(cpu, 0) + int(c[c > 0].sum())
+
+    def _window(self, obs: Observations) -> Observations:
+        opts = self.options
+        zone_code = None
+        if opts.zone is not None:
+            zone_code = self.zones.find(opts.zone)
+            if zone_code is None:
+                zone_code = -2  # not seen (yet): filters everything of this chunk out
+        if opts.since_ns is None and opts.until_ns is None and zone_code is None:
+            return obs
+
+        def mask(t: Table) -> np.ndarray:
+            m = np.ones(len(t["ts"]), dtype=bool)
+            if opts.since_ns is not None:
+                m &= t["ts"] >= np.uint64(opts.since_ns)
+            if opts.until_ns is not None:
+                m &= t["ts"] <= np.uint64(opts.until_ns)
+            if zone_code is not None:
+                m &= t["zone"] == zone_code
+            return m
+
+        return Observations(**{k: _filter(getattr(obs, k), mask) for k in obs.__dataclass_fields__})
+
+    def _account(self, obs: Observations) -> None:
+        obs = self._window(obs)
+        self._count(obs.contended, "contended_events", timeline_col=0)
+        if table_len(obs.acquired):
+            self._count(obs.acquired, "acquisitions", timeline_col=1)
+            contended_rows = {k: v[obs.acquired["contended"]] for k, v in obs.acquired.items()}
+            self._count(contended_rows, "contended")
+        if table_len(obs.waits):
+            self._distribute(obs.waits, "wait", "wait_ns", timeline_cols=(2, 3))
+            self.top_waits.add(obs.waits, "wait_ns")
+        if table_len(obs.holds):
+            self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5))
+            self.top_holds.add(obs.holds, "hold_ns")
+            buckets = log2_bucket(np.maximum(obs.holds["count"], 0).astype(np.uint64))
+            for bucket, idx in _split_by(buckets):
+                self.hold_by_batch.setdefault(bucket, Distribution()).add(obs.holds["hold_ns"][idx])
+        self._count(obs.unmatched, "unmatched_unlocks")
+        self._count(obs.unreleased, "unreleased")
+        self._count(obs.broken, "broken_by_missed")
+
+    def _targets(self, table: Table):
+        """(GroupStats, row indices) for the total and every group of every dimension."""
+        yield self.total, None
+        for dim, col in DIMENSIONS.items():
+            groups = self.groups[dim]
+            for key, idx in _split_by(table[col]):
+                stats = groups.get(key)
+                if stats is None:
+                    stats = groups[key] = GroupStats()
+                yield stats, idx
+
+    def _count(self, table: Optional[Table], attr: str, timeline_col: Optional[int] = None) -> None:
+        if not table_len(table):
+            return
+        for stats, idx in self._targets(table):
+            n = len(table["ts"]) if idx is None else len(idx)
+            setattr(stats, attr, getattr(stats, attr) + n)
+            ts = table["ts"] if idx is None else table["ts"][idx]
+            lo, hi = int(ts.min()), int(ts.max())
+            stats.first_ts = lo if stats.first_ts is None else min(stats.first_ts, lo)
+            stats.last_ts = hi if stats.last_ts is None else max(stats.last_ts, hi)
+        if timeline_col is not None:
+            self._bin(table, timeline_col, None)
+
+    def _distribute(self, table: Table, attr: str, col: str, timeline_cols: tuple[int, int]) -> None:
+        values = table[col]
+        for stats, idx in self._targets(table):
+            getattr(stats, attr).add(values if idx is None else values[idx])
+        self._bin(table, timeline_cols[0], None)
+        self._bin(table, timeline_cols[1], values)
+
+    def _bin(self, table: Table, column: int, weights: Optional[np.ndarray]) -> None:
+        """Add rows (or ``weights``) into timeline counters: overall, per zone, per caller."""
+        bins = (table["ts"] // np.uint64(self.options.bin_ns)).astype(np.int64)
+        for dim, keys in (("all", None), ("zone", table["zone"]), ("caller", table["caller"])):
+            groups = [(0, None)] if keys is None else _split_by(keys)
+            for key, idx in groups:
+                b = bins if idx is None else bins[idx]
+                w = None if weights is None else (weights if idx is None else weights[idx]).astype(np.float64)
+                uniq, inverse = np.unique(b, return_inverse=True)
+                sums = np.bincount(inverse.ravel(), weights=w, minlength=len(uniq))
+                series = self.timeline.setdefault((dim, key), {})
+                for bin_idx, s in zip(uniq.tolist(), sums.tolist()):
+                    row = series.get(bin_idx)
+                    if row is None:
+                        row = series[bin_idx] = np.zeros(6, dtype=np.float64)
+                    row[column] += s
+
+    # -- result ------------------------------------------------------------------------------
+    def summary(self) -> Summary:
+        """Finish the stream (unreleased acquisitions at the end) and build the summary."""
+        if not self._finished:
+            self._account(self.abi.finish())
+            self._finished = True
+        return build_summary(self)
+
+
+def analyze(reader: TraceReader, options: Optional[AnalysisOptions] = None) -> Summary:
+    """Read every chunk of ``reader`` and return the summary."""
+    analyzer = Analyzer(reader.info, options)
+    for chunk in reader.chunks():
+        analyzer.feed(chunk)
+    if options and options.zone and analyzer.zones.find(options.zone) is None:
+        known = ", ".join(z.label for z in analyzer.zones.zones) or "none"
+        raise ZlperfError(f"{reader.info.path}: zone {options.zone!r} not in this recording (zones: {known})")
+    return analyzer.summary()

@@ -1,0 +1,110 @@
+"""The normalised facts the aggregator reads, whatever event ABI produced them.
+
+An ABI adapter (kmem_abi, ...) turns each reader :class:`~zlperf.events.Chunk` into an
+:class:`Observations`: tables (dicts of equal-length numpy columns) of contended events,
+acquisitions, waits, holds and pairing anomalies, with zones as small integer codes into a
+:class:`ZoneTable`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Table", "Zone", "ZoneTable", "Observations", "Capabilities", "empty_table"]
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+#: A table: column name -> numpy array, all of one length.
+Table = dict[str, np.ndarray]
+
+#: Columns every observation table has (others are listed per table in Observations).
+BASE_COLUMNS = {"ts": np.uint64, "cpu": np.int32, "pid": np.int32, "zone": np.int32, "caller": np.uint64}
+
+
+def empty_table(**extra: type) -> Table:
+    """A zero-row table with the base columns plus ``extra`` name=dtype columns."""
+    cols = dict(BASE_COLUMNS)
+    cols.update(extra)
+    return {name: np.empty(0, dtype=dt) for name, dt in cols.items()}
+
+
+def table_len(table: Optional[Table]) -> int:
+    """Rows in ``table`` (0 for None)."""
+    return 0 if not table else len(table["ts"])
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A zone lock as the recording identifies it: (node, name) and/or a lock address."""
+
+    node: Optional[int] = None
+    name: Optional[str] = None
+    lock_addr: Optional[int] = None
+
+    @property
+    def label(self) -> str:
+        """``1:Normal``, or the lock address when node and name are unknown."""
+        if self.node is not None and self.name is not None:
+            return f"{self.node}:{self.name}"
+        if self.lock_addr is not None:
+            return f"lock@{self.lock_addr:#x}"
+        return "?"
+
+
+class ZoneTable:
+    """Zone <-> small integer code, assigned in order of first sight."""
+
+    def __init__(self) -> None:
+        self.zones: list[Zone] = []
+        self._codes: dict[Zone, int] = {}
+
+    def code(self, zone: Zone) -> int:
+        """The code of ``zone``, assigning a new one if unseen."""
+        c = self._codes.get(zone)
+        if c is None:
+            c = self._codes[zone] = len(self.zones)
+            self.zones.append(zone)
+        return c
+
+    def find(self, label: str) -> Optional[int]:
+        """Code of the zone whose label is ``label`` (e.g. ``1:Normal``), or None."""
+        for i, z in enumerate(self.zones):
+            if z.label == label:
+                return i
+        return None
+
+
+@dataclass
+class Capabilities:
+    """What a recording can answer, and why not where it cannot."""
+
+    abi: str  #: e.g. "kmem:mm_zone_lock_* (zone-lock tracepoint patch)"
+    profile: str  #: which recipe the recorded events look like: minimal, wait-time, hold-time, stock, ...
+    contended_events: bool = False
+    acquisitions: bool = False
+    waits: bool = False
+    holds: bool = False
+    cannot: list[str] = field(default_factory=list)  #: plain sentences: what this file cannot show
+
+
+@dataclass
+class Observations:
+    """One chunk's normalised zone-lock facts. None = this ABI cannot observe it.
+
+    contended:  ts cpu pid zone caller                      (a contended-lock event)
+    acquired:   ts cpu pid zone caller count contended      (every traced acquisition)
+    waits:      ts cpu pid zone caller wait_ns              (one row per contended wait)
+    holds:      ts cpu pid zone caller count hold_ns        (ts and caller of the acquisition)
+    unmatched:  ts cpu pid zone caller                      (a release with no acquisition before it)
+    unreleased: ts cpu pid zone caller                      (an acquisition never seen released)
+    broken:     ts cpu pid zone caller                      (pair sides next to missed events)
+    """
+
+    contended: Optional[Table] = None
+    acquired: Optional[Table] = None
+    waits: Optional[Table] = None
+    holds: Optional[Table] = None
+    unmatched: Optional[Table] = None
+    unreleased: Optional[Table] = None
+    broken: Optional[Table] = None

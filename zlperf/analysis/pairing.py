@@ -1,0 +1,95 @@
+"""Per-CPU pairing of "open" and "close" events: lock -> unlock (hold), begin -> end (wait).
+
+The lock is held with IRQs off, so on one CPU an acquisition is followed by its own release
+with nothing of the same lock in between (EVENTS.md). A close therefore pairs with the event
+just before it on its CPU, when that is an open of the same key. Anything else is counted,
+never guessed: a close with no open before it is *unmatched* (trylock paths release through
+the traced unlock), an open followed by another open or by the end is *unreleased*, and either
+side of a ring-buffer gap is *broken by missed events*.
+
+Streaming: an open still waiting at the end of a chunk is carried into the next one.
+"""
+
+from __future__ import annotations
+
+__all__ = ["OPEN", "CLOSE", "GAP", "PairResult", "PerCpuPairer"]
+
+from dataclasses import dataclass
+
+import numpy as np
+
+OPEN, CLOSE, GAP = 1, 2, 3
+
+
+@dataclass
+class PairResult:
+    """Row indices into the table given to :meth:`PerCpuPairer.feed` (carried rows included)."""
+
+    table: dict[str, np.ndarray]  #: the columns actually paired: carried rows + this chunk, sorted
+    open_idx: np.ndarray  #: opens that were closed...
+    close_idx: np.ndarray  #: ...by these closes (same length)
+    unmatched_close: np.ndarray  #: closes with no open before them
+    unreleased_open: np.ndarray  #: opens followed by another open (or, at finish, the end)
+    broken_close: np.ndarray  #: closes right after a gap (their open may have been lost)
+    broken_open: np.ndarray  #: opens right before a gap (their close may have been lost)
+
+
+class PerCpuPairer:
+    """Pairs OPEN/CLOSE rows per CPU and key across a stream of chunks.
+
+    Each table fed is a dict of equal-length columns with at least ``kind`` (OPEN, CLOSE,
+    GAP), ``cpu``, ``seq`` and ``key`` (GAP rows: any key). Other columns ride along so that
+    results can be read from ``PairResult.table``.
+    """
+
+    def __init__(self) -> None:
+        self._carry: dict[str, np.ndarray] | None = None  # pending opens, one row per CPU at most
+
+    def feed(self, table: dict[str, np.ndarray], final: bool = False) -> PairResult:
+        """Pair one chunk's rows; with ``final`` the still-open rows count as unreleased."""
+        if self._carry is not None and len(self._carry["kind"]):
+            table = {k: np.concatenate([self._carry[k], table[k]]) for k in table}
+        order = np.lexsort((table["seq"], table["cpu"]))
+        table = {k: v[order] for k, v in table.items()}
+        kind, cpu, key = table["kind"], table["cpu"], table["key"]
+        n = len(kind)
+
+        same_cpu_prev = np.zeros(n, dtype=bool)
+        same_cpu_prev[1:] = cpu[1:] == cpu[:-1]
+        prev_kind = np.zeros(n, dtype=kind.dtype)
+        prev_kind[1:] = kind[:-1]
+        prev_kind[~same_cpu_prev] = 0
+        same_key_prev = np.zeros(n, dtype=bool)
+        same_key_prev[1:] = key[1:] == key[:-1]
+
+        is_close = kind == CLOSE
+        paired_close = is_close & (prev_kind == OPEN) & same_key_prev
+        broken_close = is_close & (prev_kind == GAP)
+        unmatched_close = is_close & ~paired_close & ~broken_close
+
+        next_kind = np.zeros(n, dtype=kind.dtype)
+        next_kind[:-1] = np.where(same_cpu_prev[1:], kind[1:], 0)
+        is_open = kind == OPEN
+        paired_open = np.zeros(n, dtype=bool)
+        paired_open[:-1] = paired_close[1:]
+        broken_open = is_open & (next_kind == GAP)
+        last_of_cpu = next_kind == 0  # nothing after it on this CPU in this chunk
+        pending = is_open & last_of_cpu & ~paired_open
+        unreleased = is_open & ~paired_open & ~broken_open & ~pending
+
+        if final:
+            unreleased |= pending
+            self._carry = None
+        else:
+            self._carry = {k: v[pending] for k, v in table.items()}
+
+        close_idx = np.flatnonzero(paired_close)
+        return PairResult(
+            table=table,
+            open_idx=close_idx - 1,
+            close_idx=close_idx,
+            unmatched_close=np.flatnonzero(unmatched_close),
+            unreleased_open=np.flatnonzero(unreleased),
+            broken_close=np.flatnonzero(broken_close),
+            broken_open=np.flatnonzero(broken_open),
+        )

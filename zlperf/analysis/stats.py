@@ -1,0 +1,153 @@
+"""Exact distributions of nanosecond durations: nearest-rank percentiles and log2 histograms.
+
+Values are kept as a (value, count) table that is compacted as it grows, so millions of
+hold times cost memory in proportion to their *distinct* values, and percentiles stay exact.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PERCENTILES",
+    "Distribution",
+    "log2_bucket",
+    "log2_histogram",
+    "nearest_rank",
+    "stats_from_log2",
+]
+
+from fractions import Fraction
+from typing import Iterable, Optional
+
+import numpy as np
+
+#: The percentiles every report shows, as (label, percent).
+PERCENTILES: tuple[tuple[str, Fraction], ...] = (
+    ("p50", Fraction(50)),
+    ("p90", Fraction(90)),
+    ("p99", Fraction(99)),
+    ("p999", Fraction(999, 10)),
+)
+
+_COMPACT_AT = 1 << 16  # pending raw values before folding them into the table
+
+
+def nearest_rank(n: int, percent: Fraction) -> int:
+    """1-based rank of the p-th percentile by nearest rank: ceil(p/100 * n), at least 1."""
+    num = percent.numerator * n
+    den = percent.denominator * 100
+    return max(1, -(-num // den))
+
+
+def log2_bucket(values: np.ndarray) -> np.ndarray:
+    """bcc-style log2 bucket index: 0 for 0, else bit length (1 -> 1, 2..3 -> 2, 4..7 -> 3)."""
+    v = np.asarray(values, dtype=np.uint64)
+    out = np.zeros(v.shape, dtype=np.int64)
+    nz = v > 0
+    # frexp is exact for the bit length of integers below 2**53; larger ns values (> 104 days) cannot occur.
+    out[nz] = np.frexp(v[nz].astype(np.float64))[1]
+    return out
+
+
+def log2_histogram(values: np.ndarray, counts: Optional[np.ndarray] = None) -> list[int]:
+    """Counts per log2 bucket (index as :func:`log2_bucket`), trailing empty buckets dropped."""
+    if len(values) == 0:
+        return []
+    buckets = log2_bucket(values)
+    hist = np.bincount(buckets, weights=counts, minlength=1)
+    return [int(x) for x in np.trim_zeros(hist.astype(np.int64), "b")]
+
+
+class Distribution:
+    """An exact multiset of non-negative integer durations (ns)."""
+
+    __slots__ = ("_values", "_counts", "_pending", "_pending_len")
+
+    def __init__(self) -> None:
+        self._values = np.empty(0, dtype=np.uint64)
+        self._counts = np.empty(0, dtype=np.int64)
+        self._pending: list[np.ndarray] = []
+        self._pending_len = 0
+
+    def add(self, values: np.ndarray) -> None:
+        """Add a batch of values."""
+        if len(values):
+            self._pending.append(np.asarray(values, dtype=np.uint64))
+            self._pending_len += len(values)
+            if self._pending_len >= _COMPACT_AT:
+                self._compact()
+
+    def merge(self, other: "Distribution") -> None:
+        """Add every value of ``other``."""
+        other._compact()
+        self._compact()
+        self._fold(other._values, other._counts)
+
+    def _fold(self, values: np.ndarray, counts: np.ndarray) -> None:
+        allv = np.concatenate([self._values, values])
+        allc = np.concatenate([self._counts, counts])
+        uniq, inverse = np.unique(allv, return_inverse=True)
+        self._values = uniq
+        self._counts = np.bincount(inverse.ravel(), weights=allc, minlength=len(uniq)).astype(np.int64)
+
+    def _compact(self) -> None:
+        if not self._pending:
+            return
+        raw = np.concatenate(self._pending)
+        self._pending, self._pending_len = [], 0
+        uniq, counts = np.unique(raw, return_counts=True)
+        if len(self._values):
+            self._fold(uniq, counts.astype(np.int64))
+        else:
+            self._values, self._counts = uniq, counts.astype(np.int64)
+
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct values and their counts."""
+        self._compact()
+        return self._values, self._counts
+
+    @property
+    def count(self) -> int:
+        return int(self.table()[1].sum())
+
+    def summary(self) -> Optional[dict]:
+        """STATS dict (count, sum, min, max, mean, p50, p90, p99, p999, hist_log2), or None if empty.
+
+        Percentiles are exact, by nearest rank.
+        """
+        values, counts = self.table()
+        n = int(counts.sum())
+        if n == 0:
+            return None
+        cum = np.cumsum(counts)
+        # Exact integer sum without int64 overflow: add the high and low 32-bit halves apart.
+        hi = (values >> np.uint64(32)).astype(np.int64)
+        lo = (values & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        total = (int((hi * counts).sum()) << 32) + int((lo * counts).sum())
+        out = {
+            "count": n,
+            "sum": total,
+            "min": int(values[0]),
+            "max": int(values[-1]),
+            "mean": total / n,
+        }
+        for label, pct in PERCENTILES:
+            rank = nearest_rank(n, pct)
+            out[label] = int(values[int(np.searchsorted(cum, rank))])
+        out["hist_log2"] = log2_histogram(values, counts)
+        out["percentiles_from"] = "exact"
+        return out
+
+
+def stats_from_log2(hist: Iterable[int], count: int, total: int, vmin: int, vmax: int) -> dict:
+    """STATS from a merged log2 histogram: percentiles are bucket upper bounds (clamped to max)."""
+    hist = [int(x) for x in hist]
+    out = {"count": count, "sum": total, "min": vmin, "max": vmax, "mean": (total / count) if count else 0.0}
+    cum = np.cumsum(hist) if hist else np.zeros(1, dtype=np.int64)
+    for label, pct in PERCENTILES:
+        rank = nearest_rank(count, pct)
+        idx = int(np.searchsorted(cum, rank))
+        upper = 0 if idx == 0 else (1 << idx) - 1
+        out[label] = int(min(max(upper, vmin), vmax))
+    out["hist_log2"] = hist
+    out["percentiles_from"] = "log2 histogram (upper bucket bound)"
+    return out

@@ -1,0 +1,189 @@
+"""The report as data: the ``zlperf.report/1`` JSON document every front end renders.
+
+Built once from an :class:`~zlperf.analysis.core.Analyzer`; ``zlperf merge`` and ``zlperf
+diff`` read the same document back from files, so everything a renderer needs is in it.
+Keys of the contract (issue 4) are kept; values the recording cannot tell are ``null``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SCHEMA", "Summary", "build_summary", "SLICES"]
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from zlperf import __version__
+
+if TYPE_CHECKING:
+    from zlperf.analysis.core import Analyzer, GroupStats
+
+SCHEMA = "zlperf.report/1"
+#: Timeline counters kept per bin, in this order.
+TIMELINE_COLUMNS = ("contended_events", "acquisitions", "waits", "wait_sum_ns", "holds", "hold_sum_ns")
+#: Equal time slices each zone/caller is cut into to show the run's own noise (used by diff).
+SLICES = 10
+_DISPLAY_BINS = 40
+
+#: A summary is the JSON document itself (a dict), so files and live results are alike.
+Summary = dict
+
+
+def _stats(dist, allowed: bool) -> Optional[dict]:
+    if not allowed:
+        return None
+    return dist.summary()
+
+
+def _group_entry(g: "GroupStats", caps, duration_ns: int) -> dict[str, Any]:
+    secs = duration_ns / 1e9 if duration_ns > 0 else 0.0
+    entry: dict[str, Any] = {
+        "contended_events": g.contended_events,
+        "contended_per_sec": (g.contended_events / secs) if secs else None,
+        "acquisitions": g.acquisitions if caps.acquisitions else None,
+        "contended": g.contended if caps.acquisitions else None,
+        "contention_ratio": (g.contended / g.acquisitions) if caps.acquisitions and g.acquisitions else None,
+        "wait_ns": _stats(g.wait, caps.waits),
+        "hold_ns": _stats(g.hold, caps.holds),
+        "unmatched_unlocks": g.unmatched_unlocks if caps.holds else None,
+        "unreleased": g.unreleased if caps.holds else None,
+        "broken_by_missed": g.broken_by_missed if caps.holds else None,
+    }
+    return entry
+
+
+def _slices(series: Optional[dict[int, np.ndarray]], first_bin: int, last_bin: int) -> dict[str, list]:
+    """Per-slice contention rate and mean wait/hold: the noise ``zlperf diff`` compares against."""
+    span = max(1, last_bin - first_bin + 1)
+    edges = np.linspace(first_bin, last_bin + 1, SLICES + 1)
+    sums = np.zeros((SLICES, len(TIMELINE_COLUMNS)))
+    if series:
+        bins = np.fromiter(series.keys(), dtype=np.int64)
+        rows = np.stack(list(series.values()))
+        which = np.clip(np.searchsorted(edges, bins, side="right") - 1, 0, SLICES - 1)
+        np.add.at(sums, which, rows)
+    widths = np.diff(edges)  # in bins
+    return {
+        "bins_per_slice": float(span / SLICES),
+        "contended_events": sums[:, 0].astype(int).tolist(),
+        "acquisitions": sums[:, 1].astype(int).tolist(),
+        "waits": sums[:, 2].astype(int).tolist(),
+        "wait_sum_ns": sums[:, 3].tolist(),
+        "holds": sums[:, 4].astype(int).tolist(),
+        "hold_sum_ns": sums[:, 5].tolist(),
+        "slice_bins": widths.tolist(),
+    }
+
+
+def _timeline(series: Optional[dict[int, np.ndarray]], bin_ns: int, first_ts: int, last_ts: int) -> dict:
+    """The overall timeline rebinned to at most _DISPLAY_BINS bins covering the recording."""
+    first_bin, last_bin = first_ts // bin_ns, last_ts // bin_ns
+    nbins = last_bin - first_bin + 1
+    factor = max(1, -(-nbins // _DISPLAY_BINS))
+    width = bin_ns * factor
+    out_n = -(-nbins // factor)
+    sums = np.zeros((out_n, len(TIMELINE_COLUMNS)))
+    if series:
+        bins = np.fromiter(series.keys(), dtype=np.int64)
+        rows = np.stack(list(series.values()))
+        np.add.at(sums, np.clip((bins - first_bin) // factor, 0, out_n - 1), rows)
+    start = first_bin * bin_ns
+    return {
+        "bin_ns": int(width),
+        "start_ns": int(start),
+        "bins": [
+            {"t_ns": int(start + i * width), **{c: (int(v) if not c.endswith("_ns") else float(v))
+                                              for c, v in zip(TIMELINE_COLUMNS, row)}}
+            for i, row in enumerate(sums)
+        ],
+    }
+
+
+def build_summary(an: "Analyzer") -> Summary:
+    """Turn an analyzer's accumulated state into the report document."""
+    info, opts = an.info, an.options
+    caps = an.abi.capabilities(an.event_counts)
+    first = an.first_ts if an.first_ts is not None else 0
+    last = an.last_ts if an.last_ts is not None else first
+    lo = max(first, opts.since_ns) if opts.since_ns is not None else first
+    hi = min(last, opts.until_ns) if opts.until_ns is not None else last
+    duration = max(0, hi - lo)
+    symbols = info.symbols
+
+    def sym(addr: int) -> str:
+        return symbols.symbolize(addr) if symbols is not None and len(symbols) else f"{addr:#x}"
+
+    bin_ns = opts.bin_ns
+    first_bin, last_bin = lo // bin_ns, hi // bin_ns
+
+    def entry(dim: str, key: int, g) -> dict:
+        e = _group_entry(g, caps, duration)
+        if dim in ("zone", "caller"):
+            e["slices"] = _slices(an.timeline.get((dim, key)), first_bin, last_bin)
+        return e
+
+    zones = []
+    for code, g in sorted(an.groups["zone"].items(), key=lambda kv: an.zones.zones[kv[0]].label):
+        z = an.zones.zones[code]
+        zones.append({"node": z.node, "zone": z.name, "label": z.label, "lock_addr": z.lock_addr,
+                      **entry("zone", code, g)})
+
+    callers = []
+    for addr, g in an.groups["caller"].items():
+        role = "lock" if (g.contended_events or g.acquisitions or g.wait.count) else "unlock"
+        callers.append({"caller": sym(addr), "addr": f"{addr:#x}", "role": role, **entry("caller", addr, g)})
+    callers.sort(key=lambda c: (-c["contended_events"], -(c["acquisitions"] or 0), c["caller"]))
+
+    cpus = [{"cpu": cpu, **entry("cpu", cpu, g)} for cpu, g in sorted(an.groups["cpu"].items())]
+    tasks = [{"pid": pid, "comm": info.cmdlines.get(pid, "<...>"), **entry("task", pid, g)}
+             for pid, g in an.groups["task"].items()]
+    tasks.sort(key=lambda t: (-t["contended_events"], -(t["acquisitions"] or 0), t["pid"]))
+
+    hold_by_batch = []
+    if caps.holds:
+        for bucket in sorted(an.hold_by_batch):
+            lo_b = 0 if bucket == 0 else 1 << (bucket - 1)
+            hi_b = 0 if bucket == 0 else (1 << bucket) - 1
+            hold_by_batch.append({"batch_min": lo_b, "batch_max": hi_b, "hold_ns": an.hold_by_batch[bucket].summary()})
+
+    def worst(top, col: str) -> list[dict]:
+        rows = []
+        for r in top.sorted_rows(col):
+            z = an.zones.zones[r["zone"]] if r["zone"] >= 0 else None
+            rows.append({col: r[col], "ts_ns": r["ts"], "cpu": r["cpu"], "pid": r["pid"],
+                         "comm": info.cmdlines.get(r["pid"], "<...>"), "zone": z.label if z else None,
+                         "caller": sym(r["caller"]), **({"count": r["count"]} if "count" in r else {})})
+        return rows
+
+    overrun = sum((s.overrun or 0) for s in info.cpu_stats.values())
+    dropped = sum((s.dropped_events or 0) for s in info.cpu_stats.values())
+    return {
+        "schema": SCHEMA,
+        "zlperf_version": __version__,
+        "source": {"path": info.path, "format": info.format, "clock": info.clock, "cpus": info.cpus,
+                   "kallsyms": getattr(symbols, "source", None) if symbols is not None else None},
+        "abi": caps.abi,
+        "profile": caps.profile,
+        "can_show": {"contended_events": caps.contended_events, "acquisitions": caps.acquisitions,
+                     "waits": caps.waits, "holds": caps.holds},
+        "cannot_show": caps.cannot,
+        "window": {"first_ts_ns": lo, "last_ts_ns": hi, "since_ns": opts.since_ns, "until_ns": opts.until_ns,
+                   "zone": opts.zone},
+        "duration_ns": int(duration),
+        "events": dict(sorted(an.event_counts.items())),
+        "missed_events": an.missed_events,
+        "missed_events_unknown_gaps": an.missed_unknown_gaps,
+        "missed_by_cpu": {str(k): v for k, v in sorted(an.missed_by_cpu.items())},
+        "kernel_overrun": overrun,
+        "kernel_dropped_events": dropped,
+        "totals": _group_entry(an.total, caps, duration),
+        "zones": zones,
+        "callers": callers,
+        "cpus": cpus,
+        "tasks": tasks,
+        "hold_by_batch": hold_by_batch,
+        "timeline": _timeline(an.timeline.get(("all", 0)), bin_ns, lo, hi),
+        "top_waits": worst(an.top_waits, "wait_ns") if caps.waits else [],
+        "top_holds": worst(an.top_holds, "hold_ns") if caps.holds else [],
+        "warnings": list(info.warnings),
+    }
