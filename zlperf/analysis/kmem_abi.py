@@ -143,7 +143,7 @@ class KmemZoneLockABI:
             "kind": np.full(n, kind, np.int8),
             "seq": batch.seq.astype(np.int64, copy=False),
             "key": base["zone"],
-            **base,
+            **{c: base[c] for c in ("ts", "cpu", "pid", "zone", "caller")},
             "count": np.asarray(count).astype(np.int32, copy=False),
         }
 

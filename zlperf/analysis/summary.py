@@ -79,7 +79,9 @@ def _timeline(series: Optional[dict[int, np.ndarray]], bin_ns: int, first_ts: in
     """The overall timeline rebinned to at most _DISPLAY_BINS bins covering the recording."""
     first_bin, last_bin = first_ts // bin_ns, last_ts // bin_ns
     nbins = last_bin - first_bin + 1
-    factor = max(1, -(-nbins // _DISPLAY_BINS))
+    # Display bins of a round width (1, 2 or 5 x 10^k of the kept resolution).
+    need = max(1, -(-nbins // _DISPLAY_BINS))
+    factor = next(m * 10**e for e in range(0, 12) for m in (1, 2, 5) if m * 10**e >= need)
     width = bin_ns * factor
     out_n = -(-nbins // factor)
     sums = np.zeros((out_n, len(TIMELINE_COLUMNS)))

@@ -1,0 +1,200 @@
+"""Text rendering of a report document: tables, bcc-style log2 histograms, timeline, worst cases.
+
+Reads only the ``zlperf.report/1`` document, so a report from a file, a merge or a live
+analysis print the same way.
+"""
+
+from __future__ import annotations
+
+__all__ = ["render_text", "format_ns", "log2_hist_lines"]
+
+from typing import Any, Optional
+
+DIM_TITLES = {"zone": "zones", "caller": "callers", "cpu": "cpus", "task": "tasks"}
+DIM_KEYS = {"zone": "zones", "caller": "callers", "cpu": "cpus", "task": "tasks"}
+
+
+def format_ns(ns: Optional[float]) -> str:
+    """A duration for people: 812ns, 22.0us, 9.08ms, 1.20s; '-' when unknown."""
+    if ns is None:
+        return "-"
+    ns = float(ns)
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            v = ns / scale
+            return f"{v:.3g}{unit}" if v < 100 else f"{v:.0f}{unit}"
+    return f"{ns:.0f}ns"
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+def _ts(ns: int) -> str:
+    return f"{ns // 10**9}.{ns % 10**9:09d}"
+
+
+def log2_hist_lines(hist: list[int], unit: str = "ns", width: int = 40) -> list[str]:
+    """bcc's log2 histogram: ``low -> high : count |****|``."""
+    if not hist:
+        return []
+    peak = max(hist) or 1
+    lines = [f"{unit:>24} : count     distribution"]
+    first = next((i for i, c in enumerate(hist) if c), 0)
+    for i in range(first, len(hist)):
+        lo = 0 if i == 0 else 1 << (i - 1)
+        hi = 0 if i == 0 else (1 << i) - 1
+        stars = "*" * (hist[i] * width // peak) if hist[i] else ""
+        lines.append(f"{lo:>10} -> {hi:<10}: {hist[i]:<9} |{stars:<{width}}|")
+    return lines
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    out = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    for r in rows:
+        out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    return out
+
+
+def _label(dim: str, e: dict) -> str:
+    if dim == "zone":
+        return e["label"]
+    if dim == "caller":
+        return e["caller"] + ("  (unlock)" if e.get("role") == "unlock" else "")
+    if dim == "cpu":
+        return f"cpu{e['cpu']}"
+    return f"{e['comm']}-{e['pid']}"
+
+
+def _group_rows(doc: dict, dim: str, top: Optional[int]) -> list[str]:
+    can = doc["can_show"]
+    entries = doc[DIM_KEYS[dim]]
+    if top:
+        entries = entries[:top]
+    header = [dim, "contended", "/s"]
+    if can["acquisitions"]:
+        header += ["acquired", "cont%"]
+    if can["waits"]:
+        header += ["wait p50", "p99", "max", "total"]
+    if can["holds"]:
+        header += ["hold p50", "p99", "max", "unmatched"]
+    rows = []
+    for e in entries:
+        r = [_label(dim, e), str(e["contended_events"]),
+             "-" if e["contended_per_sec"] is None else f"{e['contended_per_sec']:.1f}"]
+        if can["acquisitions"]:
+            ratio = e["contention_ratio"]
+            r += [_num(e["acquisitions"]), "-" if ratio is None else f"{100 * ratio:.2f}"]
+        if can["waits"]:
+            w = e["wait_ns"] or {}
+            r += [format_ns(w.get("p50")), format_ns(w.get("p99")), format_ns(w.get("max")), format_ns(w.get("sum"))]
+        if can["holds"]:
+            h = e["hold_ns"] or {}
+            r += [format_ns(h.get("p50")), format_ns(h.get("p99")), format_ns(h.get("max")),
+                  _num(e["unmatched_unlocks"])]
+        rows.append(r)
+    return _table(rows, header)
+
+
+def _timeline_lines(doc: dict, width: int = 40) -> list[str]:
+    tl = doc["timeline"]
+    bins = tl["bins"]
+    can = doc["can_show"]
+    key = "contended_events" if any(b["contended_events"] for b in bins) or not can["acquisitions"] else "waits"
+    peak = max((b[key] for b in bins), default=0) or 1
+    lines = [f"{'time (s)':>16}  {key:>10}  {'wait total':>10}  distribution  (bin {format_ns(tl['bin_ns'])})"]
+    for b in bins:
+        bar = "#" * (b[key] * width // peak) if b[key] else ""
+        wait = format_ns(b["wait_sum_ns"]) if can["waits"] else "-"
+        lines.append(f"{_ts(b['t_ns'])[:-6]:>16}  {b[key]:>10}  {wait:>10}  |{bar:<{width}}|")
+    return lines
+
+
+def _worst_lines(rows: list[dict], col: str) -> list[str]:
+    table = [[format_ns(r[col]), _ts(r["ts_ns"]), str(r["cpu"]), f"{r['comm']}-{r['pid']}", r["zone"] or "-",
+              r["caller"]] for r in rows]
+    return _table(table, [col.replace("_ns", ""), "timestamp", "cpu", "task", "zone", "caller"])
+
+
+def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 10) -> str:
+    """The full text report; ``by`` picks the group tables (default zone and caller)."""
+    by = by or ["zone", "caller"]
+    can = doc["can_show"]
+    src = doc["source"]
+    out: list[str] = []
+    out.append(f"zlperf report: {src['path']}  [{src['format']}, clock {src['clock'] or '?'}, {src['cpus']} cpus]")
+    out.append(f"ABI read:  {doc['abi']}")
+    out.append(f"profile:   {doc['profile']}")
+    w = doc["window"]
+    out.append(f"window:    {_ts(w['first_ts_ns'])} .. {_ts(w['last_ts_ns'])}  ({doc['duration_ns'] / 1e9:.3f} s)"
+               + (f"  zone {w['zone']}" if w.get("zone") else ""))
+    out.append("events:    " + ", ".join(f"{k} {v}" for k, v in doc["events"].items()) if doc["events"] else
+               "events:    none")
+    missed = doc["missed_events"]
+    gaps = doc.get("missed_events_unknown_gaps", 0)
+    line = f"missed:    {missed} events lost in ring-buffer overruns"
+    if gaps:
+        line += f" (+{gaps} gaps of unknown size)"
+    if doc.get("kernel_overrun"):
+        line += f"; kernel overrun counter {doc['kernel_overrun']}"
+    out.append(line)
+    if doc.get("source", {}).get("kallsyms"):
+        out.append(f"symbols:   {doc['source']['kallsyms']}")
+    for warning in doc.get("warnings", []):
+        out.append(f"WARNING:   {warning}")
+
+    t = doc["totals"]
+    out.append("")
+    summary = f"contended events: {t['contended_events']}"
+    if t["contended_per_sec"] is not None:
+        summary += f" ({t['contended_per_sec']:.1f}/s)"
+    if can["acquisitions"] and t["acquisitions"]:
+        summary += f"; acquisitions: {t['acquisitions']}, contended {t['contended']} ({100 * t['contention_ratio']:.2f}%)"
+    out.append(summary)
+    if can["holds"]:
+        out.append(f"pairing: {t['hold_ns']['count'] if t['hold_ns'] else 0} holds, "
+                   f"{t['unmatched_unlocks']} unmatched unlocks (trylock paths), {t['unreleased']} unreleased, "
+                   f"{t['broken_by_missed']} broken by missed events")
+
+    for dim in by:
+        out.append("")
+        out.append(f"== by {dim} " + ("(waits and holds attributed to the locked caller)" if dim == "caller" else ""))
+        out.extend(_group_rows(doc, dim, top))
+
+    if can["waits"] and t["wait_ns"]:
+        out.append("")
+        out.append(f"== wait time of contended acquisitions (all zones): count {t['wait_ns']['count']}, "
+                   f"p50 {format_ns(t['wait_ns']['p50'])}, p99 {format_ns(t['wait_ns']['p99'])}, "
+                   f"max {format_ns(t['wait_ns']['max'])}")
+        out.extend(log2_hist_lines(t["wait_ns"]["hist_log2"], "nsecs"))
+    if can["holds"] and t["hold_ns"]:
+        out.append("")
+        out.append(f"== hold time (all zones): count {t['hold_ns']['count']}, p50 {format_ns(t['hold_ns']['p50'])}, "
+                   f"p99 {format_ns(t['hold_ns']['p99'])}, max {format_ns(t['hold_ns']['max'])}")
+        out.extend(log2_hist_lines(t["hold_ns"]["hist_log2"], "nsecs"))
+        if doc["hold_by_batch"]:
+            out.append("")
+            out.append("== hold time by batch size (pages in the locked event's count)")
+            rows = [[f"{b['batch_min']}-{b['batch_max']}", str(b["hold_ns"]["count"]), format_ns(b["hold_ns"]["p50"]),
+                     format_ns(b["hold_ns"]["p99"]), format_ns(b["hold_ns"]["max"]), format_ns(b["hold_ns"]["mean"])]
+                    for b in doc["hold_by_batch"]]
+            out.extend(_table(rows, ["batch", "holds", "p50", "p99", "max", "mean"]))
+
+    if doc["timeline"]["bins"] and (t["contended_events"] or t.get("acquisitions")):
+        out.append("")
+        out.append("== timeline")
+        out.extend(_timeline_lines(doc))
+    if doc["top_waits"]:
+        out.append("")
+        out.append(f"== worst {len(doc['top_waits'])} waits")
+        out.extend(_worst_lines(doc["top_waits"], "wait_ns"))
+    if doc["top_holds"]:
+        out.append("")
+        out.append(f"== worst {len(doc['top_holds'])} holds")
+        out.extend(_worst_lines(doc["top_holds"], "hold_ns"))
+    if doc["cannot_show"]:
+        out.append("")
+        out.append("not shown by this recording:")
+        out.extend(f"  - {c}" for c in doc["cannot_show"])
+    return "\n".join(out) + "\n"
