@@ -141,6 +141,9 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
     out.append(line)
     if doc.get("source", {}).get("kallsyms"):
         out.append(f"symbols:   {doc['source']['kallsyms']}")
+    for note in ("duration_note", "percentiles_note"):
+        if doc.get(note):
+            out.append(f"note:      {doc[note]}")
     for warning in doc.get("warnings", []):
         out.append(f"WARNING:   {warning}")
 
@@ -198,3 +201,31 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
         out.append("not shown by this recording:")
         out.extend(f"  - {c}" for c in doc["cannot_show"])
     return "\n".join(out) + "\n"
+
+
+def _fmt_metric(metric: str, v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    if metric.endswith("_ns"):
+        return format_ns(v)
+    if metric == "contention_ratio":
+        return f"{100 * v:.2f}%"
+    return f"{v:.1f}"
+
+
+def render_diff(diff: dict) -> str:
+    """Side-by-side table of ``zlperf diff``: A, B, change, and whether it beats the noise."""
+    out = [f"zlperf diff:  A = {diff['a']}", f"              B = {diff['b']}",
+           f"'!' marks a change larger than {diff['noise_sigmas']:g} standard errors of the runs' own noise "
+           "(spread across time slices); '?' = no noise estimate for this metric", ""]
+    for g in diff["groups"]:
+        where = "" if g["in_a"] and g["in_b"] else ("  (only in A)" if g["in_a"] else "  (only in B)")
+        out.append(f"== {g['dimension']} {g['name']}{where}")
+        rows = []
+        for m in g["metrics"]:
+            change = "-" if m["change"] is None else ("new" if m["change"] == float("inf") else f"{100 * m['change']:+.1f}%")
+            flag = "?" if m["significant"] is None else ("!" if m["significant"] else "")
+            rows.append([m["metric"], _fmt_metric(m["metric"], m["a"]), _fmt_metric(m["metric"], m["b"]), change, flag])
+        out.extend("  " + line for line in _table(rows, ["metric", "A", "B", "change", ""]))
+        out.append("")
+    return "\n".join(out)
