@@ -15,7 +15,9 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from zlperf.analysis import kmem_abi, stock_abi
 from zlperf.analysis.kmem_abi import KmemZoneLockABI
+from zlperf.analysis.stock_abi import StockContentionABI
 from zlperf.analysis.model import Observations, Table, ZoneTable, table_len
 from zlperf.analysis.stats import Distribution, log2_bucket
 from zlperf.analysis.summary import Summary, build_summary
@@ -35,6 +37,7 @@ class AnalysisOptions:
     zone: Optional[str] = None  #: label "NODE:NAME" (or "lock@0x..." for address-only zones)
     top: int = 10
     bin_ns: int = 10_000_000  #: timeline resolution kept while streaming (rebinned for display)
+    zone_lock_frames: Optional[dict[str, str]] = None  #: stock kernels: replaces stock_frames.ZONE_LOCK_FRAMES
 
 
 @dataclass
@@ -104,7 +107,7 @@ class Analyzer:
         self.info = info
         self.options = options or AnalysisOptions()
         self.zones = ZoneTable()
-        self.abi = KmemZoneLockABI(self.zones)
+        self.abi = self._select_abi(info.formats.keys())
         self.groups: dict[str, dict[int, GroupStats]] = {d: {} for d in DIMENSIONS}
         self.total = GroupStats()
         self.hold_by_batch: dict[int, Distribution] = {}
@@ -120,9 +123,25 @@ class Analyzer:
         self.timeline: dict[tuple[str, int], dict[int, np.ndarray]] = {}
         self._finished = False
 
+    def _select_abi(self, names):
+        """The ABI adapter for the events a recording has; None until known.
+
+        Preference follows what answers most: the seed patch's kmem events (waits and holds
+        with zone names), then lock:contention_* (waits only, zones found by stacks).
+        """
+        names = set(names)
+        if names & set(kmem_abi.EVENTS):
+            return KmemZoneLockABI(self.zones)
+        if names & set(StockContentionABI.events):
+            return StockContentionABI(self.zones, self.info, self.options.zone_lock_frames)
+        return None
+
     # -- feeding ----------------------------------------------------------------------------
     def feed(self, chunk: Chunk) -> None:
         """Account one chunk from the reader."""
+        if self.abi is None:
+            # Files without stored formats (perf script) tell their ABI by their events.
+            self.abi = self._select_abi(chunk.batches.keys())
         for name, batch in chunk.batches.items():
             n = len(batch)
             if not n:
@@ -134,7 +153,8 @@ class Analyzer:
             lo, hi = int(batch.ts.min()), int(batch.ts.max())
             self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
             self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
-        self._account(self.abi.observe(chunk))
+        if self.abi is not None:
+            self._account(self.abi.observe(chunk))
 
     def _count_missed(self, batch) -> None:
         counts = batch.fields["count"].astype(np.int64)
@@ -238,6 +258,8 @@ class Analyzer:
     # -- result ------------------------------------------------------------------------------
     def summary(self) -> Summary:
         """Finish the stream (unreleased acquisitions at the end) and build the summary."""
+        if self.abi is None:
+            self.abi = KmemZoneLockABI(self.zones)  # nothing recognisable: report what is missing
         if not self._finished:
             self._account(self.abi.finish())
             self._finished = True

@@ -86,6 +86,7 @@ class Capabilities:
     waits: bool = False
     holds: bool = False
     cannot: list[str] = field(default_factory=list)  #: plain sentences: what this file cannot show
+    notes: list[str] = field(default_factory=list)  #: what was inferred or left out, and why
 
 
 @dataclass

@@ -127,7 +127,8 @@ def build_summary(an: "Analyzer") -> Summary:
     zones = []
     for code, g in sorted(an.groups["zone"].items(), key=lambda kv: an.zones.zones[kv[0]].label):
         z = an.zones.zones[code]
-        zones.append({"node": z.node, "zone": z.name, "label": z.label, "lock_addr": z.lock_addr,
+        zones.append({"node": z.node, "zone": z.name, "label": z.label,
+                      "lock_addr": None if z.lock_addr is None else f"{z.lock_addr:#x}",
                       **entry("zone", code, g)})
 
     callers = []
@@ -169,6 +170,7 @@ def build_summary(an: "Analyzer") -> Summary:
         "can_show": {"contended_events": caps.contended_events, "acquisitions": caps.acquisitions,
                      "waits": caps.waits, "holds": caps.holds},
         "cannot_show": caps.cannot,
+        "notes": caps.notes,
         "window": {"first_ts_ns": lo, "last_ts_ns": hi, "since_ns": opts.since_ns, "until_ns": opts.until_ns,
                    "zone": opts.zone},
         "duration_ns": int(duration),

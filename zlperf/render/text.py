@@ -196,6 +196,10 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
         out.append("")
         out.append(f"== worst {len(doc['top_holds'])} holds")
         out.extend(_worst_lines(doc["top_holds"], "hold_ns"))
+    if doc.get("notes"):
+        out.append("")
+        out.append("notes:")
+        out.extend(f"  - {n}" for n in doc["notes"])
     if doc["cannot_show"]:
         out.append("")
         out.append("not shown by this recording:")

@@ -1,0 +1,173 @@
+"""Stock kernels (v5.19+): zone->lock waits found among lock:contention_begin/end by their stacks.
+
+contention_begin/end fire on the slow path of every contended lock: no uncontended
+acquisitions, no release, so no hold time. Wait = end - begin on the same CPU for the same
+lock_addr (the latest unpaired begin). A wait is a zone->lock wait when the first frame
+outside the locking code of its begin's stack is a page-allocator zone-lock path
+(zlperf.analysis.stock_frames); after that, every wait on the same lock_addr is that zone's.
+
+Stacks come from the ftrace ``kernel_stack`` event that follows the begin on its CPU
+(trace-cmd -T / options/stacktrace) or from the ``common_callchain`` column (perf -g).
+Contention events are rare next to other events, so the pairing is a plain per-CPU loop
+done once at the end of the stream.
+"""
+
+from __future__ import annotations
+
+__all__ = ["StockContentionABI", "BEGIN", "END"]
+
+from collections import Counter
+from typing import Optional
+
+import numpy as np
+
+from zlperf.analysis.model import Capabilities, Observations, Zone, ZoneTable
+from zlperf.analysis.stock_frames import ZONE_LOCK_FRAMES, first_outside_frame
+from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo
+
+BEGIN = "lock:contention_begin"
+END = "lock:contention_end"
+_B, _E, _S, _G = 0, 1, 2, 3
+
+
+def _stack_batches(chunk: Chunk):
+    return [b for name, b in chunk.batches.items() if name.endswith(":kernel_stack")]
+
+
+class StockContentionABI:
+    """Adapter from lock:contention_begin/end (+ stacks) to :class:`Observations`."""
+
+    name = "lock:contention_begin/end (stock kernel, zone->lock found by stack frames)"
+    events = (BEGIN, END)
+
+    def __init__(self, zones: ZoneTable, info: TraceInfo, frames: Optional[dict[str, str]] = None):
+        self.zones = zones
+        self.info = info  # symbols are read at the end: --kallsyms may replace them after opening
+        self.frames = frames if frames is not None else ZONE_LOCK_FRAMES
+        self._parts: list[dict[str, np.ndarray]] = []
+        self.stacks_seen = 0
+        self.notes: list[str] = []
+        self.unfinished = 0
+        self.unmatched_ends = 0
+
+    def observe(self, chunk: Chunk) -> Observations:
+        """Collect begin/end/stack rows; everything is resolved in :meth:`finish`."""
+        for name, kind in ((BEGIN, _B), (END, _E), (MISSED_EVENTS, _G)):
+            b = chunk.batches.get(name)
+            if b is None or not len(b):
+                continue
+            n = len(b)
+            addr = b.fields["lock_addr"].astype(np.uint64) if "lock_addr" in b.fields else np.zeros(n, np.uint64)
+            stack = np.full(n, None, dtype=object)
+            if kind == _B and "common_callchain" in b.fields:
+                stack = b.fields["common_callchain"]
+            self._parts.append({"kind": np.full(n, kind, np.int8), "cpu": b.cpu.astype(np.int32),
+                                "seq": b.seq.astype(np.int64), "ts": b.ts.astype(np.uint64),
+                                "pid": b.pid.astype(np.int32), "addr": addr, "stack": stack})
+        for b in _stack_batches(chunk):
+            n = len(b)
+            if not n:
+                continue
+            callers = b.fields["caller"]
+            stack = np.empty(n, dtype=object)
+            for i in range(n):
+                row = callers[i]
+                nz = np.flatnonzero(row == 0)
+                stack[i] = row[: nz[0]] if len(nz) else row
+            self._parts.append({"kind": np.full(n, _S, np.int8), "cpu": b.cpu.astype(np.int32),
+                                "seq": b.seq.astype(np.int64), "ts": b.ts.astype(np.uint64),
+                                "pid": b.pid.astype(np.int32), "addr": np.zeros(n, np.uint64), "stack": stack})
+        return Observations()
+
+    def finish(self) -> Observations:
+        """Pair begins with ends per CPU, classify by stack, emit the zone-lock waits."""
+        if not self._parts:
+            return Observations()
+        t = {k: np.concatenate([p[k] for p in self._parts]) for k in self._parts[0]}
+        self._parts = []
+        order = np.lexsort((t["seq"], t["cpu"]))
+        kind, cpu, ts, pid, addr, stack = (t[k][order] for k in ("kind", "cpu", "ts", "pid", "addr", "stack"))
+        waits = []  # (begin ts, cpu, pid, addr, wait_ns, frames)
+        open_by_cpu: dict[int, dict[int, list]] = {}
+        last_begin: Optional[list] = None
+        prev_cpu = None
+        for i in range(len(kind)):
+            c = int(cpu[i])
+            if c != prev_cpu:
+                last_begin, prev_cpu = None, c
+            k = kind[i]
+            if k == _S:
+                if last_begin is not None and last_begin[4] is None:
+                    last_begin[4] = stack[i]
+                last_begin = None
+                continue
+            opened = open_by_cpu.setdefault(c, {})
+            if k == _B:
+                rec = [int(ts[i]), c, int(pid[i]), int(addr[i]), stack[i]]
+                opened.setdefault(rec[3], []).append(rec)
+                last_begin = rec
+            elif k == _E:
+                lst = opened.get(int(addr[i]))
+                if lst:
+                    rec = lst.pop()
+                    waits.append((rec[0], c, rec[2], rec[3], int(ts[i]) - rec[0], rec[4]))
+                else:
+                    self.unmatched_ends += 1
+                last_begin = None
+            else:  # a ring-buffer gap: waits open across it cannot be measured
+                self.unfinished += sum(len(v) for v in opened.values())
+                opened.clear()
+                last_begin = None
+        self.unfinished += sum(len(v) for o in open_by_cpu.values() for v in o.values())
+        return self._classify(waits)
+
+    def _function_of(self, addr: int) -> Optional[str]:
+        symbols = self.info.symbols
+        return symbols.function(addr) if symbols is not None and len(symbols) else None
+
+    def _classify(self, waits: list) -> Observations:
+        callers = np.zeros(len(waits), np.uint64)
+        functions: list[Optional[str]] = []
+        zone_addrs: set[int] = set()
+        for i, w in enumerate(waits):
+            frames = w[5]
+            if frames is None or len(frames) == 0:
+                functions.append(None)
+                continue
+            self.stacks_seen += 1
+            caller, fn = first_outside_frame(frames, self._function_of)
+            callers[i] = caller or 0
+            functions.append(fn)
+            if fn in self.frames:
+                zone_addrs.add(w[3])
+        keep = [i for i, w in enumerate(waits) if w[3] in zone_addrs]
+        others = Counter(functions[i] or "?" for i, w in enumerate(waits) if w[3] not in zone_addrs)
+        other_locks = len({w[3] for w in waits if w[3] not in zone_addrs})
+        if others:
+            top = ", ".join(f"{fn} {n}" for fn, n in others.most_common(5))
+            self.notes.append(f"{sum(others.values())} waits on {other_locks} other locks not attributed to "
+                              f"zone->lock (first frames outside locking code: {top})")
+        codes = np.array([self.zones.code(Zone(lock_addr=waits[i][3])) for i in keep], dtype=np.int32)
+        base = {
+            "ts": np.array([waits[i][0] for i in keep], np.uint64),
+            "cpu": np.array([waits[i][1] for i in keep], np.int32),
+            "pid": np.array([waits[i][2] for i in keep], np.int32),
+            "zone": codes,
+            "caller": callers[keep] if keep else np.zeros(0, np.uint64),
+        }
+        waits_t = dict(base)
+        waits_t["wait_ns"] = np.array([waits[i][4] for i in keep], np.uint64)
+        return Observations(contended=base, waits=waits_t)
+
+    def capabilities(self, event_counts: dict[str, int]) -> Capabilities:
+        """A stock kernel shows contended waits only; say what it cannot show."""
+        caps = Capabilities(abi=self.name, profile="stock", contended_events=True, waits=True)
+        caps.cannot.append("uncontended acquisitions and hold times: lock:contention_* fire only on the contended "
+                           "slow path and no event marks the release (needs the zone-lock tracepoint patch)")
+        if event_counts.get(BEGIN, 0) and not self.stacks_seen:
+            caps.cannot.insert(0, "which waits are on zone->lock: this recording has no stacks (record with "
+                                  "--profile stock, which enables them)")
+        caps.notes = list(self.notes)
+        if self.unfinished:
+            caps.notes.append(f"{self.unfinished} waits had no contention_end (recording ended or events were missed)")
+        return caps
