@@ -1,0 +1,65 @@
+"""Exact distributions: nearest-rank percentiles and log2 histograms against textbook definitions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zlperf.analysis.stats import Distribution, log2_bucket, stats_from_log2
+
+
+def textbook_percentile(values: list[int], p: float) -> int:
+    """The smallest value with at least p% of values <= it."""
+    s = sorted(values)
+    for v in s:
+        if sum(1 for x in s if x <= v) * 100 >= p * len(s):
+            return v
+    return s[-1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2**63 - 1), min_size=1, max_size=60),
+       st.integers(min_value=1, max_value=5))
+def test_distribution_matches_textbook(values, pieces):
+    d = Distribution()
+    for part in np.array_split(np.array(values, dtype=np.uint64), pieces):
+        d.add(part)
+    s = d.summary()
+    assert s["count"] == len(values)
+    assert s["sum"] == sum(values)
+    assert s["min"] == min(values) and s["max"] == max(values)
+    for label, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
+        assert s[label] == textbook_percentile(values, p), label
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=200))
+def test_log2_buckets_are_bit_lengths(values):
+    buckets = log2_bucket(np.array(values, dtype=np.uint64))
+    assert [int(b) for b in buckets] == [v.bit_length() for v in values]
+
+
+def test_merge_equals_adding_everything():
+    rng = np.random.default_rng(7)
+    a, b = rng.integers(0, 10**7, 5000), rng.integers(0, 10**9, 70000)
+    da, db, both = Distribution(), Distribution(), Distribution()
+    da.add(a)
+    db.add(b)
+    both.add(np.concatenate([a, b]))
+    da.merge(db)
+    assert da.summary() == both.summary()
+
+
+def test_percentiles_from_log2_are_bucket_upper_bounds():
+    values = np.array([1, 2, 3, 100, 1000, 5000], dtype=np.uint64)
+    d = Distribution()
+    d.add(values)
+    s = d.summary()
+    h = stats_from_log2(s["hist_log2"], s["count"], s["sum"], s["min"], s["max"])
+    for label in ("p50", "p90", "p99"):
+        exact = s[label]
+        assert exact <= h[label] <= max(2 * exact, 1), label  # within one log2 bucket
+    assert h["percentiles_from"].startswith("log2")
+    assert math.isclose(h["mean"], s["mean"])
