@@ -39,7 +39,7 @@ def log2_hist_lines(hist: list[int], unit: str = "ns", width: int = 40) -> list[
     if not hist:
         return []
     peak = max(hist) or 1
-    lines = [f"{unit:>24} : count     distribution"]
+    lines = [f"{unit:>23} : count     distribution"]
     first = next((i for i, c in enumerate(hist) if c), 0)
     for i in range(first, len(hist)):
         lo = 0 if i == 0 else 1 << (i - 1)
@@ -79,6 +79,8 @@ def _group_rows(doc: dict, dim: str, top: Optional[int]) -> list[str]:
         header += ["wait p50", "p99", "max", "total"]
     if can["holds"]:
         header += ["hold p50", "p99", "max", "unmatched"]
+    if not entries:
+        return ["  (none: no zone-lock contention in this recording)"]
     rows = []
     for e in entries:
         r = [_label(dim, e), str(e["contended_events"]),
