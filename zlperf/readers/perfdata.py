@@ -1,0 +1,847 @@
+"""Native perf.data (PERFILE2) reader: tracepoint samples as zlperf.events Chunks, with numpy.
+
+Specs: the kernel's tools/perf/Documentation/perf.data-file-format.txt (file header, attrs,
+feature sections) and include/uapi/linux/perf_event.h (records, sample layout).
+
+Ordering. perf.data is not globally time-sorted: ``perf record -a`` drains one ring buffer
+per CPU (every event of a CPU is redirected into it) round after round, so the records of
+one CPU appear in the file in the order that CPU's buffer received them, and
+FINISHED_ROUND only bounds reordering *between* buffers. The reader checks this on every
+file (per-CPU sample times never decrease in file order); then ``seq`` is the record's byte
+position and chunks follow the file. If a file breaks it (``--per-thread`` buffers, files
+rewritten by tools), the samples are sorted by (time, file position) first, which is what
+perf script's ordered-events queue does, and ``seq`` is the rank in that order.
+
+Symbols: perf.data carries no kallsyms. :func:`find_kallsyms` picks, in this order, the file
+the caller names (``--kallsyms``), the copy ``zlperf record`` saves beside the recording
+(``FILE.kallsyms[.gz]``, or ``STEM.kallsyms[.gz]`` for ``STEM.data``), or /proc/kallsyms when
+the recording's hostname and kernel release are this host's. The kernel's base address
+recorded by perf (the ``[kernel.kallsyms]_text`` mmap) is checked against the table; a
+mismatch (another boot, KASLR) becomes a warning.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PERF_MAGIC",
+    "PerfDataReader",
+    "PerfAttr",
+    "PerfHeaderInfo",
+    "open_perf_data",
+    "read_header",
+    "find_kallsyms",
+    "kallsyms_candidates",
+]
+
+import mmap
+import os
+import re
+import socket
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Collection, Iterator, Optional
+
+import numpy as np
+
+from zlperf.errors import TraceFormatError
+from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
+from zlperf.formats import EventFormat, parse_event_format
+from zlperf.kallsyms import Kallsyms
+
+PERF_MAGIC = b"PERFILE2"
+_MAGIC_SWAPPED = PERF_MAGIC[::-1]
+
+# perf_event_header.type values used here (uapi perf_event.h and perf's user types >= 64).
+_MMAP, _LOST, _COMM, _SAMPLE, _LOST_SAMPLES = 1, 2, 3, 9, 13
+_ID_INDEX, _COMPRESSED = 69, 81
+
+# perf_event_attr.type for tracepoints.
+_TYPE_TRACEPOINT = 2
+
+# sample_type bits, in the order the fields appear in a PERF_RECORD_SAMPLE.
+_S_IP, _S_TID, _S_TIME, _S_ADDR, _S_READ = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 4
+_S_CALLCHAIN, _S_ID, _S_CPU, _S_PERIOD, _S_STREAM_ID = 1 << 5, 1 << 6, 1 << 7, 1 << 8, 1 << 9
+_S_RAW, _S_IDENTIFIER = 1 << 10, 1 << 16
+
+# read_format bits.
+_R_TOTAL_TIME_ENABLED, _R_TOTAL_TIME_RUNNING, _R_ID, _R_GROUP, _R_LOST = 1, 2, 4, 8, 16
+
+# Feature bits (perf's HEADER_* ids) read here.
+_F_TRACING_DATA, _F_HOSTNAME, _F_OSRELEASE, _F_VERSION, _F_ARCH, _F_NRCPUS = 1, 3, 4, 5, 6, 7
+_F_CMDLINE, _F_EVENT_DESC, _F_CLOCKID, _F_DIR_FORMAT, _F_COMPRESSED = 11, 12, 23, 24, 27
+
+# Callchain context markers (PERF_CONTEXT_*): values >= 2**64 - 4095.
+_CONTEXT_MAX = np.uint64(2**64 - 4095)
+_CONTEXT_KERNEL = np.uint64(2**64 - 128)
+_KERNEL_HALF = np.uint64(1 << 63)  # x86-64/arm64 kernel text lives in the upper half
+
+#: Samples decoded per chunk: bounds the temporary index arrays (n x field size bytes).
+CHUNK_SAMPLES = 1 << 18
+#: Words examined per window of the record walk (bounds its temporaries to ~100 MB).
+_WALK_WINDOW = 1 << 22
+
+_HEADER = struct.Struct("<8sQQQQQQQQ4Q")
+
+
+@dataclass
+class PerfAttr:
+    """One perf_event_attr of the file and what decoding its samples needs."""
+
+    index: int
+    type: int
+    config: int
+    sample_type: int
+    read_format: int
+    sample_id_all: bool
+    ids: list[int] = field(default_factory=list)
+    name: str = ""  #: "kmem:mm_zone_locked" for tracepoints (from the stored format)
+    format: Optional[EventFormat] = None
+
+    @property
+    def has_callchain(self) -> bool:
+        """Samples carry a call chain (``perf record -g``)."""
+        return bool(self.sample_type & _S_CALLCHAIN)
+
+
+@dataclass
+class PerfHeaderInfo:
+    """Everything outside the data section: attrs, features, tracing data."""
+
+    path: str
+    data_offset: int
+    data_size: int
+    attrs: list[PerfAttr]
+    hostname: Optional[str] = None
+    osrelease: Optional[str] = None
+    arch: Optional[str] = None
+    perf_version: Optional[str] = None
+    cmdline: Optional[str] = None
+    nr_cpus: int = 0
+    clockid: Optional[int] = None
+    compressed: bool = False
+    long_size: int = 8
+    page_size: int = 4096
+    formats: dict[str, EventFormat] = field(default_factory=dict)
+    saved_cmdlines: dict[int, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _err(path: str, offset: Optional[int], problem: str, hint: str = "") -> TraceFormatError:
+    return TraceFormatError(path, offset, problem, hint)
+
+
+# -- header and features -----------------------------------------------------------------------
+
+class _Cursor:
+    """Sequential little-endian reads over a bytes-like object, failing with a clear error."""
+
+    def __init__(self, buf, pos: int, end: int, path: str, what: str):
+        self.buf, self.pos, self.end, self.path, self.what = buf, pos, end, path, what
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise _err(self.path, self.pos, f"{self.what} ends early (wanted {n} bytes)",
+                       "the file is truncated or not written by perf record")
+        out = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    def u32(self) -> int:
+        return struct.unpack("<I", self.take(4))[0]
+
+    def u64(self) -> int:
+        return struct.unpack("<Q", self.take(8))[0]
+
+    def cstr(self) -> str:
+        end = self.buf.find(b"\0", self.pos, self.end) if hasattr(self.buf, "find") else -1
+        if end < 0:
+            raise _err(self.path, self.pos, f"{self.what}: unterminated string")
+        s = bytes(self.buf[self.pos:end]).decode("utf-8", "replace")
+        self.pos = end + 1
+        return s
+
+    def perf_string(self) -> str:
+        """perf_header_string: u32 len, then len bytes, NUL-padded."""
+        n = self.u32()
+        return self.take(n).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _parse_tracing_data(buf, start: int, size: int, hdr: PerfHeaderInfo) -> None:
+    """HEADER_TRACING_DATA: the same layout as a trace.dat v6 header (TRACEDAT.md §v6 1-5)."""
+    c = _Cursor(buf, start, start + size, hdr.path, "tracing data (event formats)")
+    if c.take(3) != b"\x17\x08\x44" or c.take(7) != b"tracing":
+        raise _err(hdr.path, start, "tracing data section has no 'tracing' magic",
+                   "the file was not recorded with tracepoints, or is damaged")
+    version = c.cstr()
+    if c.take(1) != b"\0":
+        raise _err(hdr.path, c.pos - 1, "big-endian tracing data is not supported")
+    hdr.long_size = c.take(1)[0]
+    hdr.page_size = c.u32()
+    for tag in (b"header_page\0", b"header_event\0"):
+        if c.take(len(tag)) != tag:
+            raise _err(hdr.path, c.pos - len(tag), f"tracing data: expected {tag[:-1].decode()!r}")
+        c.take(c.u64())
+    for _ in range(c.u32()):  # ftrace's own formats: not events perf records
+        c.take(c.u64())
+    for _ in range(c.u32()):
+        system = c.cstr()
+        for _ in range(c.u32()):
+            text = c.take(c.u64()).decode("utf-8", "replace")
+            try:
+                fmt = parse_event_format(text, system)
+            except ValueError as exc:
+                hdr.warnings.append(f"an event format of {system} in the tracing data is unreadable ({exc})")
+                continue
+            fmt.system = fmt.system or system
+            hdr.formats[fmt.full_name] = fmt
+    c.take(c.u32())  # kallsyms: perf stores none
+    c.take(c.u32())  # printk formats
+    try:
+        if float(version) >= 0.6:
+            for line in c.take(c.u64()).decode("utf-8", "replace").splitlines():
+                pid, _, comm = line.partition(" ")
+                if pid.strip().isdigit() and comm:
+                    hdr.saved_cmdlines[int(pid)] = comm.strip()
+    except ValueError:
+        pass
+
+
+def _parse_features(buf, file_size: int, feat_bits: list[int], hdr: PerfHeaderInfo) -> None:
+    base = hdr.data_offset + hdr.data_size
+    for i, bit in enumerate(feat_bits):
+        pos = base + 16 * i
+        if pos + 16 > file_size:
+            raise _err(hdr.path, pos, f"feature section table is cut off (file is {file_size} bytes)",
+                       "the perf.data was truncated; copy it again from the recording host")
+        off, size = struct.unpack_from("<QQ", buf, pos)
+        if off + size > file_size:
+            raise _err(hdr.path, off, f"feature {bit} lies past the end of the file ({file_size} bytes)",
+                       "the perf.data was truncated; copy it again from the recording host")
+        c = _Cursor(buf, off, off + size, hdr.path, f"feature {bit}")
+        if bit == _F_TRACING_DATA:
+            _parse_tracing_data(buf, off, size, hdr)
+        elif bit == _F_HOSTNAME:
+            hdr.hostname = c.perf_string()
+        elif bit == _F_OSRELEASE:
+            hdr.osrelease = c.perf_string()
+        elif bit == _F_VERSION:
+            hdr.perf_version = c.perf_string()
+        elif bit == _F_ARCH:
+            hdr.arch = c.perf_string()
+        elif bit == _F_NRCPUS:
+            nr_online, nr_avail = c.u32(), c.u32()  # written as (nr_cpus_avail, nr_cpus_online) by perf
+            hdr.nr_cpus = max(nr_online, nr_avail)
+        elif bit == _F_CMDLINE:
+            hdr.cmdline = " ".join(c.perf_string() for _ in range(c.u32()))
+        elif bit == _F_CLOCKID:
+            hdr.clockid = c.u64()
+        elif bit == _F_COMPRESSED:
+            hdr.compressed = True
+        elif bit == _F_DIR_FORMAT:
+            hdr.warnings.append("directory-format perf.data (perf record --threads): only the main data file is read")
+
+
+def read_header(path: str, buf=None) -> PerfHeaderInfo:
+    """Parse the file header, attrs and feature sections of a perf.data (not the data section)."""
+    path = str(path)
+    if os.path.isdir(path):
+        raise _err(path, None, "is a directory (perf record --threads writes one)",
+                   "record without --threads, or merge it with `perf inject -i DIR -o FILE`")
+    own = buf is None
+    if own:
+        with open(path, "rb") as fh:
+            buf = fh.read()
+    file_size = len(buf)
+    if file_size < 16 or bytes(buf[:8]) not in (PERF_MAGIC, _MAGIC_SWAPPED):
+        raise _err(path, 0, "not a perf.data file (no PERFILE2 magic)",
+                   "give a file written by `perf record`")
+    if bytes(buf[:8]) == _MAGIC_SWAPPED:
+        raise _err(path, 0, "big-endian perf.data is not supported", "read it on a big-endian host with perf script")
+    header_size = struct.unpack_from("<Q", buf, 8)[0]
+    if header_size == 16:
+        raise _err(path, 0, "pipe-mode perf.data (perf record -o -) is not supported",
+                   "convert it with `perf inject -i FILE -o FILE2`")
+    if file_size < _HEADER.size:
+        raise _err(path, file_size, "the file header is cut off", "the perf.data was truncated")
+    (_, header_size, attr_size, a_off, a_size, d_off, d_size, _e_off, _e_size, *flags) = _HEADER.unpack_from(buf, 0)
+    hdr = PerfHeaderInfo(path, d_off, d_size, [])
+    if d_size == 0 and file_size > d_off:
+        # perf record writes the final header at exit: 0 means it never finished.
+        raise _err(path, 8, "perf record did not finish this file: the header has no data size and no "
+                            "event formats", "re-record and let perf record exit normally (Ctrl-C once)")
+    if d_off + d_size > file_size:
+        raise _err(path, file_size, f"data section ends at {d_off + d_size:#x}, past the end of the file",
+                   "the perf.data was truncated; copy it again from the recording host")
+    if attr_size < 16 + 64 or a_size % attr_size or a_off + a_size > file_size:
+        raise _err(path, 24, f"attribute section is malformed (attr size {attr_size}, section {a_size} bytes)")
+    for i in range(a_size // attr_size):
+        pos = a_off + i * attr_size
+        a_type, _a_sz, config, _period, sample_type, read_format, bits = struct.unpack_from("<IIQQQQQ", buf, pos)
+        ids_off, ids_size = struct.unpack_from("<QQ", buf, pos + attr_size - 16)
+        if ids_off + ids_size > file_size:
+            raise _err(path, pos, "attribute ids lie past the end of the file", "the perf.data was truncated")
+        ids = list(struct.unpack_from(f"<{ids_size // 8}Q", buf, ids_off)) if ids_size else []
+        hdr.attrs.append(PerfAttr(i, a_type, config, sample_type, read_format, bool(bits >> 18 & 1), ids))
+    feat_bits = [b for b in range(256) if flags[b // 64] >> (b % 64) & 1]
+    _parse_features(buf, file_size, feat_bits, hdr)
+    by_id = {f.id: f for f in hdr.formats.values()}
+    for a in hdr.attrs:
+        if a.type == _TYPE_TRACEPOINT:
+            a.format = by_id.get(a.config)
+            a.name = a.format.full_name if a.format else f"tracepoint#{a.config}"
+    return hdr
+
+
+# -- symbols -----------------------------------------------------------------------------------
+
+def kallsyms_candidates(path: str) -> list[Path]:
+    """Where ``zlperf record`` may have saved the kallsyms of ``path`` (first existing wins)."""
+    p = Path(path)
+    stems = [p]
+    if p.suffix == ".data":
+        stems.append(p.with_suffix(""))  # perf.data -> perf.kallsyms, full.perf.data -> full.perf.kallsyms
+    return [Path(f"{s}.kallsyms{gz}") for s in stems for gz in ("", ".gz")]
+
+
+def _same_host(hdr: PerfHeaderInfo) -> bool:
+    uname = os.uname()
+    host_ok = hdr.hostname is None or hdr.hostname in (uname.nodename, socket.gethostname())
+    return bool(hdr.osrelease) and hdr.osrelease == uname.release and host_ok
+
+
+def find_kallsyms(path: str, hdr: PerfHeaderInfo, explicit: Optional[str] = None,
+                  warnings: Optional[list[str]] = None) -> Optional[Kallsyms]:
+    """The kallsyms table for a perf.data by the convention in the module docstring, or None.
+
+    ``explicit`` (a ``--kallsyms`` file) wins. Problems (none found, host differs) are
+    appended to ``warnings``; the table's ``source`` says which was used.
+    """
+    notes = warnings if warnings is not None else []
+    if explicit:
+        try:
+            return Kallsyms.from_file(explicit)
+        except OSError as exc:
+            raise TraceFormatError(explicit, None, f"cannot read kallsyms ({exc.strerror})")
+    for cand in kallsyms_candidates(path):
+        if cand.is_file():
+            try:
+                return Kallsyms.from_file(str(cand))
+            except OSError as exc:
+                notes.append(f"cannot read {cand} ({exc.strerror})")
+    where = " or ".join(str(c) for c in kallsyms_candidates(path)[::2])
+    if _same_host(hdr):
+        try:
+            with open("/proc/kallsyms", "rb") as fh:
+                syms = Kallsyms.from_text(fh.read().decode("utf-8", "replace"),
+                                          source="/proc/kallsyms (this host: same hostname and kernel release)")
+        except OSError as exc:
+            notes.append(f"cannot read /proc/kallsyms ({exc.strerror}): callers shown as addresses")
+            return None
+        if len(syms):
+            return syms
+        notes.append("/proc/kallsyms shows no addresses (not root): callers shown as addresses")
+        return None
+    host = f"{hdr.hostname or '?'} {hdr.osrelease or '?'}"
+    notes.append(f"no kallsyms for this perf.data (recorded on {host}, perf.data carries none; looked for "
+                 f"{where}): callers shown as addresses; give --kallsyms FILE with the recording host's "
+                 f"/proc/kallsyms")
+    return None
+
+
+def check_kernel_base(symbols: Optional[Kallsyms], ref: Optional[tuple[str, int]]) -> Optional[str]:
+    """A warning when the recording's kernel base (from its kernel mmap) is not where ``symbols`` has it."""
+    if symbols is None or not len(symbols) or ref is None:
+        return None
+    name, addr = ref
+    try:
+        idx = symbols.names.index(name)
+    except ValueError:
+        return None
+    have = int(symbols.addrs[idx])
+    if have != addr:
+        return (f"kallsyms ({symbols.source}) may not match this recording: the recorded kernel had {name} at "
+                f"{addr:#x}, the table has it at {have:#x} (another boot or kernel); callers may be wrong")
+    return None
+
+
+# -- data section ------------------------------------------------------------------------------
+
+@dataclass
+class _Other:
+    pos: int  #: byte offset in the data section
+    type: int
+    size: int
+
+
+def _walk(words: np.ndarray, nbytes: int, path: str, base: int, warnings: list[str]):
+    """Record starts in the data section: (sample byte positions, other records).
+
+    Records are variable length, so a plain walk is one Python step per record. Instead,
+    every 8-byte word that *could* start a sample (type 9, sane size) is a candidate; a run
+    of candidates each ending exactly where the next starts is a run of real records,
+    taken whole. The Python loop only steps over the other records (COMM, FORK,
+    FINISHED_ROUND, ...) and over false candidates inside payloads, which the walk skips
+    because it never lands on them.
+    """
+    nwords = nbytes // 8
+    samples: list[np.ndarray] = []
+    others: list[_Other] = []
+    pos = 0  # word index, always a real record start
+    while pos < nwords:
+        wend = min(pos + _WALK_WINDOW, nwords)
+        w = words[pos:wend]
+        size = (w >> np.uint64(48)).astype(np.int64)
+        is_cand = ((w & np.uint64(0xFFFFFFFF)) == _SAMPLE) & (size >= 16) & ((size & 7) == 0)
+        cand = np.flatnonzero(is_cand) + pos
+        nxt = cand + (size[cand - pos] >> 3)
+        breaks = np.flatnonzero(nxt[:-1] != cand[1:])
+        ncand = len(cand)
+        p = pos
+        while p < wend:
+            k = int(np.searchsorted(cand, p))
+            if k < ncand and cand[k] == p:
+                bi = int(np.searchsorted(breaks, k))
+                last = int(breaks[bi]) if bi < len(breaks) else ncand - 1
+                samples.append(cand[k:last + 1])
+                p = int(nxt[last])
+                continue
+            hw = int(words[p])
+            rtype, rsize = hw & 0xFFFFFFFF, hw >> 48
+            if rsize < 8 or rsize % 8:
+                if rtype == _COMPRESSED:
+                    raise _err(path, base + 8 * p, "compressed perf.data (perf record -z) is not supported",
+                               "decompress it with `perf inject -i FILE -o FILE2`")
+                warnings.append(f"data section damaged at offset {base + 8 * p:#x} (record type {rtype}, size "
+                                f"{rsize}): the rest of the file was not read")
+                return samples, others, True
+            others.append(_Other(8 * p, rtype, rsize))
+            p += rsize >> 3
+        pos = p
+    if pos > nwords:
+        warnings.append("the last record of the data section is cut off (file truncated)")
+        if samples and len(samples[-1]) and samples[-1][-1] * 8 + 8 > nbytes:
+            samples[-1] = samples[-1][:-1]
+    return samples, others, False
+
+
+def _gather(raw: np.ndarray, start: np.ndarray, size: int, dtype: np.dtype, count: int = 1) -> np.ndarray:
+    """``count`` values of ``dtype`` at byte offsets ``start`` (vectorised, any alignment)."""
+    n = len(start)
+    width = size * count
+    if n == 0:
+        return np.empty((0, count) if count > 1 else 0, dtype=dtype)
+    idx = start[:, None] + np.arange(width, dtype=np.int64)
+    block = np.ascontiguousarray(raw[idx])
+    out = block.view(dtype)
+    return out.reshape(n, count) if count > 1 else out.reshape(n)
+
+
+def _strings(raw: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Object array of str: NUL-terminated text at each (start, length); few distinct values expected."""
+    n = len(start)
+    out = np.empty(n, dtype=object)
+    if n == 0:
+        return out
+    for ln in np.unique(length):
+        rows = np.flatnonzero(length == ln)
+        ln = int(ln)
+        if ln <= 0:
+            out[rows] = ""
+            continue
+        block = _gather(raw, start[rows], 1, np.dtype(np.uint8), ln)
+        as_bytes = np.ascontiguousarray(block).view(f"S{ln}").reshape(len(rows))
+        uniq, inverse = np.unique(as_bytes, return_inverse=True)
+        texts = np.array([u.split(b"\0", 1)[0].decode("utf-8", "replace") for u in uniq.tolist()], dtype=object)
+        out[rows] = texts[inverse.ravel()]
+    return out
+
+
+class _Layout:
+    """Word offsets of the fixed-position sample fields for one sample_type."""
+
+    def __init__(self, attr: PerfAttr):
+        st = attr.sample_type
+        w = 1  # after perf_event_header
+        self.identifier = self.ip = self.tid = self.time = self.id = self.cpu = self.period = None
+        if st & _S_IDENTIFIER:
+            self.identifier = w
+            w += 1
+        if st & _S_IP:
+            self.ip = w
+            w += 1
+        if st & _S_TID:
+            self.tid = w
+            w += 1
+        if st & _S_TIME:
+            self.time = w
+            w += 1
+        if st & _S_ADDR:
+            w += 1
+        if st & _S_ID:
+            self.id = w
+            w += 1
+        if st & _S_STREAM_ID:
+            w += 1
+        if st & _S_CPU:
+            self.cpu = w
+            w += 1
+        if st & _S_PERIOD:
+            self.period = w
+            w += 1
+        self.read_words = 0
+        self.read_group = bool(st & _S_READ and attr.read_format & _R_GROUP)
+        rf = attr.read_format
+        if st & _S_READ:
+            extra = bool(rf & _R_TOTAL_TIME_ENABLED) + bool(rf & _R_TOTAL_TIME_RUNNING)
+            per_value = 1 + bool(rf & _R_ID) + bool(rf & _R_LOST)
+            self.read_extra, self.read_per_value = extra, per_value
+            self.read_words = extra + per_value  # non-group: value + extras
+        self.after_fixed = w  # READ (if any) starts here
+        self.callchain = bool(st & _S_CALLCHAIN)
+        self.raw = bool(st & _S_RAW)
+
+
+def _kernel_frames(words: np.ndarray, cc_at: np.ndarray, nr: np.ndarray) -> np.ndarray:
+    """Object array: per sample, np.uint64 kernel frames innermost first, PERF_CONTEXT_* markers removed."""
+    n = len(cc_at)
+    out = np.empty(n, dtype=object)
+    total = int(nr.sum())
+    if total == 0:
+        for i in range(n):
+            out[i] = np.empty(0, np.uint64)
+        return out
+    seg = np.repeat(np.arange(n), nr)
+    starts = np.cumsum(nr) - nr
+    within = np.arange(total) - np.repeat(starts, nr)
+    flat = words[np.repeat(cc_at + 1, nr) + within]
+    is_marker = flat >= _CONTEXT_MAX
+    # The context each frame belongs to: the last marker before it in its own chain.
+    marker_pos = np.where(is_marker, np.arange(total), -1)
+    last = np.maximum.accumulate(marker_pos)
+    seg_first = np.repeat(starts, nr)
+    in_seg = last >= seg_first
+    ctx = np.where(in_seg, flat[np.maximum(last, 0)], np.uint64(0))
+    keep = ~is_marker & ((ctx == _CONTEXT_KERNEL) | (~in_seg & (flat >= _KERNEL_HALF)))
+    kept = flat[keep]
+    counts = np.bincount(seg[keep], minlength=n)
+    parts = np.split(kept, np.cumsum(counts)[:-1])
+    for i, part in enumerate(parts):
+        out[i] = part
+    return out
+
+
+class PerfDataReader:
+    """:class:`~zlperf.events.TraceReader` over a perf.data file (tracepoint samples)."""
+
+    def __init__(self, path: str, kallsyms: Optional[str] = None, chunk_samples: int = CHUNK_SAMPLES):
+        self.path = str(path)
+        self._fh = open(self.path, "rb")
+        try:
+            size = os.fstat(self._fh.fileno()).st_size
+            self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            self.header = read_header(self.path, self._mm)
+        except BaseException:
+            self.close()
+            raise
+        self.chunk_samples = chunk_samples
+        h = self.header
+        warnings = list(h.warnings)
+        uname = " ".join(x for x in (h.hostname, h.osrelease, h.arch) if x) or None
+        self.info = TraceInfo(
+            path=self.path, format="perf.data", clock=_clock_name(h.clockid), long_size=h.long_size,
+            page_size=h.page_size, cpus=h.nr_cpus, buffers=[""],
+            formats={a.name: a.format for a in h.attrs if a.format is not None},
+            cmdlines=dict(h.saved_cmdlines), uname=f"Linux {uname}" if uname else None, warnings=warnings,
+        )
+        if not any(a.type == _TYPE_TRACEPOINT for a in h.attrs):
+            warnings.append("no tracepoint events in this perf.data (record with -e SYS:EVENT)")
+        self._scanned = False
+        self._kernel_ref: Optional[tuple[str, int]] = None
+        self._scan()
+        self.info.symbols = find_kallsyms(self.path, h, kallsyms, warnings)
+        self.check_symbols()
+
+    def check_symbols(self) -> None:
+        """Warn (once per table) when ``info.symbols`` does not match the recorded kernel base."""
+        note = check_kernel_base(self.info.symbols, self._kernel_ref)
+        if note and note not in self.info.warnings:
+            self.info.warnings.append(note)
+
+    # -- scanning ---------------------------------------------------------------------------
+    def _scan(self) -> None:
+        """Walk the data section once: sample positions, COMM/LOST/MMAP records, ordering."""
+        h = self.header
+        base = h.data_offset
+        mm = self._mm
+        self._raw = np.frombuffer(mm, dtype=np.uint8, count=h.data_size, offset=base) if h.data_size else \
+            np.empty(0, np.uint8)
+        self._words = np.frombuffer(mm, dtype="<u8", count=h.data_size // 8, offset=base) if h.data_size >= 8 else \
+            np.empty(0, np.uint64)
+        runs, others, _damaged = _walk(self._words, h.data_size, self.path, base, self.info.warnings)
+        pos = np.concatenate(runs) if runs else np.empty(0, np.int64)  # word index of each sample
+        self._sample_words = pos.astype(np.int64, copy=False)
+        self._attr_of = self._attr_index(pos)
+        lay0 = _Layout(h.attrs[0]) if h.attrs else None
+        lost_pos, lost_cpu, lost_count, lost_time = [], [], [], []
+        self._id_cpu: dict[int, int] = {}
+        trailer = self._trailer_layout()
+        for rec in others:
+            if rec.type == _COMM:
+                pid, tid = struct.unpack_from("<ii", self._raw, rec.pos + 8)
+                end = bytes(self._raw[rec.pos + 16:rec.pos + rec.size]).split(b"\0", 1)[0]
+                self.info.cmdlines[tid] = end.decode("utf-8", "replace")
+            elif rec.type in (_LOST, _LOST_SAMPLES):
+                if rec.type == _LOST:
+                    _id, count = struct.unpack_from("<QQ", self._raw, rec.pos + 8)
+                else:
+                    _id, count = None, struct.unpack_from("<Q", self._raw, rec.pos + 8)[0]
+                cpu, ts = self._trailer(rec, trailer)
+                if cpu is None and _id is not None:
+                    cpu = self._id_cpu.get(_id)
+                lost_pos.append(rec.pos // 8)
+                lost_cpu.append(-1 if cpu is None else cpu)
+                lost_count.append(count)
+                lost_time.append(ts)
+            elif rec.type == _MMAP and self._kernel_ref is None:
+                pid, = struct.unpack_from("<i", self._raw, rec.pos + 8)
+                name = bytes(self._raw[rec.pos + 40:rec.pos + rec.size]).split(b"\0", 1)[0].decode("utf-8", "replace")
+                if pid == -1 and name.startswith("[kernel.kallsyms]") and len(name) > len("[kernel.kallsyms]"):
+                    pgoff, = struct.unpack_from("<Q", self._raw, rec.pos + 32)
+                    self._kernel_ref = (name[len("[kernel.kallsyms]"):], pgoff)
+            elif rec.type == _ID_INDEX:
+                nr, = struct.unpack_from("<Q", self._raw, rec.pos + 8)
+                for j in range(min(nr, (rec.size - 16) // 32)):
+                    eid, _idx, ecpu, _tid = struct.unpack_from("<QQQQ", self._raw, rec.pos + 16 + 32 * j)
+                    self._id_cpu[eid] = ecpu if ecpu < 2**31 else -1
+        if any(c < 0 for c in lost_cpu):
+            self.info.warnings.append("lost-event records without a CPU: counted in the total only")
+        self._lost_pos = np.array(lost_pos, dtype=np.int64)
+        self._lost_cpu = np.array(lost_cpu, dtype=np.int32)
+        self._lost_count = np.array(lost_count, dtype=np.int64)
+
+        # Per-sample time and cpu for the ordering check (all attrs share the fixed layout).
+        n = len(pos)
+        self._time = np.zeros(n, np.uint64)
+        self._cpu = np.zeros(n, np.int32)
+        for ai, attr in enumerate(h.attrs):
+            rows = np.flatnonzero(self._attr_of == ai)
+            if not len(rows):
+                continue
+            lay = _Layout(attr)
+            if lay.time is not None:
+                self._time[rows] = self._words[pos[rows] + lay.time]
+            if lay.cpu is not None:
+                self._cpu[rows] = (self._words[pos[rows] + lay.cpu] & np.uint64(0xFFFFFFFF)).astype(np.int32)
+            elif attr.type == _TYPE_TRACEPOINT:
+                self.info.warnings.append(f"{attr.name}: samples have no CPU (record with -a): all shown as cpu 0")
+        self._order = None  # None: file order is per-CPU time order
+        if n:
+            by_cpu = np.lexsort((pos, self._cpu))
+            t, c = self._time[by_cpu], self._cpu[by_cpu]
+            same = c[1:] == c[:-1]
+            if np.any(same & (t[1:] < t[:-1])):
+                self._order = np.lexsort((pos, self._time))
+        # Each gap goes just before the first sample after it: that sample's rank decides its chunk.
+        if self._order is None:
+            self._lost_rank = np.searchsorted(pos, self._lost_pos)
+            self._lost_seq = self._lost_pos.copy()
+            prev = self._lost_rank - 1
+        else:
+            t_sorted = self._time[self._order]
+            prev_file = np.searchsorted(pos, self._lost_pos) - 1
+            fallback = np.where(prev_file >= 0, self._time[np.maximum(prev_file, 0)], 0) if n else \
+                np.zeros(len(self._lost_pos), np.uint64)
+            lt = np.array([(fallback[i] if x is None else x) for i, x in enumerate(lost_time)], dtype=np.uint64)
+            self._lost_rank = np.searchsorted(t_sorted, lt, side="left")
+            self._lost_seq = 2 * self._lost_rank.astype(np.int64) - 1  # samples are 2 * rank
+            prev = self._lost_rank - 1
+        lt_known = np.array([(-1 if x is None else x) for x in lost_time], dtype=np.int64)
+        before = self._time[self._order[np.maximum(prev, 0)]] if (self._order is not None and n) else \
+            (self._time[np.maximum(prev, 0)] if n else np.zeros(len(prev), np.uint64))
+        self._lost_time = np.where(lt_known >= 0, lt_known.astype(np.uint64), before).astype(np.uint64)
+        self._scanned = True
+
+    def _attr_index(self, pos: np.ndarray) -> np.ndarray:
+        attrs = self.header.attrs
+        n = len(pos)
+        if len(attrs) <= 1 or n == 0:
+            return np.zeros(n, np.int32)
+        lay = _Layout(attrs[0])
+        same_type = len({a.sample_type for a in attrs}) == 1
+        if lay.identifier is not None:
+            ids = self._words[pos + lay.identifier]
+        elif same_type and lay.id is not None:
+            ids = self._words[pos + lay.id]
+        else:
+            raise _err(self.path, None, "samples of several events carry no event id (PERF_SAMPLE_IDENTIFIER)",
+                       "re-record with a current perf")
+        table_ids = np.array([i for a in attrs for i in a.ids], dtype=np.uint64)
+        table_attr = np.array([a.index for a in attrs for _ in a.ids], dtype=np.int32)
+        order = np.argsort(table_ids)
+        table_ids, table_attr = table_ids[order], table_attr[order]
+        k = np.clip(np.searchsorted(table_ids, ids), 0, len(table_ids) - 1)
+        found = table_ids[k] == ids
+        out = np.where(found, table_attr[k], -1).astype(np.int32)
+        if not found.all():
+            self.info.warnings.append(f"{int((~found).sum())} samples with an unknown event id were skipped")
+        return out
+
+    def _trailer_layout(self) -> Optional[list[str]]:
+        attrs = self.header.attrs
+        if not attrs or not attrs[0].sample_id_all:
+            return None
+        st = attrs[0].sample_type
+        names = []
+        for bit, name, words in ((_S_TID, "tid", 1), (_S_TIME, "time", 1), (_S_ID, "id", 1),
+                                 (_S_STREAM_ID, "stream", 1), (_S_CPU, "cpu", 1), (_S_IDENTIFIER, "ident", 1)):
+            if st & bit:
+                names.append(name)
+        return names
+
+    def _trailer(self, rec: _Other, names: Optional[list[str]]) -> tuple[Optional[int], Optional[int]]:
+        """(cpu, time) from a non-sample record's sample_id trailer (sample_id_all)."""
+        if not names:
+            return None, None
+        start = rec.pos + rec.size - 8 * len(names)
+        vals = struct.unpack_from(f"<{len(names)}Q", self._raw, start)
+        d = dict(zip(names, vals))
+        cpu = d["cpu"] & 0xFFFFFFFF if "cpu" in d else None
+        return cpu, d.get("time")
+
+    # -- decoding ---------------------------------------------------------------------------
+    def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "") -> Iterator[Chunk]:
+        """Yield the samples (and lost-event gaps) in chunks of at most ``chunk_samples`` samples."""
+        if buffer:
+            return
+        wanted = None if events is None else set(events)
+        attrs = self.header.attrs
+        decode = {a.index for a in attrs
+                  if a.type == _TYPE_TRACEPOINT and a.format is not None and (wanted is None or a.name in wanted)}
+        missing = {a.name for a in attrs if a.type == _TYPE_TRACEPOINT and a.format is None}
+        for name in sorted(missing):
+            note = f"{name}: no format in the file's tracing data; its samples were skipped"
+            if note not in self.info.warnings:
+                self.info.warnings.append(note)
+        pos = self._sample_words
+        n = len(pos)
+        order = self._order
+        step = max(1, self.chunk_samples)
+        if n == 0:
+            missed = self._lost_in(0, 0, 0)
+            if missed is not None:
+                yield Chunk({MISSED_EVENTS: missed})
+            return
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            rows = np.arange(lo, hi) if order is None else order[lo:hi]
+            seq = pos[rows] if order is None else 2 * np.arange(lo, hi, dtype=np.int64)
+            chunk = Chunk()
+            attr_of = self._attr_of[rows]
+            for ai in np.unique(attr_of):
+                ai = int(ai)
+                if ai not in decode:
+                    continue
+                sel = np.flatnonzero(attr_of == ai)
+                attr = attrs[ai]
+                chunk.batches[attr.name] = self._decode(attr, rows[sel], seq[sel])
+            missed = self._lost_in(lo, hi, n)
+            if missed is not None:
+                chunk.batches[MISSED_EVENTS] = missed
+            if chunk.batches:
+                yield chunk
+
+    def _lost_in(self, lo: int, hi: int, n: int) -> Optional[EventBatch]:
+        """The gaps whose next sample is in rows [lo, hi) (the last chunk also takes trailing gaps)."""
+        if not len(self._lost_pos):
+            return None
+        r = self._lost_rank
+        idx = np.flatnonzero((r >= lo) & ((r < hi) | (hi >= n)))
+        if not len(idx):
+            return None
+        return EventBatch(
+            name=MISSED_EVENTS, ts=self._lost_time[idx], cpu=self._lost_cpu[idx].copy(),
+            pid=np.full(len(idx), -1, np.int32), seq=self._lost_seq[idx].astype(np.int64),
+            fields={"count": self._lost_count[idx].copy()},
+        )
+
+    def _decode(self, attr: PerfAttr, rows: np.ndarray, seq: np.ndarray) -> EventBatch:
+        """One event's columns for the samples ``rows`` (indices into the sample tables)."""
+        words, raw = self._words, self._raw
+        pos = self._sample_words[rows]
+        lay = _Layout(attr)
+        n = len(pos)
+        w = pos + lay.after_fixed
+        if lay.read_words:
+            if lay.read_group:
+                nr = words[w].astype(np.int64)
+                w = w + 1 + lay.read_extra + nr * lay.read_per_value
+            else:
+                w = w + lay.read_words
+        fields: dict[str, np.ndarray] = {}
+        if lay.callchain:
+            nr = words[w].astype(np.int64)
+            fields["common_callchain"] = _kernel_frames(words, w, nr)
+            w = w + 1 + nr
+        fmt = attr.format
+        assert fmt is not None
+        raw_start = w * 8 + 4  # after the u32 raw size
+        for f in fmt.fields:
+            at = raw_start + f.offset
+            if f.data_loc or f.rel_loc:
+                loc = _gather(raw, at, 4, np.dtype("<u4")).astype(np.int64)
+                off, length = loc & 0xFFFF, loc >> 16
+                if f.rel_loc:
+                    off = off + f.offset + f.size
+                start = raw_start + off
+                if f.is_string:
+                    fields[f.name] = _strings(raw, start, length)
+                else:
+                    blobs = np.empty(n, dtype=object)
+                    for i in range(n):
+                        blobs[i] = bytes(raw[start[i]:start[i] + length[i]])
+                    fields[f.name] = blobs
+            elif f.is_string:
+                fields[f.name] = _strings(raw, at, np.full(n, f.size, np.int64))
+            else:
+                dt = f.dtype(True)
+                count = f.array_len or 1
+                if dt.kind == "V":
+                    fields[f.name] = _gather(raw, at, f.size, np.dtype(f"V{f.size}"))
+                else:
+                    fields[f.name] = _gather(raw, at, dt.itemsize, dt, count if f.array_len else 1)
+        ts = self._time[rows] if lay.time is not None else np.zeros(n, np.uint64)
+        cpu = self._cpu[rows]
+        if "common_pid" in fields:
+            pid = fields["common_pid"].astype(np.int32)
+        elif lay.tid is not None:
+            pid = (words[pos + lay.tid] >> np.uint64(32)).astype(np.int32)
+        else:
+            pid = np.full(n, -1, np.int32)
+        return EventBatch(name=attr.name, ts=ts, cpu=cpu.astype(np.int32), pid=pid, seq=seq.astype(np.int64),
+                          fields=fields)
+
+    def close(self) -> None:
+        """Release the mapping and the file."""
+        self._raw = self._words = None  # type: ignore[assignment]
+        mm = getattr(self, "_mm", None)
+        if isinstance(mm, mmap.mmap):
+            try:
+                mm.close()
+            except BufferError:
+                pass  # a caller still holds a view into a batch: the map closes with it
+        fh = getattr(self, "_fh", None)
+        if fh is not None:
+            fh.close()
+
+
+def _clock_name(clockid: Optional[int]) -> str:
+    if clockid is None:
+        return "perf"  # perf's default: local_clock() (sched_clock), like trace-cmd's "local"
+    return {0: "realtime", 1: "monotonic", 4: "monotonic_raw", 7: "boottime", 11: "tai"}.get(clockid,
+                                                                                            f"clockid {clockid}")
+
+
+def open_perf_data(path: str, kallsyms: Optional[str] = None) -> PerfDataReader:
+    """Open a perf.data for reading; raises :class:`TraceFormatError` with one clear line."""
+    return PerfDataReader(path, kallsyms)
