@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from zlperf.analysis import kmem_abi, stock_abi
+from zlperf.analysis import kmem_abi
 from zlperf.analysis.kmem_abi import KmemZoneLockABI
 from zlperf.analysis.stock_abi import StockContentionABI
 from zlperf.analysis.model import Observations, Table, ZoneTable, table_len

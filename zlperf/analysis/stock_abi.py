@@ -22,16 +22,13 @@ from typing import Optional
 import numpy as np
 
 from zlperf.analysis.model import Capabilities, Observations, Zone, ZoneTable
-from zlperf.analysis.stock_frames import ZONE_LOCK_FRAMES, first_outside_frame
+from zlperf.analysis.stacks import CallerResolver, stacks_of
+from zlperf.analysis.stock_frames import ZONE_LOCK_FRAMES
 from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo
 
 BEGIN = "lock:contention_begin"
 END = "lock:contention_end"
-_B, _E, _S, _G = 0, 1, 2, 3
-
-
-def _stack_batches(chunk: Chunk):
-    return [b for name, b in chunk.batches.items() if name.endswith(":kernel_stack")]
+_B, _E, _G = 0, 1, 3
 
 
 class StockContentionABI:
@@ -51,32 +48,18 @@ class StockContentionABI:
         self.unmatched_ends = 0
 
     def observe(self, chunk: Chunk) -> Observations:
-        """Collect begin/end/stack rows; everything is resolved in :meth:`finish`."""
+        """Collect begin (with its stack) / end / gap rows; everything is resolved in :meth:`finish`."""
         for name, kind in ((BEGIN, _B), (END, _E), (MISSED_EVENTS, _G)):
             b = chunk.batches.get(name)
             if b is None or not len(b):
                 continue
             n = len(b)
             addr = b.fields["lock_addr"].astype(np.uint64) if "lock_addr" in b.fields else np.zeros(n, np.uint64)
-            stack = np.full(n, None, dtype=object)
-            if kind == _B and "common_callchain" in b.fields:
-                stack = b.fields["common_callchain"]
+            stack = stacks_of(chunk, name) if kind == _B else None
             self._parts.append({"kind": np.full(n, kind, np.int8), "cpu": b.cpu.astype(np.int32),
                                 "seq": b.seq.astype(np.int64), "ts": b.ts.astype(np.uint64),
-                                "pid": b.pid.astype(np.int32), "addr": addr, "stack": stack})
-        for b in _stack_batches(chunk):
-            n = len(b)
-            if not n:
-                continue
-            callers = b.fields["caller"]
-            stack = np.empty(n, dtype=object)
-            for i in range(n):
-                row = callers[i]
-                nz = np.flatnonzero(row == 0)
-                stack[i] = row[: nz[0]] if len(nz) else row
-            self._parts.append({"kind": np.full(n, _S, np.int8), "cpu": b.cpu.astype(np.int32),
-                                "seq": b.seq.astype(np.int64), "ts": b.ts.astype(np.uint64),
-                                "pid": b.pid.astype(np.int32), "addr": np.zeros(n, np.uint64), "stack": stack})
+                                "pid": b.pid.astype(np.int32), "addr": addr,
+                                "stack": stack if stack is not None else np.full(n, None, dtype=object)})
         return Observations()
 
     def finish(self) -> Observations:
@@ -89,23 +72,12 @@ class StockContentionABI:
         kind, cpu, ts, pid, addr, stack = (t[k][order] for k in ("kind", "cpu", "ts", "pid", "addr", "stack"))
         waits = []  # (begin ts, cpu, pid, addr, wait_ns, frames)
         open_by_cpu: dict[int, dict[int, list]] = {}
-        last_begin: Optional[list] = None
-        prev_cpu = None
         for i in range(len(kind)):
             c = int(cpu[i])
-            if c != prev_cpu:
-                last_begin, prev_cpu = None, c
-            k = kind[i]
-            if k == _S:
-                if last_begin is not None and last_begin[4] is None:
-                    last_begin[4] = stack[i]
-                last_begin = None
-                continue
             opened = open_by_cpu.setdefault(c, {})
+            k = kind[i]
             if k == _B:
-                rec = [int(ts[i]), c, int(pid[i]), int(addr[i]), stack[i]]
-                opened.setdefault(rec[3], []).append(rec)
-                last_begin = rec
+                opened.setdefault(int(addr[i]), []).append([int(ts[i]), c, int(pid[i]), int(addr[i]), stack[i]])
             elif k == _E:
                 lst = opened.get(int(addr[i]))
                 if lst:
@@ -113,33 +85,20 @@ class StockContentionABI:
                     waits.append((rec[0], c, rec[2], rec[3], int(ts[i]) - rec[0], rec[4]))
                 else:
                     self.unmatched_ends += 1
-                last_begin = None
             else:  # a ring-buffer gap: waits open across it cannot be measured
                 self.unfinished += sum(len(v) for v in opened.values())
                 opened.clear()
-                last_begin = None
         self.unfinished += sum(len(v) for o in open_by_cpu.values() for v in o.values())
         return self._classify(waits)
 
-    def _function_of(self, addr: int) -> Optional[str]:
-        symbols = self.info.symbols
-        return symbols.function(addr) if symbols is not None and len(symbols) else None
-
     def _classify(self, waits: list) -> Observations:
-        callers = np.zeros(len(waits), np.uint64)
-        functions: list[Optional[str]] = []
-        zone_addrs: set[int] = set()
-        for i, w in enumerate(waits):
-            frames = w[5]
-            if frames is None or len(frames) == 0:
-                functions.append(None)
-                continue
-            self.stacks_seen += 1
-            caller, fn = first_outside_frame(frames, self._function_of)
-            callers[i] = caller or 0
-            functions.append(fn)
-            if fn in self.frames:
-                zone_addrs.add(w[3])
+        resolver = CallerResolver(self.info)
+        stacks = np.empty(len(waits), dtype=object)
+        stacks[:] = [w[5] for w in waits]
+        callers = resolver.callers(stacks, len(waits))
+        self.stacks_seen += sum(1 for w in waits if w[5] is not None and len(w[5]))
+        functions = [resolver.function_of(int(c)) if c else None for c in callers]
+        zone_addrs = {w[3] for w, fn in zip(waits, functions) if fn in self.frames}
         keep = [i for i, w in enumerate(waits) if w[3] in zone_addrs]
         others = Counter(functions[i] or "?" for i, w in enumerate(waits) if w[3] not in zone_addrs)
         other_locks = len({w[3] for w in waits if w[3] not in zone_addrs})

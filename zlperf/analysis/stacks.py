@@ -1,0 +1,88 @@
+"""Kernel stacks of events: the ftrace ``kernel_stack`` event that follows an event on its CPU
+(trace-cmd -T, tracefs options/stacktrace) or perf's ``common_callchain`` column (perf -g).
+"""
+
+from __future__ import annotations
+
+__all__ = ["stacks_of", "CallerResolver"]
+
+from typing import Optional
+
+import numpy as np
+
+from zlperf.analysis.stock_frames import first_outside_frame
+from zlperf.events import Chunk, TraceInfo
+
+
+def stacks_of(chunk: Chunk, name: str) -> Optional[np.ndarray]:
+    """Per row of batch ``name``: its kernel frames (uint64 array, innermost first) or None.
+
+    A kernel_stack belongs to the event just before it on the same CPU. A stack that
+    would land in the next chunk is not seen (its event keeps None): readers cut chunks at
+    page boundaries, so this is rare, and it costs a caller, never a wrong one.
+    """
+    target = chunk.batches.get(name)
+    if target is None or not len(target):
+        return None
+    if "common_callchain" in target.fields:
+        return target.fields["common_callchain"]
+    stack_batches = [b for n, b in chunk.batches.items() if n.endswith(":kernel_stack") and len(b)]
+    if not stack_batches:
+        return None
+    cpus, seqs, target_row, stack_batch, stack_row = [], [], [], [], []
+    for n, b in chunk.batches.items():
+        if not len(b):
+            continue
+        k = len(b)
+        cpus.append(b.cpu.astype(np.int64))
+        seqs.append(b.seq.astype(np.int64))
+        target_row.append(np.arange(k) if n == name else np.full(k, -1))
+        which = next((i for i, sb in enumerate(stack_batches) if sb is b), -1)
+        stack_batch.append(np.full(k, which))
+        stack_row.append(np.arange(k) if which >= 0 else np.full(k, -1))
+    order = np.lexsort((np.concatenate(seqs), np.concatenate(cpus)))
+    cpu = np.concatenate(cpus)[order]
+    target_row = np.concatenate(target_row)[order]
+    stack_batch = np.concatenate(stack_batch)[order]
+    stack_row = np.concatenate(stack_row)[order]
+    owners = np.flatnonzero((stack_batch[1:] >= 0) & (target_row[:-1] >= 0) & (cpu[1:] == cpu[:-1]))
+    out = np.full(len(target), None, dtype=object)
+    for p in owners:
+        frames = stack_batches[stack_batch[p + 1]].fields["caller"][stack_row[p + 1]]
+        zero = np.flatnonzero(frames == 0)
+        out[target_row[p]] = frames[: zero[0]] if len(zero) else frames
+    return out
+
+
+class CallerResolver:
+    """First frame outside the locking code, per stack, with lookups cached per address."""
+
+    def __init__(self, info: TraceInfo):
+        self.info = info
+        self._fn: dict[int, Optional[str]] = {}
+
+    def function_of(self, addr: int) -> Optional[str]:
+        """Name of the function containing ``addr`` (None when unknown)."""
+        fn = self._fn.get(addr, "")
+        if fn == "":
+            symbols = self.info.symbols
+            fn = symbols.function(addr) if symbols is not None and len(symbols) else None
+            self._fn[addr] = fn
+        return fn
+
+    def callers(self, stacks: Optional[np.ndarray], n: int) -> np.ndarray:
+        """uint64 caller address per row (0 where no stack)."""
+        out = np.zeros(n, dtype=np.uint64)
+        if stacks is None:
+            return out
+        cache: dict[bytes, int] = {}
+        for i, frames in enumerate(stacks):
+            if frames is None or len(frames) == 0:
+                continue
+            key = np.asarray(frames, dtype=np.uint64).tobytes()
+            c = cache.get(key)
+            if c is None:
+                addr, _ = first_outside_frame(frames, self.function_of)
+                c = cache[key] = addr or 0
+            out[i] = c
+        return out
