@@ -1,0 +1,160 @@
+# lab/guest/job.sh: what the lab guest does, sourced by the host-written /out/job.sh (which sets ZL_*).
+# Each task writes its results straight to /out and is skipped when they are already there (a retry after
+# a guest death resumes). ZL_TASKS: minimal wait-time hold-time stock perf v6 overhead.
+set -u
+OUT=/out
+EVENTS_minimal="kmem:mm_zone_lock_contended"
+EVENTS_wait_time="kmem:mm_zone_lock_contended kmem:mm_zone_locked"
+EVENTS_hold_time="kmem:mm_zone_lock_contended kmem:mm_zone_locked kmem:mm_zone_lock_unlock"
+EVENTS_stock="lock:contention_begin lock:contention_end"
+WORK="zl-workload -p $ZL_PROCS -m $ZL_MB -s $ZL_SECONDS"
+
+say() { echo "ZLPERF-LAB: $*" > /dev/console; echo "$(cut -d' ' -f1 /proc/uptime) $*" >> $OUT/progress.log; }
+events_of() { eval echo "\$EVENTS_$(echo "$1" | tr - _)"; }
+note_cmd() { printf '%s\t%s\n' "$1" "$2" >> $OUT/commands.log; }
+
+# The real zlperf recorder when this checkout has it; else trace-cmd record, said so in recorder.txt.
+if zlperf record --help > /dev/null 2>&1; then
+    RECORDER=zlperf
+    echo "zlperf record ($(zlperf --version 2>&1))" > $OUT/recorder.txt
+else
+    RECORDER=trace-cmd
+    echo "trace-cmd record (this checkout has no 'zlperf record' yet)" > $OUT/recorder.txt
+fi
+
+# record PROFILE OUTPUT CMD...: one recording of CMD with PROFILE's events.
+record() {
+    prof=$1 out=$2; shift 2
+    if [ $RECORDER = zlperf ]; then
+        set -- zlperf record --profile "$prof" -o "$out" -- "$@"
+    else
+        ev=""
+        for e in $(events_of "$prof"); do ev="$ev -e $e"; done
+        stack=""
+        [ "$prof" = stock ] && stack="-T"
+        set -- trace-cmd record -q -b 4096 $stack $ev -o "$out" "$@"
+    fi
+    echo "+ $*"
+    LAST_CMD="$*"
+    "$@"
+}
+
+setup() {
+    uname -a > $OUT/uname.txt
+    cat /proc/cmdline >> $OUT/uname.txt
+    for n in /sys/devices/system/node/node*; do echo "$(basename $n): cpus $(cat $n/cpulist)"; done > $OUT/numa.txt
+    OLD_PCP=$(cat /proc/sys/vm/percpu_pagelist_high_fraction)
+    echo "$ZL_PCP_FRACTION" > /proc/sys/vm/percpu_pagelist_high_fraction
+    echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
+    if [ ! -d $OUT/formats ]; then
+        mkdir -p /tmp/formats
+        cp /sys/kernel/tracing/events/header_page /tmp/formats/header_page
+        cp /sys/kernel/tracing/events/header_event /tmp/formats/header_event
+        for f in /sys/kernel/tracing/events/kmem/mm_zone_lock*/format /sys/kernel/tracing/events/lock/contention_*/format \
+                 /sys/kernel/tracing/events/zone_lock/*/format; do
+            [ -f "$f" ] || continue
+            d=$(dirname "$f"); cp "$f" "/tmp/formats/$(basename "$(dirname "$d")").$(basename "$d").format"
+        done
+        cp -r /tmp/formats $OUT/formats
+    fi
+    [ -f $OUT/kallsyms.gz ] || gzip -c /proc/kallsyms > $OUT/kallsyms.gz
+}
+
+task_profile() {
+    prof=$1
+    [ -f $OUT/$prof.dat ] && { say "skip $prof (done)"; return 0; }
+    say "record $prof"
+    rm -f /tmp/$prof.dat
+    record "$prof" /tmp/$prof.dat $WORK > /tmp/$prof.log 2>&1
+    rc=$?
+    cat /tmp/$prof.log
+    cp /tmp/$prof.log $OUT/$prof.record.log
+    [ $rc = 0 ] && [ -f /tmp/$prof.dat ] || { say "record $prof FAILED rc=$rc"; return 1; }
+    note_cmd $prof.dat "$LAST_CMD"
+    cp /tmp/$prof.dat $OUT/$prof.dat.tmp && mv $OUT/$prof.dat.tmp $OUT/$prof.dat
+    sync
+    rm -f /tmp/$prof.dat
+    zlperf report $OUT/$prof.dat > $OUT/$prof.report.txt 2>&1
+    zlperf report --json $OUT/$prof.dat > $OUT/$prof.report.json 2> $OUT/$prof.report.err
+    say "done $prof: $(ls -l $OUT/$prof.dat | awk '{print $5}') bytes; zlperf report rc=$?"
+}
+
+task_perf() {
+    [ -f $OUT/full.perf.data ] && { say "skip perf (done)"; return 0; }
+    say "record perf"
+    ev=""
+    for e in $EVENTS_hold_time; do ev="$ev -e $e"; done
+    cmd="perf record -a$ev -o /tmp/full.perf.data -- $WORK"
+    echo "+ $cmd"
+    $cmd > /tmp/perf.log 2>&1
+    rc=$?
+    cat /tmp/perf.log; cp /tmp/perf.log $OUT/perf.record.log
+    [ $rc = 0 ] || { say "perf record FAILED rc=$rc"; return 1; }
+    note_cmd full.perf.data "$cmd"
+    cp /tmp/full.perf.data $OUT/full.perf.data.tmp && mv $OUT/full.perf.data.tmp $OUT/full.perf.data
+    sync
+    rm -f /tmp/full.perf.data
+    zlperf report --kallsyms $OUT/kallsyms.gz $OUT/full.perf.data > $OUT/perf.report.txt 2>&1
+    say "done perf; zlperf report rc=$?"
+}
+
+task_v6() {
+    [ -f $OUT/full.v6.dat ] && { say "skip v6 (done)"; return 0; }
+    say "record v6"
+    ev=""
+    for e in $EVENTS_hold_time; do ev="$ev -e $e"; done
+    cmd="trace-cmd record -q --file-version 6 -b 4096$ev -o /tmp/full.v6.dat $WORK"
+    echo "+ $cmd"
+    $cmd > /tmp/v6.log 2>&1
+    rc=$?
+    cat /tmp/v6.log
+    [ $rc = 0 ] || { say "v6 record FAILED rc=$rc"; return 1; }
+    note_cmd full.v6.dat "$cmd"
+    cp /tmp/full.v6.dat $OUT/full.v6.dat.tmp && mv $OUT/full.v6.dat.tmp $OUT/full.v6.dat
+    sync
+    rm -f /tmp/full.v6.dat
+    zlperf report $OUT/full.v6.dat > $OUT/v6.report.txt 2>&1
+    say "done v6; zlperf report rc=$?"
+}
+
+# Throughput of the workload alone and under each profile, interleaved run by run; one JSON line per run.
+task_overhead() {
+    run=1
+    while [ $run -le $ZL_RUNS ]; do
+        for prof in $ZL_OVERHEAD_PROFILES; do
+            if grep -q "\"profile\":\"$prof\",\"run\":$run," $OUT/overhead.jsonl 2>/dev/null; then continue; fi
+            rm -f /tmp/w.json /tmp/o.dat
+            if [ $prof = none ]; then
+                $WORK > /tmp/w.json 2>/tmp/o.log
+            else
+                record "$prof" /tmp/o.dat sh -c "$WORK > /tmp/w.json" > /tmp/o.log 2>&1
+            fi
+            rc=$?
+            if [ $rc != 0 ] || [ ! -s /tmp/w.json ]; then
+                say "overhead $prof run $run FAILED rc=$rc"; cat /tmp/o.log; continue
+            fi
+            [ $prof != none ] && [ $run = 1 ] && note_cmd "overhead-$prof" "$LAST_CMD"
+            echo "{\"profile\":\"$prof\",\"run\":$run,$(sed 's/^{//' /tmp/w.json)" >> $OUT/overhead.jsonl
+            sync
+            say "overhead $prof run $run: $(cat /tmp/w.json)"
+            rm -f /tmp/o.dat
+        done
+        run=$((run + 1))
+    done
+}
+
+say "job start: tasks $ZL_TASKS, recorder $RECORDER"
+setup
+failed=0
+for t in $ZL_TASKS; do
+    case $t in
+        minimal|wait-time|hold-time|stock) task_profile $t || failed=1 ;;
+        perf) task_perf || failed=1 ;;
+        v6) task_v6 || failed=1 ;;
+        overhead) task_overhead || failed=1 ;;
+        *) say "unknown task $t"; failed=1 ;;
+    esac
+done
+echo "$OLD_PCP" > /proc/sys/vm/percpu_pagelist_high_fraction
+say "job end (failed=$failed)"
+exit $failed

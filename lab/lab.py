@@ -1,0 +1,610 @@
+"""The zlperf kernel lab, host side: initramfs, QEMU guest, recordings, fixtures and the overhead table.
+
+Used by the lab/run, lab/fixtures and lab/overhead commands; standard library only (plus the host's tools).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+__all__ = [
+    "LAB", "REPO", "CACHE", "LabError", "kernel_dir", "build_kernel", "build_initramfs", "qemu_command",
+    "boot", "run_main", "fixtures_main", "overhead_main", "overhead_table", "PROFILE_EVENTS",
+]
+
+LAB = Path(__file__).resolve().parent
+REPO = LAB.parent
+CACHE = Path(os.environ.get("ZLPERF_LAB_CACHE", LAB / "cache"))
+GUEST = LAB / "guest"
+
+#: The events each profile enables; used inside the guest when `zlperf record` is missing, and in docs.
+PROFILE_EVENTS: Dict[str, List[str]] = {
+    "minimal": ["kmem:mm_zone_lock_contended"],
+    "wait-time": ["kmem:mm_zone_lock_contended", "kmem:mm_zone_locked"],
+    "hold-time": ["kmem:mm_zone_lock_contended", "kmem:mm_zone_locked", "kmem:mm_zone_lock_unlock"],
+    "stock": ["lock:contention_begin", "lock:contention_end"],
+}
+ALL_TASKS = ["minimal", "wait-time", "hold-time", "stock", "perf", "v6"]
+
+# Host files the guest needs. Python packages come from Debian's dist-packages (the guest runs /usr/bin/python3).
+_BINARIES = ["/usr/bin/trace-cmd", "/usr/bin/perf", "/usr/bin/python3.11"]
+_EXTRA_LIBS = ["/usr/lib/x86_64-linux-gnu/libtracecmd.so.1", "/usr/lib/x86_64-linux-gnu/libtraceevent.so.1",
+               "/usr/lib/x86_64-linux-gnu/libtracefs.so.1"]
+_PLUGIN_DIRS = ["/usr/lib/x86_64-linux-gnu/traceevent", "/usr/lib/x86_64-linux-gnu/trace-cmd"]
+_DIST_PACKAGES = ["numpy", "yaml", "_yaml", "zstandard", "perf.cpython-311-x86_64-linux-gnu.so"]
+_STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "unittest"}
+
+
+class LabError(Exception):
+    """A lab step failed; the message says which and what to do."""
+
+
+def _log(msg: str) -> None:
+    print(f"lab: {msg}", file=sys.stderr, flush=True)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- kernel
+
+def kernel_dir(variant: str = "zone-lock") -> Path:
+    """The cached build of ``variant`` (lab/cache/kernels/VARIANT, a link to VARIANT-KEY)."""
+    return CACHE / "kernels" / variant
+
+
+def build_kernel(variant: str = "zone-lock") -> Path:
+    """Run lab/build-kernel (a no-op when cached) and return the kernel's cache folder."""
+    cmd = [str(LAB / "build-kernel")] + (["--series"] if variant == "series" else [])
+    if subprocess.call(cmd) != 0:
+        raise LabError(f"lab/build-kernel failed for variant {variant}; see its log in {CACHE}/kernels/")
+    return kernel_dir(variant).resolve()
+
+
+# ---------------------------------------------------------------- initramfs
+
+def _ldd(paths: Iterable[str]) -> List[str]:
+    """Every shared library the ELF files in ``paths`` load, as ldd resolves them on this host."""
+    libs = set()
+    for p in paths:
+        out = subprocess.run(["ldd", p], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+            if m:
+                libs.add(m.group(1))
+    return sorted(libs)
+
+
+def _is_elf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def _copy(src: str, root: Path) -> None:
+    """Copy host file ``src`` to the same path under ``root``, following symlinks."""
+    dst = root / src.lstrip("/")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not dst.exists():
+        shutil.copy2(src, dst, follow_symlinks=True)
+
+
+def _install_zlperf(site: Path) -> None:
+    """Install THIS checkout into the guest's dist-packages the way pyproject.toml lays it out.
+
+    Reads [tool.setuptools] packages / package-dir (recipes/ -> zlperf/builtin_recipes, ...) instead of
+    running pip, which would need the network (build isolation) or the wheel package on the host.
+    """
+    import tomllib
+
+    conf = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = conf.get("package-dir", {})
+    packages = list(conf["packages"])
+    # A subpackage on disk that pyproject.toml forgets would be missing from a real install: say so, ship it.
+    for init in sorted((REPO / "zlperf").rglob("__init__.py")):
+        pkg = ".".join(init.parent.relative_to(REPO).parts)
+        if pkg not in packages:
+            _log(f"warning: {pkg} is not in pyproject.toml [tool.setuptools] packages (a pip install misses it);"
+                 " the lab ships it anyway")
+            packages.append(pkg)
+    for pkg in packages:
+        src = REPO / mapping[pkg] if pkg in mapping else REPO / pkg.replace(".", "/")
+        if not src.is_dir():
+            continue  # listed but not written yet by its owner
+        dst = site / pkg.replace(".", "/")
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():  # subpackages are listed on their own
+            if f.is_file() and f.suffix != ".pyc":
+                shutil.copy2(f, dst / f.name)
+    version = re.search(r'^version\s*=\s*"([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)
+    info = site / f"zlperf-{version.group(1) if version else '0'}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: zlperf\nVersion: {version.group(1) if version else '0'}\n")
+    (info / "entry_points.txt").write_text("[console_scripts]\nzlperf = zlperf.cli:main\n")
+
+
+def _zlperf_fingerprint() -> str:
+    """Hash of the checkout's package sources, so a changed zlperf rebuilds the initramfs."""
+    h = hashlib.sha256()
+    for top in ("zlperf", "recipes", "plugins"):
+        for p in sorted((REPO / top).rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                h.update(str(p.relative_to(REPO)).encode())
+                h.update(p.read_bytes())
+    for p in (REPO / "pyproject.toml", LAB / "workload.c", GUEST / "init", GUEST / "job.sh", Path(__file__)):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def build_initramfs(force: bool = False) -> Path:
+    """Build (or reuse) lab/cache/initramfs-HASH.cpio: busybox, trace-cmd, perf, python3 and this zlperf."""
+    key = _zlperf_fingerprint()
+    out = CACHE / f"initramfs-{key}.cpio"
+    if out.exists() and not force:
+        return out
+    t0 = time.monotonic()
+    _log(f"building initramfs {out.name}")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="initramfs-", dir=CACHE))
+    try:
+        # Debian 12's merged /usr, so that host library paths from ldd are valid in the guest as they are.
+        for d in ("usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "proc", "sys", "dev", "tmp", "out", "run", "etc",
+                  "root", "lab"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        for link in ("bin", "sbin", "lib", "lib64"):
+            os.symlink(f"usr/{link}", root / link)
+        shutil.copy2("/bin/busybox", root / "usr/bin/busybox")
+        elves = list(_BINARIES) + list(_EXTRA_LIBS)
+        for b in _BINARIES + _EXTRA_LIBS:
+            _copy(b, root)
+        os.symlink("python3.11", root / "usr/bin/python3")
+        # Python: the stdlib without tests/GUI, and the Debian packages zlperf needs.
+        stdlib = Path("/usr/lib/python3.11")
+        shutil.copytree(stdlib, root / "usr/lib/python3.11", symlinks=True,
+                        ignore=lambda d, names: [n for n in names if Path(d) == stdlib and n in _STDLIB_SKIP]
+                        + [n for n in names if n == "__pycache__"])
+        site = root / "usr/lib/python3/dist-packages"
+        site.mkdir(parents=True)
+        for name in _DIST_PACKAGES:
+            src = Path("/usr/lib/python3/dist-packages") / name
+            if src.is_dir():
+                shutil.copytree(src, site / name, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+            elif src.exists():
+                shutil.copy2(src, site / name)
+        for d in _PLUGIN_DIRS:
+            if Path(d).is_dir():
+                shutil.copytree(d, root / d.lstrip("/"), dirs_exist_ok=True)
+        for base in (root / "usr/lib/python3.11", site, root / "usr/lib/x86_64-linux-gnu"):
+            for p in base.rglob("*.so*"):
+                if p.is_file() and _is_elf(p):
+                    elves.append(str(p))
+        # ldd resolves on the host; the guest has the same merged-/usr layout, so the same paths work there.
+        for lib in _ldd(elves):
+            _copy(lib, root)
+        _copy("/lib64/ld-linux-x86-64.so.2", root)
+        _install_zlperf(site)
+        (root / "usr/bin/zlperf").write_text(
+            "#!/usr/bin/python3\nimport sys\nfrom zlperf.cli import main\nsys.exit(main())\n")
+        (root / "usr/bin/zlperf").chmod(0o755)
+        r = subprocess.run(["gcc", "-O2", "-static", "-o", str(root / "usr/bin/zl-workload"), str(LAB / "workload.c")],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise LabError(f"cannot build lab/workload.c (apt-get install build-essential):\n{r.stderr}")
+        shutil.copy2(GUEST / "init", root / "init")
+        (root / "init").chmod(0o755)
+        shutil.copy2(GUEST / "job.sh", root / "lab/job.sh")
+        (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+        (root / "etc/group").write_text("root:x:0:\n")
+        tmp_out = out.with_suffix(".tmp")
+        with open(tmp_out, "wb") as f:
+            find = subprocess.Popen(["find", "."], cwd=root, stdout=subprocess.PIPE)
+            cpio = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root, stdin=find.stdout, stdout=f)
+            find.wait()
+        if cpio.returncode != 0:
+            raise LabError("cpio failed building the initramfs (apt-get install cpio)")
+        tmp_out.rename(out)
+        for old in CACHE.glob("initramfs-*.cpio"):  # one is enough: they are 100+ MiB each
+            if old != out:
+                old.unlink()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    _log(f"initramfs {out.name}: {out.stat().st_size >> 20} MiB in {time.monotonic() - t0:.0f} s")
+    return out
+
+
+# ---------------------------------------------------------------- QEMU
+
+def qemu_command(kernel: Path, initrd: Path, share: Path, cpus: int = 4, mem_mb: int = 2048,
+                 tcg_thread: str = "multi", console: Optional[Path] = None) -> List[str]:
+    """The QEMU TCG command line: ``cpus`` vCPUs as 2 sockets = 2 NUMA nodes, results shared over 9p."""
+    if cpus < 2 or cpus % 2:
+        raise LabError(f"--cpus {cpus}: need an even number >= 2 (two NUMA nodes)")
+    half_cpus, half_mem = cpus // 2, mem_mb // 2
+    cmd = ["qemu-system-x86_64", "-accel", f"tcg,thread={tcg_thread}", "-cpu", "max",
+           "-smp", f"{cpus},sockets=2,cores={half_cpus},threads=1", "-m", f"{mem_mb}M",
+           "-object", f"memory-backend-ram,id=m0,size={half_mem}M",
+           "-object", f"memory-backend-ram,id=m1,size={mem_mb - half_mem}M",
+           "-numa", f"node,nodeid=0,cpus=0-{half_cpus - 1},memdev=m0",
+           "-numa", f"node,nodeid=1,cpus={half_cpus}-{cpus - 1},memdev=m1",
+           "-kernel", str(kernel), "-initrd", str(initrd),
+           "-append", "tsc=reliable console=ttyS0 panic=-1 quiet",
+           "-fsdev", f"local,id=out,path={share},security_model=none",
+           "-device", "virtio-9p-pci,fsdev=out,mount_tag=out",
+           "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none"]
+    cmd += ["-serial", f"file:{console}" if console else "stdio"]
+    return cmd
+
+
+def boot(kernel: Path, initrd: Path, share: Path, job: str, timeout: float, cpus: int = 4, mem_mb: int = 2048,
+         tcg_thread: str = "multi") -> Dict[str, object]:
+    """Boot the guest once with ``job`` as /out/job.sh; returns timings, exit state and the QEMU command."""
+    share.mkdir(parents=True, exist_ok=True)
+    (share / "job.sh").write_text(job)
+    console = share / "console.log"
+    cmd = qemu_command(kernel, initrd, share, cpus, mem_mb, tcg_thread, console)
+    _log("booting: " + " ".join(shlex.quote(c) for c in cmd))
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    boot_s = None
+    timed_out = False
+    while proc.poll() is None:
+        if boot_s is None and console.exists() and "ZLPERF-LAB: boot-done" in console.read_text(errors="replace"):
+            boot_s = time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            timed_out = True
+            proc.kill()
+            break
+        time.sleep(0.5)
+    proc.wait()
+    took = time.monotonic() - t0
+    text = console.read_text(errors="replace") if console.exists() else ""
+    if boot_s is None and "ZLPERF-LAB: boot-done" in text:
+        boot_s = took
+    m = re.search(r"ZLPERF-LAB: job-exit (\d+)", text)
+    return {
+        "qemu": cmd, "boot_s": boot_s, "total_s": took, "timed_out": timed_out,
+        "job_exit": int(m.group(1)) if m else None,
+        "oops": bool(re.search(r"Oops|Kernel panic|BUG:", text)),
+        "int3": "Oops: int3" in text,
+    }
+
+
+def _job_script(env: Dict[str, str]) -> str:
+    lines = ["#!/bin/sh"] + [f"export {k}={shlex.quote(str(v))}" for k, v in env.items()] + [". /lab/job.sh"]
+    return "\n".join(lines) + "\n"
+
+
+def _boot_with_retry(kernel: Path, initrd: Path, share: Path, env: Dict[str, str], timeout: float, cpus: int,
+                     mem_mb: int, tcg_thread: str, retries: int) -> Dict[str, object]:
+    """Boot; when the guest dies (e.g. "Oops: int3" under multi-threaded TCG) boot again, resuming the tasks
+    not yet done (the guest skips tasks whose results are already in /out)."""
+    attempts = []
+    thread = tcg_thread
+    for attempt in range(retries + 1):
+        res = boot(kernel, initrd, share, _job_script(env), timeout, cpus, mem_mb, thread)
+        attempts.append({k: res[k] for k in ("boot_s", "total_s", "timed_out", "job_exit", "oops", "int3")}
+                        | {"tcg_thread": thread})
+        shutil.copy2(share / "console.log", share / f"console.{attempt}.log")
+        if res["job_exit"] == 0:
+            break
+        if res["int3"] and thread == "multi":
+            _log("guest died with 'Oops: int3' (multi-threaded TCG): retrying with -accel tcg,thread=single")
+            thread = "single"
+        else:
+            _log(f"guest attempt {attempt} ended without success (job_exit={res['job_exit']}); retrying")
+    res["attempts"] = attempts
+    res["tcg_thread"] = thread
+    return res
+
+
+# ---------------------------------------------------------------- lab/run
+
+def _common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variant", choices=["zone-lock", "series"], default="zone-lock",
+                   help="kernel: the seed ABI only, or also the rival zone_lock:* series (default zone-lock)")
+    p.add_argument("--cpus", type=int, default=4, help="vCPUs, split over 2 NUMA nodes (default 4)")
+    p.add_argument("--mem", type=int, default=2048, help="guest memory in MiB, split over the nodes (default 2048)")
+    p.add_argument("--tcg-thread", choices=["multi", "single"], default="multi",
+                   help="QEMU TCG threading (default multi; 'single' avoids the occasional 'Oops: int3')")
+    p.add_argument("--seconds", type=float, default=4.0, help="workload seconds per recording (default 4)")
+    p.add_argument("--procs", type=int, default=0, help="workload processes (default: one per vCPU)")
+    p.add_argument("--mb", type=int, default=2, help="workload region size in MiB (default 2)")
+    p.add_argument("--pcp-fraction", type=int, default=100000,
+                   help="vm.percpu_pagelist_high_fraction in the guest (default 100000: small pcp lists)")
+    p.add_argument("--timeout", type=float, default=1500, help="seconds before the guest is killed (default 1500)")
+    p.add_argument("--retries", type=int, default=2, help="reboots after a guest death (default 2)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the QEMU command; run nothing")
+
+
+def _guest_env(args: argparse.Namespace, tasks: Sequence[str]) -> Dict[str, str]:
+    return {
+        "ZL_TASKS": " ".join(tasks), "ZL_SECONDS": str(args.seconds), "ZL_PROCS": str(args.procs or args.cpus),
+        "ZL_MB": str(args.mb), "ZL_PCP_FRACTION": str(args.pcp_fraction),
+        "ZL_RUNS": str(getattr(args, "runs", 0)), "ZL_OVERHEAD_PROFILES": " ".join(getattr(args, "profiles", [])),
+    }
+
+
+def _zlperf_version() -> str:
+    r = subprocess.run([sys.executable, "-m", "zlperf", "--version"], capture_output=True, text=True, cwd=REPO)
+    return (r.stdout or r.stderr).strip()
+
+
+def _git_head() -> str:
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "zlperf", "recipes", "plugins"],
+                           capture_output=True, text=True, cwd=REPO).stdout.strip()
+    return r.stdout.strip() + ("+uncommitted" if dirty else "")
+
+
+def _run_lab(args: argparse.Namespace, tasks: Sequence[str], out: Path) -> Dict[str, object]:
+    """Build what is missing, boot the guest for ``tasks``, write out/lab.json; returns its content."""
+    kdir = kernel_dir(args.variant)
+    if args.dry_run:
+        kernel = kdir / "bzImage"
+        cmd = qemu_command(kernel, CACHE / "initramfs-HASH.cpio", out, args.cpus, args.mem, args.tcg_thread,
+                           out / "console.log")
+        print(f"kernel:  {kernel} ({'cached' if kernel.exists() else 'built first by lab/build-kernel'})")
+        print(f"tasks:   {' '.join(tasks)}")
+        print(f"guest:   {json.dumps(_guest_env(args, tasks))}")
+        print(f"output:  {out}")
+        print("qemu:    " + " ".join(shlex.quote(c) for c in cmd))
+        return {}
+    t0 = time.monotonic()
+    kdir = build_kernel(args.variant)
+    initrd = build_initramfs()
+    out.mkdir(parents=True, exist_ok=True)
+    res = _boot_with_retry(kdir / "bzImage", initrd, out, _guest_env(args, tasks), args.timeout, args.cpus,
+                           args.mem, args.tcg_thread, args.retries)
+    info = {
+        "kernel": (kdir / "kernelrelease").read_text().strip(),
+        "kernel_dir": str(kdir), "variant": args.variant,
+        "kernel_build_s": int((kdir / "build-seconds").read_text()) if (kdir / "build-seconds").exists() else None,
+        "patches": {p.name: _sha256(p) for p in sorted(kdir.glob("*.patch"))},
+        "config_sha256": _sha256(kdir / "config"),
+        "fragment_sha256": _sha256(LAB / "config" / "zlperf.config"),
+        "initramfs": initrd.name, "qemu": " ".join(shlex.quote(c) for c in res["qemu"]),
+        "tcg_thread": res["tcg_thread"], "attempts": res["attempts"],
+        "workload": {"cmd": f"zl-workload -p {args.procs or args.cpus} -m {args.mb} -s {args.seconds}",
+                     "pcp_fraction": args.pcp_fraction, "procs": args.procs or args.cpus, "mb": args.mb,
+                     "seconds": args.seconds},
+        "zlperf_version": _zlperf_version(), "zlperf_git": _git_head(), "tasks": list(tasks),
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
+    (out / "lab.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def run_main(argv: Optional[Sequence[str]] = None) -> int:
+    """lab/run: boot the patched kernel and record every profile with the real zlperf inside the guest."""
+    p = argparse.ArgumentParser(prog="lab/run", description=(
+        "Boot the lab kernel under QEMU TCG (2 NUMA nodes) with an initramfs holding this checkout's zlperf, "
+        "trace-cmd, perf and python3; inside, run zl-workload under `zlperf record --profile P` for each task, "
+        "the perf backend and a v6 trace.dat, then `zlperf report` on each. Results land in --out."))
+    _common_args(p)
+    p.add_argument("--tasks", default=",".join(ALL_TASKS),
+                   help=f"comma list of {','.join(ALL_TASKS)} (default all)")
+    p.add_argument("--out", type=Path, default=CACHE / "runs" / time.strftime("%Y%m%d-%H%M%S"),
+                   help="result folder (default lab/cache/runs/STAMP)")
+    args = p.parse_args(argv)
+    tasks = [t for t in args.tasks.split(",") if t]
+    bad = [t for t in tasks if t not in ALL_TASKS]
+    if bad:
+        p.error(f"unknown task(s) {','.join(bad)}; choose from {','.join(ALL_TASKS)}")
+    try:
+        info = _run_lab(args, tasks, args.out)
+    except LabError as e:
+        print(f"lab/run: {e}", file=sys.stderr)
+        return 1
+    if not info:
+        return 0
+    done = (args.out / "progress.log").read_text() if (args.out / "progress.log").exists() else ""
+    print(done, end="")
+    print(f"lab/run: results in {args.out} (boot {info['attempts'][-1]['boot_s']} s, wall {info['wall_s']} s)")
+    return 0 if info["attempts"][-1]["job_exit"] == 0 else 1
+
+
+# ---------------------------------------------------------------- lab/fixtures
+
+# lab output file -> fixture name (tests/data, and zlperf/data for full.dat)
+FIXTURE_FILES = {
+    "minimal.dat": "minimal.dat", "wait-time.dat": "wait.dat", "hold-time.dat": "full.dat",
+    "full.v6.dat": "full.v6.dat", "stock.dat": "stock-threads.dat", "full.perf.data": "full.perf.data",
+    "kallsyms.gz": "full.perf.kallsyms.gz",
+}
+
+
+def _trace_counts(path: Path) -> Dict[str, int]:
+    """Event counts from the host's own tools (trace-cmd report / perf script), independent of zlperf."""
+    if path.suffix == ".data":
+        r = subprocess.run(["perf", "script", "-i", str(path), "-F", "event", "--kallsyms", "/dev/null"],
+                           capture_output=True, text=True)
+        names = [ln.strip().rstrip(":") for ln in r.stdout.splitlines() if ln.strip()]
+    else:
+        r = subprocess.run(["trace-cmd", "report", "-i", str(path)], capture_output=True, text=True)
+        names = [m.group(1) for m in re.finditer(r"^\s*\S.*?\[\d+\]\s+[\d.]+:\s+(\w+):", r.stdout, re.M)]
+    counts: Dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    return counts
+
+
+def fixtures_main(argv: Optional[Sequence[str]] = None) -> int:
+    """lab/fixtures: regenerate the test fixtures from a lab run, with a PROVENANCE.md."""
+    p = argparse.ArgumentParser(prog="lab/fixtures", description=(
+        "Write refreshed fixtures (minimal.dat, wait.dat, full.dat, full.v6.dat, stock-threads.dat, full.perf.data, "
+        "full.perf.kallsyms.gz, formats/) and PROVENANCE.md to --dest. Without --from it first runs the lab "
+        "(lab/run). tests/data/ is only overwritten with --install."))
+    _common_args(p)
+    p.add_argument("--from", dest="src", type=Path, help="use this finished lab/run output folder")
+    p.add_argument("--dest", type=Path, default=CACHE / "fixtures", help="where to write (default lab/cache/fixtures)")
+    p.add_argument("--install", action="store_true",
+                   help="also copy them over tests/data/ and zlperf/data/full.dat")
+    args = p.parse_args(argv)
+    try:
+        if args.src is None:
+            args.src = CACHE / "runs" / ("fixtures-" + time.strftime("%Y%m%d-%H%M%S"))
+            if not _run_lab(args, ALL_TASKS, args.src):
+                return 0  # dry run
+        elif args.dry_run:
+            print(f"from {args.src} to {args.dest}" + (" and tests/data/" if args.install else ""))
+            return 0
+        info = json.loads((args.src / "lab.json").read_text())
+    except (LabError, OSError, ValueError) as e:
+        print(f"lab/fixtures: {e}", file=sys.stderr)
+        return 1
+    dest: Path = args.dest
+    dest.mkdir(parents=True, exist_ok=True)
+    cmds = {}
+    for line in (args.src / "commands.log").read_text().splitlines() if (args.src / "commands.log").exists() else []:
+        name, _, cmd = line.partition("\t")
+        cmds[name] = cmd
+    rows = []
+    for src_name, fix_name in FIXTURE_FILES.items():
+        src = args.src / src_name
+        if not src.exists():
+            rows.append(f"| {fix_name} | (missing from this run: see {args.src}/job.log) | | |")
+            continue
+        shutil.copy2(src, dest / fix_name)
+        if fix_name.endswith(".gz"):
+            rows.append(f"| {fix_name} | the guest's /proc/kallsyms, for full.perf.data | | |")
+            continue
+        counts = _trace_counts(dest / fix_name)
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        rows.append(f"| {fix_name} | `{cmds.get(src_name, '?')}` | {_sha256(dest / fix_name)[:16]} | {shown} |")
+    if (args.src / "formats").is_dir():
+        shutil.copytree(args.src / "formats", dest / "formats", dirs_exist_ok=True)
+    wl = info["workload"]
+    prov = f"""# Real recordings of the zone-lock tracepoints (regenerated by the project's lab)
+
+Made by `lab/fixtures` from the lab run in `{args.src.name}` (see lab/README.md). Every file below was recorded
+inside a QEMU guest under TCG software emulation (no KVM), with the guest's own trace-cmd 3.1.6 / perf 6.1
+(Debian's binaries) driven by this checkout's `zlperf record`; counts are from the host's `trace-cmd report` /
+`perf script`, not from zlperf.
+
+- Kernel: `{info['kernel']}` (Debian linux-source-6.12), variant `{info['variant']}`, built by `lab/build-kernel`
+  in {info.get('kernel_build_s')} s
+- Patches (sha256): {'; '.join(f'`{k}` {v}' for k, v in info['patches'].items())}
+- Kernel .config sha256: {info['config_sha256']} (fragment lab/config/zlperf.config sha256 {info['fragment_sha256']})
+- QEMU ({info['tcg_thread']}-threaded TCG): `{info['qemu']}`
+- Workload: `{wl['cmd']}` (lab/workload.c: processes pinned one per vCPU, mmap {wl['mb']} MiB MAP_POPULATE, touch
+  every page, munmap, for {wl['seconds']} s), `vm.percpu_pagelist_high_fraction={wl['pcp_fraction']}`, THP off
+- zlperf: {info['zlperf_version']} (git {info['zlperf_git']})
+- Boot attempts: {json.dumps(info['attempts'])}
+
+| file | made with (inside the guest) | sha256 (16) | events (host tools) |
+| --- | --- | --- | --- |
+""" + "\n".join(rows) + "\n"
+    (dest / "PROVENANCE.md").write_text(prov)
+    _log(f"fixtures written to {dest}")
+    if args.install:
+        data = REPO / "tests" / "data"
+        for fix_name in FIXTURE_FILES.values():
+            if (dest / fix_name).exists():
+                target = REPO / "zlperf" / "data" / "full.dat" if fix_name == "full.dat" else data / fix_name
+                shutil.copy2(dest / fix_name, target)
+        if (dest / "formats").is_dir():
+            shutil.copytree(dest / "formats", data / "formats", dirs_exist_ok=True)
+        shutil.copy2(dest / "PROVENANCE.md", data / "PROVENANCE.md")
+        _log("installed over tests/data/ and zlperf/data/full.dat")
+    return 0
+
+
+# ---------------------------------------------------------------- lab/overhead
+
+OVERHEAD_PROFILES = ["none", "minimal", "wait-time", "hold-time", "stock"]
+
+
+def overhead_table(results: Sequence[Dict[str, object]], info: Dict[str, object]) -> str:
+    """docs/overhead.md text from per-run results ({"profile", "rounds_per_s"}): medians, spread, ratios."""
+    by: Dict[str, List[float]] = {}
+    for r in results:
+        by.setdefault(str(r["profile"]), []).append(float(r["rounds_per_s"]))  # type: ignore[arg-type]
+    if "none" not in by:
+        raise LabError("no run without tracing ('none'): cannot compute ratios")
+    base = statistics.median(by["none"])
+    lines = [
+        "# Tracing overhead of the zlperf profiles (lab-measured)",
+        "",
+        "Generated by `lab/overhead`; do not edit by hand. **Measured under QEMU TCG software emulation (no KVM)**:",
+        "only the ratios to the no-tracing run mean anything, and only for this workload and this guest. Real",
+        "hardware has different costs (emulated atomics and spinning are far slower under TCG).",
+        "",
+        f"- Kernel `{info['kernel']}` (lab/build-kernel, variant `{info['variant']}`), {info['cpus']} vCPUs in 2 NUMA "
+        f"nodes, {info['tcg_thread']}-threaded TCG",
+        f"- Workload `{info['workload']}` with `vm.percpu_pagelist_high_fraction={info['pcp_fraction']}`; throughput "
+        "= its rounds per second (one round = mmap + touch + munmap of one region)",
+        "- Each traced run is the real `zlperf record --profile P -- WORKLOAD` inside the guest (recording threads "
+        "included, as a user pays them); `none` runs the workload alone. Runs of the profiles are interleaved.",
+        f"- zlperf {info['zlperf_version']} (git {info['zlperf_git']}); recorder: {info.get('recorder', '?')}",
+        "",
+        "| profile | events | runs | median ratio to none | min–max ratio | spread (IQR / median) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for prof in OVERHEAD_PROFILES:
+        vals = sorted(by.get(prof, []))
+        if not vals:
+            continue
+        med = statistics.median(vals)
+        q = statistics.quantiles(vals, n=4) if len(vals) >= 2 else [vals[0], vals[0], vals[0]]
+        events = ", ".join(e.split(":")[1] for e in PROFILE_EVENTS.get(prof, [])) or "(tracing off)"
+        lines.append(f"| {prof} | {events} | {len(vals)} | {med / base:.3f} | {vals[0] / base:.3f}–{vals[-1] / base:.3f}"
+                     f" | {(q[2] - q[0]) / med:.1%} |")
+    lines += ["", "A ratio below 1 is a slowdown (0.90 = the workload ran 10% slower with that profile recording).",
+              "Raw per-run numbers: `overhead.jsonl` in the lab run folder named below.", "",
+              f"Lab run: `{info['run']}`, {info['date']}.", ""]
+    return "\n".join(lines)
+
+
+def overhead_main(argv: Optional[Sequence[str]] = None) -> int:
+    """lab/overhead: workload throughput under each profile (>= 5 runs each) -> docs/overhead.md."""
+    p = argparse.ArgumentParser(prog="lab/overhead", description=(
+        "Run the lab workload in the guest with no events, then under `zlperf record --profile P` for "
+        "minimal, wait-time, hold-time and stock, RUNS times each (interleaved), and write the median ratios "
+        "to the no-tracing run and their spread to docs/overhead.md."))
+    _common_args(p)
+    p.set_defaults(seconds=3.0)
+    p.add_argument("--runs", type=int, default=5, help="runs per profile (default 5, at least 5 for the doc)")
+    p.add_argument("--profiles", default=",".join(OVERHEAD_PROFILES), help="comma list (default all five)")
+    p.add_argument("--out", type=Path, default=CACHE / "runs" / ("overhead-" + time.strftime("%Y%m%d-%H%M%S")))
+    p.add_argument("--doc", type=Path, default=REPO / "docs" / "overhead.md", help="table to write")
+    args = p.parse_args(argv)
+    args.profiles = [x for x in args.profiles.split(",") if x]
+    if args.runs < 1:
+        p.error("--runs must be >= 1")
+    try:
+        info = _run_lab(args, ["overhead"], args.out)
+        if not info:
+            return 0
+        results = [json.loads(ln) for ln in (args.out / "overhead.jsonl").read_text().splitlines() if ln.strip()]
+        recorder = (args.out / "recorder.txt").read_text().strip() if (args.out / "recorder.txt").exists() else "?"
+        text = overhead_table(results, {
+            "kernel": info["kernel"], "variant": info["variant"], "cpus": args.cpus,
+            "tcg_thread": info["tcg_thread"], "workload": info["workload"]["cmd"], "pcp_fraction": args.pcp_fraction,
+            "zlperf_version": info["zlperf_version"], "zlperf_git": info["zlperf_git"], "recorder": recorder,
+            "run": str(args.out.relative_to(REPO)) if args.out.is_relative_to(REPO) else str(args.out),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        })
+    except (LabError, OSError, ValueError) as e:
+        print(f"lab/overhead: {e}", file=sys.stderr)
+        return 1
+    args.doc.write_text(text)
+    print(text)
+    _log(f"wrote {args.doc}")
+    return 0
