@@ -71,7 +71,7 @@ def _metric(entry: Optional[dict], metric: str, duration_ns: int) -> Optional[fl
         return 0.0 if metric.endswith("per_sec") else None
     secs = duration_ns / 1e9
     if metric == "contended_per_sec":
-        return entry["contended_events"] / secs if secs else None
+        return entry["contended_events"] / secs if secs and entry["contended_events"] is not None else None
     if metric == "acquisitions_per_sec":
         return entry["acquisitions"] / secs if secs and entry.get("acquisitions") is not None else None
     if metric == "contention_ratio":
@@ -143,7 +143,7 @@ def _merge_entries(entries: list[dict], duration_ns: int) -> dict:
     for k in ("contended_events", "acquisitions", "contended", "unmatched_unlocks", "unreleased", "broken_by_missed"):
         out[k] = _sum_opt([e.get(k) for e in entries]) if any(k in e for e in entries) else None
     secs = duration_ns / 1e9
-    out["contended_per_sec"] = out["contended_events"] / secs if secs else None
+    out["contended_per_sec"] = out["contended_events"] / secs if secs and out["contended_events"] is not None else None
     acq, cont = out.get("acquisitions"), out.get("contended")
     out["contention_ratio"] = cont / acq if acq and cont is not None else None
     out["wait_ns"] = _merge_stats([e.get("wait_ns") for e in entries])
@@ -198,7 +198,7 @@ def merge_reports(docs: list[dict], names: list[str]) -> dict:
             row = {key: name, **{x: entries[0].get(x) for x in extra}, "hosts": len(entries),
                    **_merge_entries(entries, duration)}
             rows.append(row)
-        rows.sort(key=lambda r: (-r["contended_events"], -(r["acquisitions"] or 0), r[key]))
+        rows.sort(key=lambda r: (-(r["contended_events"] or 0), -(r["acquisitions"] or 0), r[key]))
         merged[dim] = rows
     for col in ("top_waits", "top_holds"):
         value = "wait_ns" if col == "top_waits" else "hold_ns"

@@ -16,7 +16,9 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from zlperf.analysis import kmem_abi
+from zlperf.analysis import series_abi
 from zlperf.analysis.kmem_abi import KmemZoneLockABI
+from zlperf.analysis.series_abi import ZoneLockSeriesABI
 from zlperf.analysis.stock_abi import StockContentionABI
 from zlperf.analysis.model import Observations, Table, ZoneTable, table_len
 from zlperf.analysis.stats import Distribution, log2_bucket
@@ -127,11 +129,14 @@ class Analyzer:
         """The ABI adapter for the events a recording has; None until known.
 
         Preference follows what answers most: the seed patch's kmem events (waits and holds
-        with zone names), then lock:contention_* (waits only, zones found by stacks).
+        with zone names), then the rival zone_lock:* series (waits and holds by zone pointer),
+        then lock:contention_* (contended waits only, zones found by stacks).
         """
         names = set(names)
         if names & set(kmem_abi.EVENTS):
             return KmemZoneLockABI(self.zones)
+        if names & set(series_abi.EVENTS):
+            return ZoneLockSeriesABI(self.zones, self.info)
         if names & set(StockContentionABI.events):
             return StockContentionABI(self.zones, self.info, self.options.zone_lock_frames)
         return None
@@ -200,9 +205,10 @@ class Analyzer:
         if table_len(obs.holds):
             self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5))
             self.top_holds.add(obs.holds, "hold_ns")
-            buckets = log2_bucket(np.maximum(obs.holds["count"], 0).astype(np.uint64))
-            for bucket, idx in _split_by(buckets):
-                self.hold_by_batch.setdefault(bucket, Distribution()).add(obs.holds["hold_ns"][idx])
+            if "count" in obs.holds:  # batch sizes exist only in the kmem ABI
+                buckets = log2_bucket(np.maximum(obs.holds["count"], 0).astype(np.uint64))
+                for bucket, idx in _split_by(buckets):
+                    self.hold_by_batch.setdefault(bucket, Distribution()).add(obs.holds["hold_ns"][idx])
         self._count(obs.unmatched, "unmatched_unlocks")
         self._count(obs.unreleased, "unreleased")
         self._count(obs.broken, "broken_by_missed")

@@ -40,13 +40,16 @@ class Zone:
 
     node: Optional[int] = None
     name: Optional[str] = None
-    lock_addr: Optional[int] = None
+    lock_addr: Optional[int] = None  #: &zone->lock (lock:contention_* events)
+    zone_ptr: Optional[int] = None  #: struct zone * (zone_lock:* events)
 
     @property
     def label(self) -> str:
         """``1:Normal``, or the lock address when node and name are unknown."""
         if self.node is not None and self.name is not None:
             return f"{self.node}:{self.name}"
+        if self.zone_ptr is not None:
+            return f"zone@{self.zone_ptr:#x}"
         if self.lock_addr is not None:
             return f"lock@{self.lock_addr:#x}"
         return "?"
@@ -85,6 +88,7 @@ class Capabilities:
     acquisitions: bool = False
     waits: bool = False
     holds: bool = False
+    contended_flag: bool = True  #: acquisitions say whether they were contended
     cannot: list[str] = field(default_factory=list)  #: plain sentences: what this file cannot show
     notes: list[str] = field(default_factory=list)  #: what was inferred or left out, and why
 

@@ -37,12 +37,13 @@ def _stats(dist, allowed: bool) -> Optional[dict]:
 
 def _group_entry(g: "GroupStats", caps, duration_ns: int) -> dict[str, Any]:
     secs = duration_ns / 1e9 if duration_ns > 0 else 0.0
+    knows_contended = caps.acquisitions and caps.contended_flag
     entry: dict[str, Any] = {
-        "contended_events": g.contended_events,
-        "contended_per_sec": (g.contended_events / secs) if secs else None,
+        "contended_events": g.contended_events if caps.contended_events else None,
+        "contended_per_sec": (g.contended_events / secs) if secs and caps.contended_events else None,
         "acquisitions": g.acquisitions if caps.acquisitions else None,
-        "contended": g.contended if caps.acquisitions else None,
-        "contention_ratio": (g.contended / g.acquisitions) if caps.acquisitions and g.acquisitions else None,
+        "contended": g.contended if knows_contended else None,
+        "contention_ratio": (g.contended / g.acquisitions) if knows_contended and g.acquisitions else None,
         "wait_ns": _stats(g.wait, caps.waits),
         "hold_ns": _stats(g.hold, caps.holds),
         "unmatched_unlocks": g.unmatched_unlocks if caps.holds else None,
@@ -129,18 +130,19 @@ def build_summary(an: "Analyzer") -> Summary:
         z = an.zones.zones[code]
         zones.append({"node": z.node, "zone": z.name, "label": z.label,
                       "lock_addr": None if z.lock_addr is None else f"{z.lock_addr:#x}",
+                      "zone_ptr": None if z.zone_ptr is None else f"{z.zone_ptr:#x}",
                       **entry("zone", code, g)})
 
     callers = []
     for addr, g in an.groups["caller"].items():
-        role = "lock" if (g.contended_events or g.acquisitions or g.wait.count) else "unlock"
+        role = "lock" if (g.contended_events or g.acquisitions or g.wait.count or g.hold.count) else "unlock"
         callers.append({"caller": sym(addr), "addr": f"{addr:#x}", "role": role, **entry("caller", addr, g)})
-    callers.sort(key=lambda c: (-c["contended_events"], -(c["acquisitions"] or 0), c["caller"]))
+    callers.sort(key=lambda c: (-(c["contended_events"] or 0), -(c["acquisitions"] or 0), c["caller"]))
 
     cpus = [{"cpu": cpu, **entry("cpu", cpu, g)} for cpu, g in sorted(an.groups["cpu"].items())]
     tasks = [{"pid": pid, "comm": info.cmdlines.get(pid, "<...>"), **entry("task", pid, g)}
              for pid, g in an.groups["task"].items()]
-    tasks.sort(key=lambda t: (-t["contended_events"], -(t["acquisitions"] or 0), t["pid"]))
+    tasks.sort(key=lambda t: (-(t["contended_events"] or 0), -(t["acquisitions"] or 0), t["pid"]))
 
     hold_by_batch = []
     if caps.holds:

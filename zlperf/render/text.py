@@ -83,7 +83,7 @@ def _group_rows(doc: dict, dim: str, top: Optional[int]) -> list[str]:
         return ["  (none: no zone-lock contention in this recording)"]
     rows = []
     for e in entries:
-        r = [_label(dim, e), str(e["contended_events"]),
+        r = [_label(dim, e), _num(e["contended_events"]),
              "-" if e["contended_per_sec"] is None else f"{e['contended_per_sec']:.1f}"]
         if can["acquisitions"]:
             ratio = e["contention_ratio"]
@@ -151,11 +151,13 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
 
     t = doc["totals"]
     out.append("")
-    summary = f"contended events: {t['contended_events']}"
+    summary = f"contended events: {_num(t['contended_events'])}"
     if t["contended_per_sec"] is not None:
         summary += f" ({t['contended_per_sec']:.1f}/s)"
     if can["acquisitions"] and t["acquisitions"]:
-        summary += f"; acquisitions: {t['acquisitions']}, contended {t['contended']} ({100 * t['contention_ratio']:.2f}%)"
+        summary += f"; acquisitions: {t['acquisitions']}"
+        if t["contention_ratio"] is not None:
+            summary += f", contended {t['contended']} ({100 * t['contention_ratio']:.2f}%)"
     out.append(summary)
     if can["holds"]:
         out.append(f"pairing: {t['hold_ns']['count'] if t['hold_ns'] else 0} holds, "
