@@ -27,6 +27,10 @@ __all__ = [
     "PerfDataReader",
     "PerfAttr",
     "PerfHeaderInfo",
+    "PerfTraceInfo",
+    "perf_trace_info",
+    "kernel_ref_at_start",
+    "check_kernel_base",
     "open_perf_data",
     "read_header",
     "find_kallsyms",
@@ -53,7 +57,7 @@ PERF_MAGIC = b"PERFILE2"
 _MAGIC_SWAPPED = PERF_MAGIC[::-1]
 
 # perf_event_header.type values used here (uapi perf_event.h and perf's user types >= 64).
-_MMAP, _LOST, _COMM, _SAMPLE, _LOST_SAMPLES = 1, 2, 3, 9, 13
+_MMAP, _LOST, _COMM, _FORK, _SAMPLE, _LOST_SAMPLES = 1, 2, 3, 7, 9, 13
 _ID_INDEX, _COMPRESSED = 69, 81
 
 # perf_event_attr.type for tracepoints.
@@ -531,6 +535,79 @@ def _kernel_frames(words: np.ndarray, cc_at: np.ndarray, nr: np.ndarray) -> np.n
     return out
 
 
+class PerfTraceInfo(TraceInfo):
+    """TraceInfo whose ``symbols`` are found on first use (module docstring's convention).
+
+    Lazy so that a table set after opening (``zlperf report --kallsyms``) replaces the
+    search instead of following it, and its warnings. Any table, found or set, is checked
+    against the recorded kernel base address.
+    """
+
+    _resolve = None  # () -> Optional[Kallsyms], until first use
+    _symbols: Optional[Kallsyms] = None
+    kernel_ref: Optional[tuple[str, int]] = None  #: (symbol, address) of the recorded kernel mmap
+
+    @property  # type: ignore[override]
+    def symbols(self) -> Optional[Kallsyms]:
+        resolve = self.__dict__.pop("_resolve", None)
+        if resolve is not None:
+            self._set_symbols(resolve())
+        return self.__dict__.get("_symbols")
+
+    @symbols.setter
+    def symbols(self, value: Optional[Kallsyms]) -> None:
+        self.__dict__.pop("_resolve", None)
+        self._set_symbols(value)
+
+    def _set_symbols(self, value: Optional[Kallsyms]) -> None:
+        self.__dict__["_symbols"] = value
+        note = check_kernel_base(value, self.kernel_ref)
+        if note and note not in self.warnings:
+            self.warnings.append(note)
+
+
+def perf_trace_info(path: str, hdr: PerfHeaderInfo, kallsyms: Optional[str] = None) -> PerfTraceInfo:
+    """The :class:`TraceInfo` of a perf.data from its header (cmdlines: the tracing data's only)."""
+    uname = " ".join(x for x in (hdr.hostname, hdr.osrelease, hdr.arch) if x) or None
+    info = PerfTraceInfo(
+        path=str(path), format="perf.data", clock=_clock_name(hdr.clockid), long_size=hdr.long_size,
+        page_size=hdr.page_size, cpus=hdr.nr_cpus, buffers=[""],
+        formats={a.name: a.format for a in hdr.attrs if a.format is not None},
+        cmdlines=dict(hdr.saved_cmdlines), uname=f"Linux {uname}" if uname else None, warnings=list(hdr.warnings),
+    )
+    if not any(a.type == _TYPE_TRACEPOINT for a in hdr.attrs):
+        info.warnings.append("no tracepoint events in this perf.data (record with -e SYS:EVENT)")
+    info.__dict__["_resolve"] = lambda: find_kallsyms(str(path), hdr, kallsyms, info.warnings)
+    return info
+
+
+def kernel_ref_at_start(buf, hdr: PerfHeaderInfo, limit: int = 100_000) -> Optional[tuple[str, int]]:
+    """The recorded kernel mmap's (symbol, address), from the records perf synthesizes before samples."""
+    pos, end = hdr.data_offset, hdr.data_offset + hdr.data_size
+    for _ in range(limit):
+        if pos + 8 > end:
+            return None
+        rtype, _misc, rsize = struct.unpack_from("<IHH", buf, pos)
+        if rsize < 8 or rtype == _SAMPLE:
+            return None
+        if rtype == _MMAP:
+            ref = _kernel_mmap(bytes(buf[pos:pos + rsize]))
+            if ref:
+                return ref
+        pos += rsize
+    return None
+
+
+def _kernel_mmap(rec: bytes) -> Optional[tuple[str, int]]:
+    """PERF_RECORD_MMAP of the kernel: pid -1, file "[kernel.kallsyms]SYMBOL", pgoff = SYMBOL's address."""
+    pid, = struct.unpack_from("<i", rec, 8)
+    name = rec[40:].split(b"\0", 1)[0].decode("utf-8", "replace")
+    prefix = "[kernel.kallsyms]"
+    if pid == -1 and name.startswith(prefix) and len(name) > len(prefix):
+        return name[len(prefix):], struct.unpack_from("<Q", rec, 32)[0]
+    return None
+
+
 class PerfDataReader:
     """:class:`~zlperf.events.TraceReader` over a perf.data file (tracepoint samples)."""
 
@@ -545,28 +622,8 @@ class PerfDataReader:
             self.close()
             raise
         self.chunk_samples = chunk_samples
-        h = self.header
-        warnings = list(h.warnings)
-        uname = " ".join(x for x in (h.hostname, h.osrelease, h.arch) if x) or None
-        self.info = TraceInfo(
-            path=self.path, format="perf.data", clock=_clock_name(h.clockid), long_size=h.long_size,
-            page_size=h.page_size, cpus=h.nr_cpus, buffers=[""],
-            formats={a.name: a.format for a in h.attrs if a.format is not None},
-            cmdlines=dict(h.saved_cmdlines), uname=f"Linux {uname}" if uname else None, warnings=warnings,
-        )
-        if not any(a.type == _TYPE_TRACEPOINT for a in h.attrs):
-            warnings.append("no tracepoint events in this perf.data (record with -e SYS:EVENT)")
-        self._scanned = False
-        self._kernel_ref: Optional[tuple[str, int]] = None
+        self.info = perf_trace_info(self.path, self.header, kallsyms)
         self._scan()
-        self.info.symbols = find_kallsyms(self.path, h, kallsyms, warnings)
-        self.check_symbols()
-
-    def check_symbols(self) -> None:
-        """Warn (once per table) when ``info.symbols`` does not match the recorded kernel base."""
-        note = check_kernel_base(self.info.symbols, self._kernel_ref)
-        if note and note not in self.info.warnings:
-            self.info.warnings.append(note)
 
     # -- scanning ---------------------------------------------------------------------------
     def _scan(self) -> None:
@@ -586,12 +643,23 @@ class PerfDataReader:
         lost_pos, lost_cpu, lost_count, lost_time = [], [], [], []
         self._id_cpu: dict[int, int] = {}
         trailer = self._trailer_layout()
-        for rec in others:
+        # Task names as perf keeps them: COMM sets a thread's, FORK copies the parent's; in time
+        # order (their sample_id time), since buffers of different CPUs interleave in the file.
+        tasks = [r for r in others if r.type in (_COMM, _FORK)]
+        if trailer and "time" in trailer:
+            tasks.sort(key=lambda r: self._trailer(r, trailer)[1] or 0)
+        cmdlines = self.info.cmdlines
+        for rec in tasks:
             if rec.type == _COMM:
-                pid, tid = struct.unpack_from("<ii", self._raw, rec.pos + 8)
+                _pid, tid = struct.unpack_from("<ii", self._raw, rec.pos + 8)
                 end = bytes(self._raw[rec.pos + 16:rec.pos + rec.size]).split(b"\0", 1)[0]
-                self.info.cmdlines[tid] = end.decode("utf-8", "replace")
-            elif rec.type in (_LOST, _LOST_SAMPLES):
+                cmdlines[tid] = end.decode("utf-8", "replace")
+            else:
+                _pid, _ppid, tid, ptid = struct.unpack_from("<iiii", self._raw, rec.pos + 8)
+                if ptid in cmdlines:
+                    cmdlines[tid] = cmdlines[ptid]
+        for rec in others:
+            if rec.type in (_LOST, _LOST_SAMPLES):
                 if rec.type == _LOST:
                     _id, count = struct.unpack_from("<QQ", self._raw, rec.pos + 8)
                 else:
@@ -603,12 +671,8 @@ class PerfDataReader:
                 lost_cpu.append(-1 if cpu is None else cpu)
                 lost_count.append(count)
                 lost_time.append(ts)
-            elif rec.type == _MMAP and self._kernel_ref is None:
-                pid, = struct.unpack_from("<i", self._raw, rec.pos + 8)
-                name = bytes(self._raw[rec.pos + 40:rec.pos + rec.size]).split(b"\0", 1)[0].decode("utf-8", "replace")
-                if pid == -1 and name.startswith("[kernel.kallsyms]") and len(name) > len("[kernel.kallsyms]"):
-                    pgoff, = struct.unpack_from("<Q", self._raw, rec.pos + 32)
-                    self._kernel_ref = (name[len("[kernel.kallsyms]"):], pgoff)
+            elif rec.type == _MMAP and self.info.kernel_ref is None:
+                self.info.kernel_ref = _kernel_mmap(bytes(self._raw[rec.pos:rec.pos + rec.size]))
             elif rec.type == _ID_INDEX:
                 nr, = struct.unpack_from("<Q", self._raw, rec.pos + 8)
                 for j in range(min(nr, (rec.size - 16) // 32)):
@@ -660,7 +724,6 @@ class PerfDataReader:
         before = self._time[self._order[np.maximum(prev, 0)]] if (self._order is not None and n) else \
             (self._time[np.maximum(prev, 0)] if n else np.zeros(len(prev), np.uint64))
         self._lost_time = np.where(lt_known >= 0, lt_known.astype(np.uint64), before).astype(np.uint64)
-        self._scanned = True
 
     def _attr_index(self, pos: np.ndarray) -> np.ndarray:
         attrs = self.header.attrs
@@ -820,6 +883,12 @@ class PerfDataReader:
             pid = np.full(n, -1, np.int32)
         return EventBatch(name=attr.name, ts=ts, cpu=cpu.astype(np.int32), pid=pid, seq=seq.astype(np.int64),
                           fields=fields)
+
+    def __enter__(self) -> "PerfDataReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Release the mapping and the file."""

@@ -1,0 +1,273 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""zlperf's report from inside ``perf script``: a thin adapter over zlperf.analysis.core.
+
+    perf script -i perf.data -s plugins/perf/zone_lock.py [-- --by zone,caller --top 10 --json]
+    perf script -i perf.data -s "$(zlperf perf-script)"          # the installed copy
+
+The handlers only buffer perf's values into columns; every N events they become a
+:class:`zlperf.events.Chunk` fed to the same :class:`~zlperf.analysis.core.Analyzer` that
+``zlperf report`` uses, and ``trace_end`` prints the same report. perf delivers events in
+time order (its ordered-events queue), so the arrival number is each CPU's ``seq``.
+
+perf's quirks handled here: handler arguments are the common values then the event's own
+fields in format order (the seed patch's order; fields a later version appends land in
+``*_rest``); ``__data_loc`` strings arrive as ``str`` or, once one is not printable, as
+``bytearray`` for the rest of the session; kernel addresses are big ints; call chains
+(``perf record -g``) are lists of dicts; events without a handler come through
+``trace_unhandled``. perf passes no lost-event records to scripts: it prints its own
+"lost events" warning instead.
+
+It runs in perf's embedded Python (Debian's /usr/bin/python3 with python3-numpy from apt),
+which does not see a pip-installed zlperf: the package is found from this file's place (a
+checkout's plugins/perf/, or an installed zlperf/plugins/perf/), appended to sys.path so
+the system's numpy keeps priority.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _find_zlperf() -> None:
+    here = os.path.dirname(os.path.realpath(__file__))
+    for up in (2, 3):  # checkout: plugins/perf -> repo root; installed: zlperf/plugins/perf -> site-packages
+        root = os.path.normpath(os.path.join(here, *([".."] * up)))
+        if os.path.isfile(os.path.join(root, "zlperf", "__init__.py")):
+            if root not in sys.path:
+                sys.path.append(root)
+            return
+
+
+_find_zlperf()
+
+try:
+    import numpy as np
+
+    from zlperf.analysis.core import AnalysisOptions, Analyzer
+    from zlperf.events import Chunk, EventBatch, TraceInfo
+except ImportError as _exc:  # say what to install instead of perf's long Python traceback
+    sys.stderr.write(f"zone_lock.py: cannot import {_exc.name} in perf's Python ({sys.version.split()[0]}): "
+                     "install python3-numpy python3-yaml python3-zstandard (apt), see README\n")
+    raise SystemExit(2)
+
+#: Events buffered before they become a chunk.
+CHUNK_EVENTS = 65536
+
+_KERNEL_HALF = 1 << 63  # kernel text is in the upper half of the address space (x86-64, arm64)
+
+
+def _perf_args() -> tuple[str, str | None]:
+    """(input file, --kallsyms) from perf's own command line (perf gives scripts neither)."""
+    path, kallsyms = "perf.data", None
+    try:
+        with open("/proc/self/cmdline", "rb") as fh:
+            argv = [a.decode("utf-8", "replace") for a in fh.read().split(b"\0")]
+    except OSError:
+        return path, kallsyms
+    if "--" in argv:
+        argv = argv[: argv.index("--")]
+    for i, a in enumerate(argv):
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if a in ("-i", "--input") and nxt:
+            path = nxt
+        elif a.startswith("--input="):
+            path = a.split("=", 1)[1]
+        elif a.startswith("-i") and len(a) > 2 and not a.startswith("--"):
+            path = a[2:]
+        elif a == "--kallsyms" and nxt:
+            kallsyms = nxt
+        elif a.startswith("--kallsyms="):
+            kallsyms = a.split("=", 1)[1]
+    return path, kallsyms
+
+
+def _options(argv: list[str]):
+    import argparse
+
+    p = argparse.ArgumentParser(prog="perf script -s zone_lock.py --", description="zlperf report inside perf script")
+    p.add_argument("--by", default="zone,caller", help="group tables: zone,caller,cpu,task")
+    p.add_argument("--top", type=int, default=10, help="rows per table and worst cases")
+    p.add_argument("--json", action="store_true", help="print the zlperf.report/1 JSON document")
+    return p.parse_args(argv)
+
+
+def _trace_info(path: str, kallsyms: str | None) -> TraceInfo:
+    """The same TraceInfo ``zlperf report`` builds (header, symbols), without reading the samples."""
+    import mmap
+
+    from zlperf.errors import ZlperfError
+    from zlperf.readers import perfdata
+
+    try:
+        with open(path, "rb") as fh:
+            buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                hdr = perfdata.read_header(path, buf)
+                info = perfdata.perf_trace_info(path, hdr, kallsyms)
+                info.kernel_ref = perfdata.kernel_ref_at_start(buf, hdr)
+            finally:
+                buf.close()
+        return info
+    except (OSError, ValueError, ZlperfError) as exc:
+        info = TraceInfo(path=path, format="perf.data", clock="perf")
+        info.warnings.append(f"could not read the file header ({exc}): no symbols")
+        return info
+
+
+class _Collector:
+    """Columns per event; a chunk for the analyzer every CHUNK_EVENTS events."""
+
+    def __init__(self, info: TraceInfo, options: AnalysisOptions):
+        self.info = info
+        self.analyzer = Analyzer(info, options)
+        self.rows: dict[str, list] = {}
+        self.names: dict[str, tuple] = {}
+        self.pending = 0
+        self.seq = 0
+
+    def add(self, name: str, field_names: tuple, row: tuple) -> None:
+        rows = self.rows.get(name)
+        if rows is None:
+            rows = self.rows[name] = []
+            self.names[name] = field_names
+        rows.append(row)
+        self.pending += 1
+        if self.pending >= CHUNK_EVENTS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        chunk = Chunk()
+        for name, rows in self.rows.items():
+            if rows:
+                chunk.batches[name] = _batch(name, self.names[name], rows)
+        self.rows = {}
+        self.pending = 0
+        self.analyzer.feed(chunk)
+
+
+def _text(v) -> str:
+    if isinstance(v, str):
+        return v
+    return bytes(v).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _column(values: list) -> np.ndarray:
+    """A numpy column from perf's Python values: ints keep their range, strings stay str."""
+    first = values[0]
+    if isinstance(first, (str, bytearray, bytes)):
+        col = np.empty(len(values), dtype=object)
+        col[:] = [_text(v) for v in values]
+        return col
+    if isinstance(first, (list, tuple)):  # call chains, or arrays perf hands over as lists
+        col = np.empty(len(values), dtype=object)
+        for i, v in enumerate(values):
+            if not v:
+                col[i] = np.empty(0, dtype=np.uint64)
+            elif isinstance(v[0], dict):
+                col[i] = np.array([f["ip"] for f in v if f.get("ip", 0) >= _KERNEL_HALF], dtype=np.uint64)
+            else:
+                col[i] = np.asarray(v)
+        return col
+    if max(values) >= 1 << 63:  # unsigned kernel addresses as big ints
+        return np.array(values, dtype=np.uint64)
+    return np.array(values, dtype=np.int64)
+
+
+def _batch(name: str, field_names: tuple, rows: list) -> EventBatch:
+    cols = list(zip(*rows))
+    seq, cpu, ts, pid = cols[:4]
+    fields = {}
+    for fname, values in zip(field_names, cols[4:]):
+        if fname == "common_callchain" and not any(values):
+            continue  # not recorded with -g
+        fields[fname] = _column(list(values))
+    return EventBatch(name=name, ts=np.array(ts, dtype=np.uint64), cpu=np.array(cpu, dtype=np.int32),
+                      pid=np.array(pid, dtype=np.int32), seq=np.array(seq, dtype=np.int64), fields=fields)
+
+
+_state: dict = {}
+
+
+def _add(name, cpu, secs, nsecs, pid, comm, callchain, field_names, values) -> None:
+    c = _state["collector"]
+    c.seq += 1
+    c.info.cmdlines[pid] = comm
+    c.add(name, field_names, (c.seq, cpu, secs * 1_000_000_000 + nsecs, pid, callchain) + values)
+
+
+# -- perf's entry points -------------------------------------------------------------------------
+
+def trace_begin():
+    path, kallsyms = _perf_args()
+    args = _options(sys.argv[1:])
+    _state["args"] = args
+    _state["collector"] = _Collector(_trace_info(path, kallsyms), AnalysisOptions(top=args.top))
+
+
+_ZL = ("common_callchain", "node_id", "name", "count", "caller")
+
+
+def kmem__mm_zone_lock_contended(event_name, context, common_cpu, common_secs, common_nsecs, common_pid,
+                                 common_comm, common_callchain, node_id, name, count, caller, *_rest):
+    _add("kmem:mm_zone_lock_contended", common_cpu, common_secs, common_nsecs, common_pid, common_comm,
+         common_callchain, _ZL, (node_id, name, count, caller))
+
+
+def kmem__mm_zone_locked(event_name, context, common_cpu, common_secs, common_nsecs, common_pid, common_comm,
+                         common_callchain, node_id, name, count, contended, caller, wait_ns, *_rest):
+    _add("kmem:mm_zone_locked", common_cpu, common_secs, common_nsecs, common_pid, common_comm, common_callchain,
+         _ZL + ("contended", "wait_ns"), (node_id, name, count, caller, contended, wait_ns))
+
+
+def kmem__mm_zone_lock_unlock(event_name, context, common_cpu, common_secs, common_nsecs, common_pid,
+                              common_comm, common_callchain, node_id, name, count, caller, *_rest):
+    _add("kmem:mm_zone_lock_unlock", common_cpu, common_secs, common_nsecs, common_pid, common_comm,
+         common_callchain, _ZL, (node_id, name, count, caller))
+
+
+def lock__contention_begin(event_name, context, common_cpu, common_secs, common_nsecs, common_pid, common_comm,
+                           common_callchain, lock_addr, flags, *_rest):
+    _add("lock:contention_begin", common_cpu, common_secs, common_nsecs, common_pid, common_comm,
+         common_callchain, ("common_callchain", "lock_addr", "flags"), (lock_addr, flags))
+
+
+def lock__contention_end(event_name, context, common_cpu, common_secs, common_nsecs, common_pid, common_comm,
+                         common_callchain, lock_addr, ret, *_rest):
+    _add("lock:contention_end", common_cpu, common_secs, common_nsecs, common_pid, common_comm,
+         common_callchain, ("common_callchain", "lock_addr", "ret"), (lock_addr, ret))
+
+
+_COMMON = ("common_cpu", "common_s", "common_ns", "common_pid", "common_comm", "common_callchain")
+
+
+def trace_unhandled(event_name, context, event_fields_dict, *_perf_sample_dict):
+    """Any other tracepoint: counted like ``zlperf report`` counts it, fields kept by name."""
+    d = event_fields_dict
+    system, _, event = event_name.partition("__")
+    names = tuple(k for k in d if k not in _COMMON)
+    _add(f"{system}:{event}", d["common_cpu"], d["common_s"], d["common_ns"], d["common_pid"], d["common_comm"],
+         d.get("common_callchain", []), ("common_callchain",) + names, tuple(d[k] for k in names))
+
+
+def trace_end():
+    c = _state.get("collector")
+    if c is None:
+        return
+    c.flush()
+    doc = c.analyzer.summary()
+    args = _state["args"]
+    for warning in doc["warnings"]:
+        sys.stderr.write(f"zlperf: warning: {c.info.path}: {warning}\n")
+    if args.json:
+        import json
+
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+    else:
+        from zlperf.render.text import render_text
+
+        dims = [d.strip() for d in args.by.split(",") if d.strip()]
+        sys.stdout.write(render_text(doc, by=dims, top=args.top))
+    sys.stdout.flush()
