@@ -19,7 +19,7 @@ __all__ = ["open_trace", "READERS"]
 from pathlib import Path
 from typing import Union
 
-from zlperf.errors import TraceFormatError, ZlperfError
+from zlperf.errors import ZlperfError
 from zlperf.events import TraceReader
 
 #: Reader names ``open_trace`` accepts ("auto" picks the fast reader).
@@ -42,8 +42,9 @@ def open_trace(path: Union[str, Path], reader: str = "auto") -> TraceReader:
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head.startswith(b"PERFILE2"):
-        raise TraceFormatError(path, 0, "this is a perf.data file, not a trace.dat",
-                               "analyse it with `perf script -s` and zlperf's perf plugin")
+        from zlperf.readers.perfdata import PerfDataReader  # perf record output: the native perf.data reader
+
+        return PerfDataReader(path)
     from zlperf.readers.fast import FastTraceReader
 
     return FastTraceReader(path)
