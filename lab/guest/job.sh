@@ -53,7 +53,7 @@ setup() {
         for f in /sys/kernel/tracing/events/kmem/mm_zone_lock*/format /sys/kernel/tracing/events/lock/contention_*/format \
                  /sys/kernel/tracing/events/zone_lock/*/format; do
             [ -f "$f" ] || continue
-            d=$(dirname "$f"); cp "$f" "/tmp/formats/$(basename "$(dirname "$d")").$(basename "$d").format"
+            d=$(dirname "$f"); cp "$f" "/tmp/formats/$(basename "$(dirname "$d")")_$(basename "$d").format"
         done
         cp -r /tmp/formats $OUT/formats
     fi
