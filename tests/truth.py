@@ -70,9 +70,9 @@ def nearest_rank(sorted_vals: list[int], p: float) -> int:
     return sorted_vals[k - 1]
 
 
-def stats(vals: list[int]) -> dict | None:
+def stats(vals: list[int]) -> dict:
     if not vals:
-        return None
+        return {"count": 0, "sum": 0, "min": None, "max": None, "p50": None, "p90": None, "p99": None}
     s = sorted(vals)
     return {"count": len(s), "sum": sum(s), "min": s[0], "max": s[-1],
             "p50": nearest_rank(s, 50), "p90": nearest_rank(s, 90), "p99": nearest_rank(s, 99)}

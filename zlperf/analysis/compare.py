@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any, Optional
 
-from zlperf.analysis.stats import stats_from_log2
+from zlperf.analysis.stats import empty_stats, stats_from_log2
 from zlperf.analysis.summary import SCHEMA
 from zlperf.errors import ZlperfError
 
@@ -78,7 +78,7 @@ def _metric(entry: Optional[dict], metric: str, duration_ns: int) -> Optional[fl
         return entry.get("contention_ratio")
     kind, stat = metric.split("_", 1)[0], metric.rsplit("_", 2)[-2]  # wait_p99_ns -> wait, p99
     st = entry.get(f"{kind}_ns")
-    if not st:
+    if not st or not st.get("count"):
         return None
     return float(st["mean"]) if stat == "mean" else float(st[stat])
 
@@ -122,9 +122,11 @@ def diff_reports(a: dict, b: dict) -> dict:
 # -- merge -----------------------------------------------------------------------------------
 
 def _merge_stats(parts: list[Optional[dict]]) -> Optional[dict]:
-    parts = [p for p in parts if p]
+    if any(p is None for p in parts):
+        return None  # some recording cannot tell
+    parts = [p for p in parts if p["count"]]
     if not parts:
-        return None
+        return empty_stats()
     if len(parts) == 1:
         return parts[0]
     width = max(len(p["hist_log2"]) for p in parts)

@@ -13,6 +13,7 @@ __all__ = [
     "log2_histogram",
     "nearest_rank",
     "stats_from_log2",
+    "empty_stats",
 ]
 
 from fractions import Fraction
@@ -136,6 +137,15 @@ class Distribution:
         out["hist_log2"] = log2_histogram(values, counts)
         out["percentiles_from"] = "exact"
         return out
+
+
+def empty_stats() -> dict:
+    """STATS of an empty distribution: count 0, the rest null (seen none, as opposed to cannot tell)."""
+    out: dict = {"count": 0, "sum": 0, "min": None, "max": None, "mean": None}
+    out.update({label: None for label, _ in PERCENTILES})
+    out["hist_log2"] = []
+    out["percentiles_from"] = "exact"
+    return out
 
 
 def stats_from_log2(hist: Iterable[int], count: int, total: int, vmin: int, vmax: int) -> dict:

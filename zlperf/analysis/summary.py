@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from zlperf import __version__
+from zlperf.analysis.stats import empty_stats
 
 if TYPE_CHECKING:
     from zlperf.analysis.core import Analyzer, GroupStats
@@ -30,9 +31,10 @@ Summary = dict
 
 
 def _stats(dist, allowed: bool) -> Optional[dict]:
+    """STATS, or None when the recording cannot tell; count 0 (and null values) when it saw none."""
     if not allowed:
         return None
-    return dist.summary()
+    return dist.summary() or empty_stats()
 
 
 def _group_entry(g: "GroupStats", caps, duration_ns: int) -> dict[str, Any]:

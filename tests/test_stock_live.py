@@ -1,0 +1,142 @@
+"""Issue 6, live: zone->lock waits on this machine's stock kernel, from lock:contention_* with stacks.
+
+Each test records the `stock` profile while a memory-churn workload runs, with
+vm.percpu_pagelist_high_fraction raised to make zone-lock contention frequent (restored after,
+also on failure), then checks the report against independent sources: `trace-cmd report` /
+`perf script` text of the same file, and `perf lock contention` on the perf.data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import have_tool, is_root
+from zlperf.analysis.core import analyze
+from zlperf.analysis.stock_frames import ZONE_LOCK_FRAMES, is_locking_frame
+from zlperf.readers import open_trace
+
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skipif(not is_root(), reason="needs root"),
+    pytest.mark.skipif(not os.path.exists("/sys/kernel/tracing/events/lock/contention_begin"),
+                       reason="tracefs not mounted or no lock:contention_begin in this kernel"),
+]
+
+PCP_SYSCTL = Path("/proc/sys/vm/percpu_pagelist_high_fraction")
+WORKLOAD = [sys.executable, "-m", "zlperf.workload", "--procs", "2", "--seconds", "3", "--mb", "64"]
+# Lock functions whose waits are NOT zone->lock on this kernel (ENVIRONMENT.md: lruvec locks).
+LRUVEC_FRAMES = {"folio_batch_move_lru", "__page_cache_release", "__page_cache_release.part.0",
+                 "folio_lruvec_lock_irqsave", "lru_add_drain_cpu", "release_pages"}
+
+
+@pytest.fixture(scope="module")
+def contention():
+    """Raise vm.percpu_pagelist_high_fraction for the module; always restore it."""
+    old = PCP_SYSCTL.read_text().strip()
+    PCP_SYSCTL.write_text("100000")
+    try:
+        yield
+    finally:
+        PCP_SYSCTL.write_text(old)
+
+
+def _record(out: Path, backend: str) -> None:
+    cmd = [sys.executable, "-m", "zlperf", "record", "--profile", "stock", "--backend", backend, "-o", str(out),
+           "--", *WORKLOAD]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists() and out.stat().st_size > 0
+
+
+def _report(path: Path) -> dict:
+    with open_trace(str(path)) as reader:
+        return analyze(reader)
+
+
+def _caller_function(frames: list[str]) -> str | None:
+    """Independent of zlperf's resolver: first frame name that is not tracing/locking code."""
+    for name in frames:
+        if not is_locking_frame(name):
+            return name
+    return None
+
+
+def _stacks_by_lock_from_trace_cmd(path: Path) -> dict[str, list[list[str]]]:
+    """lock_addr -> stacks (function names) of its contention_begin events, from trace-cmd report."""
+    text = subprocess.run(["trace-cmd", "report", str(path)], capture_output=True, text=True, check=True).stdout
+    stacks: dict[str, list[list[str]]] = defaultdict(list)
+    pending: dict[str, str] = {}  # cpu -> lock_addr of the begin just seen
+    current = None
+    for line in text.splitlines():
+        m = re.search(r"\[(\d+)\]\s+[\d.]+:\s+(\w+):\s+(.*)", line)
+        if m:
+            cpu, event, rest = m.groups()
+            if current is not None:
+                stacks[current[0]].append(current[1])
+                current = None
+            if event == "contention_begin":
+                pending[cpu] = rest.split()[0]
+            elif event == "kernel_stack" and cpu in pending:
+                current = (pending.pop(cpu), [])
+            else:
+                pending.pop(cpu, None)
+            continue
+        fm = re.match(r"\s*=> (\S+)", line)
+        if fm and current is not None:
+            current[1].append(fm.group(1))
+    if current is not None:
+        stacks[current[0]].append(current[1])
+    return stacks
+
+
+@pytest.mark.skipif(not have_tool("trace-cmd"), reason="trace-cmd not installed")
+def test_stock_trace_cmd_attributes_zone_lock_waits_only(tmp_path, contention):
+    out = tmp_path / "stock.dat"
+    _record(out, "trace-cmd")
+    doc = _report(out)
+    assert doc["profile"] == "stock"
+    assert doc["zones"], "no zone-lock wait attributed: " + "; ".join(doc["notes"])
+    total = sum(z["contended_events"] for z in doc["zones"])
+    assert total >= 1
+    for z in doc["zones"]:
+        assert z["lock_addr"] and z["acquisitions"] is None and z["hold_ns"] is None
+        assert z["unmatched_unlocks"] is None
+    # Independent: every attributed lock has stacks through zone-lock frames and none through lruvec code.
+    stacks = _stacks_by_lock_from_trace_cmd(out)
+    attributed = {z["lock_addr"] for z in doc["zones"]}
+    for addr in attributed:
+        key = next(k for k in stacks if int(k, 16) == int(addr, 16))
+        callers = Counter(_caller_function(s) for s in stacks[key])
+        assert any(c in ZONE_LOCK_FRAMES for c in callers), callers
+        assert not any(c in LRUVEC_FRAMES for c in callers), callers
+    # And locks whose waits come from lruvec code exist in the same recording but are not attributed.
+    lruvec_locks = {k for k, ss in stacks.items() if any(_caller_function(s) in LRUVEC_FRAMES for s in ss)}
+    assert not {int(a, 16) for a in attributed} & {int(k, 16) for k in lruvec_locks}
+
+
+@pytest.mark.skipif(not have_tool("perf"), reason="perf not installed")
+def test_stock_perf_backend_agrees_with_perf_lock_contention(tmp_path, contention):
+    out = tmp_path / "stock.perf.data"
+    _record(out, "perf")
+    doc = _report(out)
+    assert doc["zones"], "no zone-lock wait attributed: " + "; ".join(doc["notes"])
+    ours = sorted(c["contended_events"] for c in doc["callers"])
+    # perf lock contention on the same file: rows whose caller function is a zone-lock path.
+    proc = subprocess.run(["perf", "lock", "contention", "-i", str(out)], capture_output=True, text=True)
+    if proc.returncode != 0 or "contended" not in proc.stdout + proc.stderr:
+        pytest.skip(f"perf lock contention cannot read this file here: {proc.stderr.strip()[:200]}")
+    theirs: Counter = Counter()
+    for line in (proc.stdout + proc.stderr).splitlines():
+        m = re.match(r"\s*(\d+)\s+.*\s(\S+)\+0x[0-9a-f]+\s*$", line)
+        if m and m.group(2) in ZONE_LOCK_FRAMES:
+            theirs[m.group(2)] += int(m.group(1))
+    assert sum(theirs.values()) == sum(ours), (theirs, ours)
+    # perf names the caller one frame further up on this kernel; the per-caller counts match as a multiset.
+    assert sorted(theirs.values()) == ours, (theirs, ours)
