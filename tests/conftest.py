@@ -42,3 +42,43 @@ requires_root = pytest.mark.skipif(not is_root(), reason="needs root")
 def trace_dat(request) -> Path:
     """Each real trace.dat fixture in turn."""
     return request.param
+
+
+# --- a large real trace recorded on this machine (shared by the reader tests) -----------------
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+@pytest.fixture(scope="session")
+def kmem_trace(tmp_path_factory) -> Path:
+    """A trace.dat of kmem:mm_page_alloc + mm_page_free from a tracefs instance (`trace-cmd extract -B`).
+
+    Recorded once per session under a churn workload big enough to overflow the 16 MB/CPU
+    buffer (so the file also holds real missed-events pages). The instance is always removed.
+    """
+    if not (is_root() and have_tool("trace-cmd") and (TRACEFS / "instances").is_dir()):
+        pytest.skip("needs root, trace-cmd and tracefs at /sys/kernel/tracing")
+    import subprocess
+    import sys
+
+    name = f"zlperf-test-kmem-{os.getpid()}"
+    inst = TRACEFS / "instances" / name
+    out = tmp_path_factory.mktemp("kmem") / "kmem.dat"
+    try:
+        inst.mkdir()
+        (inst / "buffer_size_kb").write_text("16384")
+        for ev in ("mm_page_alloc", "mm_page_free"):
+            (inst / "events" / "kmem" / ev / "enable").write_text("1")
+        (inst / "tracing_on").write_text("1")
+        subprocess.run([sys.executable, "-m", "zlperf.workload", "--procs", "2", "--seconds", "2",
+                        "--mb", "64"], check=True, capture_output=True, timeout=120)
+        (inst / "tracing_on").write_text("0")
+        subprocess.run(["trace-cmd", "extract", "-B", name, "-o", str(out)], check=True,
+                       capture_output=True, timeout=300)
+    finally:
+        if inst.is_dir():
+            try:
+                (inst / "tracing_on").write_text("0")
+            except OSError:
+                pass
+            inst.rmdir()
+    return out

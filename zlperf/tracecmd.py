@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Iterator, Optional
 
 from zlperf.errors import TraceFormatError
-from zlperf.readers.libtracecmd import TepRecord, load_library
+from zlperf.readers.libtracecmd import check_header, load_library
 
 _NO_PLUGINS = 1 | 2  # TRACECMD_FL_LOAD_NO_PLUGINS | TRACECMD_FL_LOAD_NO_SYSTEM_PLUGINS
 _IS_DYNAMIC, _IS_RELATIVE = 16, 256
@@ -267,6 +267,10 @@ class Trace:
         self.filename = str(filename)
         if not os.path.isfile(self.filename):
             raise FileFormatError(self.filename, None, "no such file", "give the path of a trace.dat")
+        try:
+            check_header(self.filename)
+        except TraceFormatError as exc:
+            raise FileFormatError(exc.path, exc.offset, exc.problem, exc.hint) from None
         top = self._lib.tracecmd_open(self.filename.encode(), _NO_PLUGINS)
         if not top:
             raise FileFormatError(self.filename, None, "libtracecmd cannot read this file's headers",

@@ -6,7 +6,7 @@ turns its records into the columnar :class:`zlperf.events.Chunk` stream every re
 
 from __future__ import annotations
 
-__all__ = ["LibTraceCmdReader", "TraceCmdLib", "load_library", "TepRecord", "TepEvent", "TepFormatField"]
+__all__ = ["LibTraceCmdReader", "TraceCmdLib", "load_library", "check_header", "decode_fields", "TepRecord", "TepEvent", "TepFormatField"]
 
 import ctypes
 import ctypes.util
@@ -33,6 +33,9 @@ _FL_LOAD_NO_SYSTEM_PLUGINS = 1 << 1
 _IS_ARRAY, _IS_SIGNED, _IS_STRING, _IS_DYNAMIC, _IS_RELATIVE = 1, 4, 8, 16, 256
 
 _MISSING_LIB = "{lib} not found: apt install {pkg}, or use the fast reader"
+#: (soname, Debian package) loaded in this order: libtracecmd needs libtraceevent's symbols.
+_SONAMES = (("libtraceevent.so.1", "libtraceevent1"), ("libtracecmd.so.1", "libtracecmd1"))
+_MAGIC = b"\x17\x08\x44tracing"
 
 
 # Layouts as in /usr/include/traceevent/event-parse.h of libtraceevent 1.7.1 (Debian 12);
@@ -175,7 +178,7 @@ def load_library() -> TraceCmdLib:
     if _LIB is not None:
         return _LIB
     libs = []
-    for soname, pkg in (("libtraceevent.so.1", "libtraceevent1"), ("libtracecmd.so.1", "libtracecmd1")):
+    for soname, pkg in _SONAMES:
         try:
             libs.append(ctypes.CDLL(soname))
         except OSError:
@@ -186,6 +189,27 @@ def load_library() -> TraceCmdLib:
         raise ZlperfError(f"libtracecmd.so.1 lacks {exc}: install libtracecmd1 >= 1.3, "
                           "or use the fast reader") from None
     return _LIB
+
+
+def check_header(path: str) -> int:
+    """The trace.dat file version of ``path``; TraceFormatError for a wrong magic or version."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+    except OSError as exc:
+        raise TraceFormatError(path, None, f"cannot read: {exc.strerror}") from None
+    if not head.startswith(_MAGIC):
+        raise TraceFormatError(path, 0, "not a trace.dat (wrong magic)",
+                               "give a file written by trace-cmd record/extract")
+    rest = head[len(_MAGIC):]
+    if b"\0" not in rest:
+        raise TraceFormatError(path, len(head), "file ends inside the trace.dat header",
+                               "the file is truncated; record it again")
+    text = rest.split(b"\0", 1)[0]
+    if not text.isdigit() or int(text) not in (6, 7):
+        raise TraceFormatError(path, len(_MAGIC), f"unsupported trace.dat version {text[:8]!r}",
+                               "zlperf reads versions 6 and 7")
+    return int(text)
 
 
 def _s(b: Optional[bytes]) -> str:
@@ -267,11 +291,15 @@ class LibTraceCmdReader:
         self.chunk_events = chunk_events
         if not os.path.isfile(self.path):
             raise TraceFormatError(self.path, None, "no such file", "give the path of a trace.dat")
+        check_header(self.path)
         self._lib = load_library()
         self._handle = self._lib.tracecmd_open(self.path.encode(), _FL_LOAD_NO_PLUGINS | _FL_LOAD_NO_SYSTEM_PLUGINS)
         if not self._handle:
-            raise TraceFormatError(self.path, None, "libtracecmd cannot open this file as a trace.dat",
-                                   "check it with `trace-cmd dump --summary`, or try the fast reader")
+            # libtracecmd refuses the whole file when any section or CPU data is cut or bad.
+            raise TraceFormatError(self.path, None, "libtracecmd cannot read this trace.dat "
+                                   "(truncated or corrupted headers, sections or CPU data)",
+                                   "check it with `trace-cmd dump --summary`; the fast reader "
+                                   "recovers what is readable")
         self._tep = self._lib.tracecmd_get_tep(self._handle)
         self._big = bool(self._lib.tep_is_file_bigendian(self._tep))
         self._instances: dict[str, int] = {}

@@ -1,0 +1,342 @@
+"""The libtracecmd reader against the real tools: every event of every fixture vs `trace-cmd report`.
+
+Expectations come from trace-cmd's own text output (report, dump) parsed here, and from the
+installed C headers (struct layouts compiled with gcc); nothing is hard-coded.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FULL_DAT, STOCK_DAT, requires_trace_cmd
+from zlperf.errors import TraceFormatError, ZlperfError
+from zlperf.events import MISSED_EVENTS
+from zlperf.readers import libtracecmd as ltc
+from zlperf.readers.libtracecmd import LibTraceCmdReader
+
+pytestmark = requires_trace_cmd
+
+# "[buf: ]comm-pid [cpu] sec.nsec: event: rest" as `trace-cmd report -t` prints it.
+_LINE = re.compile(r"^(?:(?P<buf>[\w.-]+): )?\s*(?P<comm>.*?)-(?P<pid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+"
+                   r"(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s*(?P<rest>.*)$")
+_DROP = re.compile(r"CPU:\s*(?P<cpu>\d+)\s+\[(?P<n>\d+|\?+) EVENTS DROPPED\]")
+_STACK = re.compile(r"^=> (?P<func>\S+) \((?P<addr>[0-9a-f]+)\)$")
+_KV = re.compile(r"(\w+)=(\S+)")
+
+
+def report(path: Path) -> tuple[list[dict], list[tuple[int, int]]]:
+    """Events and drops (cpu, count or -1) of `trace-cmd report -t PATH`, in its order."""
+    text = subprocess.run(["trace-cmd", "report", "-t", str(path)], check=True, capture_output=True,
+                          text=True, errors="replace").stdout
+    events: list[dict] = []
+    drops: list[tuple[int, int]] = []
+    after_drop = ""  # report prints "BUF: CPU:N [..DROPPED]" and the next event without "BUF: "
+    for line in text.splitlines():
+        st = _STACK.match(line)
+        if st and events:
+            events[-1].setdefault("stack", []).append((st.group("func"), int(st.group("addr"), 16)))
+            continue
+        d = _DROP.search(line)
+        if d:
+            n = d.group("n")
+            drops.append((int(d.group("cpu")), int(n) if n.isdigit() else -1))
+            after_drop = line[: d.start()].rstrip().rstrip(":")
+            continue
+        m = _LINE.match(line)
+        if m:
+            sec, frac = m.group("ts").split(".")
+            events.append({"ts": int(sec) * 10**9 + int(frac.ljust(9, "0")), "cpu": int(m.group("cpu")),
+                           "pid": int(m.group("pid")), "comm": m.group("comm").strip(),
+                           "event": m.group("event"), "rest": m.group("rest"),
+                           "buf": m.group("buf") or after_drop})
+            after_drop = ""
+    return events, drops
+
+
+def dump(path: Path, what: str) -> str:
+    return subprocess.run(["trace-cmd", "dump", what, "-i", str(path)], check=True, capture_output=True,
+                          text=True, errors="replace").stdout
+
+
+def stream(reader: LibTraceCmdReader, buffer: str = "") -> list[tuple]:
+    """(seq, name, row, batch) for every event, in stream order."""
+    out = []
+    for chunk in reader.chunks(buffer=buffer):
+        for name, b in chunk.batches.items():
+            for i in range(len(b)):
+                out.append((int(b.seq[i]), name, i, b))
+    out.sort(key=lambda t: t[0])
+    return out
+
+
+def _stack_of(batch, i) -> list[int]:
+    row = batch.fields["caller"][i]
+    return [int(a) for a in row if a]
+
+
+def check_against_report(path: Path, buffer: str = "") -> tuple[int, float]:
+    """Compare every event of ``path`` with trace-cmd report; returns (events, reader seconds)."""
+    truth, drops = report(path)
+    with LibTraceCmdReader(str(path)) as r:
+        t0 = time.perf_counter()
+        mine = stream(r, buffer)
+        elapsed = time.perf_counter() - t0
+        info = r.info
+        events = [t for t in mine if t[1] != MISSED_EVENTS]
+        missed = [t for t in mine if t[1] == MISSED_EVENTS]
+        truth = [e for e in truth if e["buf"] == buffer] if any(e["buf"] for e in truth) else truth
+        # Per-name counts, then every event in the same order with the same ts/cpu/pid/comm.
+        assert Counter(t[1].split(":", 1)[1] for t in events) == Counter(e["event"] for e in truth)
+        assert len(events) == len(truth)
+        for (seq, name, i, b), e in zip(events, truth):
+            got = (int(b.ts[i]), int(b.cpu[i]), int(b.pid[i]), name.split(":", 1)[1])
+            assert got == (e["ts"], e["cpu"], e["pid"], e["event"]), (seq, e)
+            if e["comm"] != "<...>":
+                assert info.cmdlines.get(e["pid"]) == e["comm"]
+            check_fields(info, name, b, i, e)
+        # Gaps: one MISSED_EVENTS row per "[N EVENTS DROPPED]" line, same CPU and count.
+        assert sorted((int(b.cpu[i]), int(b.fields["count"][i])) for _, _, i, b in missed) == sorted(drops)
+    return len(events), elapsed
+
+
+def check_fields(info, name: str, b, i: int, e: dict) -> None:
+    """Field values against the report's printed text, for the events zlperf cares about."""
+    f = {k: v[i] for k, v in b.fields.items()}
+    kv = dict(_KV.findall(e["rest"]))
+    if name.startswith("kmem:mm_zone_lock") or name == "kmem:mm_zone_locked":
+        assert int(f["node_id"]) == int(kv["node"])
+        assert f["name"] == kv["zone"]
+        assert int(f["count"]) == int(kv["count"])
+        assert info.symbols.symbolize(int(f["caller"])) == kv["caller"]
+        if name == "kmem:mm_zone_locked":
+            assert int(f["contended"]) == int(kv["contended"])
+            assert int(f["wait_ns"]) == int(kv["wait"])
+    elif name in ("lock:contention_begin", "lock:contention_end"):
+        assert int(f["lock_addr"]) == int(e["rest"].split()[0], 16)
+        if name == "lock:contention_end":
+            assert int(f["ret"]) == int(kv["ret"].rstrip(")"))
+    elif name == "ftrace:kernel_stack":
+        stack = e.get("stack", [])
+        assert _stack_of(b, i) == [a for _, a in stack]
+        assert [info.symbols.function(a) for _, a in stack] == [fn for fn, _ in stack]
+    elif name in ("kmem:mm_page_alloc", "kmem:mm_page_free"):
+        assert int(f["pfn"]) == int(kv["pfn"], 16)
+        assert int(f["order"]) == int(kv["order"])
+
+
+def test_every_event_of_every_fixture_matches_trace_cmd_report(trace_dat):
+    n, _ = check_against_report(trace_dat)
+    assert n > 0
+
+
+def test_large_recorded_trace_matches_report_and_throughput(kmem_trace, capsys):
+    with LibTraceCmdReader(str(kmem_trace)) as r:
+        inst = [b for b in r.info.buffers if b]
+    # `trace-cmd extract -B NAME` stores the events in the NAME buffer of the file.
+    assert len(inst) == 1
+    n, secs = check_against_report(kmem_trace, inst[0])
+    assert n > 100_000
+    with LibTraceCmdReader(str(kmem_trace)) as r:
+        t0 = time.perf_counter()
+        total = sum(len(c) for c in r.chunks(buffer=inst[0]))
+        secs = time.perf_counter() - t0
+    with capsys.disabled():
+        print(f"\nlibtracecmd reader: {total} events in {secs:.2f} s = {total / secs:,.0f} events/s ({kmem_trace})")
+
+
+def _dump_value(summary: str, label: str) -> str:
+    m = re.search(r"^\s*(\S+)\s+\[" + re.escape(label) + r"\]", summary, re.M)
+    assert m, label
+    return m.group(1)
+
+
+def _options_text(text: str, option: str) -> list[str]:
+    """Bodies of `[Option NAME, N bytes]` blocks of `trace-cmd dump --options`."""
+    out = []
+    for m in re.finditer(r"\[Option " + option + r", \d+ bytes\]\n(.*?)(?=\n\s*\[Option |\Z)", text, re.S):
+        out.append(m.group(1).strip())
+    return out
+
+
+def test_info_matches_trace_cmd_dump(trace_dat):
+    summary = dump(trace_dat, "--summary")
+    options = dump(trace_dat, "--options")
+    with LibTraceCmdReader(str(trace_dat)) as r:
+        info = r.info
+    assert info.version == int(_dump_value(summary, "Version"))
+    assert info.long_size == int(_dump_value(summary, "Bytes in a long"))
+    assert info.page_size == int(_dump_value(summary, "Page size, bytes"))
+    comp = re.search(r"^\s*(\S+)\s+\[Compression algorithm\]", summary, re.M)
+    assert info.compression == (comp.group(1) if comp and comp.group(1) != "none" else None)
+    clock = re.search(r"\[(\w+)\]", dump(trace_dat, "--clock"))
+    assert info.clock == clock.group(1)
+    first_line = subprocess.run(["trace-cmd", "report", str(trace_dat)], capture_output=True,
+                                text=True).stdout.splitlines()[0]
+    assert info.cpus == int(first_line.split("=")[1])
+    uname = _options_text(options, "UNAME")
+    assert info.uname == uname[0]
+    stats = {}
+    for body in _options_text(options, "CPUSTAT"):
+        kv = dict((k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in body.splitlines()))
+        stats[int(kv["CPU"])] = (int(kv["entries"]), int(kv["overrun"]), int(kv["dropped events"]),
+                                 int(kv["read events"]))
+    assert {c: (s.entries, s.overrun, s.dropped_events, s.read_events)
+            for c, s in info.cpu_stats.items()} == stats
+    # Saved cmdlines: every pid the file names maps to the same comm.
+    with LibTraceCmdReader(str(trace_dat)) as r2:
+        for line in dump(trace_dat, "--cmd-lines").splitlines():
+            parts = line.split(None, 1)
+            if len(parts) == 2 and parts[0].isdigit():
+                assert r2.comm(int(parts[0])) == parts[1].strip()
+
+
+def test_formats_equal_zlperf_parse_of_the_tracefs_format_files():
+    """libtraceevent's parse and zlperf.formats agree on every field of the recorded events."""
+    from zlperf.formats import parse_event_format
+
+    fmt_dir = Path(__file__).parent / "data" / "formats"
+    texts = sorted(fmt_dir.glob("*.format"))
+    assert texts
+    formats = {}
+    for path in (FULL_DAT, STOCK_DAT):
+        with LibTraceCmdReader(str(path)) as r:
+            formats.update(r.info.formats)
+    for p in texts:
+        text = p.read_text()
+        system = p.stem.split("_", 1)[0]
+        ef = parse_event_format(text, system)
+        assert formats[ef.full_name].fields == ef.fields
+        assert formats[ef.full_name].id == ef.id
+
+
+def test_struct_layouts_match_installed_headers(tmp_path):
+    """The ctypes mirrors of tep_record / tep_event / tep_format_field vs offsetof() from the headers."""
+    if not shutil.which("gcc") or not Path("/usr/include/traceevent/event-parse.h").exists():
+        pytest.skip("needs gcc and libtraceevent-dev headers")
+    members = {
+        "tep_record": (ltc.TepRecord, ["ts", "offset", "missed_events", "record_size", "size", "data", "cpu",
+                                       "ref_count", "locked", "priv"]),
+        "tep_format_field": (ltc.TepFormatField, ["next", "event", "type", "name", "alias", "offset", "size",
+                                                  "arraylen", "elementsize", "flags"]),
+        "tep_format": (ltc.TepFormat, ["nr_common", "nr_fields", "common_fields", "fields"]),
+        "tep_event": (ltc.TepEvent, ["tep", "name", "id", "flags", "format", "system", "handler", "context"]),
+    }
+    lines = ['#include <stdio.h>', '#include <stddef.h>', '#include <event-parse.h>', 'int main(void) {']
+    for struct, (_, fields) in members.items():
+        lines.append(f'printf("{struct} sizeof %zu\\n", sizeof(struct {struct}));')
+        for f in fields:
+            lines.append(f'printf("{struct} {f} %zu\\n", offsetof(struct {struct}, {f}));')
+    lines.append("return 0; }")
+    src = tmp_path / "layout.c"
+    src.write_text("\n".join(lines))
+    exe = tmp_path / "layout"
+    subprocess.run(["gcc", "-I/usr/include/traceevent", str(src), "-o", str(exe)], check=True)
+    got = {}
+    for line in subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines():
+        struct, member, val = line.split()
+        got[(struct, member)] = int(val)
+    import ctypes
+
+    for struct, (cls, fields) in members.items():
+        assert ctypes.sizeof(cls) == got[(struct, "sizeof")], struct
+        for f in fields:
+            assert getattr(cls, f).offset == got[(struct, f)], (struct, f)
+
+
+def test_chunking_filter_and_ordering_contract():
+    """Small chunks give the same events; per-CPU seq only grows across chunks; filters filter."""
+    with LibTraceCmdReader(str(FULL_DAT)) as r:
+        whole = {name: b for c in r.chunks() for name, b in c.batches.items()}
+    with LibTraceCmdReader(str(FULL_DAT), chunk_events=1000) as r:
+        chunks = list(r.chunks())
+    assert len(chunks) > 10
+    last_seq: dict[int, int] = defaultdict(lambda: -1)
+    merged = defaultdict(list)
+    for c in chunks:
+        assert len(c) <= 1000
+        first_in_chunk = {}
+        for name, b in c.batches.items():
+            merged[name].append(b)
+            for cpu in np.unique(b.cpu).tolist():
+                first_in_chunk[cpu] = min(first_in_chunk.get(cpu, 1 << 62), int(b.seq[b.cpu == cpu].min()))
+        for cpu, s in first_in_chunk.items():
+            assert s > last_seq[cpu]
+        for name, b in c.batches.items():
+            for cpu in np.unique(b.cpu).tolist():
+                last_seq[cpu] = max(last_seq[cpu], int(b.seq[b.cpu == cpu].max()))
+    for name, b in whole.items():
+        parts = merged[name]
+        assert np.array_equal(np.concatenate([p.ts for p in parts]), b.ts)
+        assert np.array_equal(np.concatenate([p.seq for p in parts]), b.seq)
+        for field, col in b.fields.items():
+            assert np.array_equal(np.concatenate([p.fields[field] for p in parts]), col), field
+    with LibTraceCmdReader(str(FULL_DAT)) as r:
+        only = Counter()
+        for c in r.chunks(events={"kmem:mm_zone_lock_contended"}):
+            for name, b in c.batches.items():
+                only[name] += len(b)
+    assert set(only) == {"kmem:mm_zone_lock_contended"}
+    assert only["kmem:mm_zone_lock_contended"] == len(whole["kmem:mm_zone_lock_contended"])
+
+
+def test_column_types_follow_the_event_model():
+    with LibTraceCmdReader(str(FULL_DAT)) as r:
+        fmt = r.info.formats["kmem:mm_zone_locked"]
+        b = next(c for c in r.chunks() if "kmem:mm_zone_locked" in c.batches).batches["kmem:mm_zone_locked"]
+    assert b.ts.dtype == np.uint64 and b.cpu.dtype == np.int32 and b.pid.dtype == np.int32
+    assert b.seq.dtype == np.int64
+    for f in fmt.fields:
+        col = b.fields[f.name]
+        if f.is_string:
+            assert col.dtype == object and all(isinstance(x, str) for x in col[:100])
+        else:
+            want = np.dtype(("i" if f.signed else "u") + str(f.size))
+            assert col.dtype == want, f
+    assert b.fields["contended"].dtype == np.uint8  # bool -> uint8
+    with LibTraceCmdReader(str(STOCK_DAT)) as r:
+        st = next(c for c in r.chunks() if "ftrace:kernel_stack" in c.batches).batches["ftrace:kernel_stack"]
+    caller = st.fields["caller"]
+    assert caller.dtype == np.uint64 and caller.ndim == 2
+    depth = (caller != 0).sum(axis=1)
+    assert np.array_equal(depth, st.fields["size"])  # zero-padded past each stack's end
+
+
+@pytest.mark.parametrize("cut", [0, 5, 12, 4000, 400_000, -1])
+def test_bad_files_get_one_line_errors(tmp_path, cut):
+    raw = FULL_DAT.read_bytes()
+    p = tmp_path / "bad.dat"
+    p.write_bytes(raw[:cut] if cut >= 0 else raw[:10] + b"9\0" + raw[12:])
+    with pytest.raises(TraceFormatError) as ei:
+        LibTraceCmdReader(str(p))
+    msg = str(ei.value)
+    assert str(p) in msg and "\n" not in msg
+
+
+def test_wrong_magic_and_missing_file(tmp_path):
+    p = tmp_path / "notes.txt"
+    p.write_text("this is not a trace\n" * 10)
+    with pytest.raises(TraceFormatError, match="offset 0x0: not a trace.dat"):
+        LibTraceCmdReader(str(p))
+    with pytest.raises(TraceFormatError, match="no such file"):
+        LibTraceCmdReader(str(tmp_path / "absent.dat"))
+
+
+def test_unknown_buffer_name_is_a_clear_error():
+    with LibTraceCmdReader(str(FULL_DAT)) as r:
+        with pytest.raises(ZlperfError, match="no buffer"):
+            next(r.chunks(buffer="nope"))
+
+
+def test_missing_library_gives_the_install_hint(monkeypatch):
+    monkeypatch.setattr(ltc, "_LIB", None)
+    monkeypatch.setattr(ltc, "_SONAMES", (("libtracecmd-absent.so.1", "libtracecmd1"),))
+    with pytest.raises(ZlperfError, match="not found: apt install libtracecmd1, or use the fast reader"):
+        ltc.load_library()
