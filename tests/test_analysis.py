@@ -250,7 +250,7 @@ def test_cli_report_example_text_json_csv():
     run = lambda *a: subprocess.run([sys.executable, "-m", "zlperf", "report", *a], capture_output=True, text=True)
     text = run("--example")
     assert text.returncode == 0, text.stderr
-    for needle in ("profile:   hold-time", "== by zone", "== by caller", "free_one_page+0x4e", "nsecs",
+    for needle in ("profile:   hold-time", "verdict:", "held", "== by zone", "== by caller", "free_one_page+0x4e", "nsecs",
                    "== worst", "hold time by batch size"):
         assert needle in text.stdout, needle
     js = run("--example", "--json")

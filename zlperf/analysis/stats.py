@@ -108,7 +108,17 @@ class Distribution:
 
     @property
     def count(self) -> int:
+        """Number of values."""
         return int(self.table()[1].sum())
+
+    @property
+    def total(self) -> int:
+        """Exact sum of the values."""
+        values, counts = self.table()
+        # Exact integer sum without int64 overflow: add the high and low 32-bit halves apart.
+        hi = (values >> np.uint64(32)).astype(np.int64)
+        lo = (values & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        return (int((hi * counts).sum()) << 32) + int((lo * counts).sum())
 
     def summary(self) -> Optional[dict]:
         """STATS dict (count, sum, min, max, mean, p50, p90, p99, p999, hist_log2), or None if empty.
@@ -120,10 +130,7 @@ class Distribution:
         if n == 0:
             return None
         cum = np.cumsum(counts)
-        # Exact integer sum without int64 overflow: add the high and low 32-bit halves apart.
-        hi = (values >> np.uint64(32)).astype(np.int64)
-        lo = (values & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        total = (int((hi * counts).sum()) << 32) + int((lo * counts).sum())
+        total = self.total
         out = {
             "count": n,
             "sum": total,

@@ -48,6 +48,9 @@ def _group_entry(g: "GroupStats", caps, duration_ns: int) -> dict[str, Any]:
         "contention_ratio": (g.contended / g.acquisitions) if knows_contended and g.acquisitions else None,
         "wait_ns": _stats(g.wait, caps.waits),
         "hold_ns": _stats(g.hold, caps.holds),
+        # Average number of CPUs spinning on the lock, and the fraction of time it was held.
+        "spinning_cpus": (g.wait.total / duration_ns) if caps.waits and duration_ns > 0 else None,
+        "held_fraction": (g.hold.total / duration_ns) if caps.holds and duration_ns > 0 else None,
         "unmatched_unlocks": g.unmatched_unlocks if caps.holds else None,
         "unreleased": g.unreleased if caps.holds else None,
         "broken_by_missed": g.broken_by_missed if caps.holds else None,

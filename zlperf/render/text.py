@@ -49,12 +49,14 @@ def log2_hist_lines(hist: list[int], unit: str = "ns", width: int = 40) -> list[
     return lines
 
 
-def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+def _table(rows: list[list[str]], header: list[str], left: frozenset = frozenset({0})) -> list[str]:
+    """Columns padded to their widest cell; columns in ``left`` are left-aligned (text), others right."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    out = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths)))]
-    for r in rows:
-        out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
-    return out
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return [line(header).rstrip()] + [line(r).rstrip() for r in rows]
 
 
 def _label(dim: str, e: dict) -> str:
@@ -116,7 +118,36 @@ def _timeline_lines(doc: dict, width: int = 40) -> list[str]:
 def _worst_lines(rows: list[dict], col: str) -> list[str]:
     table = [[format_ns(r[col]), _ts(r["ts_ns"]), str(r["cpu"]), f"{r['comm']}-{r['pid']}", r["zone"] or "-",
               r["caller"]] for r in rows]
-    return _table(table, [col.replace("_ns", ""), "timestamp", "cpu", "task", "zone", "caller"])
+    return _table(table, [col.replace("_ns", ""), "timestamp", "cpu", "task", "zone", "caller"],
+                  left=frozenset({3, 4, 5}))
+
+
+def _verdict(doc: dict) -> list[str]:
+    """Two or three lines that answer "is zone->lock hurting?" before any table."""
+    t, can = doc["totals"], doc["can_show"]
+    secs = doc["duration_ns"] / 1e9
+    lines = []
+    if can["waits"] and t["wait_ns"] and t["wait_ns"]["count"]:
+        cpus = doc["source"].get("cpus") or 0
+        share = f", {100 * t['spinning_cpus'] / cpus:.2f}% of {cpus} CPUs" if cpus else ""
+        lines.append(f"verdict:   CPUs spent {format_ns(t['wait_ns']['sum'])} spinning on zone->lock in {secs:.3f} s "
+                     f"(on average {t['spinning_cpus']:.3f} CPUs{share})")
+    elif t["contended_events"]:
+        lines.append(f"verdict:   {t['contended_events']} contended acquisitions in {secs:.3f} s "
+                     f"({t['contended_per_sec']:.1f}/s); record with --profile wait-time to see how long they spin")
+    else:
+        lines.append(f"verdict:   no zone->lock contention seen in {secs:.3f} s")
+    zones = [z for z in doc["zones"] if z.get("held_fraction") is not None]
+    if zones:
+        z = max(zones, key=lambda z: z["held_fraction"])
+        lines.append(f"           busiest zone {z['label']}: held {100 * z['held_fraction']:.2f}% of the time "
+                     f"(hold p99 {format_ns((z['hold_ns'] or {}).get('p99'))})")
+    callers = [c for c in doc["callers"] if c.get("role") == "lock" and c["contended_events"]]
+    if callers and t["contended_events"]:
+        c = callers[0]
+        lines.append(f"           most contention from {c['caller']}: "
+                     f"{100 * c['contended_events'] / t['contended_events']:.0f}% of contended events")
+    return lines
 
 
 def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 10) -> str:
@@ -150,6 +181,8 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
         out.append(f"WARNING:   {warning}")
 
     t = doc["totals"]
+    out.append("")
+    out.extend(_verdict(doc))
     out.append("")
     summary = f"contended events: {_num(t['contended_events'])}"
     if t["contended_per_sec"] is not None:
