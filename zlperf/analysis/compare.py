@@ -150,6 +150,9 @@ def _merge_entries(entries: list[dict], duration_ns: int) -> dict:
     out["contention_ratio"] = cont / acq if acq and cont is not None else None
     out["wait_ns"] = _merge_stats([e.get("wait_ns") for e in entries])
     out["hold_ns"] = _merge_stats([e.get("hold_ns") for e in entries])
+    # Per recording-second, like the rates: durations of the merged recordings add up.
+    out["spinning_cpus"] = out["wait_ns"]["sum"] / duration_ns if out["wait_ns"] and duration_ns else None
+    out["held_fraction"] = out["hold_ns"]["sum"] / duration_ns if out["hold_ns"] and duration_ns else None
     return out
 
 

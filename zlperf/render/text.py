@@ -127,7 +127,7 @@ def _verdict(doc: dict) -> list[str]:
     t, can = doc["totals"], doc["can_show"]
     secs = doc["duration_ns"] / 1e9
     lines = []
-    if can["waits"] and t["wait_ns"] and t["wait_ns"]["count"]:
+    if can["waits"] and t["wait_ns"] and t["wait_ns"]["count"] and t.get("spinning_cpus") is not None:
         cpus = doc["source"].get("cpus") or 0
         share = f", {100 * t['spinning_cpus'] / cpus:.2f}% of {cpus} CPUs" if cpus else ""
         lines.append(f"verdict:   CPUs spent {format_ns(t['wait_ns']['sum'])} spinning on zone->lock in {secs:.3f} s "
