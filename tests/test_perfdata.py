@@ -1,0 +1,321 @@
+"""The native perf.data reader and `zlperf report perf.data` against /usr/bin/perf's own output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import perf_truth
+from conftest import FULL_PERF_DATA, FULL_PERF_KALLSYMS, DATA, requires_root
+from zlperf.analysis.core import AnalysisOptions, analyze
+from zlperf.errors import TraceFormatError
+from zlperf.events import MISSED_EVENTS
+from zlperf.readers import open_trace
+from zlperf.readers.perfdata import PerfDataReader
+
+requires_usr_bin_perf = pytest.mark.skipif(not os.access(perf_truth.PERF, os.X_OK), reason="no /usr/bin/perf")
+pytestmark = requires_usr_bin_perf
+
+STAT_KEYS = ("count", "sum", "min", "max", "p50", "p90", "p99")
+FORMATS = DATA / "formats"
+
+
+def zlperf(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zlperf", *args], capture_output=True, text=True, check=check)
+
+
+def _stats(st):
+    return None if st is None else {k: st[k] for k in STAT_KEYS}
+
+
+def collect(path, **kw) -> dict[str, dict[str, np.ndarray]]:
+    """Every batch of the reader concatenated per event name, with seq and common columns."""
+    out: dict[str, list] = {}
+    with PerfDataReader(str(path), **kw) as reader:
+        for chunk in reader.chunks():
+            for name, b in chunk.batches.items():
+                out.setdefault(name, []).append({"ts": b.ts, "cpu": b.cpu, "pid": b.pid, "seq": b.seq, **b.fields})
+    return {name: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} for name, parts in out.items()}
+
+
+# -- zlperf report on the fixture equals an independent computation from perf script text ----------
+
+@pytest.fixture(scope="module")
+def report_and_truth():
+    doc = json.loads(zlperf("report", "--json", "--by", "zone,caller,task", str(FULL_PERF_DATA)).stdout)
+    return doc, perf_truth.expected(FULL_PERF_DATA, FULL_PERF_KALLSYMS)
+
+
+def test_report_events_and_duration_match_perf_script(report_and_truth):
+    doc, exp = report_and_truth
+    assert doc["source"]["format"] == "perf.data"
+    assert doc["events"] == exp["events"]
+    assert doc["duration_ns"] == exp["duration_ns"]
+    assert doc["missed_events"] == 0
+
+
+def test_report_zone_numbers_match_perf_script(report_and_truth):
+    doc, exp = report_and_truth
+    got = {z["label"]: z for z in doc["zones"]}
+    assert set(got) == set(exp["zones"])
+    for label, e in exp["zones"].items():
+        for key in ("contended_events", "acquisitions", "contended", "unmatched_unlocks"):
+            assert got[label][key] == e[key], (label, key)
+        assert _stats(got[label]["wait_ns"]) == e["wait_ns"], label
+        assert _stats(got[label]["hold_ns"]) == e["hold_ns"], label
+    assert doc["totals"]["unreleased"] == exp["unreleased"]
+
+
+def test_report_caller_numbers_match_perf_script(report_and_truth):
+    doc, exp = report_and_truth
+    # The fixture's kallsyms sits beside it as full.perf.kallsyms.gz: found by convention.
+    assert doc["source"]["kallsyms"] == str(FULL_PERF_KALLSYMS)
+    got = {c["caller"]: c for c in doc["callers"] if c["role"] == "lock"}
+    assert set(got) == set(exp["callers"])
+    for caller, e in exp["callers"].items():
+        for key in ("contended_events", "acquisitions"):
+            assert got[caller][key] == e[key], (caller, key)
+        assert _stats(got[caller]["wait_ns"]) == e["wait_ns"], caller
+        assert _stats(got[caller]["hold_ns"]) == e["hold_ns"], caller
+
+
+def test_report_tasks_match_perf_script_comms(report_and_truth):
+    doc, exp = report_and_truth
+    got = {(t["pid"], t["comm"]): t["acquisitions"] for t in doc["tasks"] if t["acquisitions"]}
+    assert got == exp["acquisitions_by_task"]
+
+
+# -- per-event values equal perf script's fields ----------------------------------------------------
+
+def _print_fmt_fields(format_file: Path) -> dict[str, str]:
+    """print-format key -> field name, read from the format file's `print fmt:` line."""
+    line = next(li for li in format_file.read_text().splitlines() if li.startswith("print fmt:"))
+    fmt, _, args = line[len("print fmt: "):].partition('", ')
+    keys = re.findall(r"(\w+)=%", fmt)
+    names = [m.group(1) or m.group(2) for m in re.finditer(r"REC->(\w+)|__get_str\((\w+)\)", args)]
+    assert len(keys) == len(names), line
+    return dict(zip(keys, names))
+
+
+def test_reader_values_equal_perf_script_fields():
+    samples = perf_truth.parse(FULL_PERF_DATA)
+    got = collect(FULL_PERF_DATA)
+    for event, cols in got.items():
+        assert event != MISSED_EVENTS
+        mapping = _print_fmt_fields(FORMATS / (event.replace(":", "_") + ".format"))
+        mine = [s for s in samples if s.event == event]
+        assert len(mine) == len(cols["ts"]), event
+        # perf script is globally time-sorted; the reader per CPU. Compare each CPU's stream in order.
+        order = np.lexsort((cols["seq"], cols["cpu"]))
+        theirs = sorted(range(len(mine)), key=lambda i: (mine[i].cpu, mine[i].ts, i))
+        for k, i in zip(order, theirs):
+            s = mine[i]
+            assert (int(cols["ts"][k]), int(cols["cpu"][k]), int(cols["pid"][k])) == (s.ts, s.cpu, s.tid)
+            for key, fname in mapping.items():
+                value = cols[fname][k]
+                if isinstance(value, str):
+                    assert value == s.f[key], (event, fname)
+                else:
+                    assert int(value) == int(s.f[key], 0), (event, fname)
+
+
+def test_per_cpu_stream_is_time_ordered_and_seq_contract_holds():
+    last_seq: dict[int, int] = {}
+    with PerfDataReader(str(FULL_PERF_DATA), chunk_samples=5000) as reader:
+        nchunks = 0
+        for chunk in reader.chunks():
+            nchunks += 1
+            rows = [(int(c), int(s), int(t)) for b in chunk.batches.values() for c, s, t in zip(b.cpu, b.seq, b.ts)]
+            rows.sort()
+            for cpu in {r[0] for r in rows}:
+                mine = [r for r in rows if r[0] == cpu]
+                assert mine[0][1] > last_seq.get(cpu, -1), "a later chunk went back in a CPU's stream"
+                assert all(a[2] <= b[2] for a, b in zip(mine, mine[1:])), "per-CPU time must not decrease"
+                last_seq[cpu] = mine[-1][1]
+    assert nchunks > 5
+
+
+def test_chunk_size_does_not_change_the_report():
+    def doc(n):
+        with PerfDataReader(str(FULL_PERF_DATA), chunk_samples=n) as r:
+            d = analyze(r, AnalysisOptions())
+        d.pop("source")
+        return d
+    assert doc(777) == doc(1 << 20)
+
+
+def _sample_records(buf: bytes, data_off: int, data_size: int):
+    """(offset, size, cpu, time) of each PERF_RECORD_SAMPLE, by a plain walk (no zlperf code)."""
+    pos, end, out = data_off, data_off + data_size, []
+    while pos < end:
+        rtype, _misc, size = struct.unpack_from("<IHH", buf, pos)
+        if rtype == 9:
+            # fixture sample_type IDENTIFIER|IP|TID|TIME|CPU|PERIOD|RAW: time is word 4, cpu word 5
+            t, = struct.unpack_from("<Q", buf, pos + 32)
+            cpu, = struct.unpack_from("<I", buf, pos + 40)
+            out.append((pos, size, cpu, t))
+        pos += size
+    return out
+
+
+def test_reordered_file_is_sorted_per_cpu_and_gives_the_same_report(tmp_path):
+    """A file whose CPU streams are not in time order (tools rewrite files) is sorted, not misread."""
+    buf = bytearray(FULL_PERF_DATA.read_bytes())
+    d_off, d_size = struct.unpack_from("<QQ", buf, 40)
+    recs = _sample_records(bytes(buf), d_off, d_size)
+    swapped = 0
+    for a, b in zip(recs, recs[1:]):
+        if a[0] + a[1] == b[0] and a[2] == b[2] and a[3] < b[3] and swapped < 50 and a[0] > 100_000 + swapped * 9999:
+            ra, rb = bytes(buf[a[0]:a[0] + a[1]]), bytes(buf[b[0]:b[0] + b[1]])
+            buf[a[0]:b[0] + b[1]] = rb + ra  # same CPU, later sample first
+            swapped += 1
+            recs = _sample_records(bytes(buf), d_off, d_size) if swapped % 10 == 0 else recs
+    assert swapped >= 10
+    path = tmp_path / "reordered.perf.data"
+    path.write_bytes(bytes(buf))
+    shutil.copy(FULL_PERF_KALLSYMS, tmp_path / "reordered.perf.kallsyms.gz")
+    with PerfDataReader(str(path)) as r:
+        assert r._order is not None, "the reader must notice the reordering"
+        got = analyze(r)
+    with PerfDataReader(str(FULL_PERF_DATA)) as r:
+        want = analyze(r)
+    for key in ("events", "totals", "zones", "callers", "duration_ns"):
+        assert got[key] == want[key], key
+
+
+def test_lost_records_become_missed_events_and_break_pairs(tmp_path):
+    """A sample overwritten by a PERF_RECORD_LOST (as the kernel reports an overrun) is a gap on its CPU."""
+    buf = bytearray(FULL_PERF_DATA.read_bytes())
+    d_off, d_size = struct.unpack_from("<QQ", buf, 40)
+    recs = _sample_records(bytes(buf), d_off, d_size)
+    victim = recs[len(recs) // 2]
+    pos, size, cpu, t = victim
+    # LOST: header, u64 id, u64 lost; sample_id_all trailer (TID, TIME, CPU, IDENTIFIER) at the end.
+    rec = bytearray(size)
+    struct.pack_into("<IHH", rec, 0, 2, 0, size)
+    struct.pack_into("<QQ", rec, 8, 0, 7)
+    struct.pack_into("<IIQIIQ", rec, size - 32, 0, 0, t, cpu, 0, 0)
+    buf[pos:pos + size] = rec
+    path = tmp_path / "lost.perf.data"
+    path.write_bytes(bytes(buf))
+    text = subprocess.run([perf_truth.PERF, "script", "-i", str(path), "--show-lost-events"],
+                          capture_output=True, text=True).stdout
+    assert "LOST" in text.upper()
+    assert len(perf_truth.parse(path)) == len(recs) - 1
+    cols = collect(path, kallsyms=str(FULL_PERF_KALLSYMS))
+    missed = cols[MISSED_EVENTS]
+    assert missed["count"].tolist() == [7] and missed["cpu"].tolist() == [cpu]
+    with PerfDataReader(str(path), kallsyms=str(FULL_PERF_KALLSYMS)) as r:
+        doc = analyze(r)
+    assert doc["missed_events"] == 7 and doc["missed_by_cpu"] == {str(cpu): 7}
+    assert doc["totals"]["broken_by_missed"] >= 1
+
+
+# -- symbols --------------------------------------------------------------------------------------
+
+def test_kallsyms_conventions(tmp_path):
+    copy = tmp_path / "run.perf.data"
+    shutil.copy(FULL_PERF_DATA, copy)
+    # Nothing beside it, recorded on another host: warn and show addresses.
+    res = zlperf("report", "--json", str(copy))
+    doc = json.loads(res.stdout)
+    assert doc["source"]["kallsyms"] is None
+    assert any("no kallsyms" in w for w in doc["warnings"])
+    assert all(c["caller"].startswith("0x") for c in doc["callers"])
+    # --kallsyms wins, and the missing-table warning does not appear.
+    doc = json.loads(zlperf("report", "--json", "--kallsyms", str(FULL_PERF_KALLSYMS), str(copy)).stdout)
+    assert doc["source"]["kallsyms"] == str(FULL_PERF_KALLSYMS)
+    assert not any("no kallsyms" in w for w in doc["warnings"])
+    # zlperf record's convention: FILE.kallsyms beside the perf.data.
+    shutil.copy(FULL_PERF_KALLSYMS, tmp_path / "run.perf.data.kallsyms.gz")
+    doc = json.loads(zlperf("report", "--json", str(copy)).stdout)
+    assert doc["source"]["kallsyms"] == str(tmp_path / "run.perf.data.kallsyms.gz")
+    assert not doc["warnings"]
+    # A table from another boot (this host's) is used only with a warning that it may not match.
+    if os.access("/proc/kallsyms", os.R_OK) and os.geteuid() == 0:
+        doc = json.loads(zlperf("report", "--json", "--kallsyms", "/proc/kallsyms", str(copy)).stdout)
+        assert any("may not match" in w for w in doc["warnings"])
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+def _one_line_error(res: subprocess.CompletedProcess, path) -> str:
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("zlperf: ") and str(path) in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("cut", [50, 2000, 3_000_000, 5_630_000])
+def test_truncated_perf_data_is_one_clear_line(tmp_path, cut):
+    path = tmp_path / "cut.perf.data"
+    path.write_bytes(FULL_PERF_DATA.read_bytes()[:cut])
+    line = _one_line_error(zlperf("report", str(path), check=False), path)
+    assert "truncated" in line or "cut off" in line
+
+
+def test_wrong_magic_is_one_clear_line(tmp_path):
+    path = tmp_path / "bad.perf.data"
+    path.write_bytes(b"PERFILE3" + FULL_PERF_DATA.read_bytes()[8:4096])
+    with pytest.raises(TraceFormatError, match="not a perf.data file"):
+        PerfDataReader(str(path))
+    _one_line_error(zlperf("report", str(path), check=False), path)
+
+
+def test_damaged_data_section_warns_and_keeps_what_it_read(tmp_path):
+    buf = bytearray(FULL_PERF_DATA.read_bytes())
+    d_off, d_size = struct.unpack_from("<QQ", buf, 40)
+    recs = _sample_records(bytes(buf), d_off, d_size)
+    pos = recs[len(recs) // 2][0]
+    struct.pack_into("<IHH", buf, pos, 9, 0, 3)  # a record size that cannot be
+    path = tmp_path / "damaged.perf.data"
+    path.write_bytes(bytes(buf))
+    with PerfDataReader(str(path)) as r:
+        n = sum(len(b) for c in r.chunks() for b in c.batches.values())
+        assert any("damaged" in w for w in r.info.warnings)
+    assert 0 < n < len(recs)
+
+
+# -- a live recording on this machine's stock kernel ------------------------------------------------
+
+@pytest.mark.live
+@requires_root
+def test_live_perf_record_with_call_chains_reads_back_like_perf_script(tmp_path):
+    path = tmp_path / "live.perf.data"
+    rec = subprocess.run([perf_truth.PERF, "record", "-q", "-e", "lock:contention_begin", "-e", "lock:contention_end",
+                          "-a", "-g", "-o", str(path), "--", "sleep", "1"], capture_output=True, text=True)
+    if rec.returncode != 0:
+        pytest.skip(f"perf record refused here: {rec.stderr.strip()[:200]}")
+    samples = perf_truth.parse(path, callchains=True)
+    got = collect(path)
+    counts = {name: len(c["ts"]) for name, c in got.items() if name != MISSED_EVENTS}
+    want = {}
+    for s in samples:
+        want[s.event] = want.get(s.event, 0) + 1
+    assert counts == want
+    assert sum(want.values()) > 0, "no lock contention at all in one second: nothing was compared"
+    for event, cols in got.items():
+        if event == MISSED_EVENTS:
+            continue
+        mine = sorted((int(c), int(t), int(p), int(a), tuple(int(x) for x in cc))
+                      for c, t, p, a, cc in zip(cols["cpu"], cols["ts"], cols["pid"], cols["lock_addr"],
+                                                cols["common_callchain"]))
+        theirs = sorted((s.cpu, s.ts, s.tid, int(s.rest.split()[0], 16), perf_truth.kernel_frames(s.frames))
+                        for s in samples if s.event == event)
+        assert len(mine) == len(theirs)
+        for m, t in zip(mine, theirs):
+            assert m[:4] == t[:4], event
+            assert m[4] in t[4], (event, m, t)
+    # And the report counts the same events perf script printed.
+    doc = json.loads(zlperf("report", "--json", str(path)).stdout)
+    assert doc["events"] == want
