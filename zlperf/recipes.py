@@ -233,6 +233,9 @@ class _Collector:
         self.warnings.append(f"{f}:{line}:{col}: {key}: {problem}")
 
 
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
 def _mark(fname: str, node: yaml.Node) -> Mark:
     return (fname, node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -245,6 +248,7 @@ class _Doc:
         self.values: Dict[str, Any] = {}
         self.key_marks: Dict[str, Mark] = {}  # path -> position of the key
         self.value_marks: Dict[str, Mark] = {}  # path -> position of the value
+        self.quoted: set = set()  # paths of quoted scalars: their text starts one column after the mark
         self.ok = True
         try:
             # SafeLoader: plain data only; no tag in a recipe can construct an object or run code.
@@ -286,10 +290,17 @@ class _Doc:
                 continue
             self.key_marks[kpath] = _mark(self.fname, knode)
             self.value_marks[kpath] = _mark(self.fname, vnode)
+            if isinstance(vnode, yaml.ScalarNode) and vnode.style in ("'", '"'):
+                self.quoted.add(kpath)
             out[key] = self._value(vnode, kpath + ".", errs)
         return out
 
     def _value(self, node: yaml.Node, prefix: str, errs: _Collector) -> Any:
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            # Scalars go through SafeConstructor, which refuses such tags; collections are built here.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"tag {node.tag!r} is not allowed (recipes are plain data)", node.start_mark
+            )
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, prefix, errs)
         if isinstance(node, yaml.SequenceNode):
@@ -445,7 +456,7 @@ def _load_chain(
     fname = str(src)
     real = _realpath(src) or fname
     if real in stack:
-        cycle = " -> ".join([*stack[stack.index(real):], real])
+        cycle = " -> ".join(_short(p) for p in [*stack[stack.index(real):], real])
         errs.error(extends_mark or (fname, 1, 1), "extends", f"cycle: {cycle}")
         return None
     try:
@@ -496,8 +507,10 @@ def _load_chain(
                 if expr is None:
                     recipe.filters.pop(ev, None)
                 else:
-                    recipe.filters[ev] = expr.strip()
-                    recipe.marks[f"filters.{ev}"] = doc.vmark(f"filters.{ev}")
+                    recipe.filters[ev] = expr
+                    f, line, col = doc.vmark(f"filters.{ev}")
+                    # Point at the filter's first character, so offsets into it land on the right column.
+                    recipe.marks[f"filters.{ev}"] = (f, line, col + (f"filters.{ev}" in doc.quoted))
             continue
         if key == "backend_options":
             for backend, opts in value.items():
@@ -520,6 +533,15 @@ def _load_chain(
     return recipe
 
 
+def _short(path: str) -> str:
+    """A path relative to the current directory when that is shorter (for messages)."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if len(rel) < len(path) else path
+
+
 FormatLookup = Callable[[str], Optional[EventFormat]]
 
 
@@ -533,7 +555,7 @@ def _default_lookup(event: str) -> Optional[EventFormat]:
 def _check_recipe(recipe: Recipe, errs: _Collector, lookup: FormatLookup) -> None:
     """Checks that need the merged recipe: events present, filters on recorded events and real fields."""
     top = recipe.marks.get("", (recipe.path, 1, 1))
-    if not recipe.events:
+    if not recipe.events and not errs.errors:  # a malformed events: key was reported already
         errs.error(top, "events", "no events: list at least one SYS:EVENT (or extend a recipe that has them)")
     for ev, expr in recipe.filters.items():
         mark = recipe.marks.get(f"filters.{ev}", top)
@@ -599,7 +621,7 @@ def check_filter(expr: str, fmt: Optional[EventFormat]) -> List[Tuple[int, str]]
             expression()
             k2, t2, o2 = at(i)
             if t2 != ")":
-                raise _FilterSyntax(o2, "missing ')'")
+                raise _FilterSyntax(off, "missing ')' for this '('")
             i += 1
             return
         if kind != "word" or not _FIELD_NAME_RE.match(text):

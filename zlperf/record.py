@@ -174,8 +174,13 @@ def preflight(opts: RecordOptions) -> Preflight:
         # With tracefs not mounted yet these checks run right after mounting (record() does them again).
         _check_kernel(recipe, tfs, backend)
     tool, version = _tool_version(backend, "trace-cmd" if backend == "trace-cmd" else "linux-perf")
-    if opts.command and shutil.which(opts.command[0]) is None:
-        raise RecordError(f"command not found: {opts.command[0]} (give it as -- CMD ARGS..., with a path if it is not on PATH)")
+    if opts.command:
+        exe = shutil.which(opts.command[0])
+        if exe is None:
+            raise RecordError(f"command not found: {opts.command[0]} (give it as -- CMD ARGS..., with a path if it is not on PATH)")
+        # perf and trace-cmd put their own directories first on PATH before running CMD: pass it resolved,
+        # so `python3` means the same interpreter as in the user's shell.
+        opts.command = [exe, *opts.command[1:]]
     out = opts.output_path
     if not out.parent.exists():
         raise RecordError(f"{out}: directory {out.parent} does not exist")
@@ -209,7 +214,8 @@ def _check_kernel(recipe: Recipe, tfs: Tracefs, backend: str) -> None:
         problems = check_filter(expr, tfs.event_format(ev))
         if problems:
             f, line, col = recipe.marks.get(f"filters.{ev}", (recipe.path, 1, 1))
-            raise RecordError(f"{f}:{line}:{col}: filters.{ev}: {problems[0][1]} (checked against this kernel's format)")
+            offset, problem = problems[0]
+            raise RecordError(f"{f}:{line}:{col + max(offset, 0)}: filters.{ev}: {problem} (checked against this kernel's format)")
     clocks = tfs.clocks()
     if backend == "trace-cmd" and recipe.clock and clocks and recipe.clock not in clocks:
         f, line, col = recipe.marks.get("clock", (recipe.path, 1, 1))
