@@ -45,7 +45,7 @@ def _slice_series(entry: dict, metric: str, duration_ns: int) -> list[float]:
     s = entry.get("slices")
     if not s or duration_ns <= 0:
         return []
-    k = len(s["contended_events"])
+    k = len(s["contended_events"])  # equal slices of the recording
     slice_s = duration_ns / 1e9 / k
     if metric == "contended_per_sec":
         return [c / slice_s for c in s["contended_events"]]

@@ -23,6 +23,7 @@ from zlperf.analysis.stock_abi import StockContentionABI
 from zlperf.analysis.model import Observations, Table, ZoneTable, table_len
 from zlperf.analysis.stats import Distribution, log2_bucket
 from zlperf.analysis.summary import Summary, build_summary
+from zlperf.analysis.timeline import Timeline
 from zlperf.errors import ZlperfError
 from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo, TraceReader
 
@@ -38,7 +39,7 @@ class AnalysisOptions:
     until_ns: Optional[int] = None
     zone: Optional[str] = None  #: label "NODE:NAME" (or "lock@0x..." for address-only zones)
     top: int = 10
-    bin_ns: int = 10_000_000  #: timeline resolution kept while streaming (rebinned for display)
+    bin_ns: int = 1_000_000  #: finest timeline resolution (it coarsens as the recording grows)
     zone_lock_frames: Optional[dict[str, str]] = None  #: stock kernels: replaces stock_frames.ZONE_LOCK_FRAMES
 
 
@@ -121,8 +122,8 @@ class Analyzer:
         self.last_ts: Optional[int] = None
         self.top_waits = TopN(self.options.top)
         self.top_holds = TopN(self.options.top)
-        # timeline[(dimension, key)][bin] -> counters (see _TIMELINE_COLUMNS in summary)
-        self.timeline: dict[tuple[str, int], dict[int, np.ndarray]] = {}
+        # Series ("all", 0), ("zone", code), ("caller", addr): see zlperf.analysis.timeline.COLUMNS.
+        self.timeline = Timeline(self.options.bin_ns)
         self._finished = False
 
     def _select_abi(self, names):
@@ -246,20 +247,11 @@ class Analyzer:
 
     def _bin(self, table: Table, column: int, weights: Optional[np.ndarray]) -> None:
         """Add rows (or ``weights``) into timeline counters: overall, per zone, per caller."""
-        bins = (table["ts"] // np.uint64(self.options.bin_ns)).astype(np.int64)
-        for dim, keys in (("all", None), ("zone", table["zone"]), ("caller", table["caller"])):
-            groups = [(0, None)] if keys is None else _split_by(keys)
-            for key, idx in groups:
-                b = bins if idx is None else bins[idx]
-                w = None if weights is None else (weights if idx is None else weights[idx]).astype(np.float64)
-                uniq, inverse = np.unique(b, return_inverse=True)
-                sums = np.bincount(inverse.ravel(), weights=w, minlength=len(uniq))
-                series = self.timeline.setdefault((dim, key), {})
-                for bin_idx, s in zip(uniq.tolist(), sums.tolist()):
-                    row = series.get(bin_idx)
-                    if row is None:
-                        row = series[bin_idx] = np.zeros(6, dtype=np.float64)
-                    row[column] += s
+        ts = table["ts"]
+        self.timeline.add(("all", 0), ts, column, weights)
+        for dim in ("zone", "caller"):
+            for key, idx in _split_by(table[dim]):
+                self.timeline.add((dim, key), ts[idx], column, None if weights is None else weights[idx])
 
     # -- result ------------------------------------------------------------------------------
     def summary(self) -> Summary:

@@ -35,13 +35,12 @@ def zone_codes(batch: EventBatch, zones: ZoneTable) -> np.ndarray:
     names = batch.fields["name"]
     if len(node) == 0:
         return np.empty(0, dtype=np.int32)
-    uniq_names, name_idx = np.unique(names, return_inverse=True)
-    combined = name_idx.astype(np.int64) * (1 << 32) + (node & 0xFFFFFFFF)
-    uniq, inverse = np.unique(combined, return_inverse=True)
-    codes = np.array(
-        [zones.code(Zone(node=int(np.int32(c & 0xFFFFFFFF)), name=str(uniq_names[c >> 32]))) for c in uniq],
-        dtype=np.int32,
-    )
+    # Readers intern strings, so the few zone names are few objects: group by object identity
+    # (an integer unique, fast) and compare values only once per distinct object.
+    ident = np.fromiter(map(id, names), dtype=np.int64, count=len(names))
+    combined = np.stack([ident, node]).T
+    uniq, first, inverse = np.unique(combined, axis=0, return_index=True, return_inverse=True)
+    codes = np.array([zones.code(Zone(node=int(node[i]), name=str(names[i]))) for i in first], dtype=np.int32)
     return codes[inverse.ravel()]
 
 

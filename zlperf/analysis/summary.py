@@ -11,17 +11,15 @@ __all__ = ["SCHEMA", "Summary", "build_summary", "SLICES"]
 
 from typing import TYPE_CHECKING, Any, Optional
 
-import numpy as np
 
 from zlperf import __version__
 from zlperf.analysis.stats import empty_stats
+from zlperf.analysis.timeline import COLUMNS as TIMELINE_COLUMNS
 
 if TYPE_CHECKING:
     from zlperf.analysis.core import Analyzer, GroupStats
 
 SCHEMA = "zlperf.report/1"
-#: Timeline counters kept per bin, in this order.
-TIMELINE_COLUMNS = ("contended_events", "acquisitions", "waits", "wait_sum_ns", "holds", "hold_sum_ns")
 #: Equal time slices each zone/caller is cut into to show the run's own noise (used by diff).
 SLICES = 10
 _DISPLAY_BINS = 40
@@ -58,50 +56,24 @@ def _group_entry(g: "GroupStats", caps, duration_ns: int) -> dict[str, Any]:
     return entry
 
 
-def _slices(series: Optional[dict[int, np.ndarray]], first_bin: int, last_bin: int) -> dict[str, list]:
-    """Per-slice contention rate and mean wait/hold: the noise ``zlperf diff`` compares against."""
-    span = max(1, last_bin - first_bin + 1)
-    edges = np.linspace(first_bin, last_bin + 1, SLICES + 1)
-    sums = np.zeros((SLICES, len(TIMELINE_COLUMNS)))
-    if series:
-        bins = np.fromiter(series.keys(), dtype=np.int64)
-        rows = np.stack(list(series.values()))
-        which = np.clip(np.searchsorted(edges, bins, side="right") - 1, 0, SLICES - 1)
-        np.add.at(sums, which, rows)
-    widths = np.diff(edges)  # in bins
-    return {
-        "bins_per_slice": float(span / SLICES),
-        "contended_events": sums[:, 0].astype(int).tolist(),
-        "acquisitions": sums[:, 1].astype(int).tolist(),
-        "waits": sums[:, 2].astype(int).tolist(),
-        "wait_sum_ns": sums[:, 3].tolist(),
-        "holds": sums[:, 4].astype(int).tolist(),
-        "hold_sum_ns": sums[:, 5].tolist(),
-        "slice_bins": widths.tolist(),
-    }
+def _slices(an: "Analyzer", key, first_ts: int, last_ts: int) -> dict[str, list]:
+    """Per-slice counters of one zone/caller: the run's own noise, which ``zlperf diff`` compares against."""
+    sums = an.timeline.slices(key, first_ts, last_ts, SLICES)
+    out: dict[str, list] = {}
+    for i, col in enumerate(TIMELINE_COLUMNS):
+        out[col] = sums[:, i].tolist() if col.endswith("_ns") else sums[:, i].astype(int).tolist()
+    return out
 
 
-def _timeline(series: Optional[dict[int, np.ndarray]], bin_ns: int, first_ts: int, last_ts: int) -> dict:
-    """The overall timeline rebinned to at most _DISPLAY_BINS bins covering the recording."""
-    first_bin, last_bin = first_ts // bin_ns, last_ts // bin_ns
-    nbins = last_bin - first_bin + 1
-    # Display bins of a round width (1, 2 or 5 x 10^k of the kept resolution).
-    need = max(1, -(-nbins // _DISPLAY_BINS))
-    factor = next(m * 10**e for e in range(0, 12) for m in (1, 2, 5) if m * 10**e >= need)
-    width = bin_ns * factor
-    out_n = -(-nbins // factor)
-    sums = np.zeros((out_n, len(TIMELINE_COLUMNS)))
-    if series:
-        bins = np.fromiter(series.keys(), dtype=np.int64)
-        rows = np.stack(list(series.values()))
-        np.add.at(sums, np.clip((bins - first_bin) // factor, 0, out_n - 1), rows)
-    start = first_bin * bin_ns
+def _timeline(an: "Analyzer", first_ts: int, last_ts: int) -> dict:
+    """The overall timeline in at most about _DISPLAY_BINS round bins covering the recording."""
+    start, width, sums = an.timeline.rebinned(("all", 0), first_ts, last_ts, _DISPLAY_BINS)
     return {
-        "bin_ns": int(width),
-        "start_ns": int(start),
+        "bin_ns": width,
+        "start_ns": start,
         "bins": [
-            {"t_ns": int(start + i * width), **{c: (int(v) if not c.endswith("_ns") else float(v))
-                                              for c, v in zip(TIMELINE_COLUMNS, row)}}
+            {"t_ns": start + i * width, **{c: (float(v) if c.endswith("_ns") else int(v))
+                                          for c, v in zip(TIMELINE_COLUMNS, row)}}
             for i, row in enumerate(sums)
         ],
     }
@@ -121,13 +93,10 @@ def build_summary(an: "Analyzer") -> Summary:
     def sym(addr: int) -> str:
         return symbols.symbolize(addr) if symbols is not None and len(symbols) else f"{addr:#x}"
 
-    bin_ns = opts.bin_ns
-    first_bin, last_bin = lo // bin_ns, hi // bin_ns
-
     def entry(dim: str, key: int, g) -> dict:
         e = _group_entry(g, caps, duration)
         if dim in ("zone", "caller"):
-            e["slices"] = _slices(an.timeline.get((dim, key)), first_bin, last_bin)
+            e["slices"] = _slices(an, (dim, key), lo, hi)
         return e
 
     zones = []
@@ -193,7 +162,7 @@ def build_summary(an: "Analyzer") -> Summary:
         "cpus": cpus,
         "tasks": tasks,
         "hold_by_batch": hold_by_batch,
-        "timeline": _timeline(an.timeline.get(("all", 0)), bin_ns, lo, hi),
+        "timeline": _timeline(an, lo, hi),
         "top_waits": worst(an.top_waits, "wait_ns") if caps.waits else [],
         "top_holds": worst(an.top_holds, "hold_ns") if caps.holds else [],
         "warnings": list(info.warnings),

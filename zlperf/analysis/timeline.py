@@ -1,0 +1,100 @@
+"""Counters per time bin, for the whole recording and per zone and caller.
+
+Kept as dense numpy arrays that all share one bin width. When the recording outgrows
+:attr:`Timeline.max_bins`, the width doubles (neighbouring bins are summed), so memory stays
+bounded however long the trace, and every update is a vectorised bincount.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Timeline", "COLUMNS"]
+
+from typing import Hashable, Optional
+
+import numpy as np
+
+#: Counters kept per bin, in this order.
+COLUMNS = ("contended_events", "acquisitions", "waits", "wait_sum_ns", "holds", "hold_sum_ns")
+
+
+class Timeline:
+    """Dense per-bin counters for several series (keys) over one shared time axis."""
+
+    def __init__(self, bin_ns: int = 1_000_000, max_bins: int = 4096):
+        self.bin_ns = bin_ns
+        self.max_bins = max_bins
+        self.lo: Optional[int] = None  #: index (in bin_ns units) of the first bin kept
+        self.n = 0  #: bins kept
+        self.series: dict[Hashable, np.ndarray] = {}  #: key -> (n, len(COLUMNS)) float64
+
+    def _cover(self, lo: int, hi: int) -> None:
+        """Make the axis include bins lo..hi (absolute, in current units), coarsening if needed."""
+        if self.lo is None:
+            self.lo, self.n = lo, 0
+        new_lo, new_hi = min(self.lo, lo), max(self.lo + self.n - 1, hi)
+        while new_hi - new_lo + 1 > self.max_bins:
+            self._coarsen()
+            lo, hi = lo // 2, hi // 2
+            new_lo, new_hi = min(self.lo, lo), max(self.lo + self.n - 1, hi)
+        if new_lo == self.lo and new_hi - new_lo + 1 == self.n:
+            return
+        front, size = self.lo - new_lo, new_hi - new_lo + 1
+        for key, data in self.series.items():
+            grown = np.zeros((size, len(COLUMNS)))
+            grown[front:front + self.n] = data
+            self.series[key] = grown
+        self.lo, self.n = new_lo, size
+
+    def _coarsen(self) -> None:
+        """Double the bin width: bins 2k and 2k+1 become bin k."""
+        new_lo = self.lo // 2
+        new_hi = (self.lo + self.n - 1) // 2
+        size = new_hi - new_lo + 1
+        target = (np.arange(self.n) + self.lo) // 2 - new_lo
+        for key, data in self.series.items():
+            merged = np.zeros((size, len(COLUMNS)))
+            np.add.at(merged, target, data)
+            self.series[key] = merged
+        self.bin_ns *= 2
+        self.lo, self.n = new_lo, size
+
+    def add(self, key: Hashable, ts: np.ndarray, column: int, weights: Optional[np.ndarray] = None) -> None:
+        """Add one per row of ``ts`` (or its ``weights``) into ``column`` of series ``key``."""
+        if len(ts) == 0:
+            return
+        bins = (ts // np.uint64(self.bin_ns)).astype(np.int64)
+        self._cover(int(bins.min()), int(bins.max()))
+        bins = (ts // np.uint64(self.bin_ns)).astype(np.int64)  # the width may have doubled
+        data = self.series.get(key)
+        if data is None:
+            data = self.series[key] = np.zeros((self.n, len(COLUMNS)))
+        w = None if weights is None else weights.astype(np.float64)
+        data[:, column] += np.bincount(bins - self.lo, weights=w, minlength=self.n)[: self.n]
+
+    def rebinned(self, key: Hashable, first_ts: int, last_ts: int, bins: int) -> tuple[int, int, np.ndarray]:
+        """(start_ns, width_ns, counters) of ``key`` over [first_ts, last_ts] in about ``bins`` round bins."""
+        lo_bin, hi_bin = first_ts // self.bin_ns, last_ts // self.bin_ns
+        span = hi_bin - lo_bin + 1
+        need = max(1, -(-span // bins))
+        factor = next(m * 10**e for e in range(0, 12) for m in (1, 2, 5) if m * 10**e >= need)
+        out_n = -(-span // factor)
+        out = np.zeros((out_n, len(COLUMNS)))
+        data = self.series.get(key)
+        if data is not None and self.lo is not None:
+            absolute = np.arange(self.n) + self.lo
+            inside = (absolute >= lo_bin) & (absolute <= hi_bin)
+            np.add.at(out, (absolute[inside] - lo_bin) // factor, data[inside])
+        return int(lo_bin * self.bin_ns), int(self.bin_ns * factor), out
+
+    def slices(self, key: Hashable, first_ts: int, last_ts: int, k: int) -> np.ndarray:
+        """Counters of ``key`` summed over ``k`` equal time slices of [first_ts, last_ts]."""
+        out = np.zeros((k, len(COLUMNS)))
+        data = self.series.get(key)
+        if data is None or self.lo is None:
+            return out
+        centres = (np.arange(self.n) + self.lo + 0.5) * self.bin_ns
+        span = max(1, last_ts - first_ts)
+        which = np.floor((centres - first_ts) * k / span).astype(np.int64)
+        inside = (which >= 0) & (which < k)
+        np.add.at(out, which[inside], data[inside])
+        return out
