@@ -125,6 +125,7 @@ class TraceCmdLib:
         self._proto(tracecmd, "tracecmd_get_tep", vp, [vp])
         self._proto(tracecmd, "tracecmd_read_next_data", _REC_P, [vp, ctypes.POINTER(i)])
         self._proto(tracecmd, "tracecmd_read_data", _REC_P, [vp, i])
+        self._proto(tracecmd, "tracecmd_peek_next_data", _REC_P, [vp, ctypes.POINTER(i)])
         self._proto(tracecmd, "tracecmd_peek_data", _REC_P, [vp, i])
         self._proto(tracecmd, "tracecmd_read_at", _REC_P, [vp, ull, ctypes.POINTER(i)])
         self._proto(tracecmd, "tracecmd_free_record", None, [_REC_P])
@@ -250,7 +251,12 @@ def _event_format(ev: TepEvent) -> EventFormat:
 
 
 def _parse_cpustats(text: str) -> dict[int, CpuStats]:
-    """``CPU: N`` blocks of ``key: value`` lines, as the kernel's per_cpu/cpuN/stats prints them."""
+    """``CPU: N`` blocks of ``key: value`` lines, as the kernel's per_cpu/cpuN/stats prints them.
+
+    libtracecmd joins the top buffer's blocks and each instance's (after a ``Buffer: NAME``
+    line); a later block for the same CPU wins, so an instance recording (`trace-cmd extract
+    -B`) shows its own buffer's numbers, as the fast reader does.
+    """
     out: dict[int, CpuStats] = {}
     cur: Optional[CpuStats] = None
     keys = {"entries": "entries", "overrun": "overrun", "commit overrun": "commit_overrun",
@@ -335,8 +341,11 @@ class LibTraceCmdReader:
             if not ev_p:
                 continue
             ef = _event_format(ev_p.contents)
-            info.formats[ef.full_name] = ef
             self._formats_by_id[ef.id] = ef
+            if ef.full_name == "ftrace:blktrace":
+                # Synthesized by libtracecmd's blk hack (trace-blk-hack.c), not stored in the file.
+                continue
+            info.formats[ef.full_name] = ef
         info.symbols = self._kallsyms()
         failures = int(lib.tracecmd_get_parsing_failures(h))
         if failures:
@@ -386,8 +395,27 @@ class LibTraceCmdReader:
         return None if not text or text == "<...>" else text
 
     # -- events ---------------------------------------------------------------------------
+    def _has_data(self, handle) -> bool:
+        cpu = ctypes.c_int()
+        return bool(self._lib.tracecmd_peek_next_data(handle, ctypes.byref(cpu)))
+
     def _buffer_handle(self, buffer: str) -> tuple[int, bool]:
         if buffer == "":
+            if self._instances and not self._has_data(self._handle):
+                # `trace-cmd extract -B NAME` leaves the top buffer empty: the one instance
+                # with data is what the user recorded, so "" (the default) reads that (as the
+                # fast reader does).
+                full = []
+                for name, idx in self._instances.items():
+                    h = self._lib.tracecmd_buffer_instance_handle(self._handle, idx)
+                    if h and self._has_data(h):
+                        full.append(h)
+                    elif h:
+                        self._lib.tracecmd_close(h)
+                if len(full) == 1:
+                    return full[0], True
+                for h in full:
+                    self._lib.tracecmd_close(h)
             return self._handle, False
         if buffer not in self._instances:
             raise ZlperfError(f"{self.path}: no buffer (instance) named {buffer!r}; it holds "
