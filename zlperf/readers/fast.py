@@ -8,7 +8,9 @@ from __future__ import annotations
 
 __all__ = ["FastTraceReader"]
 
-from typing import Collection, Iterator, Optional
+import queue
+import threading
+from typing import Collection, Iterator, Optional, TypeVar
 
 import numpy as np
 
@@ -16,10 +18,69 @@ from zlperf.errors import TraceFormatError
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
 from zlperf.formats import EventFormat
 from zlperf.readers.ringbuffer import decode_pages, gather_fields, read_type_ids
-from zlperf.readers.tracedat import RUN_BYTES, BufferInfo, TraceDatFile
+from zlperf.readers.tracedat import RUN_BYTES, BufferInfo, LazyFormats, TraceDatFile
+
+T = TypeVar("T")
 
 #: Event ids that may be compared with ``==`` in one pass each before switching to a sort.
 _MASK_TYPES = 12
+
+
+def _prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Run ``it`` one step ahead in a thread: file reads and zstd/zlib release the GIL, so the
+    next run of pages is inflated while this one is decoded."""
+    q: "queue.Queue[tuple[int, object]]" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put((0, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((1, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put((2, exc))
+
+    t = threading.Thread(target=work, name="zlperf-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == 1:
+                return
+            if kind == 2:
+                raise item  # type: ignore[misc]
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            t.join(timeout=0.05)
+
+
+class _Wanted:
+    """Event id -> format for the events asked for (None for the others and for unknown ids)."""
+
+    def __init__(self, file: TraceDatFile, wanted: Optional[set[str]]):
+        self._file = file
+        self._wanted = wanted
+        self._cache: dict[int, Optional[EventFormat]] = {}
+
+    def get(self, ev_id: int) -> Optional[EventFormat]:
+        if ev_id not in self._cache:
+            name = self._file.full_name(ev_id)
+            ok = name is not None and (self._wanted is None or name in self._wanted)
+            self._cache[ev_id] = self._file.format(ev_id) if ok else None
+        return self._cache[ev_id]
 
 
 class FastTraceReader:
@@ -37,10 +98,15 @@ class FastTraceReader:
         self.info = TraceInfo(
             path=self.path, format=fmt, version=f.version, compression=f.compression, clock=f.clock,
             long_size=f.long_size, page_size=f.page_size, cpus=f.cpus, buffers=names,
-            formats={ef.full_name: ef for ef in f.formats.values()}, symbols=f.symbols(),
+            formats=LazyFormats(f), symbols=f.symbols(),
             cmdlines=dict(f.cmdlines), cpu_stats=dict(f.cpu_stats), uname=f.uname, warnings=list(f.warnings))
-        type_fields = [ef.field("common_type") for ef in f.formats.values()]
-        self._type_field = next((t for t in type_fields if t is not None), None)
+        # Common fields are the same for every event: take common_type from the first format.
+        self._type_field = None
+        for ev_id in f.format_texts:
+            ef = f.format(ev_id)
+            if ef is not None and ef.field("common_type") is not None:
+                self._type_field = ef.field("common_type")
+                break
 
     # ------------------------------------------------------------------------------------------
     def _resolve(self, buffer: str) -> Optional[BufferInfo]:
@@ -66,15 +132,14 @@ class FastTraceReader:
             return
         f = self._file
         wanted = None if events is None else set(events)
-        fmts: dict[int, EventFormat] = {i: ef for i, ef in f.formats.items()
-                                         if wanted is None or ef.full_name in wanted}
+        fmts = _Wanted(f, wanted)
         unknown: dict[int, int] = {}
         seq = 0
         warn = self.info.warnings.append
         big = f.big_endian
         try:
             for cd in sorted(buf.cpus, key=lambda c: c.cpu):
-                for run in f.page_runs(buf, cd, warn, self.run_bytes):
+                for run in _prefetch(f.page_runs(buf, cd, warn, self.run_bytes)):
                     chunk, used = self._decode_run(run.data, buf.page_size, cd.cpu, seq, fmts, unknown, big,
                                                    run.file_offset, run.first_page)
                     seq += used
@@ -84,7 +149,7 @@ class FastTraceReader:
             for eid, count in sorted(unknown.items()):
                 warn(f"{count} record(s) with event id {eid} that has no format in the file were skipped")
 
-    def _decode_run(self, data: np.ndarray, page_size: int, cpu: int, seq0: int, fmts: dict[int, EventFormat],
+    def _decode_run(self, data: np.ndarray, page_size: int, cpu: int, seq0: int, fmts: "_Wanted",
                     unknown: dict[int, int], big: bool, file_offset: int, first_page: int) -> tuple[Chunk, int]:
         f = self._file
         dec = decode_pages(data, page_size, f.header_page, big)
@@ -93,22 +158,20 @@ class FastTraceReader:
                 f"cpu {cpu}: page {first_page + page} (run at file offset {file_offset:#x}): {what}; "
                 "the rest of that page is lost")
         n = dec.off.shape[0]
-        nm = dec.missed_before.shape[0]
+        nm = dec.missed_index.shape[0]
         chunk = Chunk()
         if f.ts_offset:
             dec.ts += np.uint64(f.ts_offset & 0xFFFFFFFFFFFFFFFF)
-        # Stream positions: each gap takes the slot just before the first event after it.
+        ev_seq = seq0 + dec.index
         if nm:
-            shift = np.searchsorted(dec.missed_before, np.arange(n), side="right")
-            ev_seq = seq0 + np.arange(n, dtype=np.int64) + shift
-            m_seq = seq0 + dec.missed_before + np.arange(nm, dtype=np.int64)
             chunk.batches[MISSED_EVENTS] = EventBatch(
                 MISSED_EVENTS, dec.missed_ts, np.full(nm, cpu, np.int32), np.full(nm, -1, np.int32),
-                m_seq.astype(np.int64), {"count": dec.missed_count.astype(np.int64)})
-        else:
-            ev_seq = seq0 + np.arange(n, dtype=np.int64)
+                seq0 + dec.missed_index, {"count": dec.missed_count.astype(np.int64)})
+        used = int(dec.index.max()) + 1 if n else 0
+        if nm:
+            used = max(used, int(dec.missed_index.max()) + 1)
         if n == 0 or self._type_field is None:
-            return chunk, n + nm
+            return chunk, used
         types = read_type_ids(data, dec.off, self._type_field, big)
         present = np.flatnonzero(np.bincount(types, minlength=1))
         if present.size <= _MASK_TYPES:
@@ -119,11 +182,10 @@ class FastTraceReader:
             cuts = np.flatnonzero(st[1:] != st[:-1]) + 1
             groups = [(int(st[s]), idx) for s, idx in zip(np.concatenate(([0], cuts)).tolist(),
                                                           np.split(order, cuts))]
-        all_fmts = f.formats
         for eid, idx in groups:
             ef = fmts.get(eid)
             if ef is None:
-                if eid not in all_fmts:
+                if f.format(eid) is None:
                     unknown[eid] = unknown.get(eid, 0) + idx.shape[0]
                 continue
             off = dec.off[idx]
@@ -132,7 +194,7 @@ class FastTraceReader:
             pid = pid_col.astype(np.int32) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
             chunk.batches[ef.full_name] = EventBatch(
                 ef.full_name, dec.ts[idx], np.full(idx.shape[0], cpu, np.int32), pid, ev_seq[idx], cols)
-        return chunk, n + nm
+        return chunk, used
 
     def close(self) -> None:
         """Close the file."""

@@ -25,15 +25,18 @@ TYPE_PADDING, TYPE_TIME_EXTEND, TYPE_TIME_STAMP = 29, 30, 31
 
 @dataclass
 class DecodedRun:
-    """The data events of a run of pages, in ring-buffer order."""
+    """The data events of a run of pages, in ring-buffer order.
+
+    ``index`` is each event's position in the run's stream, where gaps take slots too.
+    """
 
     off: np.ndarray  #: int64, payload offset in the run's bytes
     length: np.ndarray  #: int64, payload length
     ts: np.ndarray  #: uint64, trace-clock timestamp
-    page: np.ndarray  #: int64, page index in the run
-    missed_before: np.ndarray  #: int64, event index the gap precedes (sorted)
+    index: np.ndarray  #: int64, position in the run's stream
+    missed_index: np.ndarray  #: int64, stream position of each gap (just before the page's first event)
     missed_count: np.ndarray  #: int64, events lost (-1 unknown)
-    missed_ts: np.ndarray  #: uint64
+    missed_ts: np.ndarray  #: uint64, time of the first event after the gap (page time if none)
     problems: list[tuple[int, str]] = field(default_factory=list)  #: (page, what was wrong)
 
 
@@ -53,8 +56,10 @@ def _long_at(words: np.ndarray, widx: np.ndarray, size: int, big: bool) -> np.nd
 def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = False) -> DecodedRun:
     """Walk every page of ``data`` (uint8, whole pages) and return its data events.
 
-    Hot loop, open-coded: all pages advance in lockstep, one event header per page per step,
-    so the number of numpy passes is the largest number of records on one page.
+    Hot loop, open-coded: all pages advance in lockstep, one record header per page per step,
+    so the number of numpy passes is the largest number of records on one page; each page's
+    clock runs along (kbuffer-parse.c semantics: every record's delta counts, extends and
+    padding included; an absolute stamp replaces the time but keeps its top 5 bits).
     """
     n_pages = len(data) // page_size
     words = data[: n_pages * page_size].view(">u4" if big else "<u4")
@@ -87,164 +92,172 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     pos = ap * page_size + dstart
     end = pos + size[ap]
     cap_end = ap * page_size + page_size
-    acc = np.zeros(ap.size, np.uint64)  # time deltas since the page's previous data event
-    nev = np.zeros(ap.size, np.int64)
-    o_page, o_k, o_off, o_len, o_delta = [], [], [], [], []
-    abs_pages: list[np.ndarray] = []
-    sh5, m27 = np.uint32(5), np.uint32(COMMIT_MASK)
+    now = ts0[ap].copy()  # each active page's clock
+    skip: Optional[np.ndarray] = None  # per page: records so far that were not events
+    o_page: list[np.ndarray] = []
+    o_k: list = []  # step number (int) or per-page event number (array)
+    o_off: list[np.ndarray] = []
+    o_len: list[np.ndarray] = []
+    o_ts: list[np.ndarray] = []
+    sh5, m27, m5 = np.uint32(5), np.uint32(COMMIT_MASK), np.uint32(31)
+    step = 0
     while ap.size:
         wi = pos >> 2
         hdr = words[wi]
-        a0 = words[np.minimum(wi + 1, nw - 1)].astype(np.int64)
         if big:
-            tl = (hdr >> np.uint32(27)).astype(np.int64)
-            d = (hdr & m27).astype(np.uint64)
+            tl = hdr >> np.uint32(27)
+            d = hdr & m27
         else:
-            tl = (hdr & np.uint32(31)).astype(np.int64)
-            d = (hdr >> sh5).astype(np.uint64)
-        is_data = tl <= 28
-        is_ext = tl >= TYPE_TIME_EXTEND
-        hlen = np.where(tl == 0, 8, 4)
-        plen = np.where(tl == 0, (a0 - 4 + 3) & ~3, tl * 4)
-        nxt = np.where(is_data, pos + hlen + plen, pos + 8)
-        pad = tl == TYPE_PADDING
-        if pad.any():
-            # Padding: delta 0 = rest of the page is empty; else a discarded event of a0 bytes.
-            nxt = np.where(pad, np.where(d == 0, end, pos + 4 + a0), nxt)
-        if is_ext.any():
-            d = np.where(is_ext, (a0.astype(np.uint64) << np.uint64(TS_SHIFT)) + d, d)
+            tl = hdr & m5
+            d = hdr >> sh5
+        if int(tl.min()) > 0 and int(tl.max()) <= 28:
+            # Fast path: every page is at a small data record (the common case). A record
+            # running off its page ends the page (end <= cap_end); it is dropped after the walk.
+            plen = tl.astype(np.int64) << 2
+            off = pos + 4
+            nxt = off + plen
+            now += d
+            o_page.append(ap)
+            o_k.append(step if skip is None else step - skip)
+            o_off.append(off)
+            o_len.append(plen)
+            o_ts.append(now.copy())
+        else:
+            tl = tl.astype(np.int64)
+            d = d.astype(np.uint64)
+            a0 = words[np.minimum(wi + 1, nw - 1)].astype(np.int64)
+            is_data = tl <= 28
+            hlen = np.where(tl == 0, 8, 4)
+            plen = np.where(tl == 0, (a0 - 4 + 3) & ~3, tl * 4)
+            nxt = np.where(is_data, pos + hlen + plen, pos + 8)
+            pad = tl == TYPE_PADDING
+            if pad.any():
+                # Padding: delta 0 = the rest of the page is empty; else a discarded event of a0 bytes.
+                nxt = np.where(pad, np.where(d == 0, end, pos + 4 + a0), nxt)
+            is_ext = tl >= TYPE_TIME_EXTEND
+            if is_ext.any():
+                d = np.where(is_ext, (a0.astype(np.uint64) << np.uint64(TS_SHIFT)) + d, d)
             ts_abs = tl == TYPE_TIME_STAMP
             if ts_abs.any():
-                abs_pages.append(ap[ts_abs])
-        acc += d
-        broken = (nxt > cap_end) | ((nxt & 3) != 0) | (is_data & (plen < 0))
-        if broken.any():
-            for i in np.flatnonzero(broken).tolist():
-                problems.append((int(ap[i]), f"event header at page offset {int(pos[i] - ap[i] * page_size)} "
-                                 f"(type {int(tl[i])}) runs off the page"))
-            is_data = is_data & ~broken
-        if is_data.all():
-            sel = None
-            o_page.append(ap)
-            o_k.append(nev.copy())
-            o_off.append(pos + hlen)
-            o_len.append(plen)
-            o_delta.append(acc.copy())
-            acc[:] = 0
-            nev += 1
-        else:
+                now = np.where(ts_abs, d | (now & TS_MSB), now + d)
+            else:
+                now += d
+            broken = ((nxt & 3) != 0) | (is_data & (plen < 0)) | (nxt <= pos)
+            if broken.any():
+                for i in np.flatnonzero(broken).tolist():
+                    problems.append((int(ap[i]), f"record header at page offset {int(pos[i] - ap[i] * page_size)} "
+                                     f"(type {int(tl[i])}) is invalid"))
+                is_data = is_data & ~broken
+                nxt = np.where(broken, end, nxt)
+            if skip is None:
+                skip = np.zeros(ap.size, np.int64)
             sel = np.flatnonzero(is_data)
             if sel.size:
                 o_page.append(ap[sel])
-                o_k.append(nev[sel])
+                o_k.append(step - skip[sel])
                 o_off.append(pos[sel] + hlen[sel])
                 o_len.append(plen[sel])
-                o_delta.append(acc[sel])
-                acc[sel] = 0
-                nev[sel] += 1
-        keep = (nxt < end) & ~broken
+                o_ts.append(now[sel])
+            skip += ~is_data
+        step += 1
+        keep = nxt < end
         if keep.all():
             pos = nxt
             continue
-        ap, pos, end, cap_end, acc, nev = ap[keep], nxt[keep], end[keep], cap_end[keep], acc[keep], nev[keep]
+        ap, pos, end, cap_end, now = ap[keep], nxt[keep], end[keep], cap_end[keep], now[keep]
+        if skip is not None:
+            skip = skip[keep]
 
+    flagged = (lost != 0).astype(np.int64)
     if o_page:
         pg = np.concatenate(o_page)
-        k = np.concatenate(o_k)
+        lens = [a.shape[0] for a in o_page]
+        if all(isinstance(k, int) for k in o_k):
+            k = np.repeat(np.array(o_k, np.int64), lens)
+        else:
+            k = np.concatenate([np.full(n, kk, np.int64) if isinstance(kk, int) else kk
+                                for kk, n in zip(o_k, lens)])
+        off = np.concatenate(o_off)
+        length = np.concatenate(o_len)
+        ts = np.concatenate(o_ts)
+        over = off + length > (pg + 1) * page_size
+        if over.any():
+            for i in np.flatnonzero(over).tolist():
+                problems.append((int(pg[i]), f"event at page offset {int(off[i] - pg[i] * page_size)} "
+                                 f"({int(length[i])} bytes) runs off the page"))
+            keep = ~over
+            pg, k, off, length, ts = pg[keep], k[keep], off[keep], length[keep], ts[keep]
         cnt = np.bincount(pg, minlength=n_pages)
-        start = np.cumsum(cnt) - cnt
-        dest = start[pg] + k
-        total = int(cnt.sum())
-        off = np.empty(total, np.int64)
-        off[dest] = np.concatenate(o_off)
-        length = np.empty(total, np.int64)
-        length[dest] = np.concatenate(o_len)
-        delta = np.empty(total, np.uint64)
-        delta[dest] = np.concatenate(o_delta)
-        page = np.repeat(np.arange(n_pages, dtype=np.int64), cnt)
-        # Per-page running sum of deltas (uint64 wrap-around is harmless: differences cancel).
-        csum = np.cumsum(delta)
-        before = np.concatenate(([np.uint64(0)], csum))[start]
-        ts = ts0[page] + csum - before[page]
     else:
-        cnt = np.zeros(n_pages, np.int64)
-        start = cnt.copy()
-        off = length = page = empty_i
+        pg = k = off = length = empty_i
         ts = np.zeros(0, np.uint64)
-    if abs_pages:
-        for p in np.unique(np.concatenate(abs_pages)).tolist():
-            _replay_page(words, p, page_size, dstart, int(size[p]), int(ts0[p]), big,
-                         ts[start[p]:start[p] + cnt[p]])
-    mp = np.flatnonzero(lost != 0)
-    first_ts = np.where(cnt[mp] > 0, ts[np.minimum(start[mp], max(len(ts) - 1, 0))] if len(ts) else ts0[mp],
-                        ts0[mp]) if mp.size else np.zeros(0, np.uint64)
-    return DecodedRun(off, length, ts, page, start[mp].astype(np.int64), lost[mp],
-                      np.asarray(first_ts, np.uint64), problems)
-
-
-def _replay_page(words: np.ndarray, p: int, page_size: int, dstart: int, size: int, ts: int, big: bool,
-                 out: np.ndarray) -> None:
-    """Recompute one page's timestamps record by record (pages holding absolute time stamps)."""
-    pos = p * page_size + dstart
-    end = pos + size
-    i = 0
-    msb = int(TS_MSB)
-    while pos < end and i < len(out):
-        hdr = int(words[pos >> 2])
-        a0 = int(words[(pos >> 2) + 1]) if (pos >> 2) + 1 < len(words) else 0
-        tl, d = (hdr >> 27, hdr & COMMIT_MASK) if big else (hdr & 31, hdr >> 5)
-        if tl == TYPE_TIME_STAMP:
-            ts = ((a0 << TS_SHIFT) + d) | (ts & msb)
-            pos += 8
-            continue
-        if tl == TYPE_TIME_EXTEND:
-            ts += (a0 << TS_SHIFT) + d
-            pos += 8
-            continue
-        ts += d
-        if tl == TYPE_PADDING:
-            if d == 0:
-                break
-            pos += 4 + a0
-            continue
-        out[i] = ts & 0xFFFFFFFFFFFFFFFF
-        i += 1
-        pos += 8 + (((a0 - 4) + 3) & ~3) if tl == 0 else 4 + tl * 4
+        cnt = np.zeros(n_pages, np.int64)
+    # Back to ring-buffer order (page by page): later gathers then read memory sequentially.
+    total = pg.shape[0]
+    start = np.cumsum(cnt) - cnt
+    if total:
+        dense = start[pg] + k
+        off_d = np.empty(total, np.int64)
+        off_d[dense] = off
+        len_d = np.empty(total, np.int64)
+        len_d[dense] = length
+        ts_d = np.empty(total, np.uint64)
+        ts_d[dense] = ts
+        off, length, ts = off_d, len_d, ts_d
+    # Stream positions: a flagged page's gap takes the slot before the page's first event.
+    cumflag = np.cumsum(flagged)
+    if total and cumflag[-1]:
+        index = np.arange(total, dtype=np.int64) + np.repeat(cumflag, cnt)
+    else:
+        index = np.arange(total, dtype=np.int64)
+    mp = np.flatnonzero(flagged)
+    has = cnt[mp] > 0
+    missed_ts = np.where(has, ts[np.minimum(start[mp], max(total - 1, 0))] if total else ts0[mp], ts0[mp])
+    return DecodedRun(off, length, ts, index, (start[mp] + cumflag[mp] - 1).astype(np.int64), lost[mp],
+                      np.asarray(missed_ts, np.uint64), problems)
 
 
 def read_type_ids(data: np.ndarray, off: np.ndarray, type_field: FieldFormat, big: bool) -> np.ndarray:
     """The ``common_type`` of each record (int64)."""
-    return _scalar(data, off, type_field.offset, type_field.size, big).astype(np.int64)
+    words = _words(data, big)
+    return _scalar(data, words, off, off >> 2, type_field.offset, type_field.size, False, big).astype(np.int64)
 
 
-def _scalar(data: np.ndarray, off: np.ndarray, at: int, size: int, big: bool) -> np.ndarray:
-    """Unsigned ``size``-byte values at ``off + at`` (uint64), payloads being 4-byte aligned."""
-    words = data[: len(data) // 4 * 4].view(">u4" if big else "<u4")
-    nw = words.shape[0]
-    pos = off + at
-    if not big and size in (1, 2, 4, 8) and (at % 4) + size <= 4:
-        w = words[np.minimum(pos >> 2, nw - 1)]
+def _words(data: np.ndarray, big: bool) -> np.ndarray:
+    return data[: len(data) // 4 * 4].view(">u4" if big else "<u4")
+
+
+def _scalar(data: np.ndarray, words: np.ndarray, off: np.ndarray, wb: np.ndarray, at: int, size: int,
+            signed: bool, big: bool) -> np.ndarray:
+    """``size``-byte integers at ``off + at`` in their own dtype (``wb = off >> 2``, in bounds).
+
+    Hot path, open-coded: payloads are 4-byte aligned, so a field inside one 32-bit word is one
+    gather and a shift, a 64-bit field two gathers; byte by byte only for odd layouts.
+    """
+    kind = "i" if signed else "u"
+    k = at >> 2
+    if not big and size in (1, 2, 4) and (at % 4) + size <= 4:
+        w = words[wb + k] if k else words[wb]
         if size == 4:
-            return w.astype(np.uint64)
-        return ((w >> np.uint32((at % 4) * 8)) & np.uint32((1 << (8 * size)) - 1)).astype(np.uint64)
+            return w.view(np.int32) if signed else w
+        w = (w >> np.uint32((at % 4) * 8)) if at % 4 else w
+        return w.astype(np.dtype(f"u{size}")).view(np.dtype(f"{kind}{size}"))
     if not big and size == 8 and at % 4 == 0:
-        wi = np.minimum(pos >> 2, nw - 2)
-        return words[wi].astype(np.uint64) | (words[wi + 1].astype(np.uint64) << np.uint64(32))
+        wi = wb + k if k else wb
+        out = words[wi + 1].astype(np.uint64)
+        out <<= np.uint64(32)
+        out |= words[wi]
+        return out.view(np.int64) if signed else out
     # General case: assemble byte by byte.
-    pos = np.minimum(pos, len(data) - size)
+    pos = np.minimum(off + at, max(len(data) - size, 0))
     out = np.zeros(off.shape[0], np.uint64)
     for j in range(size):
         byte = data[pos + j].astype(np.uint64)
         shift = np.uint64(8 * (size - 1 - j) if big else 8 * j)
         out |= byte << shift
+    if size in (1, 2, 4, 8):
+        return out.astype(np.dtype(f"u{size}")).view(np.dtype(f"{kind}{size}"))
     return out
-
-
-def _typed(vals: np.ndarray, size: int, signed: bool) -> np.ndarray:
-    if size not in (1, 2, 4, 8):
-        return vals
-    u = vals.astype(np.dtype(f"u{size}"))
-    return u.view(np.dtype(f"i{size}")) if signed else u
 
 
 def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -280,12 +293,18 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
     cols: dict[str, np.ndarray] = {}
     n = off.shape[0]
     stack = fmt.system == "ftrace" and fmt.name == "kernel_stack"
+    reach = max((f.offset + f.size for f in fmt.fields), default=0) + 8
+    if n and int(off.max()) + reach > len(data) // 4 * 4:
+        # A format reaching past the run's end (corrupt file): read zeros there, not out of bounds.
+        data = np.concatenate([data, np.zeros(reach + 8, np.uint8)])
+    words = _words(data, big)
+    wb = off >> 2
     for f in fmt.fields:
         if stack and f.name == "caller":
             cols[f.name] = _stack(data, off, length, f, big, long_size)
             continue
         if f.data_loc or f.rel_loc:
-            loc = _scalar(data, off, f.offset, 4, big).astype(np.int64)
+            loc = _scalar(data, words, off, wb, f.offset, 4, False, big).astype(np.int64)
             rel = (loc & 0xFFFF) + ((f.offset + f.size) if f.rel_loc else 0)
             ln = loc >> 16
             # Keep the dynamic area inside the record.
@@ -313,13 +332,13 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
                 continue
             mat = np.empty((n, count), dtype=np.dtype(("i" if f.signed else "u") + str(es)))
             for j in range(count):
-                mat[:, j] = _typed(_scalar(data, off, f.offset + j * es, es, big), es, f.signed)
+                mat[:, j] = _scalar(data, words, off, wb, f.offset + j * es, es, f.signed, big)
             cols[f.name] = mat
             continue
         if f.size not in (1, 2, 4, 8):
             cols[f.name] = _strings(data, off + f.offset, np.full(n, f.size, np.int64))  # odd size: raw bytes
             continue
-        cols[f.name] = _typed(_scalar(data, off, f.offset, f.size, big), f.size, f.signed)
+        cols[f.name] = _scalar(data, words, off, wb, f.offset, f.size, f.signed, big)
     return cols
 
 
@@ -330,11 +349,14 @@ def _stack(data: np.ndarray, off: np.ndarray, length: np.ndarray, f: FieldFormat
     n = off.shape[0]
     depth = np.maximum((length - f.offset) // long_size, 0)
     width = int(depth.max()) if n else 0
+    if n and int(off.max()) + f.offset + (width + 1) * long_size > len(data) // 4 * 4:
+        data = np.concatenate([data, np.zeros(f.offset + (width + 2) * long_size, np.uint8)])
+    words = _words(data, big)
     mat = np.zeros((n, width), np.uint64)
     alive = np.ones(n, bool)
     ones = np.uint64(0xFFFFFFFFFFFFFFFF) if long_size == 8 else np.uint64(0xFFFFFFFF)
     for j in range(width):
-        v = _scalar(data, off, f.offset + j * long_size, long_size, big)
+        v = _scalar(data, words, off, off >> 2, f.offset + j * long_size, long_size, False, big).astype(np.uint64)
         alive &= (j < depth) & (v != ones)
         mat[:, j] = np.where(alive, v, 0)
     return mat

@@ -6,7 +6,7 @@ out each CPU's pages as runs of uncompressed bytes (zstd or zlib chunks are infl
 
 from __future__ import annotations
 
-__all__ = ["TraceDatFile", "BufferInfo", "CpuData", "PageRun", "MAGIC"]
+__all__ = ["TraceDatFile", "BufferInfo", "CpuData", "PageRun", "LazyFormats", "MAGIC"]
 
 import os
 import re
@@ -67,6 +67,106 @@ class PageRun:
     data: np.ndarray  #: uint8, a whole number of pages (plus nothing else)
     file_offset: int  #: where the run starts in the file (chunk offset when compressed)
     first_page: int  #: index of the run's first page in this CPU's stream
+
+
+_NAME_RE = re.compile(r"^name:\s*(\S+)\s*$", re.M)
+_ID_RE = re.compile(r"^ID:\s*(\d+)\s*$", re.M)
+
+
+class LazyFormats(dict):
+    """``system:event`` -> EventFormat for :class:`~zlperf.events.TraceInfo`, each parsed when first used.
+
+    Keys are known at once; a value is parsed on access (``dict(x)``, ``items()`` etc. see every
+    value parsed, because this class overrides ``__iter__``, which makes CPython use the slow path).
+    """
+
+    def __init__(self, file: "TraceDatFile"):
+        super().__init__()
+        self._file = file
+        self._ids = {file.full_name(i): i for i in file.format_texts}
+
+    def _load(self, key: str) -> None:
+        if key in self._ids and not dict.__contains__(self, key):
+            fmt = self._file.format(self._ids[key])
+            if fmt is not None:
+                dict.__setitem__(self, key, fmt)
+
+    def _load_all(self) -> None:
+        for key in list(self._ids):
+            self._load(key)
+
+    def __getitem__(self, key: str) -> EventFormat:
+        self._load(key)
+        return dict.__getitem__(self, key)
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self._load(key)
+        return dict.get(self, key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ids or dict.__contains__(self, key)
+
+    def __iter__(self):
+        self._load_all()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._load_all()
+        return dict.__len__(self)
+
+    def keys(self):  # type: ignore[override]
+        self._load_all()
+        return dict.keys(self)
+
+    def values(self):  # type: ignore[override]
+        self._load_all()
+        return dict.values(self)
+
+    def items(self):  # type: ignore[override]
+        self._load_all()
+        return dict.items(self)
+
+    def copy(self) -> dict:  # type: ignore[override]
+        self._load_all()
+        return dict(dict.items(self))
+
+    def __eq__(self, other: object) -> bool:
+        self._load_all()
+        return dict.__eq__(self, other)
+
+    def __repr__(self) -> str:
+        return f"LazyFormats({len(self._ids)} formats)"
+
+
+class _LazyKallsyms(Kallsyms):
+    """A :class:`Kallsyms` built from the saved text on first lookup (building costs ~0.2 s)."""
+
+    def __init__(self, text: str, source: str):  # noqa: D107 - deliberately no super().__init__
+        self._text = text
+        self._table: Optional[Kallsyms] = None
+        self.source = source
+
+    def _built(self) -> Kallsyms:
+        if self._table is None:
+            self._table = Kallsyms.from_text(self._text, self.source)
+            self._text = ""
+        return self._table
+
+    @property  # type: ignore[override]
+    def addrs(self) -> np.ndarray:
+        return self._built().addrs
+
+    @addrs.setter
+    def addrs(self, value: np.ndarray) -> None:
+        self._built().addrs = value
+
+    @property  # type: ignore[override]
+    def names(self) -> list[str]:
+        return self._built().names
+
+    @names.setter
+    def names(self, value: list[str]) -> None:
+        self._built().names = value
 
 
 class _Blob:
@@ -163,9 +263,12 @@ class TraceDatFile:
         self.compression: Optional[str] = None
         self.compression_version: Optional[str] = None
         self._inflate: Optional[Callable[[bytes, int], bytes]] = None
+        self._multi: Optional[Callable] = None
         self.header_page: HeaderPage = HeaderPage()
         self.header_page_text = ""
-        self.formats: dict[int, EventFormat] = {}
+        #: event id -> (system, name, format text); parsed on demand by :meth:`format`
+        self.format_texts: dict[int, tuple[str, str, str]] = {}
+        self._parsed: dict[int, Optional[EventFormat]] = {}
         self.kallsyms_text = ""
         self.cmdlines: dict[int, str] = {}
         self.clock: Optional[str] = None
@@ -237,13 +340,18 @@ class TraceDatFile:
             self.compression_version = b.cstr()
             if self.compression != "none":
                 self._inflate = _decompressor(self.compression, self.path)
+                if self.compression == "zstd":
+                    import zstandard
+
+                    # Many chunks in one call (C backend only); None falls back to one by one.
+                    self._multi = getattr(zstandard.ZstdDecompressor(), "multi_decompress_to_buffer", None)
             else:
                 self.compression = None
             first_options = b.u64()
             self._parse_v7(first_options)
         else:
             self._parse_v6(b.pos)
-        if not self.formats:
+        if not self.format_texts:
             self.warnings.append("the file holds no event formats: no event can be decoded")
 
     # ----- v6: one sequential layout ---------------------------------------------------------
@@ -498,14 +606,34 @@ class TraceDatFile:
         self.header_page = hp
 
     def _add_format(self, raw: bytes, system: str, at: int) -> None:
+        # Only name and id now: thousands of formats are saved, few are used (parse on demand).
         text = raw.decode("utf-8", "replace")
-        try:
-            fmt = parse_event_format(text, system)
-        except ValueError as exc:
-            self.warnings.append(f"offset {at:#x}: an event format of system {system!r} is unreadable ({exc}); "
+        name = _NAME_RE.search(text)
+        ev_id = _ID_RE.search(text)
+        if name is None or ev_id is None:
+            self.warnings.append(f"offset {at:#x}: an event format of system {system!r} has no name or ID; "
                                  "its events are skipped")
             return
-        self.formats[fmt.id] = fmt
+        self.format_texts[int(ev_id.group(1))] = (system, name.group(1), text)
+
+    def format(self, ev_id: int) -> Optional[EventFormat]:
+        """The parsed format of event ``ev_id`` (cached), or None when the file has none."""
+        if ev_id in self._parsed:
+            return self._parsed[ev_id]
+        entry = self.format_texts.get(ev_id)
+        fmt = None
+        if entry is not None:
+            try:
+                fmt = parse_event_format(entry[2], entry[0])
+            except ValueError:
+                fmt = None
+        self._parsed[ev_id] = fmt
+        return fmt
+
+    def full_name(self, ev_id: int) -> Optional[str]:
+        """``system:name`` of event ``ev_id`` without parsing its format."""
+        entry = self.format_texts.get(ev_id)
+        return None if entry is None else f"{entry[0]}:{entry[1]}"
 
     def _set_kallsyms(self, raw: bytes, at: int) -> None:
         self.kallsyms_text = raw.decode("utf-8", "replace")
@@ -595,7 +723,7 @@ class TraceDatFile:
         """The kallsyms table saved in the file, or None."""
         if not self.kallsyms_text:
             return None
-        return Kallsyms.from_text(self.kallsyms_text, source=f"{self.path} (saved kallsyms)")
+        return _LazyKallsyms(self.kallsyms_text, source=f"{self.path} (saved kallsyms)")
 
     def buffer(self, name: str) -> BufferInfo:
         """The instance called ``name``."""
@@ -642,43 +770,74 @@ class TraceDatFile:
             warn(f"cpu {cd.cpu}: no page readable: {exc.problem}")
             return
         pos = cd.offset + 4
-        parts: list[bytes] = []
+        win, win_at = b"", pos  # compressed bytes are read in large windows, not chunk by chunk
+        frames: list[memoryview] = []
+        sizes: list[int] = []
+        offsets: list[int] = []
         have = 0
-        run_at = pos
         page = 0
+        done = 0  # chunks handed out before the current batch
         lost = None
-        for i in range(count):
-            try:
-                if pos + 8 > end:
-                    raise TraceFormatError(self.path, pos, "chunk header past the CPU's data", "")
-                csize, usize = struct.unpack(self.endian + "II", self.pread(pos, 8, "chunk header"))
-                if pos + 8 + csize > end or usize > (256 << 20):
-                    raise TraceFormatError(self.path, pos, f"chunk sizes {csize}/{usize} do not fit", "")
-                raw = self.pread(pos + 8, csize, "chunk")
+        for i in range(count + 1):
+            if i < count:
                 try:
-                    data = self._inflate(raw, usize)  # type: ignore[misc]
-                except Exception as exc:  # damaged compressed data
-                    raise TraceFormatError(self.path, pos, f"chunk does not decompress ({exc})", "") from None
-                if len(data) != usize:
-                    raise TraceFormatError(self.path, pos, f"chunk inflated to {len(data)} bytes, not {usize}", "")
-            except TraceFormatError as exc:
-                lost = (count - i, exc.offset if exc.offset is not None else pos, exc.problem)
-                break
-            pos += 8 + csize
-            if len(data) % psize:
-                warn(f"cpu {cd.cpu}: chunk at offset {pos:#x} holds a partial page; its tail is ignored")
-                data = data[: len(data) - len(data) % psize]
-            parts.append(data)
-            have += len(data)
-            if have >= run_bytes:
-                joined = b"".join(parts)
-                yield PageRun(np.frombuffer(joined, np.uint8), run_at, page)
-                page += len(joined) // psize
-                parts, have, run_at = [], 0, pos
-        if parts:
-            joined = b"".join(parts)
-            yield PageRun(np.frombuffer(joined, np.uint8), run_at, page)
-        if lost:
-            n, at, problem = lost
-            warn(f"cpu {cd.cpu}: {n} compressed chunk(s) after offset {at:#x} unreadable ({problem}); "
-                 "their events are lost")
+                    if pos + 8 > end:
+                        raise TraceFormatError(self.path, pos, "chunk header past the CPU's data", "")
+                    if pos + 8 > win_at + len(win):
+                        win_at = pos
+                        win = self.pread(pos, min(end - pos, max(run_bytes // 4, 8)), "compressed pages")
+                    csize, usize = struct.unpack_from(self.endian + "II", win, pos - win_at)
+                    if pos + 8 + csize > end or usize > (256 << 20) or usize % psize:
+                        raise TraceFormatError(self.path, pos, f"chunk sizes {csize}/{usize} do not fit", "")
+                    if pos + 8 + csize > win_at + len(win):
+                        win_at = pos
+                        win = self.pread(pos, min(end - pos, max(run_bytes // 4, 8 + csize)), "compressed pages")
+                    rel = pos - win_at + 8
+                    frames.append(memoryview(win)[rel:rel + csize])
+                    sizes.append(usize)
+                    offsets.append(pos)
+                    have += usize
+                    pos += 8 + csize
+                except TraceFormatError as exc:
+                    lost = (count - i, exc.offset if exc.offset is not None else pos, exc.problem)
+            if frames and (have >= run_bytes or i == count or lost):
+                data, bad = self._inflate_frames(frames, sizes, offsets)
+                if data:
+                    yield PageRun(np.frombuffer(data, np.uint8), offsets[0], page)
+                    page += len(data) // psize
+                if bad is not None:
+                    at, problem = bad
+                    n_lost = count - (done + offsets.index(at))
+                    warn(f"cpu {cd.cpu}: {n_lost} compressed chunk(s) after offset {at:#x} unreadable "
+                         f"(chunk does not decompress: {problem}); their events are lost")
+                    return
+                done += len(frames)
+                frames, sizes, offsets, have = [], [], [], 0
+            if lost:
+                n, at, problem = lost
+                warn(f"cpu {cd.cpu}: {n} compressed chunk(s) after offset {at:#x} unreadable ({problem}); "
+                     "their events are lost")
+                return
+
+    def _inflate_frames(self, frames: list[memoryview], sizes: list[int],
+                        offsets: list[int]) -> tuple[bytes, Optional[tuple[int, str]]]:
+        """Inflate consecutive chunks into one buffer; on a damaged chunk, what came before it."""
+        multi = self._multi
+        if multi is not None:
+            try:
+                out = multi(frames, decompressed_sizes=struct.pack(f"={len(sizes)}Q", *sizes), threads=1)
+                data = b"".join(out[j] for j in range(len(out)))
+                if len(data) == sum(sizes):
+                    return data, None
+            except Exception:  # zstd.ZstdError: find the damaged chunk one by one below
+                pass
+        parts = []
+        for frame, usize, at in zip(frames, sizes, offsets):
+            try:
+                piece = self._inflate(frame, usize)  # type: ignore[misc]
+            except Exception as exc:  # zstd.ZstdError / zlib.error: damaged compressed data
+                return b"".join(parts), (at, str(exc) or type(exc).__name__)
+            if len(piece) != usize:
+                return b"".join(parts), (at, f"inflated to {len(piece)} bytes, not {usize}")
+            parts.append(piece)
+        return b"".join(parts), None
