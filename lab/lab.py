@@ -171,6 +171,7 @@ def build_initramfs(force: bool = False) -> Path:
         for link in ("bin", "sbin", "lib", "lib64"):
             os.symlink(f"usr/{link}", root / link)
         shutil.copy2("/bin/busybox", root / "usr/bin/busybox")
+        os.symlink("busybox", root / "usr/bin/sh")
         elves = list(_BINARIES) + list(_EXTRA_LIBS)
         for b in _BINARIES + _EXTRA_LIBS:
             _copy(b, root)
@@ -320,7 +321,8 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", choices=["zone-lock", "series"], default="zone-lock",
                    help="kernel: the seed ABI only, or also the rival zone_lock:* series (default zone-lock)")
     p.add_argument("--cpus", type=int, default=4, help="vCPUs, split over 2 NUMA nodes (default 4)")
-    p.add_argument("--mem", type=int, default=2048, help="guest memory in MiB, split over the nodes (default 2048)")
+    p.add_argument("--mem", type=int, default=8192,
+                   help="guest memory in MiB, split over the nodes (default 8192: zone Normal on both nodes)")
     p.add_argument("--tcg-thread", choices=["multi", "single"], default="multi",
                    help="QEMU TCG threading (default multi; 'single' avoids the occasional 'Oops: int3')")
     p.add_argument("--seconds", type=float, default=4.0, help="workload seconds per recording (default 4)")
