@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["AnalysisOptions", "Analyzer", "analyze", "GroupStats"]
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from zlperf.analysis.kmem_abi import KmemZoneLockABI
 from zlperf.analysis.series_abi import ZoneLockSeriesABI
 from zlperf.analysis.stock_abi import StockContentionABI
 from zlperf.analysis.model import Observations, Table, ZoneTable, table_len
+from zlperf.analysis.grouping import KeyCoder, split_by_code
 from zlperf.analysis.stats import Distribution, log2_bucket
 from zlperf.analysis.summary import Summary, build_summary
 from zlperf.analysis.timeline import Timeline
@@ -43,9 +44,13 @@ class AnalysisOptions:
     zone_lock_frames: Optional[dict[str, str]] = None  #: stock kernels: replaces stock_frames.ZONE_LOCK_FRAMES
 
 
+COUNTERS = ("contended_events", "acquisitions", "contended", "unmatched_unlocks", "unreleased",
+            "broken_by_missed")
+
+
 @dataclass
 class GroupStats:
-    """Counters and exact distributions for one zone / caller / CPU / task."""
+    """Counters and exact distributions of one zone / caller / CPU / task (a read-only view)."""
 
     contended_events: int = 0
     acquisitions: int = 0
@@ -55,8 +60,45 @@ class GroupStats:
     unmatched_unlocks: int = 0
     unreleased: int = 0
     broken_by_missed: int = 0
-    first_ts: Optional[int] = None
-    last_ts: Optional[int] = None
+
+
+class DimStats:
+    """Per-group counters of one dimension as arrays indexed by dense key codes.
+
+    Counting is a bincount per table; only the wait/hold distributions are per group.
+    """
+
+    def __init__(self) -> None:
+        self.coder = KeyCoder()
+        self.counts = {name: np.zeros(0, dtype=np.int64) for name in COUNTERS}
+        self.wait: list[Distribution] = []
+        self.hold: list[Distribution] = []
+
+    def codes(self, keys: np.ndarray) -> np.ndarray:
+        """Dense codes of ``keys``, growing the per-group storage for new ones."""
+        codes = self.coder.encode(keys)
+        n = len(self.coder)
+        if n > len(self.wait):
+            for name, arr in self.counts.items():
+                self.counts[name] = np.concatenate([arr, np.zeros(n - len(arr), dtype=np.int64)])
+            self.wait.extend(Distribution() for _ in range(n - len(self.wait)))
+            self.hold.extend(Distribution() for _ in range(n - len(self.hold)))
+        return codes
+
+    def count(self, codes: np.ndarray, counter: str) -> None:
+        self.counts[counter] += np.bincount(codes, minlength=len(self.coder))
+
+    def distribute(self, codes: np.ndarray, values: np.ndarray, which: str) -> None:
+        dists = self.wait if which == "wait" else self.hold
+        for code, idx in split_by_code(codes, len(self.coder)):
+            dists[code].add(values[idx])
+
+    def items(self) -> Iterator[tuple[int, GroupStats]]:
+        """(key, GroupStats) per group seen."""
+        for code, key in enumerate(self.coder.keys):
+            g = GroupStats(wait=self.wait[code], hold=self.hold[code],
+                           **{name: int(arr[code]) for name, arr in self.counts.items()})
+            yield key, g
 
 
 class TopN:
@@ -83,17 +125,6 @@ class TopN:
         return [{k: v[i].item() for k, v in self.rows.items()} for i in order]
 
 
-def _split_by(keys: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
-    """(key, row indices) for each distinct key."""
-    if len(keys) == 0:
-        return []
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    bounds = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-    starts = np.concatenate([[0], bounds])
-    return [(sorted_keys[s].item(), idx) for s, idx in zip(starts, np.split(order, bounds))]
-
-
 def _filter(table: Optional[Table], mask_fn: Callable[[Table], np.ndarray]) -> Optional[Table]:
     if not table_len(table):
         return table
@@ -111,8 +142,8 @@ class Analyzer:
         self.options = options or AnalysisOptions()
         self.zones = ZoneTable()
         self.abi = self._select_abi(info.formats.keys())
-        self.groups: dict[str, dict[int, GroupStats]] = {d: {} for d in DIMENSIONS}
-        self.total = GroupStats()
+        self.dims: dict[str, DimStats] = {d: DimStats() for d in DIMENSIONS}
+        self.total = DimStats()  # one group, key 0
         self.hold_by_batch: dict[int, Distribution] = {}
         self.event_counts: dict[str, int] = {}
         self.missed_events = 0
@@ -167,9 +198,8 @@ class Analyzer:
         known = counts >= 0
         self.missed_events += int(counts[known].sum())
         self.missed_unknown_gaps += int((~known).sum())
-        for cpu, idx in _split_by(batch.cpu.astype(np.int64)):
-            c = counts[idx]
-            self.missed_by_cpu[cpu] = self.missed_by_cpu.get(cpu, 0) + int(c[c > 0].sum())
+        for cpu, c in zip(batch.cpu.tolist(), counts.tolist()):
+            self.missed_by_cpu[cpu] = self.missed_by_cpu.get(cpu, 0) + max(c, 0)
 
     def _window(self, obs: Observations) -> Observations:
         opts = self.options
@@ -197,9 +227,10 @@ class Analyzer:
         obs = self._window(obs)
         self._count(obs.contended, "contended_events", timeline_col=0)
         if table_len(obs.acquired):
-            self._count(obs.acquired, "acquisitions", timeline_col=1)
-            contended_rows = {k: v[obs.acquired["contended"]] for k, v in obs.acquired.items()}
-            self._count(contended_rows, "contended")
+            codes = self._count(obs.acquired, "acquisitions", timeline_col=1)
+            contended = obs.acquired["contended"]
+            for dim, c in codes.items():
+                dim.count(c[contended], "contended")
         if table_len(obs.waits):
             self._distribute(obs.waits, "wait", "wait_ns", timeline_cols=(2, 3))
             self.top_waits.add(obs.waits, "wait_ns")
@@ -208,50 +239,46 @@ class Analyzer:
             self.top_holds.add(obs.holds, "hold_ns")
             if "count" in obs.holds:  # batch sizes exist only in the kmem ABI
                 buckets = log2_bucket(np.maximum(obs.holds["count"], 0).astype(np.uint64))
-                for bucket, idx in _split_by(buckets):
+                for bucket, idx in split_by_code(buckets, int(buckets.max()) + 1):
                     self.hold_by_batch.setdefault(bucket, Distribution()).add(obs.holds["hold_ns"][idx])
         self._count(obs.unmatched, "unmatched_unlocks")
         self._count(obs.unreleased, "unreleased")
         self._count(obs.broken, "broken_by_missed")
 
-    def _targets(self, table: Table):
-        """(GroupStats, row indices) for the total and every group of every dimension."""
-        yield self.total, None
+    def _codes(self, table: Table) -> dict[DimStats, np.ndarray]:
+        """Dense group codes of every row, for the total and each dimension."""
+        out = {self.total: self.total.codes(np.zeros(len(table["ts"]), dtype=np.int64))}
         for dim, col in DIMENSIONS.items():
-            groups = self.groups[dim]
-            for key, idx in _split_by(table[col]):
-                stats = groups.get(key)
-                if stats is None:
-                    stats = groups[key] = GroupStats()
-                yield stats, idx
+            out[self.dims[dim]] = self.dims[dim].codes(table[col])
+        return out
 
-    def _count(self, table: Optional[Table], attr: str, timeline_col: Optional[int] = None) -> None:
+    def _count(self, table: Optional[Table], counter: str,
+               timeline_col: Optional[int] = None) -> dict[DimStats, np.ndarray]:
         if not table_len(table):
-            return
-        for stats, idx in self._targets(table):
-            n = len(table["ts"]) if idx is None else len(idx)
-            setattr(stats, attr, getattr(stats, attr) + n)
-            ts = table["ts"] if idx is None else table["ts"][idx]
-            lo, hi = int(ts.min()), int(ts.max())
-            stats.first_ts = lo if stats.first_ts is None else min(stats.first_ts, lo)
-            stats.last_ts = hi if stats.last_ts is None else max(stats.last_ts, hi)
+            return {}
+        codes = self._codes(table)
+        for dim, c in codes.items():
+            dim.count(c, counter)
         if timeline_col is not None:
-            self._bin(table, timeline_col, None)
+            self._bin(table, codes, timeline_col, None)
+        return codes
 
-    def _distribute(self, table: Table, attr: str, col: str, timeline_cols: tuple[int, int]) -> None:
+    def _distribute(self, table: Table, which: str, col: str, timeline_cols: tuple[int, int]) -> None:
         values = table[col]
-        for stats, idx in self._targets(table):
-            getattr(stats, attr).add(values if idx is None else values[idx])
-        self._bin(table, timeline_cols[0], None)
-        self._bin(table, timeline_cols[1], values)
+        codes = self._codes(table)
+        for dim, c in codes.items():
+            dim.distribute(c, values, which)
+        self._bin(table, codes, timeline_cols[0], None)
+        self._bin(table, codes, timeline_cols[1], values)
 
-    def _bin(self, table: Table, column: int, weights: Optional[np.ndarray]) -> None:
+    def _bin(self, table: Table, codes: dict[DimStats, np.ndarray], column: int,
+             weights: Optional[np.ndarray]) -> None:
         """Add rows (or ``weights``) into timeline counters: overall, per zone, per caller."""
         ts = table["ts"]
         self.timeline.add(("all", 0), ts, column, weights)
         for dim in ("zone", "caller"):
-            for key, idx in _split_by(table[dim]):
-                self.timeline.add((dim, key), ts[idx], column, None if weights is None else weights[idx])
+            stats = self.dims[dim]
+            self.timeline.add_grouped(dim, codes[stats], stats.coder.keys, ts, column, weights)
 
     # -- result ------------------------------------------------------------------------------
     def summary(self) -> Summary:

@@ -33,15 +33,17 @@ def zone_codes(batch: EventBatch, zones: ZoneTable) -> np.ndarray:
     """Zone code per row from the (node_id, name) fields."""
     node = batch.fields["node_id"].astype(np.int64)
     names = batch.fields["name"]
-    if len(node) == 0:
-        return np.empty(0, dtype=np.int32)
-    # Readers intern strings, so the few zone names are few objects: group by object identity
-    # (an integer unique, fast) and compare values only once per distinct object.
-    ident = np.fromiter(map(id, names), dtype=np.int64, count=len(names))
-    combined = np.stack([ident, node]).T
-    uniq, first, inverse = np.unique(combined, axis=0, return_index=True, return_inverse=True)
-    codes = np.array([zones.code(Zone(node=int(node[i]), name=str(names[i]))) for i in first], dtype=np.int32)
-    return codes[inverse.ravel()]
+    codes = np.full(len(node), -1, dtype=np.int32)
+    # A machine has a handful of zones: peel them off one at a time with vectorised compares
+    # (object == object is an identity check first, and readers intern the names), instead of
+    # sorting millions of strings.
+    todo = np.arange(len(node))
+    while len(todo):
+        first = todo[0]
+        same = (node[todo] == node[first]) & (names[todo] == names[first])
+        codes[todo[same]] = zones.code(Zone(node=int(node[first]), name=str(names[first])))
+        todo = todo[~same]
+    return codes
 
 
 def _base(batch: EventBatch, zone: np.ndarray) -> Table:

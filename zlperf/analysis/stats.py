@@ -30,6 +30,8 @@ PERCENTILES: tuple[tuple[str, Fraction], ...] = (
 )
 
 _COMPACT_AT = 1 << 16  # pending raw values before folding them into the table
+_DENSE_AFTER = 1 << 16  # values held before small ones are counted densely
+_DENSE_LIMIT = np.uint64(1 << 16)  # values below this many ns are counted densely (512 KiB per distribution)
 
 
 def nearest_rank(n: int, percent: Fraction) -> int:
@@ -59,29 +61,56 @@ def log2_histogram(values: np.ndarray, counts: Optional[np.ndarray] = None) -> l
 
 
 class Distribution:
-    """An exact multiset of non-negative integer durations (ns)."""
+    """An exact multiset of non-negative integer durations (ns).
 
-    __slots__ = ("_values", "_counts", "_pending", "_pending_len")
+    Small distributions keep a sorted (value, count) table, compacted as values arrive.
+    Once a distribution is large, values below :data:`_DENSE_LIMIT` ns (most lock holds and
+    waits) are counted in a dense array with bincount instead — no sorting on the hot path —
+    and only the rarer larger values go through the table. Either way nothing is rounded.
+    """
+
+    __slots__ = ("_values", "_counts", "_pending", "_pending_len", "_dense")
 
     def __init__(self) -> None:
         self._values = np.empty(0, dtype=np.uint64)
         self._counts = np.empty(0, dtype=np.int64)
         self._pending: list[np.ndarray] = []
         self._pending_len = 0
+        self._dense: Optional[np.ndarray] = None  # counts of values 0.._DENSE_LIMIT-1, once large
 
     def add(self, values: np.ndarray) -> None:
         """Add a batch of values."""
-        if len(values):
-            self._pending.append(np.asarray(values, dtype=np.uint64))
-            self._pending_len += len(values)
-            if self._pending_len >= _COMPACT_AT:
-                self._compact()
+        if not len(values):
+            return
+        values = np.asarray(values, dtype=np.uint64)
+        if self._dense is not None:
+            small = values < _DENSE_LIMIT
+            self._dense += np.bincount(values[small].astype(np.int64), minlength=int(_DENSE_LIMIT))
+            values = values[~small]
+            if not len(values):
+                return
+        self._pending.append(values)
+        self._pending_len += len(values)
+        if self._pending_len >= _COMPACT_AT:
+            self._compact()
+            if self._dense is None and int(self._counts.sum()) >= _DENSE_AFTER:
+                self._go_dense()
+
+    def _go_dense(self) -> None:
+        small = self._values < _DENSE_LIMIT
+        self._dense = np.zeros(int(_DENSE_LIMIT), dtype=np.int64)
+        self._dense[self._values[small].astype(np.int64)] = self._counts[small]
+        self._values, self._counts = self._values[~small], self._counts[~small]
 
     def merge(self, other: "Distribution") -> None:
         """Add every value of ``other``."""
-        other._compact()
+        values, counts = other.table()
         self._compact()
-        self._fold(other._values, other._counts)
+        self._fold(values, counts)
+        if self._dense is not None:
+            small = self._values < _DENSE_LIMIT
+            self._dense[self._values[small].astype(np.int64)] += self._counts[small]
+            self._values, self._counts = self._values[~small], self._counts[~small]
 
     def _fold(self, values: np.ndarray, counts: np.ndarray) -> None:
         allv = np.concatenate([self._values, values])
@@ -104,7 +133,12 @@ class Distribution:
     def table(self) -> tuple[np.ndarray, np.ndarray]:
         """Sorted distinct values and their counts."""
         self._compact()
-        return self._values, self._counts
+        if self._dense is None:
+            return self._values, self._counts
+        present = np.flatnonzero(self._dense)
+        # Dense values are all below _DENSE_LIMIT and the table's all at or above it: already in order.
+        return (np.concatenate([present.astype(np.uint64), self._values]),
+                np.concatenate([self._dense[present], self._counts]))
 
     @property
     def count(self) -> int:

@@ -17,7 +17,7 @@ from zlperf.analysis.stats import empty_stats
 from zlperf.analysis.timeline import COLUMNS as TIMELINE_COLUMNS
 
 if TYPE_CHECKING:
-    from zlperf.analysis.core import Analyzer, GroupStats
+    from zlperf.analysis.core import Analyzer
 
 SCHEMA = "zlperf.report/1"
 #: Equal time slices each zone/caller is cut into to show the run's own noise (used by diff).
@@ -35,7 +35,7 @@ def _stats(dist, allowed: bool) -> Optional[dict]:
     return dist.summary() or empty_stats()
 
 
-def _group_entry(g: "GroupStats", caps, duration_ns: int) -> dict[str, Any]:
+def _group_entry(g, caps, duration_ns: int) -> dict[str, Any]:
     secs = duration_ns / 1e9 if duration_ns > 0 else 0.0
     knows_contended = caps.acquisitions and caps.contended_flag
     entry: dict[str, Any] = {
@@ -81,6 +81,8 @@ def _timeline(an: "Analyzer", first_ts: int, last_ts: int) -> dict:
 
 def build_summary(an: "Analyzer") -> Summary:
     """Turn an analyzer's accumulated state into the report document."""
+    from zlperf.analysis.core import GroupStats
+
     info, opts = an.info, an.options
     caps = an.abi.capabilities(an.event_counts)
     first = an.first_ts if an.first_ts is not None else 0
@@ -100,7 +102,7 @@ def build_summary(an: "Analyzer") -> Summary:
         return e
 
     zones = []
-    for code, g in sorted(an.groups["zone"].items(), key=lambda kv: an.zones.zones[kv[0]].label):
+    for code, g in sorted(an.dims["zone"].items(), key=lambda kv: an.zones.zones[kv[0]].label):
         z = an.zones.zones[code]
         zones.append({"node": z.node, "zone": z.name, "label": z.label,
                       "lock_addr": None if z.lock_addr is None else f"{z.lock_addr:#x}",
@@ -108,14 +110,14 @@ def build_summary(an: "Analyzer") -> Summary:
                       **entry("zone", code, g)})
 
     callers = []
-    for addr, g in an.groups["caller"].items():
+    for addr, g in an.dims["caller"].items():
         role = "lock" if (g.contended_events or g.acquisitions or g.wait.count or g.hold.count) else "unlock"
         callers.append({"caller": sym(addr), "addr": f"{addr:#x}", "role": role, **entry("caller", addr, g)})
     callers.sort(key=lambda c: (-(c["contended_events"] or 0), -(c["acquisitions"] or 0), c["caller"]))
 
-    cpus = [{"cpu": cpu, **entry("cpu", cpu, g)} for cpu, g in sorted(an.groups["cpu"].items())]
+    cpus = [{"cpu": cpu, **entry("cpu", cpu, g)} for cpu, g in sorted(an.dims["cpu"].items())]
     tasks = [{"pid": pid, "comm": info.cmdlines.get(pid, "<...>"), **entry("task", pid, g)}
-             for pid, g in an.groups["task"].items()]
+             for pid, g in an.dims["task"].items()]
     tasks.sort(key=lambda t: (-(t["contended_events"] or 0), -(t["acquisitions"] or 0), t["pid"]))
 
     hold_by_batch = []
@@ -134,6 +136,7 @@ def build_summary(an: "Analyzer") -> Summary:
                          "caller": sym(r["caller"]), **({"count": r["count"]} if "count" in r else {})})
         return rows
 
+    total = next((g for _, g in an.total.items()), GroupStats())
     overrun = sum((s.overrun or 0) for s in info.cpu_stats.values())
     dropped = sum((s.dropped_events or 0) for s in info.cpu_stats.values())
     return {
@@ -156,7 +159,7 @@ def build_summary(an: "Analyzer") -> Summary:
         "missed_by_cpu": {str(k): v for k, v in sorted(an.missed_by_cpu.items())},
         "kernel_overrun": overrun,
         "kernel_dropped_events": dropped,
-        "totals": _group_entry(an.total, caps, duration),
+        "totals": _group_entry(total, caps, duration),
         "zones": zones,
         "callers": callers,
         "cpus": cpus,

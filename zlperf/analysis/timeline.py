@@ -71,6 +71,25 @@ class Timeline:
         w = None if weights is None else weights.astype(np.float64)
         data[:, column] += np.bincount(bins - self.lo, weights=w, minlength=self.n)[: self.n]
 
+    def add_grouped(self, dim: str, codes: np.ndarray, keys: list, ts: np.ndarray, column: int,
+                    weights: Optional[np.ndarray] = None) -> None:
+        """Like :meth:`add` for many series at once: row i goes to series ``(dim, keys[codes[i]])``."""
+        if len(ts) == 0:
+            return
+        bins = (ts // np.uint64(self.bin_ns)).astype(np.int64)
+        self._cover(int(bins.min()), int(bins.max()))
+        bins = (ts // np.uint64(self.bin_ns)).astype(np.int64) - self.lo
+        n_codes = len(keys)
+        w = None if weights is None else weights.astype(np.float64)
+        sums = np.bincount(codes * self.n + bins, weights=w, minlength=n_codes * self.n)
+        sums = sums[: n_codes * self.n].reshape(n_codes, self.n)
+        for code in np.flatnonzero(sums.any(axis=1)):
+            key = (dim, keys[code])
+            data = self.series.get(key)
+            if data is None:
+                data = self.series[key] = np.zeros((self.n, len(COLUMNS)))
+            data[:, column] += sums[code]
+
     def rebinned(self, key: Hashable, first_ts: int, last_ts: int, bins: int) -> tuple[int, int, np.ndarray]:
         """(start_ns, width_ns, counters) of ``key`` over [first_ts, last_ts] in about ``bins`` round bins."""
         lo_bin, hi_bin = first_ts // self.bin_ns, last_ts // self.bin_ns
