@@ -39,6 +39,7 @@ PROFILE_EVENTS: Dict[str, List[str]] = {
     "stock": ["lock:contention_begin", "lock:contention_end"],
 }
 ALL_TASKS = ["minimal", "wait-time", "hold-time", "stock", "perf", "v6"]
+SERIES_TASKS = ["series"]  # only on a --variant series kernel
 
 # Host files the guest needs. Python packages come from Debian's dist-packages (the guest runs /usr/bin/python3).
 _BINARIES = ["/usr/bin/trace-cmd", "/usr/bin/perf", "/usr/bin/python3.11"]
@@ -400,15 +401,20 @@ def run_main(argv: Optional[Sequence[str]] = None) -> int:
         "trace-cmd, perf and python3; inside, run zl-workload under `zlperf record --profile P` for each task, "
         "the perf backend and a v6 trace.dat, then `zlperf report` on each. Results land in --out."))
     _common_args(p)
-    p.add_argument("--tasks", default=",".join(ALL_TASKS),
-                   help=f"comma list of {','.join(ALL_TASKS)} (default all)")
+    p.add_argument("--tasks", default=None,
+                   help=f"comma list of {','.join(ALL_TASKS + SERIES_TASKS)} (default all; 'series' only and by "
+                        "default with --variant series)")
     p.add_argument("--out", type=Path, default=CACHE / "runs" / time.strftime("%Y%m%d-%H%M%S"),
                    help="result folder (default lab/cache/runs/STAMP)")
     args = p.parse_args(argv)
+    if args.tasks is None:
+        args.tasks = ",".join(ALL_TASKS + (SERIES_TASKS if args.variant == "series" else []))
     tasks = [t for t in args.tasks.split(",") if t]
-    bad = [t for t in tasks if t not in ALL_TASKS]
+    bad = [t for t in tasks if t not in ALL_TASKS + SERIES_TASKS]
     if bad:
-        p.error(f"unknown task(s) {','.join(bad)}; choose from {','.join(ALL_TASKS)}")
+        p.error(f"unknown task(s) {','.join(bad)}; choose from {','.join(ALL_TASKS + SERIES_TASKS)}")
+    if "series" in tasks and args.variant != "series":
+        p.error("task 'series' needs --variant series (a kernel with the zone_lock:* events)")
     try:
         info = _run_lab(args, tasks, args.out)
     except LabError as e:

@@ -1,6 +1,6 @@
 # lab/guest/job.sh: what the lab guest does, sourced by the host-written /out/job.sh (which sets ZL_*).
 # Each task writes its results straight to /out and is skipped when they are already there (a retry after
-# a guest death resumes). ZL_TASKS: minimal wait-time hold-time stock perf v6 overhead.
+# a guest death resumes). ZL_TASKS: minimal wait-time hold-time stock perf v6 series overhead.
 set -u
 OUT=/out
 EVENTS_minimal="kmem:mm_zone_lock_contended"
@@ -117,6 +117,25 @@ task_v6() {
     say "done v6; zlperf report rc=$?"
 }
 
+# The rival zone_lock:* events (a --series kernel) next to the seed's, in one file: both ABIs see the same locks.
+task_series() {
+    [ -f $OUT/series.dat ] && { say "skip series (done)"; return 0; }
+    [ -d /sys/kernel/tracing/events/zone_lock ] || { say "series: this kernel has no zone_lock events"; return 1; }
+    say "record series"
+    cmd="trace-cmd record -q -b 4096 -e zone_lock:* -e kmem:mm_zone_locked -e kmem:mm_zone_lock_unlock -o /tmp/series.dat $WORK"
+    echo "+ $cmd"
+    $cmd > /tmp/series.log 2>&1
+    rc=$?
+    cat /tmp/series.log
+    [ $rc = 0 ] || { say "series record FAILED rc=$rc"; return 1; }
+    note_cmd series.dat "$cmd"
+    cp /tmp/series.dat $OUT/series.dat.tmp && mv $OUT/series.dat.tmp $OUT/series.dat
+    sync
+    rm -f /tmp/series.dat
+    zlperf report $OUT/series.dat > $OUT/series.report.txt 2>&1
+    say "done series; zlperf report rc=$?"
+}
+
 # Throughput of the workload alone and under each profile, interleaved run by run; one JSON line per run.
 task_overhead() {
     run=1
@@ -151,6 +170,7 @@ for t in $ZL_TASKS; do
         minimal|wait-time|hold-time|stock) task_profile $t || failed=1 ;;
         perf) task_perf || failed=1 ;;
         v6) task_v6 || failed=1 ;;
+        series) task_series || failed=1 ;;
         overhead) task_overhead || failed=1 ;;
         *) say "unknown task $t"; failed=1 ;;
     esac
