@@ -656,12 +656,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def record(opts: RecordOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def record(
+    opts: RecordOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr, checked: Optional[Preflight] = None
+) -> int:
     """Check, then record ``opts.recipe``; returns the exit status (the backend's, or the command's).
 
     Raises :class:`~zlperf.errors.RecordError` (one line) when something is missing; tracefs is then untouched.
+    ``checked`` is a :func:`preflight` result to use instead of checking again.
     """
-    pf = preflight(opts)
+    pf = checked or preflight(opts)
     rec = _Recorder(opts, pf, out, err)
     for note in pf.notes[1 if pf.mount_needed else 0:]:
         rec.say(note)

@@ -192,7 +192,7 @@ class Instance:
     def remove(self, attempts: int = 20) -> None:
         """rmdir the instance if it is there (trace-cmd extract may already have removed it)."""
         if self.dry_run:
-            self.say(f"rmdir {self.path}")
+            self.say(f"test ! -d {self.path} || rmdir {self.path}   # trace-cmd extract may have removed it")
             return
         for i in range(attempts):
             try:

@@ -1,0 +1,360 @@
+"""zlperf record on this machine's kernel, read back with trace-cmd report / perf script; Ctrl-C, SIGTERM,
+refusals and --dry-run leave tracefs exactly as found. Also the workload that feeds the recordings."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, have_tool, is_root
+from zlperf.recipes import load_recipe
+from zlperf.record import RecordOptions, kallsyms_path, preflight, record, trace_cmd_refused
+from zlperf.tracefs import Tracefs, find_tracefs
+
+TRACEFS = find_tracefs()
+HIGH_FRACTION = Path("/proc/sys/vm/percpu_pagelist_high_fraction")
+ZLPERF = [sys.executable, "-m", "zlperf"]
+WORKLOAD = [sys.executable, "-m", "zlperf.workload"]
+# Frames of the page allocator's zone->lock paths on this kernel (ENVIRONMENT.md).
+ZONE_LOCK_FRAMES = re.compile(r"\b(__rmqueue_pcplist|rmqueue_bulk|rmqueue_buddy|free_pcppages_bulk|free_one_page)\b")
+
+_LIVE = [
+    pytest.mark.live,
+    pytest.mark.skipif(not is_root(), reason="needs root"),
+    pytest.mark.skipif(TRACEFS is None, reason="tracefs not mounted"),
+    pytest.mark.skipif(not have_tool("trace-cmd"), reason="trace-cmd not installed"),
+]
+
+
+def live(test):
+    """Mark a test as recording on this kernel; it skips cleanly without root, tracefs or trace-cmd."""
+    for mark in _LIVE:
+        test = mark(test)
+    return test
+
+
+def tracefs_state() -> dict:
+    """Everything of tracefs a recording could change: top-level settings, enabled events, filters, instances."""
+    root = TRACEFS
+    state = {}
+    for name in ("tracing_on", "current_tracer", "trace_clock", "buffer_size_kb", "set_event", "tracing_cpumask"):
+        try:
+            state[name] = (root / name).read_text()
+        except OSError:
+            pass
+    state["options"] = {p.name: p.read_text() for p in sorted((root / "options").iterdir())}
+    enabled, filters = {}, {}
+    for sysdir in sorted((root / "events").iterdir()):
+        if not sysdir.is_dir():
+            continue
+        for ev in sysdir.iterdir():
+            try:
+                on = (ev / "enable").read_text().strip()
+                flt = (ev / "filter").read_text().strip()
+            except OSError:
+                continue
+            if on != "0":
+                enabled[f"{sysdir.name}:{ev.name}"] = on
+            if flt != "none":
+                filters[f"{sysdir.name}:{ev.name}"] = flt
+    state["enabled"] = enabled
+    state["filters"] = filters
+    # Other tests' and people's instances come and go; the recorder's own are named zlperf-<pid>.
+    state["zlperf_instances"] = sorted(p.name for p in (root / "instances").iterdir() if re.fullmatch(r"zlperf-\d+", p.name))
+    return state
+
+
+def assert_untouched(before: dict) -> None:
+    """tracefs is as it was; on a difference, say which keys changed."""
+    after = tracefs_state()
+    if after != before:
+        diff = {}
+        for k in set(before) | set(after):
+            b, a = before.get(k), after.get(k)
+            if isinstance(b, dict) and isinstance(a, dict):
+                d = {kk: (b.get(kk), a.get(kk)) for kk in set(b) | set(a) if b.get(kk) != a.get(kk)}
+                if d:
+                    diff[k] = d
+            elif a != b:
+                diff[k] = (b, a)
+        pytest.fail(f"tracefs changed: {diff}")
+
+
+@pytest.fixture
+def busy_zone_lock():
+    """Shrink the per-CPU page lists so that zone->lock contention is frequent (ENVIRONMENT.md); restore it."""
+    old = HIGH_FRACTION.read_text().strip()
+    try:
+        HIGH_FRACTION.write_text("100000\n")
+        yield
+    finally:
+        HIGH_FRACTION.write_text(old + "\n")
+        assert HIGH_FRACTION.read_text().strip() == old
+
+
+def zlperf(*args, timeout=120, cwd=None):
+    return subprocess.run([*ZLPERF, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def report_lines(path: Path) -> list:
+    res = subprocess.run(["trace-cmd", "report", "-i", str(path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
+_EVENT_LINE = re.compile(r"^(?:\S+:)?\s*(?P<comm>.+?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+[\d.]+:\s+(?P<event>\w+):")
+
+
+def parse_report(lines: list):
+    """(events per name, comm of each event, stacks as lists of frames after each kernel_stack)."""
+    counts, comms, cpus_by_pid = Counter(), Counter(), defaultdict(Counter)
+    stacks, current = [], None
+    for line in lines:
+        if line.startswith("=>"):
+            if current is not None:
+                current.append(line[2:].split()[0])
+            continue
+        m = _EVENT_LINE.match(line)
+        if not m:
+            continue
+        ev = m.group("event")
+        counts[ev] += 1
+        comms[m.group("comm").strip()] += 1
+        cpus_by_pid[(m.group("comm").strip(), int(m.group("pid")))][int(m.group("cpu"))] += 1
+        current = [] if ev == "kernel_stack" else None
+        if current is not None:
+            stacks.append(current)
+    return counts, comms, stacks, cpus_by_pid
+
+
+def path_lines(stderr: str) -> list:
+    """The one-line statements of which recording path was taken."""
+    return [ln for ln in stderr.splitlines() if ln.startswith("zlperf: ") and "recording " in ln]
+
+
+# ---------------------------------------------------------------------------------------------
+# Unit-level facts that need no kernel
+
+
+def test_kallsyms_path_sits_beside_perf_data():
+    # Same naming as the fixtures: full.perf.data -> full.perf.kallsyms(.gz).
+    assert kallsyms_path(DATA / "full.perf.data").name + ".gz" == (DATA / "full.perf.kallsyms.gz").name
+    assert kallsyms_path(Path("/x/out")).name == "out.kallsyms"
+
+
+def test_defaults_follow_the_recipe_then_the_backend():
+    r = load_recipe("stock")
+    assert RecordOptions(r).output_path.name == r.output
+    r.output = None
+    assert RecordOptions(r).output_path.name == "trace.dat"
+    assert RecordOptions(r, backend="perf").output_path.name == "perf.data"
+    pc = load_recipe("page-churn")
+    assert RecordOptions(pc).seconds == pc.duration
+    assert RecordOptions(pc, command=["true"]).seconds is None  # the command decides
+    assert RecordOptions(pc, command=["true"], duration=2).seconds == 2
+
+
+def test_workload_starts_fast_and_reports(tmp_path):
+    t = time.monotonic()
+    res = subprocess.run([*WORKLOAD, "--procs", "2", "--seconds", "0.3", "--mb", "4"], capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - t
+    assert res.returncode == 0, res.stderr
+    m = re.search(r"workload: (\d+) procs, 4 MiB regions, [\d.]+ s: (\d+) rounds", res.stderr)
+    assert m and int(m.group(1)) == 2 and int(m.group(2)) > 0
+    assert took < 5, f"workload took {took:.1f} s for 0.3 s of work"
+    bad = subprocess.run([*WORKLOAD, "--mb", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Live recordings
+
+
+@live
+@pytest.mark.parametrize("backend", ["trace-cmd", "perf"])
+def test_record_stock_with_each_backend(backend, tmp_path, busy_zone_lock):
+    if backend == "perf" and not have_tool("perf"):
+        pytest.skip("perf not installed")
+    if not Tracefs(TRACEFS).has_event("lock:contention_begin"):
+        pytest.skip("kernel older than 5.19: no lock:contention_* events")
+    before = tracefs_state()
+    out = tmp_path / ("s.perf.data" if backend == "perf" else "s.dat")
+    res = zlperf("record", "--profile", "stock", "--backend", backend, "-o", str(out), "--",
+                 *WORKLOAD, "--procs", "2", "--seconds", "2", "--mb", "32")
+    assert res.returncode == 0, res.stderr
+    assert len(path_lines(res.stderr)) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert_untouched(before)
+    if backend == "trace-cmd":
+        counts, comms, stacks, _ = parse_report(report_lines(out))
+        assert counts["contention_begin"] > 0 and counts["contention_end"] > 0
+        # stacks: true. An event right before tracing_on goes to 0 can lose its stack, so allow a few.
+        events = counts["contention_begin"] + counts["contention_end"]
+        assert 0.95 * events <= counts["kernel_stack"] <= events
+        assert comms["python3"] > 0 and comms.get("<...>", 0) == 0  # comms resolved, the workload's among them
+        zone = [s for s in stacks if ZONE_LOCK_FRAMES.search(" ".join(s))]
+    else:
+        syms = kallsyms_path(out)
+        assert syms.exists()
+        # The saved copy is this kernel's table: a symbol has the same address as in /proc/kallsyms now.
+        def addr(text, name):
+            m = re.search(rf"^([0-9a-f]+) [Tt] {name}$", text, re.M)
+            return m and m.group(1)
+        assert addr(syms.read_text(), "get_page_from_freelist") == addr(Path("/proc/kallsyms").read_text(), "get_page_from_freelist")
+        script = subprocess.run(["perf", "script", "-i", str(out), "--kallsyms", str(syms)],
+                                capture_output=True, text=True, timeout=300)
+        assert script.returncode == 0, script.stderr
+        text = script.stdout
+        assert text.count("lock:contention_begin:") > 0 and text.count("lock:contention_end:") > 0
+        zone = [blk for blk in text.split("\n\n") if "contention_begin" in blk and ZONE_LOCK_FRAMES.search(blk)]
+    # With the per-CPU lists shrunk, the workload makes CPUs wait on zone->lock (ENVIRONMENT.md: ~440/s).
+    assert zone, "no contention with page-allocator zone-lock frames in the stacks"
+
+
+@live
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_recording_leaves_a_readable_file_and_no_instance(sig, tmp_path):
+    before = tracefs_state()
+    out = tmp_path / "int.dat"
+    marker = "29.75"  # a --seconds value nothing else uses, to find the workload's processes
+    proc = subprocess.Popen([*ZLPERF, "record", "--profile", "stock", "-o", str(out), "--",
+                             *WORKLOAD, "--procs", "2", "--seconds", marker, "--mb", "16"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        instance = TRACEFS / "instances" / f"zlperf-{proc.pid}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (instance.is_dir() or trace_cmd_refused() is None):
+            time.sleep(0.05)
+        time.sleep(1.5)  # recording: the workload runs
+        assert proc.poll() is None, proc.stderr.read()
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert time.monotonic() - sent < 30
+    assert proc.returncode == 0, err
+    assert "the file is complete" in err and "Traceback" not in err
+    counts, comms, _, _ = parse_report(report_lines(out))
+    assert counts["contention_begin"] + counts["contention_end"] > 0
+    assert_untouched(before)
+    # The workload went down with the recording.
+    time.sleep(0.5)
+    left = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if marker in (p / "cmdline").read_bytes().decode(errors="replace").split("\0"):
+                    left.append(p.name)
+            except OSError:
+                pass
+    assert left == [], f"workload processes still running: {left}"
+
+
+@live
+def test_minimal_profile_fails_with_one_line_and_tracefs_untouched(tmp_path):
+    if Tracefs(TRACEFS).has_event("kmem:mm_zone_lock_contended"):
+        pytest.skip("this kernel has the zone-lock tracepoint patch")
+    before = tracefs_state()
+    ran = tmp_path / "command-ran"
+    out = tmp_path / "m.dat"
+    res = zlperf("record", "--profile", "minimal", "-o", str(out), "--", "sh", "-c", f"touch {ran}")
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "lacks the zone-lock tracepoint patch" in lines[0] and "--profile stock" in lines[0]
+    assert not ran.exists() and not out.exists()
+    assert_untouched(before)
+
+
+@live
+def test_dry_run_touches_nothing_and_prints_what_really_works(tmp_path):
+    before = tracefs_state()
+    out = tmp_path / "dry.dat"
+    res = zlperf("record", "--profile", "stock", "--dry-run", "-o", str(out), "--", *WORKLOAD,
+                 "--procs", "1", "--seconds", "0.5", "--mb", "8")
+    assert res.returncode == 0, res.stderr
+    assert_untouched(before)
+    assert not out.exists()
+    plan = res.stdout.strip().splitlines()
+    assert len(path_lines(res.stderr)) == 1
+    # The plan is exact: running it by hand gives the recording.
+    made = [ln.split()[1] for ln in plan if ln.startswith("mkdir ")]
+    try:
+        run = subprocess.run(["bash", "-e", "-c", "\n".join(plan)], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        counts, _, _, _ = parse_report(report_lines(out))
+        assert counts["contention_begin"] + counts["contention_end"] > 0 or counts == Counter()
+        assert out.stat().st_size > 0
+    finally:
+        for d in made:
+            if os.path.isdir(d):
+                os.rmdir(d)
+    assert_untouched(before)
+
+
+@live
+def test_trace_cmd_record_arguments_are_accepted_by_trace_cmd(tmp_path):
+    # A recipe with filters, buffer, clock, stacks and compression: trace-cmd must parse all of it.
+    from zlperf.record import _Recorder
+
+    opts = RecordOptions(load_recipe(DATA / "recipes" / "good" / "base.yaml"), output=str(tmp_path / "r.dat"),
+                         command=["true"])
+    pf = preflight(opts)
+    argv = _Recorder(opts, pf, io.StringIO(), io.StringIO()).trace_cmd_argv()
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    text = res.stdout + res.stderr
+    assert "usage" not in text.lower(), f"{shlex.join(argv)}: {text}"
+    if pf.refused:
+        assert res.returncode != 0 and "Can't enable ftrace" in text  # got past option parsing
+    else:
+        assert res.returncode == 0 and (tmp_path / "r.dat").exists()
+    subprocess.run(["rm", "-f", str(tmp_path / "r.dat")])
+
+
+@live
+def test_unforeseen_refusal_falls_back_to_the_instance(tmp_path):
+    if trace_cmd_refused() is None:
+        pytest.skip("trace-cmd record works here")
+    before = tracefs_state()
+    out = tmp_path / "fb.dat"
+    opts = RecordOptions(load_recipe("stock"), output=str(out), command=[*WORKLOAD, "--procs", "1", "--seconds", "0.5", "--mb", "8"])
+    pf = preflight(opts)
+    pf.refused = None  # as if the probe had missed it: trace-cmd record runs and is refused
+    err = io.StringIO()
+    assert record(opts, out=io.StringIO(), err=err, checked=pf) == 0
+    text = err.getvalue()
+    assert "trace-cmd record was refused" in text and "tracefs instance" in text
+    assert out.exists() and report_lines(out)
+    assert_untouched(before)
+
+
+@live
+def test_page_churn_is_large_and_workers_are_pinned_one_per_cpu(tmp_path):
+    ncpu = len(os.sched_getaffinity(0))
+    out = tmp_path / "pc.dat"
+    res = zlperf("record", "--profile", "page-churn", "-o", str(out), "--", *WORKLOAD,
+                 "--procs", str(ncpu), "--seconds", "1", "--mb", "16")
+    assert res.returncode == 0, res.stderr
+    counts, _, _, cpus_by_pid = parse_report(report_lines(out))
+    assert counts["mm_page_alloc"] > 50_000 and counts["mm_page_free"] > 50_000
+    assert "overflowed" not in res.stderr
+    # The workers are the python3 tasks with the most events; each stays on one CPU, all CPUs used.
+    workers = sorted((k for k in cpus_by_pid if k[0] == "python3"), key=lambda k: -sum(cpus_by_pid[k].values()))[:ncpu]
+    home = []
+    for k in workers:
+        cpu, n = cpus_by_pid[k].most_common(1)[0]
+        assert n >= 0.99 * sum(cpus_by_pid[k].values()), (k, cpus_by_pid[k])
+        home.append(cpu)
+    assert sorted(home) == sorted(os.sched_getaffinity(0))
