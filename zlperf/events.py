@@ -49,9 +49,43 @@ class EventBatch:
     pid: np.ndarray  #: int32 (common_pid)
     seq: np.ndarray  #: int64, stream position (see module docstring)
     fields: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Optional dictionary encoding of string fields: name -> (int32 codes, object array of
+    #: values) with ``fields[name] == values[codes]``. Readers that intern strings fill it.
+    dictionary: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
+
+    def categorical(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, values)`` of string field ``name``, from :attr:`dictionary` or computed once."""
+        enc = self.dictionary.get(name)
+        if enc is None:
+            enc = self.dictionary[name] = _dictionary_encode(self.fields[name])
+        return enc
+
+
+def _dictionary_encode(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and distinct values of an object column.
+
+    Event strings (zone names, comms) have few distinct values: peel them off one at a time
+    with vectorised compares, and fall back to one sort only if there turn out to be many.
+    """
+    codes = np.full(len(column), -1, dtype=np.int32)
+    values: list = []
+    todo = np.arange(len(column))
+    while len(todo) and len(values) < 32:
+        value = column[todo[0]]
+        same = column[todo] == value
+        codes[todo[same]] = len(values)
+        values.append(value)
+        todo = todo[~same]
+    if len(todo):
+        rest, inverse = np.unique(column[todo].astype(str), return_inverse=True)
+        codes[todo] = len(values) + inverse.ravel()
+        values.extend(rest.tolist())
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return codes, out
 
 
 @dataclass

@@ -32,18 +32,17 @@ _NOT_COVERED = (
 def zone_codes(batch: EventBatch, zones: ZoneTable) -> np.ndarray:
     """Zone code per row from the (node_id, name) fields."""
     node = batch.fields["node_id"].astype(np.int64)
-    names = batch.fields["name"]
-    codes = np.full(len(node), -1, dtype=np.int32)
-    # A machine has a handful of zones: peel them off one at a time with vectorised compares
-    # (object == object is an identity check first, and readers intern the names), instead of
-    # sorting millions of strings.
-    todo = np.arange(len(node))
-    while len(todo):
-        first = todo[0]
-        same = (node[todo] == node[first]) & (names[todo] == names[first])
-        codes[todo[same]] = zones.code(Zone(node=int(node[first]), name=str(names[first])))
-        todo = todo[~same]
-    return codes
+    name_codes, names = batch.categorical("name")
+    # (name, node) as one small integer, so distinct zones come from a bincount, not a sort.
+    if len(node) == 0:
+        return np.empty(0, dtype=np.int32)
+    node_lo, node_span = int(node.min()), int(node.max() - node.min()) + 1
+    key = name_codes.astype(np.int64) * node_span + (node - node_lo)
+    present = np.flatnonzero(np.bincount(key, minlength=len(names) * node_span))
+    table = np.full(len(names) * node_span, -1, dtype=np.int32)
+    for k in present.tolist():
+        table[k] = zones.code(Zone(node=node_lo + k % node_span, name=str(names[k // node_span])))
+    return table[key]
 
 
 def _base(batch: EventBatch, zone: np.ndarray) -> Table:
