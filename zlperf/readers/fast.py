@@ -99,7 +99,9 @@ class FastTraceReader:
             path=self.path, format=fmt, version=f.version, compression=f.compression, clock=f.clock,
             long_size=f.long_size, page_size=f.page_size, cpus=f.cpus, buffers=names,
             formats=LazyFormats(f), symbols=f.symbols(),
-            cmdlines=dict(f.cmdlines), cpu_stats=dict(f.cpu_stats), uname=f.uname, warnings=list(f.warnings))
+            # pid 0 is "<idle>" in libtraceevent and so in trace-cmd's output.
+            cmdlines={0: "<idle>", **f.cmdlines}, cpu_stats=dict(f.cpu_stats), uname=f.uname,
+            warnings=list(f.warnings))
         # Common fields are the same for every event: take common_type from the first format.
         self._type_field = None
         for ev_id in f.format_texts:

@@ -685,7 +685,8 @@ class TraceDatFile:
             elif val.isdigit():
                 vals[key.strip()] = int(val)
         if cpu is None:
-            cpu = len(self.cpu_stats)
+            return  # e.g. the "Buffer: NAME" line that starts an instance's blocks
+        # An instance's block comes after the top buffer's: the later one (the recorded buffer) wins.
         self.cpu_stats[cpu] = CpuStats(cpu, vals.get("entries"), vals.get("overrun"), vals.get("commit overrun"),
                                        vals.get("dropped events"), vals.get("read events"))
 
