@@ -19,7 +19,6 @@ from conftest import FULL_PERF_DATA, FULL_PERF_KALLSYMS, DATA, requires_root
 from zlperf.analysis.core import AnalysisOptions, analyze
 from zlperf.errors import TraceFormatError
 from zlperf.events import MISSED_EVENTS
-from zlperf.readers import open_trace
 from zlperf.readers.perfdata import PerfDataReader
 
 requires_usr_bin_perf = pytest.mark.skipif(not os.access(perf_truth.PERF, os.X_OK), reason="no /usr/bin/perf")

@@ -39,7 +39,6 @@ __all__ = [
 
 import mmap
 import os
-import re
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -395,10 +394,12 @@ def _walk(words: np.ndarray, nbytes: int, path: str, base: int, warnings: list[s
     while pos < nwords:
         wend = min(pos + _WALK_WINDOW, nwords)
         w = words[pos:wend]
-        size = (w >> np.uint64(48)).astype(np.int64)
-        is_cand = ((w & np.uint64(0xFFFFFFFF)) == _SAMPLE) & (size >= 16) & ((size & 7) == 0)
-        cand = np.flatnonzero(is_cand) + pos
-        nxt = cand + (size[cand - pos] >> 3)
+        # The low half of each little-endian word is a record type if a record starts there.
+        cand = np.flatnonzero(w.view(np.uint32)[::2] == _SAMPLE)
+        size = (w[cand] >> np.uint64(48)).astype(np.int64)
+        ok = (size >= 16) & ((size & 7) == 0)
+        cand, size = cand[ok] + pos, size[ok]
+        nxt = cand + (size >> 3)
         breaks = np.flatnonzero(nxt[:-1] != cand[1:])
         ncand = len(cand)
         p = pos
@@ -429,35 +430,126 @@ def _walk(words: np.ndarray, nbytes: int, path: str, base: int, warnings: list[s
     return samples, others, False
 
 
-def _gather(raw: np.ndarray, start: np.ndarray, size: int, dtype: np.dtype, count: int = 1) -> np.ndarray:
-    """``count`` values of ``dtype`` at byte offsets ``start`` (vectorised, any alignment)."""
+class _Views:
+    """The data section as u8/u16/u32/u64 arrays, for reads at naturally aligned offsets."""
+
+    def __init__(self, buf, offset: int, size: int):
+        self.u8 = np.frombuffer(buf, dtype=np.uint8, count=size, offset=offset) if size else np.empty(0, np.uint8)
+        self.by_size = {1: self.u8}
+        for width, dt in ((2, "<u2"), (4, "<u4"), (8, "<u8")):
+            self.by_size[width] = np.frombuffer(buf, dtype=dt, count=size // width, offset=offset) \
+                if size >= width else np.empty(0, dt)
+
+
+def _gather(views: _Views, start: np.ndarray, size: int, dtype: np.dtype, count: int = 1) -> np.ndarray:
+    """``count`` values of ``dtype`` at byte offsets ``start`` (vectorised, any alignment).
+
+    Hot path, open-coded: samples of one event share their layout, so a field is usually at
+    the same alignment in every record and is read with one gather from the typed view.
+    """
     n = len(start)
-    width = size * count
     if n == 0:
         return np.empty((0, count) if count > 1 else 0, dtype=dtype)
+    width = size * count
+    if size in (1, 2, 4, 8) and not (start % size).any():
+        idx = start // size
+        if count > 1:
+            idx = idx[:, None] + np.arange(count, dtype=np.int64)
+        view = views.by_size[size]
+        if int(idx.max()) < len(view):
+            return view[idx].view(dtype)
+    if size == 8 and count == 1 and not (start % 4).any():
+        v32 = views.by_size[4]
+        idx = start // 4
+        if int(idx.max()) + 1 < len(v32):
+            lo = v32[idx].astype(np.uint64)
+            hi = v32[idx + 1].astype(np.uint64)
+            return (lo | (hi << np.uint64(32))).view(dtype)
     idx = start[:, None] + np.arange(width, dtype=np.int64)
-    block = np.ascontiguousarray(raw[idx])
+    block = np.ascontiguousarray(views.u8[idx])
     out = block.view(dtype)
     return out.reshape(n, count) if count > 1 else out.reshape(n)
 
 
-def _strings(raw: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of one row per distinct value, code per row) for a 2-D uint64 key array.
+
+    Strings in these events take a handful of values (zone names): one vectorised
+    comparison per distinct value beats sorting a million strings; many values fall back
+    to np.unique.
+    """
+    n = len(keys)
+    code = np.full(n, -1, dtype=np.int64)
+    firsts: list[int] = []
+    left = 0
+    while left < n and len(firsts) < 32:
+        todo = np.flatnonzero(code < 0)
+        if not len(todo):
+            break
+        r0 = int(todo[0])
+        same = (keys[todo] == keys[r0]).all(axis=1)
+        code[todo[same]] = len(firsts)
+        firsts.append(r0)
+        left = n - int((code >= 0).sum())
+        if left == 0:
+            break
+    if (code < 0).any():
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        return first, inverse.ravel()
+    return np.array(firsts, dtype=np.int64), code
+
+
+def _texts(block: np.ndarray) -> np.ndarray:
+    """Object array of str from an (n, length) uint8 block of NUL-padded strings."""
+    n, ln = block.shape
+    out = np.empty(n, dtype=object)
+    if n == 0:
+        return out
+    if ln == 0:
+        out[:] = ""
+        return out
+    padded = np.zeros((n, (ln + 7) // 8 * 8), dtype=np.uint8)
+    padded[:, :ln] = block
+    keys = padded.view("<u8")
+    first, code = _distinct_rows(keys)
+    texts = np.empty(len(first), dtype=object)
+    texts[:] = [padded[f, :ln].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace") for f in first.tolist()]
+    return texts[code]
+
+
+def _strings(views: _Views, start: np.ndarray, length: np.ndarray) -> np.ndarray:
     """Object array of str: NUL-terminated text at each (start, length); few distinct values expected."""
     n = len(start)
     out = np.empty(n, dtype=object)
     if n == 0:
         return out
-    for ln in np.unique(length):
-        rows = np.flatnonzero(length == ln)
+    u8, u64 = views.u8, views.by_size[8]
+    lengths = np.flatnonzero(np.bincount(length)) if length.min() >= 0 else np.unique(length)
+    for ln in lengths:
         ln = int(ln)
+        rows = np.flatnonzero(length == ln) if len(lengths) > 1 else np.arange(n)
         if ln <= 0:
             out[rows] = ""
             continue
-        block = _gather(raw, start[rows], 1, np.dtype(np.uint8), ln)
-        as_bytes = np.ascontiguousarray(block).view(f"S{ln}").reshape(len(rows))
-        uniq, inverse = np.unique(as_bytes, return_inverse=True)
-        texts = np.array([u.split(b"\0", 1)[0].decode("utf-8", "replace") for u in uniq.tolist()], dtype=object)
-        out[rows] = texts[inverse.ravel()]
+        s = start[rows]
+        mis = s % 8
+        for m in np.flatnonzero(np.bincount(mis, minlength=8)):
+            sub = rows[mis == m] if len(rows) != len(s) or (mis != m).any() else rows
+            st = start[sub]
+            nwords = (int(m) + ln + 7) // 8
+            widx = (st // 8)[:, None] + np.arange(nwords, dtype=np.int64)
+            if int(widx.max()) >= len(u64):  # string at the very end of the section: byte path
+                texts = [bytes(u8[x:x + ln]).split(b"\0", 1)[0].decode("utf-8", "replace") for x in st.tolist()]
+                out[sub] = texts
+                continue
+            mask_bytes = np.zeros(nwords * 8, np.uint8)
+            mask_bytes[int(m):int(m) + ln] = 0xFF
+            keys = u64[widx] & mask_bytes.view("<u8")
+            first, code = _distinct_rows(keys)
+            texts = np.empty(len(first), dtype=object)
+            texts[:] = [keys[f].tobytes()[int(m):int(m) + ln].split(b"\0", 1)[0].decode("utf-8", "replace")
+                        for f in first.tolist()]
+            out[sub] = texts[code]
     return out
 
 
@@ -631,15 +723,13 @@ class PerfDataReader:
         h = self.header
         base = h.data_offset
         mm = self._mm
-        self._raw = np.frombuffer(mm, dtype=np.uint8, count=h.data_size, offset=base) if h.data_size else \
-            np.empty(0, np.uint8)
-        self._words = np.frombuffer(mm, dtype="<u8", count=h.data_size // 8, offset=base) if h.data_size >= 8 else \
-            np.empty(0, np.uint64)
+        self._views = _Views(mm, base, h.data_size)
+        self._raw = self._views.u8
+        self._words = self._views.by_size[8]
         runs, others, _damaged = _walk(self._words, h.data_size, self.path, base, self.info.warnings)
         pos = np.concatenate(runs) if runs else np.empty(0, np.int64)  # word index of each sample
         self._sample_words = pos.astype(np.int64, copy=False)
         self._attr_of = self._attr_index(pos)
-        lay0 = _Layout(h.attrs[0]) if h.attrs else None
         lost_pos, lost_cpu, lost_count, lost_time = [], [], [], []
         self._id_cpu: dict[int, int] = {}
         trailer = self._trailer_layout()
@@ -830,7 +920,7 @@ class PerfDataReader:
 
     def _decode(self, attr: PerfAttr, rows: np.ndarray, seq: np.ndarray) -> EventBatch:
         """One event's columns for the samples ``rows`` (indices into the sample tables)."""
-        words, raw = self._words, self._raw
+        words, raw, views = self._words, self._raw, self._views
         pos = self._sample_words[rows]
         lay = _Layout(attr)
         n = len(pos)
@@ -849,30 +939,69 @@ class PerfDataReader:
         fmt = attr.format
         assert fmt is not None
         raw_start = w * 8 + 4  # after the u32 raw size
+        fixed = not lay.callchain and not lay.read_group and n > 0
+        rel = int(raw_start[0] - pos[0] * 8) if fixed else 0
+        last_word = len(words) - 1
+        columns: dict[int, np.ndarray] = {}
+
+        def word(j: int) -> np.ndarray:
+            """Word j of every record (gathered once): records are read a word column at a time."""
+            col = columns.get(j)
+            if col is None:
+                col = columns[j] = words[np.minimum(pos + j, last_word)]
+            return col
+
+        def span(offset: int, nbytes: int) -> np.ndarray:
+            """(n, nbytes) uint8: the bytes at raw offset ``offset`` of every record."""
+            b = rel + offset
+            j0, j1 = b // 8, (b + nbytes - 1) // 8
+            stacked = np.stack([word(j) for j in range(j0, j1 + 1)], axis=1)
+            return stacked.view(np.uint8)[:, b % 8:b % 8 + nbytes]
+
+        def read(offset: int, size: int, dtype: np.dtype, count: int = 1) -> np.ndarray:
+            """Hot path, open-coded: every record of this event has its raw data at the same place
+            (no call chain), so a field is a shift of one or two word columns."""
+            if not fixed:
+                return _gather(views, raw_start + offset, size, dtype, count)
+            if count == 1 and size in (1, 2, 4, 8):
+                b = rel + offset
+                shift = np.uint64((b % 8) * 8)
+                v = word(b // 8) >> shift if shift else word(b // 8)
+                if (b % 8) + size > 8:
+                    v = v | (word(b // 8 + 1) << np.uint64(64 - (b % 8) * 8))
+                return v.astype(f"<u{size}").view(dtype)
+            col = np.ascontiguousarray(span(offset, size * count)).view(dtype)
+            return col.reshape(n, count) if count > 1 else col.reshape(n)
+
         for f in fmt.fields:
-            at = raw_start + f.offset
             if f.data_loc or f.rel_loc:
-                loc = _gather(raw, at, 4, np.dtype("<u4")).astype(np.int64)
+                loc = read(f.offset, 4, np.dtype("<u4")).astype(np.int64)
                 off, length = loc & 0xFFFF, loc >> 16
                 if f.rel_loc:
                     off = off + f.offset + f.size
+                if f.is_string and fixed and off.min() == off.max() and length.min() == length.max():
+                    fields[f.name] = _texts(span(int(off[0]), int(length[0])))
+                    continue
                 start = raw_start + off
                 if f.is_string:
-                    fields[f.name] = _strings(raw, start, length)
+                    fields[f.name] = _strings(views, start, length)
                 else:
                     blobs = np.empty(n, dtype=object)
                     for i in range(n):
                         blobs[i] = bytes(raw[start[i]:start[i] + length[i]])
                     fields[f.name] = blobs
             elif f.is_string:
-                fields[f.name] = _strings(raw, at, np.full(n, f.size, np.int64))
+                if fixed:
+                    fields[f.name] = _texts(span(f.offset, f.size))
+                else:
+                    fields[f.name] = _strings(views, raw_start + f.offset, np.full(n, f.size, np.int64))
             else:
                 dt = f.dtype(True)
                 count = f.array_len or 1
                 if dt.kind == "V":
-                    fields[f.name] = _gather(raw, at, f.size, np.dtype(f"V{f.size}"))
+                    fields[f.name] = read(f.offset, f.size, np.dtype(f"V{f.size}"))
                 else:
-                    fields[f.name] = _gather(raw, at, dt.itemsize, dt, count if f.array_len else 1)
+                    fields[f.name] = read(f.offset, dt.itemsize, dt, count if f.array_len else 1)
         ts = self._time[rows] if lay.time is not None else np.zeros(n, np.uint64)
         cpu = self._cpu[rows]
         if "common_pid" in fields:
@@ -892,7 +1021,7 @@ class PerfDataReader:
 
     def close(self) -> None:
         """Release the mapping and the file."""
-        self._raw = self._words = None  # type: ignore[assignment]
+        self._raw = self._words = self._views = None  # type: ignore[assignment]
         mm = getattr(self, "_mm", None)
         if isinstance(mm, mmap.mmap):
             try:
