@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FULL_DAT, STOCK_DAT, requires_trace_cmd
+from conftest import FULL_DAT, FULL_V6_DAT, STOCK_DAT, requires_trace_cmd
 from zlperf.errors import TraceFormatError, ZlperfError
 from zlperf.events import MISSED_EVENTS
 from zlperf.readers import libtracecmd as ltc
@@ -340,3 +340,39 @@ def test_missing_library_gives_the_install_hint(monkeypatch):
     monkeypatch.setattr(ltc, "_SONAMES", (("libtracecmd-absent.so.1", "libtracecmd1"),))
     with pytest.raises(ZlperfError, match="not found: apt install libtracecmd1, or use the fast reader"):
         ltc.load_library()
+
+
+def test_corrupted_record_length_is_skipped_with_a_warning(tmp_path):
+    """A record header whose length runs past its page: skipped and reported, never copied."""
+    import ctypes
+    import struct
+
+    import zlperf.tracecmd as tracecmd
+
+    src = FULL_V6_DAT.read_bytes()  # v6: record offsets are file offsets
+    lib = ltc.load_library()
+    h = lib.tracecmd_open(str(FULL_V6_DAT).encode(), 3)
+    cpu = ctypes.c_int()
+    for _ in range(100):
+        rp = lib.tracecmd_read_next_data(h, ctypes.byref(cpu))
+        off = int(rp.contents.offset)
+        lib.tracecmd_free_record(rp)
+    lib.tracecmd_close(h)
+    bad = bytearray(src)
+    word = struct.unpack_from("<I", bad, off)[0]
+    struct.pack_into("<II", bad, off, word & ~31, 0x10000000)  # type_len 0: length in the next word
+    p = tmp_path / "badlen.dat"
+    p.write_bytes(bytes(bad))
+    with LibTraceCmdReader(str(FULL_V6_DAT)) as r:
+        whole = sum(len(c) for c in r.chunks())
+    with LibTraceCmdReader(str(p)) as r:
+        n = sum(len(c) for c in r.chunks())
+        warnings = r.info.warnings
+    assert any("impossible length" in w and f"{off:#x}" in w for w in warnings)
+    with LibTraceCmdReader(str(p)) as r:
+        page = r.info.page_size
+    assert whole - page // 16 < n < whole  # the rest of that one page at most is lost
+    t = tracecmd.Trace(str(p))
+    with pytest.raises(tracecmd.FileFormatError, match="impossible length"):
+        while t.read_next_event():
+            pass

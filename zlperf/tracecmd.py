@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Iterator, Optional
 
 from zlperf.errors import TraceFormatError
-from zlperf.readers.libtracecmd import check_header, load_library
+from zlperf.readers.libtracecmd import check_header, load_library, record_fits
 
 _NO_PLUGINS = 1 | 2  # TRACECMD_FL_LOAD_NO_PLUGINS | TRACECMD_FL_LOAD_NO_SYSTEM_PLUGINS
 _IS_DYNAMIC, _IS_RELATIVE = 16, 256
@@ -115,6 +115,10 @@ class Event(Mapping):
         rec = record.contents
         self._ts = int(rec.ts)
         self._cpu = int(rec.cpu)
+        if not record_fits(rec.offset, rec.record_size, rec.size, trace.page_size):
+            raise FileFormatError(trace.filename, int(rec.offset),
+                                  f"record on CPU {rec.cpu} has an impossible length {rec.size}",
+                                  "the ring-buffer data is corrupted")
         self._raw = ctypes.string_at(rec.data, rec.size)
 
     def __del__(self):
@@ -294,6 +298,11 @@ class Trace:
     def cpus(self) -> int:
         """Number of CPUs with data in this buffer."""
         return int(self._lib.tracecmd_cpus(self._handle))
+
+    @property
+    def page_size(self) -> int:
+        """Ring-buffer page size of this buffer (extension)."""
+        return int(self._lib.tracecmd_page_size(self._handle))
 
     @property
     def long_size(self) -> int:

@@ -6,7 +6,7 @@ turns its records into the columnar :class:`zlperf.events.Chunk` stream every re
 
 from __future__ import annotations
 
-__all__ = ["LibTraceCmdReader", "TraceCmdLib", "load_library", "check_header", "decode_fields", "TepRecord", "TepEvent", "TepFormatField"]
+__all__ = ["LibTraceCmdReader", "TraceCmdLib", "load_library", "check_header", "decode_fields", "record_fits", "TepRecord", "TepEvent", "TepFormatField"]
 
 import ctypes
 import ctypes.util
@@ -107,9 +107,18 @@ class TepEvent(ctypes.Structure):
 _REC_P = ctypes.POINTER(TepRecord)
 
 # The leading members of struct tep_record the hot loop needs, unpacked in one call.
-_REC_HEAD = struct.Struct("@Q8xq4xiPi")  # ts, (offset), missed_events, (record_size), size, data, cpu
-assert (struct.calcsize("@Q8xq4x"), struct.calcsize("@Q8xq4xi0P"), _REC_HEAD.size - 4) == \
+_REC_HEAD = struct.Struct("@QQqiiPi")  # ts, offset, missed_events, record_size, size, data, cpu
+assert (struct.calcsize("@QQqi"), struct.calcsize("@QQqii0P"), _REC_HEAD.size - 4) == \
     (TepRecord.size.offset, TepRecord.data.offset, TepRecord.cpu.offset)
+
+
+def record_fits(offset: int, record_size: int, size: int, page_size: int) -> bool:
+    """Whether a record lies inside its ring-buffer page (false for a corrupted length field).
+
+    ``offset % page_size`` is where the record's header sits in its page (v6 and v7 alike);
+    copying a payload that runs past the page would read foreign memory.
+    """
+    return 0 <= size <= record_size and (offset % page_size) + record_size <= page_size
 _EV_P = ctypes.POINTER(TepEvent)
 _FIELD_P = ctypes.POINTER(TepFormatField)
 
@@ -455,6 +464,8 @@ class LibTraceCmdReader:
         head_size = _REC_HEAD.size
         cpu_out = ctypes.c_int()
         cpu_ref = ctypes.byref(cpu_out)
+        page_size = int(lib.tracecmd_page_size(handle)) or self.info.page_size
+        corrupt: list[tuple[int, int]] = []
         pending: dict[int, list] = {}
         missed: list = []
         unknown: dict[int, int] = {}
@@ -467,11 +478,15 @@ class LibTraceCmdReader:
                 rp = read_next(handle, cpu_ref)
                 if not rp:
                     break
-                ts, missed_events, size, data_p, cpu = head(string_at(rp, head_size))
+                ts, offset, missed_events, rec_size, size, data_p, cpu = head(string_at(rp, head_size))
                 if missed_events:
                     missed.append((ts, cpu, seq, missed_events))
                     seq += 1
                     n += 1
+                if not (0 <= size <= rec_size and (offset % page_size) + rec_size <= page_size):
+                    free(rp)  # record_fits(), inlined: a corrupted length; never copy past the page
+                    corrupt.append((offset, cpu))
+                    continue
                 data = string_at(data_p, size)
                 free(rp)
                 eid = int.from_bytes(data[type_off:type_off + type_size], order)
@@ -492,6 +507,11 @@ class LibTraceCmdReader:
         finally:
             if own:
                 lib.tracecmd_close(handle)
+            if corrupt:
+                off, cpu = corrupt[0]
+                self.info.warnings.append(
+                    f"{self.path}: {len(corrupt)} record(s) with an impossible length skipped "
+                    f"(first at offset {off:#x}, CPU {cpu}): the ring-buffer data is corrupted")
             for eid, count in unknown.items():
                 self.info.warnings.append(
                     f"{self.path}: {count} record(s) with event id {eid} that has no format were skipped")
