@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import pty
 import re
+import select
 import shlex
 import signal
 import subprocess
@@ -221,33 +223,85 @@ def test_record_stock_with_each_backend(backend, tmp_path, busy_zone_lock):
     assert zone, "no contention with page-allocator zone-lock frames in the stacks"
 
 
+def _start(argv, terminal: bool):
+    """Start zlperf as a plain child, or (terminal) as the foreground job of a new pseudo-terminal."""
+    if not terminal:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return proc.pid, proc, None
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: session leader owning the pty, like a shell's foreground job
+        try:
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    return pid, None, fd
+
+
+def _drain(fd, seconds: float, buf: bytearray) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try:
+                buf += os.read(fd, 65536)
+            except OSError:
+                return
+
+
+STOPS = [("trace-cmd", "SIGINT"), ("trace-cmd", "SIGTERM"), ("trace-cmd", "Ctrl-C at a terminal"), ("perf", "SIGINT")]
+
+
 @live
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_mid_recording_leaves_a_readable_file_and_no_instance(sig, tmp_path):
+@pytest.mark.parametrize("backend,how", STOPS, ids=[f"{b}-{h.split()[0]}" for b, h in STOPS])
+def test_stop_mid_recording_leaves_a_readable_file_and_no_instance(backend, how, tmp_path):
+    if backend == "perf" and not have_tool("perf"):
+        pytest.skip("perf not installed")
     before = tracefs_state()
-    out = tmp_path / "int.dat"
+    out = tmp_path / ("int.perf.data" if backend == "perf" else "int.dat")
     marker = "29.75"  # a --seconds value nothing else uses, to find the workload's processes
-    proc = subprocess.Popen([*ZLPERF, "record", "--profile", "stock", "-o", str(out), "--",
-                             *WORKLOAD, "--procs", "2", "--seconds", marker, "--mb", "16"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    argv = [*ZLPERF, "record", "--profile", "stock", "--backend", backend, "-o", str(out), "--",
+            *WORKLOAD, "--procs", "2", "--seconds", marker, "--mb", "16"]
+    terminal = how.startswith("Ctrl-C")
+    pid, proc, fd = _start(argv, terminal)
+    buf = bytearray()
+    status = None
     try:
-        instance = TRACEFS / "instances" / f"zlperf-{proc.pid}"
+        instance = TRACEFS / "instances" / f"zlperf-{pid}"
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (instance.is_dir() or trace_cmd_refused() is None):
+        use_instance = backend == "trace-cmd" and trace_cmd_refused() is not None
+        while time.monotonic() < deadline and use_instance and not instance.is_dir():
             time.sleep(0.05)
-        time.sleep(1.5)  # recording: the workload runs
-        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(1.5)  # recording while the workload runs
         sent = time.monotonic()
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        if terminal:
+            os.write(fd, b"\x03")  # the tty sends SIGINT to the whole foreground job
+            while time.monotonic() - sent < 60:
+                _drain(fd, 0.1, buf)
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = os.waitstatus_to_exitcode(st)
+                    break
+            err = buf.decode(errors="replace")
+        else:
+            assert proc.poll() is None, proc.stderr.read()
+            proc.send_signal(getattr(signal, how))
+            _, err = proc.communicate(timeout=60)
+            status = proc.returncode
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+        if fd is not None:
+            os.close(fd)
     assert time.monotonic() - sent < 30
-    assert proc.returncode == 0, err
+    assert status == 0, err
     assert "the file is complete" in err and "Traceback" not in err
-    counts, comms, _, _ = parse_report(report_lines(out))
-    assert counts["contention_begin"] + counts["contention_end"] > 0
+    if backend == "perf":
+        script = subprocess.run(["perf", "script", "-i", str(out)], capture_output=True, text=True, timeout=300)
+        assert script.returncode == 0 and "lock:contention_" in script.stdout, script.stderr
+        assert kallsyms_path(out).exists()
+    else:
+        counts, _, _, _ = parse_report(report_lines(out))
+        assert counts["contention_begin"] + counts["contention_end"] > 0
     assert_untouched(before)
     # The workload went down with the recording.
     time.sleep(0.5)
@@ -345,7 +399,7 @@ def test_page_churn_is_large_and_workers_are_pinned_one_per_cpu(tmp_path):
     ncpu = len(os.sched_getaffinity(0))
     out = tmp_path / "pc.dat"
     res = zlperf("record", "--profile", "page-churn", "-o", str(out), "--", *WORKLOAD,
-                 "--procs", str(ncpu), "--seconds", "1", "--mb", "16")
+                 "--procs", str(ncpu), "--seconds", "0.5", "--mb", "16")
     assert res.returncode == 0, res.stderr
     counts, _, _, cpus_by_pid = parse_report(report_lines(out))
     assert counts["mm_page_alloc"] > 50_000 and counts["mm_page_free"] > 50_000

@@ -398,7 +398,8 @@ class _Recorder:
         if rc != 0 and time.monotonic() - start < 10 and _REFUSAL_RE.search(text) and not self.opts.output_path.exists():
             # A refusal the probe did not foresee: trace-cmd dies during setup, before starting the command.
             return self.record_instance(f"trace-cmd record was refused ({_last_line(text)})")
-        if rc != 0:
+        stopped_by_us = sigs.stopped or self.stop_reason == "duration"
+        if rc != 0 and not (stopped_by_us and rc in (-signal.SIGINT, -signal.SIGTERM) and self.opts.output_path.exists()):
             raise RecordError(f"trace-cmd record failed with status {rc}: {_last_line(text)}")
         self._done(sigs)
         return rc
@@ -564,11 +565,13 @@ class _Recorder:
         # perf record finishes its file on SIGINT and SIGTERM alike; forward what we got.
         with _StopSignals(lambda s: _signal(proc, signal.SIGINT if s == signal.SIGHUP else s)) as sigs:
             rc = self._wait(proc, sigs, on_deadline=lambda: _signal(proc, signal.SIGINT))
-            if rc != 0 and not (sigs.stopped and out.exists()):
+            # perf re-raises the SIGINT/SIGTERM that stopped it once its file is written.
+            stopped_by_us = sigs.stopped or self.stop_reason == "duration"
+            if rc != 0 and not (stopped_by_us and rc in (-signal.SIGINT, -signal.SIGTERM) and out.exists()):
                 raise RecordError(f"perf record failed with status {rc} (its message is above)")
             self._save_kallsyms(syms)
         self._done(sigs)
-        return 0 if sigs.stopped else rc
+        return 0 if stopped_by_us else rc
 
     def _save_kallsyms(self, dest: Path) -> None:
         """perf.data carries no kallsyms: keep a copy beside it (zlperf report --kallsyms)."""

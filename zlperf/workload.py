@@ -74,20 +74,30 @@ def run(procs: Optional[int] = None, seconds: float = 5.0, mb: int = 64) -> List
             pids.append(pid)
     finally:
         os.close(wfd)
-        try:
-            for pid in pids:
-                os.waitpid(pid, 0)
-        except KeyboardInterrupt:
-            for pid in pids:  # stop the workers too, then reap them
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            for pid in pids:
-                os.waitpid(pid, 0)
-            raise
+        _reap(pids)
     with os.fdopen(rfd) as r:
         return [int(line) for line in r.read().split()]
+
+
+def _reap(pids: List[int]) -> None:
+    """Wait for every worker; on Ctrl-C or SIGTERM stop the ones still running first, then re-raise."""
+    waiting = list(pids)
+    try:
+        while waiting:
+            os.waitpid(waiting[0], 0)
+            waiting.pop(0)
+    except KeyboardInterrupt:
+        for pid in waiting:  # a Ctrl-C at a terminal reached them already; a forwarded one did not
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in waiting:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        raise
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
