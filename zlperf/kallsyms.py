@@ -10,11 +10,13 @@ from __future__ import annotations
 __all__ = ["Kallsyms"]
 
 import gzip
+import re
 from typing import Iterable, Optional
 
 import numpy as np
 
-_TEXT_TYPES = frozenset("tTwW")
+# "ffffffff81000000 T _stext" or "... t name\t[module]": text symbols only.
+_TEXT_SYMBOL = re.compile(r"^([0-9a-fA-F]+) [tTwW] (\S+)", re.MULTILINE)
 
 
 class Kallsyms:
@@ -32,21 +34,15 @@ class Kallsyms:
     @classmethod
     def from_text(cls, text: str, source: str = "") -> "Kallsyms":
         """Parse ``/proc/kallsyms`` text (``addr type name [module]``); keeps text symbols."""
-        addrs: list[int] = []
-        names: list[str] = []
-        for line in text.splitlines():
-            parts = line.split()
-            if len(parts) < 3 or parts[1] not in _TEXT_TYPES:
-                continue
-            try:
-                addr = int(parts[0], 16)
-            except ValueError:
-                continue
-            if addr == 0:
-                continue  # unprivileged reads show zeros: useless for lookup
-            addrs.append(addr)
-            names.append(parts[2])
-        return cls(np.array(addrs, dtype=np.uint64), names, source)
+        # One regex pass over the whole text: several times faster than splitting ~100k lines.
+        found = _TEXT_SYMBOL.findall(text)
+        addrs = np.array([int(a, 16) for a, _ in found], dtype=np.uint64)
+        names = [n for _, n in found]
+        keep = addrs != 0  # unprivileged reads show zeros: useless for lookup
+        if not keep.all():
+            names = [n for n, k in zip(names, keep.tolist()) if k]
+            addrs = addrs[keep]
+        return cls(addrs, names, source)
 
     @classmethod
     def from_file(cls, path: str) -> "Kallsyms":
