@@ -143,7 +143,7 @@ class FastTraceReader:
             for cd in sorted(buf.cpus, key=lambda c: c.cpu):
                 for run in _prefetch(f.page_runs(buf, cd, warn, self.run_bytes)):
                     chunk, used = self._decode_run(run.data, buf.page_size, cd.cpu, seq, fmts, unknown, big,
-                                                   run.file_offset, run.first_page)
+                                                   run.file_offset, run.first_page, run.gap_before)
                     seq += used
                     if chunk.batches:
                         yield chunk
@@ -152,9 +152,10 @@ class FastTraceReader:
                 warn(f"{count} record(s) with event id {eid} that has no format in the file were skipped")
 
     def _decode_run(self, data: np.ndarray, page_size: int, cpu: int, seq0: int, fmts: "_Wanted",
-                    unknown: dict[int, int], big: bool, file_offset: int, first_page: int) -> tuple[Chunk, int]:
+                    unknown: dict[int, int], big: bool, file_offset: int, first_page: int,
+                    gap_before: bool = False) -> tuple[Chunk, int]:
         f = self._file
-        dec = decode_pages(data, page_size, f.header_page, big)
+        dec = decode_pages(data, page_size, f.header_page, big, gap_before)
         for page, what in dec.problems:
             self.info.warnings.append(
                 f"cpu {cpu}: page {first_page + page} (run at file offset {file_offset:#x}): {what}; "

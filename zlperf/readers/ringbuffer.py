@@ -53,13 +53,16 @@ def _long_at(words: np.ndarray, widx: np.ndarray, size: int, big: bool) -> np.nd
     return words[widx].astype(np.uint64)
 
 
-def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = False) -> DecodedRun:
+def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = False,
+                 gap_before: bool = False) -> DecodedRun:
     """Walk every page of ``data`` (uint8, whole pages) and return its data events.
 
     Hot loop, open-coded: all pages advance in lockstep, one record header per page per step,
     so the number of numpy passes is the largest number of records on one page; each page's
     clock runs along (kbuffer-parse.c semantics: every record's delta counts, extends and
     padding included; an absolute stamp replaces the time but keeps its top 5 bits).
+    Unreadable pages or page tails become gaps (count -1), as does ``gap_before`` (pages lost
+    before this run).
     """
     n_pages = len(data) // page_size
     words = data[: n_pages * page_size].view(">u4" if big else "<u4")
@@ -168,7 +171,6 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
         if skip is not None:
             skip = skip[keep]
 
-    flagged = (lost != 0).astype(np.int64)
     if o_page:
         pg = np.concatenate(o_page)
         lens = [a.shape[0] for a in o_page]
@@ -192,6 +194,14 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
         pg = k = off = length = empty_i
         ts = np.zeros(0, np.uint64)
         cnt = np.zeros(n_pages, np.int64)
+    # Lost data is a gap in the stream: before the page that follows it.
+    if gap_before and lost[0] == 0:
+        lost[0] = -1
+    for p, _what in problems:
+        target = p if bad[p] else p + 1
+        if target < n_pages and lost[target] == 0:
+            lost[target] = -1
+    flagged = (lost != 0).astype(np.int64)
     # Back to ring-buffer order (page by page): later gathers then read memory sequentially.
     total = pg.shape[0]
     start = np.cumsum(cnt) - cnt

@@ -67,6 +67,7 @@ class PageRun:
     data: np.ndarray  #: uint8, a whole number of pages (plus nothing else)
     file_offset: int  #: where the run starts in the file (chunk offset when compressed)
     first_page: int  #: index of the run's first page in this CPU's stream
+    gap_before: bool = False  #: pages before this run could not be read (events lost)
 
 
 _NAME_RE = re.compile(r"^name:\s*(\S+)\s*$", re.M)
@@ -777,7 +778,7 @@ class TraceDatFile:
         offsets: list[int] = []
         have = 0
         page = 0
-        done = 0  # chunks handed out before the current batch
+        gap = False  # chunks were lost before the next run
         lost = None
         for i in range(count + 1):
             if i < count:
@@ -802,17 +803,17 @@ class TraceDatFile:
                 except TraceFormatError as exc:
                     lost = (count - i, exc.offset if exc.offset is not None else pos, exc.problem)
             if frames and (have >= run_bytes or i == count or lost):
-                data, bad = self._inflate_frames(frames, sizes, offsets)
-                if data:
-                    yield PageRun(np.frombuffer(data, np.uint8), offsets[0], page)
+                # A damaged chunk is skipped (its size is known): the run after it starts with a gap.
+                for data, at, usize, problem in self._inflate_frames(frames, sizes, offsets):
+                    if problem is not None:
+                        warn(f"cpu {cd.cpu}: compressed chunk at offset {at:#x} does not decompress "
+                             f"({problem}); its {usize // psize} page(s) are lost")
+                        gap = True
+                        page += usize // psize
+                        continue
+                    yield PageRun(np.frombuffer(data, np.uint8), at, page, gap)
+                    gap = False
                     page += len(data) // psize
-                if bad is not None:
-                    at, problem = bad
-                    n_lost = count - (done + offsets.index(at))
-                    warn(f"cpu {cd.cpu}: {n_lost} compressed chunk(s) after offset {at:#x} unreadable "
-                         f"(chunk does not decompress: {problem}); their events are lost")
-                    return
-                done += len(frames)
                 frames, sizes, offsets, have = [], [], [], 0
             if lost:
                 n, at, problem = lost
@@ -821,24 +822,40 @@ class TraceDatFile:
                 return
 
     def _inflate_frames(self, frames: list[memoryview], sizes: list[int],
-                        offsets: list[int]) -> tuple[bytes, Optional[tuple[int, str]]]:
-        """Inflate consecutive chunks into one buffer; on a damaged chunk, what came before it."""
+                        offsets: list[int]) -> list[tuple[bytes, int, int, Optional[str]]]:
+        """Inflate consecutive chunks: (data, file offset, size, None) for each stretch that
+        inflates, (b"", offset, size, problem) for each damaged chunk."""
         multi = self._multi
         if multi is not None:
             try:
                 out = multi(frames, decompressed_sizes=struct.pack(f"={len(sizes)}Q", *sizes), threads=1)
                 data = b"".join(out[j] for j in range(len(out)))
                 if len(data) == sum(sizes):
-                    return data, None
-            except Exception:  # zstd.ZstdError: find the damaged chunk one by one below
+                    return [(data, offsets[0], len(data), None)]
+            except Exception:  # zstd.ZstdError: find the damaged chunk(s) one by one below
                 pass
-        parts = []
+        result: list[tuple[bytes, int, int, Optional[str]]] = []
+        parts: list[bytes] = []
+        first = offsets[0]
         for frame, usize, at in zip(frames, sizes, offsets):
+            problem = None
             try:
                 piece = self._inflate(frame, usize)  # type: ignore[misc]
+                if len(piece) != usize:
+                    problem = f"inflated to {len(piece)} bytes, not {usize}"
             except Exception as exc:  # zstd.ZstdError / zlib.error: damaged compressed data
-                return b"".join(parts), (at, str(exc) or type(exc).__name__)
-            if len(piece) != usize:
-                return b"".join(parts), (at, f"inflated to {len(piece)} bytes, not {usize}")
-            parts.append(piece)
-        return b"".join(parts), None
+                problem = str(exc) or type(exc).__name__
+            if problem is None:
+                if not parts:
+                    first = at
+                parts.append(piece)
+                continue
+            if parts:
+                joined = b"".join(parts)
+                result.append((joined, first, len(joined), None))
+                parts = []
+            result.append((b"", at, usize, problem))
+        if parts:
+            joined = b"".join(parts)
+            result.append((joined, first, len(joined), None))
+        return result
