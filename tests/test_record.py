@@ -148,6 +148,24 @@ def path_lines(stderr: str) -> list:
 # Unit-level facts that need no kernel
 
 
+@pytest.mark.skipif(not have_tool("findmnt"), reason="findmnt (util-linux) not installed")
+def test_find_tracefs_agrees_with_findmnt(tmp_path):
+    res = subprocess.run(["findmnt", "-n", "-t", "tracefs", "-o", "TARGET"], capture_output=True, text=True)
+    mounted = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
+    got = find_tracefs()
+    assert (got is None) == (not mounted)
+    if mounted:
+        assert str(got) in mounted
+    # Old systems: only debugfs, with tracing/ inside it. The same lines findmnt would read, from a file.
+    debugfs = tmp_path / "debug"
+    (debugfs / "tracing" / "events").mkdir(parents=True)
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"sysfs /sys sysfs rw 0 0\ndebugfs {debugfs} debugfs rw 0 0\n")
+    assert find_tracefs(str(mounts)) == debugfs / "tracing"
+    mounts.write_text("sysfs /sys sysfs rw 0 0\n")
+    assert find_tracefs(str(mounts)) is None
+
+
 def test_kallsyms_path_sits_beside_perf_data():
     # Same naming as the fixtures: full.perf.data -> full.perf.kallsyms(.gz).
     assert kallsyms_path(DATA / "full.perf.data").name + ".gz" == (DATA / "full.perf.kallsyms.gz").name
@@ -412,3 +430,20 @@ def test_page_churn_is_large_and_workers_are_pinned_one_per_cpu(tmp_path):
         assert n >= 0.99 * sum(cpus_by_pid[k].values()), (k, cpus_by_pid[k])
         home.append(cpu)
     assert sorted(home) == sorted(os.sched_getaffinity(0))
+
+
+@live
+@pytest.mark.parametrize("version", [6, 7])
+def test_file_version_option_gives_that_version(version, tmp_path):
+    recipe = tmp_path / f"v{version}.yaml"
+    recipe.write_text(f"extends: stock\nstacks: false\nbackend_options:\n  trace-cmd:\n    file_version: {version}\n")
+    out = tmp_path / f"v{version}.dat"
+    before = tracefs_state()
+    res = zlperf("record", "--recipe", str(recipe), "--duration", "0.5", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    dump = subprocess.run(["trace-cmd", "dump", "--summary", "-i", str(out)], capture_output=True, text=True, timeout=60)
+    m = re.search(r"^\s*(\d+)\s+\[Version\]", dump.stdout + dump.stderr, re.M)
+    assert m and int(m.group(1)) == version
+    report_lines(out)
+    assert not list(tmp_path.glob("*.tmp"))
+    assert_untouched(before)

@@ -19,12 +19,19 @@ the built-ins. A recipe may extend one of the same name further down the path.
 """
 
 
+def _keys_help() -> str:
+    from zlperf.recipes import KEYS
+
+    width = max(len(k) for k in KEYS)
+    return "recipe keys:\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in KEYS.items()) + "\n"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``recipes`` subcommand."""
     p = sub.add_parser(
         "recipes", help="list, show and validate recording recipes",
         description="Recording recipes: YAML files naming events, filters, stacks, buffer, clock, duration.",
-        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EXAMPLES + "\n" + _keys_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rsub = p.add_subparsers(dest="action", metavar="ACTION")
     rsub.required = True
