@@ -447,3 +447,31 @@ def test_file_version_option_gives_that_version(version, tmp_path):
     report_lines(out)
     assert not list(tmp_path.glob("*.tmp"))
     assert_untouched(before)
+
+
+def _nobody_python() -> list:
+    """argv prefix running this checkout's zlperf as user nobody with Debian's python3, or [] if impossible."""
+    if not (is_root() and have_tool("runuser") and Path("/usr/bin/python3").exists()):
+        return []
+    probe = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", "import yaml, numpy"],
+                           capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        return []
+    src = str(Path(__file__).resolve().parent.parent)
+    return ["runuser", "-u", "nobody", "--", "env", f"PYTHONPATH={src}", "HOME=/tmp", "/usr/bin/python3", "-m", "zlperf"]
+
+
+@live
+@pytest.mark.parametrize("backend", ["trace-cmd", "perf"])
+def test_unprivileged_user_is_told_to_use_root(backend, tmp_path):
+    argv = _nobody_python()
+    if not argv:
+        pytest.skip("cannot run as nobody here (runuser, or Debian python3 with yaml and numpy, missing)")
+    before = tracefs_state()
+    res = subprocess.run([*argv, "record", "--profile", "stock", "--backend", backend, "-o", "/tmp/zlperf-nobody.dat",
+                          "--", "true"], capture_output=True, text=True, timeout=120, cwd="/tmp")
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs root" in lines[0], res.stderr
+    assert not Path("/tmp/zlperf-nobody.dat").exists()
+    assert_untouched(before)

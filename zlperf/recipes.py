@@ -118,7 +118,11 @@ def _builtin_dir() -> Any:
     """The built-in recipes folder (a Path in normal and editable installs)."""
     from importlib.resources import files
 
-    return files("zlperf.builtin_recipes")
+    try:
+        return files("zlperf.builtin_recipes")
+    except ModuleNotFoundError:
+        # Not installed, run from a source checkout (PYTHONPATH): the folder sits beside the package.
+        return Path(__file__).resolve().parent.parent / "recipes"
 
 
 def search_path() -> List[Tuple[str, Any]]:
