@@ -5,7 +5,8 @@ medians of wall time and the ratio are printed. Files: the real zone-lock record
 tests/data/full.perf.data, the same recording scaled up (its samples repeated N times,
 each copy shifted in time after the previous one, so per-CPU order stays valid and both
 tools see a long recording of real events), files given with --file, and optionally a live
-stock-kernel recording made here (--record SECS, root: lock:contention_* with -g).
+recording with call chains made here (--record SECS, root: kmem:mm_page_alloc/free and
+lock:contention_begin/end with -g while two processes churn memory).
 
 Usage: python3 bench/bench_perf.py [--scale N] [--repeat R] [--file F ...] [--record SECS]
 """
@@ -132,11 +133,26 @@ def bench_file(path: Path, script: Path, repeat: int, kallsyms: Path | None = No
             "cpu_ratio": ps_cpu / zl_cpu, "zlperf_ev_s": events / zl_wall, "perf_ev_s": events / ps_wall}
 
 
+_CHURN = """
+import mmap, os, time
+end = time.time() + {seconds!r}
+kids = [os.fork() for _ in range(2)]
+if 0 in kids:
+    while time.time() < end:  # touch and free 64 MB: page allocations, frees and lock contention
+        m = mmap.mmap(-1, 64 << 20)
+        m[::4096] = b"x" * 16384
+        m.close()
+    os._exit(0)
+for k in kids:
+    os.waitpid(k, 0)
+"""
+
+
 def _record_live(dst: Path, seconds: float) -> None:
-    cmd = [PERF, "record", "-q", "-e", "lock:contention_begin", "-e", "lock:contention_end", "-a", "-g",
-           "-o", str(dst), "--", sys.executable, "-c",
-           "import time, mmap\nend = time.time() + %r\nwhile time.time() < end:\n"
-           "    m = mmap.mmap(-1, 64 << 20)\n    m[::4096] = b'x' * (16384)\n    m.close()\n" % seconds]
+    """A real recording with call chains on this kernel: page events plus lock:contention_* (-g)."""
+    cmd = [PERF, "record", "-q", "-a", "-g", "-e", "kmem:mm_page_alloc", "-e", "kmem:mm_page_free",
+           "-e", "lock:contention_begin", "-e", "lock:contention_end", "-o", str(dst), "--",
+           sys.executable, "-c", _CHURN.format(seconds=seconds)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -145,7 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=int, default=20, help="copies of the fixture's samples in the scaled file")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each command per file (median)")
     ap.add_argument("--file", action="append", default=[], help="another perf.data to compare on")
-    ap.add_argument("--record", type=float, default=0, metavar="SECS", help="also record a live stock perf.data")
+    ap.add_argument("--record", type=float, default=0, metavar="SECS", help="also record a live perf.data with call chains")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="zlperf-bench-") as tmp:
         tmpd = Path(tmp)
@@ -155,7 +171,7 @@ def main(argv=None) -> int:
             scale_perf_data(FIXTURE, scaled, args.scale)
             files.append((scaled, FIXTURE_KALLSYMS))
         if args.record > 0:
-            live = tmpd / "live-stock.perf.data"
+            live = tmpd / "live-g.perf.data"
             _record_live(live, args.record)
             files.append((live, None))
         files += [(Path(f), None) for f in args.file]
