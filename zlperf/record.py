@@ -402,7 +402,7 @@ class _Recorder:
         if rc != 0 and not (stopped_by_us and rc in (-signal.SIGINT, -signal.SIGTERM) and self.opts.output_path.exists()):
             raise RecordError(f"trace-cmd record failed with status {rc}: {_last_line(text)}")
         self._done(sigs)
-        return rc
+        return 0 if stopped_by_us else rc
 
     # -- tracefs instance + trace-cmd extract (where trace-cmd record is refused)
     def record_instance(self, why: str) -> int:
@@ -436,6 +436,8 @@ class _Recorder:
                 self._report_overruns(inst)
                 self._extract(name, out)
             finally:
+                if self.child is not None and self.child.poll() is None:
+                    _finish_child(self.child, signal.SIGTERM, self.say)  # never leave the command behind
                 # Tracefs exactly as found: the instance goes (trace-cmd extract may have removed it already).
                 inst.remove()
         self._done(sigs)
