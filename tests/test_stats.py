@@ -63,3 +63,19 @@ def test_percentiles_from_log2_are_bucket_upper_bounds():
         assert exact <= h[label] <= max(2 * exact, 1), label  # within one log2 bucket
     assert h["percentiles_from"].startswith("log2")
     assert math.isclose(h["mean"], s["mean"])
+
+
+def test_large_distributions_stay_exact_in_dense_mode():
+    """Past the dense threshold small values are bincounted: percentiles, sum and max must not move."""
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.integers(0, 70_000, 300_000), rng.integers(0, 10**9, 3_000)]).astype(np.uint64)
+    d = Distribution()
+    for part in np.array_split(values, 37):
+        d.add(part)
+    s = d.summary()
+    ordered = np.sort(values)
+    assert s["count"] == len(values) and s["sum"] == int(values.astype(object).sum())
+    assert s["min"] == int(ordered[0]) and s["max"] == int(ordered[-1])
+    for label, per_mille in (("p50", 500), ("p90", 900), ("p99", 990), ("p999", 999)):
+        rank = -(-per_mille * len(values) // 1000)  # ceil, in integers (no float rounding)
+        assert s[label] == int(ordered[rank - 1]), label

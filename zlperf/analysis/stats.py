@@ -92,15 +92,21 @@ class Distribution:
         self._pending.append(values)
         self._pending_len += len(values)
         if self._pending_len >= _COMPACT_AT:
-            self._compact()
-            if self._dense is None and int(self._counts.sum()) >= _DENSE_AFTER:
+            if self._dense is None and int(self._counts.sum()) + self._pending_len >= _DENSE_AFTER:
                 self._go_dense()
+            self._compact()
 
     def _go_dense(self) -> None:
-        small = self._values < _DENSE_LIMIT
+        """Count small values densely from now on, starting with those held (no sort needed)."""
         self._dense = np.zeros(int(_DENSE_LIMIT), dtype=np.int64)
+        small = self._values < _DENSE_LIMIT
         self._dense[self._values[small].astype(np.int64)] = self._counts[small]
         self._values, self._counts = self._values[~small], self._counts[~small]
+        raw = np.concatenate(self._pending) if self._pending else np.empty(0, np.uint64)
+        small = raw < _DENSE_LIMIT
+        self._dense += np.bincount(raw[small].astype(np.int64), minlength=int(_DENSE_LIMIT))
+        rest = raw[~small]
+        self._pending, self._pending_len = ([rest], len(rest)) if len(rest) else ([], 0)
 
     def merge(self, other: "Distribution") -> None:
         """Add every value of ``other``."""
