@@ -82,3 +82,25 @@ def kmem_trace(tmp_path_factory) -> Path:
                 pass
             inst.rmdir()
     return out
+
+
+PCP_HIGH_FRACTION = Path("/proc/sys/vm/percpu_pagelist_high_fraction")
+
+
+@pytest.fixture
+def pcp_lists_shrunk():
+    """vm.percpu_pagelist_high_fraction=100000 (frequent zone->lock contention, ENVIRONMENT.md), then restored.
+
+    An flock serialises every test (and test run) that changes it, so the value restored is the real
+    original even when two pytest runs share the machine.
+    """
+    import fcntl
+
+    with open("/run/zlperf-pcp-sysctl.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = PCP_HIGH_FRACTION.read_text().strip()
+        try:
+            PCP_HIGH_FRACTION.write_text("100000\n")
+            yield
+        finally:
+            PCP_HIGH_FRACTION.write_text(old + "\n")

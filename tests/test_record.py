@@ -24,7 +24,6 @@ from zlperf.record import RecordOptions, kallsyms_path, preflight, record, trace
 from zlperf.tracefs import Tracefs, find_tracefs
 
 TRACEFS = find_tracefs()
-HIGH_FRACTION = Path("/proc/sys/vm/percpu_pagelist_high_fraction")
 ZLPERF = [sys.executable, "-m", "zlperf"]
 WORKLOAD = [sys.executable, "-m", "zlperf.workload"]
 # Frames of the page allocator's zone->lock paths on this kernel (ENVIRONMENT.md).
@@ -90,18 +89,6 @@ def assert_untouched(before: dict) -> None:
             elif a != b:
                 diff[k] = (b, a)
         pytest.fail(f"tracefs changed: {diff}")
-
-
-@pytest.fixture
-def busy_zone_lock():
-    """Shrink the per-CPU page lists so that zone->lock contention is frequent (ENVIRONMENT.md); restore it."""
-    old = HIGH_FRACTION.read_text().strip()
-    try:
-        HIGH_FRACTION.write_text("100000\n")
-        yield
-    finally:
-        HIGH_FRACTION.write_text(old + "\n")
-        assert HIGH_FRACTION.read_text().strip() == old
 
 
 def zlperf(*args, timeout=120, cwd=None):
@@ -202,7 +189,7 @@ def test_workload_starts_fast_and_reports(tmp_path):
 
 @live
 @pytest.mark.parametrize("backend", ["trace-cmd", "perf"])
-def test_record_stock_with_each_backend(backend, tmp_path, busy_zone_lock):
+def test_record_stock_with_each_backend(backend, tmp_path, pcp_lists_shrunk):
     if backend == "perf" and not have_tool("perf"):
         pytest.skip("perf not installed")
     if not Tracefs(TRACEFS).has_event("lock:contention_begin"):
