@@ -462,3 +462,30 @@ def test_unprivileged_user_is_told_to_use_root(backend, tmp_path):
     assert len(lines) == 1 and "needs root" in lines[0], res.stderr
     assert not Path("/tmp/zlperf-nobody.dat").exists()
     assert_untouched(before)
+
+
+@live
+@pytest.mark.skipif(not have_tool("unshare"), reason="unshare (util-linux) not installed")
+def test_unmounted_tracefs_is_mounted_for_the_recording_and_unmounted_after(tmp_path):
+    # A private mount namespace: tracefs and debugfs are unmounted there only, never for the rest of the machine.
+    host_mounts = sorted(ln for ln in Path("/proc/mounts").read_text().splitlines() if "tracefs" in ln or "debugfs" in ln)
+    out = tmp_path / "mnt.dat"
+    zl = " ".join(shlex.quote(a) for a in [*ZLPERF, "record", "--profile", "stock", "-o", str(out), "--",
+                                           *WORKLOAD, "--procs", "2", "--seconds", "0.5", "--mb", "16"])
+    script = (
+        "for m in $(awk '$3==\"tracefs\" || $3==\"debugfs\" {print $2}' /proc/mounts | sort -r); do umount \"$m\"; done\n"
+        "echo before=$(grep -cE ' (tracefs|debugfs) ' /proc/mounts)\n"
+        f"{zl}\n"
+        "echo rc=$?\n"
+        "echo after=$(grep -cE ' (tracefs|debugfs) ' /proc/mounts)\n"
+    )
+    res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                         capture_output=True, text=True, timeout=120)
+    if "before=" not in res.stdout:
+        pytest.skip(f"cannot make a private mount namespace here: {res.stderr.strip()}")
+    assert "before=0" in res.stdout and "rc=0" in res.stdout, res.stdout + res.stderr
+    assert "tracefs is not mounted: mounting it at" in res.stderr
+    assert "after=0" in res.stdout  # unmounted at the end
+    counts, _, _, _ = parse_report(report_lines(out))
+    assert counts["contention_begin"] + counts["contention_end"] > 0
+    assert sorted(ln for ln in Path("/proc/mounts").read_text().splitlines() if "tracefs" in ln or "debugfs" in ln) == host_mounts

@@ -408,7 +408,8 @@ class _Recorder:
     def record_instance(self, why: str) -> int:
         name = f"zlperf-{os.getpid()}"
         r = self.recipe
-        self.say(f"{why}: recording through tracefs instance {name} + trace-cmd extract{self._until()}")
+        self.say(f"{why}: recording through tracefs instance {name} + trace-cmd extract "
+                 f"(trace-cmd {self.pf.tool_version}){self._until()}")
         self._warn_stale_instances()
         inst = Instance(self.pf.tracefs, name, dry_run=self.opts.dry_run, say=self.plan)
         out = self.opts.output_path
