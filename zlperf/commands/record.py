@@ -14,12 +14,13 @@ _EXAMPLES = """examples:
   zlperf record --profile stock -o s.dat -- python3 -m zlperf.workload --seconds 3   # kernels without the patch
   zlperf record --profile stock --backend perf -o s.perf.data --duration 5           # perf.data + s.perf.kallsyms
   zlperf record --recipe ./my.yaml --dry-run -- CMD        # print the commands and tracefs writes, run nothing
-  zlperf record --profile page-churn -o big.dat            # millions of real kmem events (tests, benchmarks)
+  zlperf record --profile page-churn -o big.dat -- python3 -m zlperf.workload --seconds 3   # ~1.5 M kmem events
 
 Where `trace-cmd record` is refused (it cannot write /proc/sys/kernel/ftrace_enabled), zlperf records
 through a tracefs instance of its own and `trace-cmd extract`, and says so. Ctrl-C or SIGTERM stop the
-recording and still leave a complete file. --dry-run runs nothing; its only probe writes back the value
-/proc/sys/kernel/ftrace_enabled already has, which changes nothing.
+recording and still leave a complete file. --dry-run changes nothing: it reads tracefs, runs
+`trace-cmd --version` / `perf --version`, and writes back the value /proc/sys/kernel/ftrace_enabled
+already has (the refusal probe, a no-op for the kernel).
 """
 
 
