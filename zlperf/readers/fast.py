@@ -27,23 +27,27 @@ _MASK_TYPES = 12
 
 
 def _prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
-    """Run ``it`` one step ahead in a thread: file reads and zstd/zlib release the GIL, so the
-    next run of pages is inflated while this one is decoded."""
-    q: "queue.Queue[tuple[int, object]]" = queue.Queue(maxsize=depth)
+    """Run ``it`` up to ``depth`` items ahead in a thread: file reads and zstd/zlib release the
+    GIL, so the next run of pages is inflated while this one is decoded (memory: depth + 1 runs)."""
+    q: "queue.Queue[tuple[int, object]]" = queue.Queue()
+    slots = threading.Semaphore(depth)
     stop = threading.Event()
 
     def work() -> None:
         try:
-            for item in it:
-                while not stop.is_set():
-                    try:
-                        q.put((0, item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+            while True:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
                 if stop.is_set():
                     return
-            q.put((1, None))
+                try:
+                    item = next(it)
+                except StopIteration:
+                    q.put((1, None))
+                    return
+                q.put((0, item))
+                del item
         except BaseException as exc:  # handed to the consumer, raised there
             q.put((2, exc))
 
@@ -52,19 +56,16 @@ def _prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
     try:
         while True:
             kind, item = q.get()
+            slots.release()
             if kind == 1:
                 return
             if kind == 2:
                 raise item  # type: ignore[misc]
             yield item  # type: ignore[misc]
+            item = None  # let the caller's finished run go before the next arrives
     finally:
         stop.set()
-        while t.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                pass
-            t.join(timeout=0.05)
+        t.join()
 
 
 class _Wanted:
@@ -145,8 +146,10 @@ class FastTraceReader:
                     chunk, used = self._decode_run(run.data, buf.page_size, cd.cpu, seq, fmts, unknown, big,
                                                    run.file_offset, run.first_page, run.gap_before)
                     seq += used
+                    run = None  # type: ignore[assignment]  # free the pages before the next run
                     if chunk.batches:
                         yield chunk
+                    chunk = None  # type: ignore[assignment]
         finally:
             for eid, count in sorted(unknown.items()):
                 warn(f"{count} record(s) with event id {eid} that has no format in the file were skipped")

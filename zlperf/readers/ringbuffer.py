@@ -116,7 +116,7 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
         if int(tl.min()) > 0 and int(tl.max()) <= 28:
             # Fast path: every page is at a small data record (the common case). A record
             # running off its page ends the page (end <= cap_end); it is dropped after the walk.
-            plen = tl.astype(np.int64) << 2
+            plen = tl << np.uint32(2)
             off = pos + 4
             nxt = off + plen
             now += d
@@ -180,8 +180,9 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
             k = np.concatenate([np.full(n, kk, np.int64) if isinstance(kk, int) else kk
                                 for kk, n in zip(o_k, lens)])
         off = np.concatenate(o_off)
-        length = np.concatenate(o_len)
+        length = np.concatenate(o_len).astype(np.int64, copy=False)
         ts = np.concatenate(o_ts)
+        del o_page, o_off, o_len, o_ts, o_k
         over = off + length > (pg + 1) * page_size
         if over.any():
             for i in np.flatnonzero(over).tolist():
@@ -214,6 +215,7 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
         ts_d = np.empty(total, np.uint64)
         ts_d[dense] = ts
         off, length, ts = off_d, len_d, ts_d
+        del off_d, len_d, ts_d, dense, pg, k
     # Stream positions: a flagged page's gap takes the slot before the page's first event.
     cumflag = np.cumsum(flagged)
     if total and cumflag[-1]:
