@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import gzip
 import re
+import struct
 import subprocess
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -152,3 +153,41 @@ def expected(path, kallsyms) -> dict:
     return {"events": dict(events), "duration_ns": max(times) - min(times) if times else 0,
             "zones": out_zones, "callers": out_callers, "unreleased": unreleased + len(prev_lock),
             "acquisitions_by_task": dict(per_task)}
+
+
+def sample_records(buf: bytes, data_off: int, data_size: int):
+    """(offset, size, cpu, time) of each PERF_RECORD_SAMPLE, by a plain walk of the data section.
+
+    For files with the fixture's sample_type (IDENTIFIER|IP|TID|TIME|CPU|PERIOD|RAW): time is
+    word 4 of the record, cpu word 5.
+    """
+    pos, end, out = data_off, data_off + data_size, []
+    while pos < end:
+        rtype, _misc, size = struct.unpack_from("<IHH", buf, pos)
+        if rtype == 9:
+            t, = struct.unpack_from("<Q", buf, pos + 32)
+            cpu, = struct.unpack_from("<I", buf, pos + 40)
+            out.append((pos, size, cpu, t))
+        pos += size
+    return out
+
+
+def write_with_lost(src, dst, lost: int) -> tuple[list, int]:
+    """Copy ``src`` to ``dst`` with its middle sample overwritten by a PERF_RECORD_LOST of ``lost``.
+
+    That is how the kernel reports a ring-buffer overrun on that CPU. Returns (the original
+    sample records, the CPU of the gap).
+    """
+    buf = bytearray(open(src, "rb").read())
+    d_off, d_size = struct.unpack_from("<QQ", buf, 40)
+    recs = sample_records(bytes(buf), d_off, d_size)
+    pos, size, cpu, t = recs[len(recs) // 2]
+    # LOST: header, u64 id, u64 lost; sample_id_all trailer (TID, TIME, CPU, IDENTIFIER) at the end.
+    rec = bytearray(size)
+    struct.pack_into("<IHH", rec, 0, 2, 0, size)
+    struct.pack_into("<QQ", rec, 8, 0, lost)
+    struct.pack_into("<IIQIIQ", rec, size - 32, 0, 0, t, cpu, 0, 0)
+    buf[pos:pos + size] = rec
+    with open(dst, "wb") as fh:
+        fh.write(bytes(buf))
+    return recs, cpu

@@ -82,6 +82,19 @@ def test_data_loc_strings_that_turn_into_bytearray(tmp_path):
     assert mine == theirs
 
 
+def test_lost_events_are_read_from_the_file_and_agree(tmp_path):
+    """perf gives scripts no PERF_RECORD_LOST: the plugin reads the gaps itself, same report."""
+    import perf_truth
+
+    path = tmp_path / "lost.perf.data"
+    _, cpu = perf_truth.write_with_lost(FULL_PERF_DATA, path, lost=11)
+    shutil.copy(FULL_PERF_KALLSYMS, tmp_path / "lost.perf.kallsyms.gz")
+    mine = json.loads(perf_script(path, "--json").stdout)
+    theirs = json.loads(zlperf("report", "--json", str(path)).stdout)
+    assert mine["missed_by_cpu"] == {str(cpu): 11}
+    assert mine == theirs
+
+
 def test_installed_plugin_runs_in_perfs_python(tmp_path):
     """pip-installed (non-editable) zlperf: `zlperf perf-script` names a script perf can run as is."""
     target = tmp_path / "site"

@@ -152,32 +152,18 @@ def test_chunk_size_does_not_change_the_report():
     assert doc(777) == doc(1 << 20)
 
 
-def _sample_records(buf: bytes, data_off: int, data_size: int):
-    """(offset, size, cpu, time) of each PERF_RECORD_SAMPLE, by a plain walk (no zlperf code)."""
-    pos, end, out = data_off, data_off + data_size, []
-    while pos < end:
-        rtype, _misc, size = struct.unpack_from("<IHH", buf, pos)
-        if rtype == 9:
-            # fixture sample_type IDENTIFIER|IP|TID|TIME|CPU|PERIOD|RAW: time is word 4, cpu word 5
-            t, = struct.unpack_from("<Q", buf, pos + 32)
-            cpu, = struct.unpack_from("<I", buf, pos + 40)
-            out.append((pos, size, cpu, t))
-        pos += size
-    return out
-
-
 def test_reordered_file_is_sorted_per_cpu_and_gives_the_same_report(tmp_path):
     """A file whose CPU streams are not in time order (tools rewrite files) is sorted, not misread."""
     buf = bytearray(FULL_PERF_DATA.read_bytes())
     d_off, d_size = struct.unpack_from("<QQ", buf, 40)
-    recs = _sample_records(bytes(buf), d_off, d_size)
+    recs = perf_truth.sample_records(bytes(buf), d_off, d_size)
     swapped = 0
     for a, b in zip(recs, recs[1:]):
         if a[0] + a[1] == b[0] and a[2] == b[2] and a[3] < b[3] and swapped < 50 and a[0] > 100_000 + swapped * 9999:
             ra, rb = bytes(buf[a[0]:a[0] + a[1]]), bytes(buf[b[0]:b[0] + b[1]])
             buf[a[0]:b[0] + b[1]] = rb + ra  # same CPU, later sample first
             swapped += 1
-            recs = _sample_records(bytes(buf), d_off, d_size) if swapped % 10 == 0 else recs
+            recs = perf_truth.sample_records(bytes(buf), d_off, d_size) if swapped % 10 == 0 else recs
     assert swapped >= 10
     path = tmp_path / "reordered.perf.data"
     path.write_bytes(bytes(buf))
@@ -193,19 +179,8 @@ def test_reordered_file_is_sorted_per_cpu_and_gives_the_same_report(tmp_path):
 
 def test_lost_records_become_missed_events_and_break_pairs(tmp_path):
     """A sample overwritten by a PERF_RECORD_LOST (as the kernel reports an overrun) is a gap on its CPU."""
-    buf = bytearray(FULL_PERF_DATA.read_bytes())
-    d_off, d_size = struct.unpack_from("<QQ", buf, 40)
-    recs = _sample_records(bytes(buf), d_off, d_size)
-    victim = recs[len(recs) // 2]
-    pos, size, cpu, t = victim
-    # LOST: header, u64 id, u64 lost; sample_id_all trailer (TID, TIME, CPU, IDENTIFIER) at the end.
-    rec = bytearray(size)
-    struct.pack_into("<IHH", rec, 0, 2, 0, size)
-    struct.pack_into("<QQ", rec, 8, 0, 7)
-    struct.pack_into("<IIQIIQ", rec, size - 32, 0, 0, t, cpu, 0, 0)
-    buf[pos:pos + size] = rec
     path = tmp_path / "lost.perf.data"
-    path.write_bytes(bytes(buf))
+    recs, cpu = perf_truth.write_with_lost(FULL_PERF_DATA, path, lost=7)
     text = subprocess.run([perf_truth.PERF, "script", "-i", str(path), "--show-lost-events"],
                           capture_output=True, text=True).stdout
     assert "LOST" in text.upper()
@@ -216,7 +191,18 @@ def test_lost_records_become_missed_events_and_break_pairs(tmp_path):
     with PerfDataReader(str(path), kallsyms=str(FULL_PERF_KALLSYMS)) as r:
         doc = analyze(r)
     assert doc["missed_events"] == 7 and doc["missed_by_cpu"] == {str(cpu): 7}
-    assert doc["totals"]["broken_by_missed"] >= 1
+    # Expected from the original file's perf script text: the gap's neighbours on its CPU.
+    victim = recs[len(recs) // 2]
+    stream = [x for x in perf_truth.parse(FULL_PERF_DATA) if x.cpu == cpu]
+    at = next(i for i, x in enumerate(stream) if x.ts == victim[3])
+    before, lost, after = stream[at - 1].event, stream[at].event, stream[at + 1].event
+    locked, unlock = "kmem:mm_zone_locked", "kmem:mm_zone_lock_unlock"
+    assert doc["totals"]["broken_by_missed"] == (before == locked) + (after == unlock)
+    with PerfDataReader(str(FULL_PERF_DATA)) as r:
+        holds_before = analyze(r)["totals"]["hold_ns"]["count"]
+    lost_pairs = (lost == unlock and before == locked) + (lost == locked and after == unlock)
+    assert doc["totals"]["hold_ns"]["count"] == holds_before - lost_pairs - (before == locked and lost != unlock) \
+        - (after == unlock and lost != locked)
 
 
 # -- symbols --------------------------------------------------------------------------------------
@@ -274,7 +260,7 @@ def test_wrong_magic_is_one_clear_line(tmp_path):
 def test_damaged_data_section_warns_and_keeps_what_it_read(tmp_path):
     buf = bytearray(FULL_PERF_DATA.read_bytes())
     d_off, d_size = struct.unpack_from("<QQ", buf, 40)
-    recs = _sample_records(bytes(buf), d_off, d_size)
+    recs = perf_truth.sample_records(bytes(buf), d_off, d_size)
     pos = recs[len(recs) // 2][0]
     struct.pack_into("<IHH", buf, pos, 9, 0, 3)  # a record size that cannot be
     path = tmp_path / "damaged.perf.data"

@@ -14,8 +14,9 @@ fields in format order (the seed patch's order; fields a later version appends l
 ``*_rest``); ``__data_loc`` strings arrive as ``str`` or, once one is not printable, as
 ``bytearray`` for the rest of the session; kernel addresses are big ints; call chains
 (``perf record -g``) are lists of dicts; events without a handler come through
-``trace_unhandled``. perf passes no lost-event records to scripts: it prints its own
-"lost events" warning instead.
+``trace_unhandled``. perf passes no lost-event records to scripts, so the gaps are read
+from the file and put before the first sample of their CPU that follows them, where the
+perf.data reader puts them.
 
 It runs in perf's embedded Python (Debian's /usr/bin/python3 with python3-numpy from apt),
 which does not see a pip-installed zlperf: the package is found from this file's place (a
@@ -45,7 +46,7 @@ try:
     import numpy as np
 
     from zlperf.analysis.core import AnalysisOptions, Analyzer
-    from zlperf.events import Chunk, EventBatch, TraceInfo
+    from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
 except ImportError as _exc:  # say what to install instead of perf's long Python traceback
     sys.stderr.write(f"zone_lock.py: cannot import {_exc.name} in perf's Python ({sys.version.split()[0]}): "
                      "install python3-numpy python3-yaml python3-zstandard (apt), see README\n")
@@ -92,39 +93,60 @@ def _options(argv: list[str]):
     return p.parse_args(argv)
 
 
-def _trace_info(path: str, kallsyms: str | None) -> TraceInfo:
-    """The same TraceInfo ``zlperf report`` builds (header, symbols), without reading the samples."""
-    import mmap
+def _trace_info(path: str, kallsyms: str | None) -> tuple[TraceInfo, list]:
+    """The TraceInfo ``zlperf report`` builds (header, symbols) and the file's lost-event gaps.
 
+    perf hands scripts neither the file's header nor its PERF_RECORD_LOST records, so both are
+    read from the file itself (records only, no sample decoding).
+    """
     from zlperf.errors import ZlperfError
-    from zlperf.readers import perfdata
+    from zlperf.readers.perfdata import PerfDataReader
 
     try:
-        with open(path, "rb") as fh:
-            buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            try:
-                hdr = perfdata.read_header(path, buf)
-                info = perfdata.perf_trace_info(path, hdr, kallsyms)
-                info.kernel_ref = perfdata.kernel_ref_at_start(buf, hdr)
-            finally:
-                buf.close()
-        return info
+        with PerfDataReader(path, kallsyms) as reader:
+            return reader.info, reader.gaps()
     except (OSError, ValueError, ZlperfError) as exc:
         info = TraceInfo(path=path, format="perf.data", clock="perf")
-        info.warnings.append(f"could not read the file header ({exc}): no symbols")
-        return info
+        info.warnings.append(f"could not read the file itself ({exc}): no symbols, lost events not shown")
+        return info, []
 
 
 class _Collector:
     """Columns per event; a chunk for the analyzer every CHUNK_EVENTS events."""
 
-    def __init__(self, info: TraceInfo, options: AnalysisOptions):
+    def __init__(self, info: TraceInfo, options: AnalysisOptions, gaps: list):
         self.info = info
         self.analyzer = Analyzer(info, options)
         self.rows: dict[str, list] = {}
         self.names: dict[str, tuple] = {}
         self.pending = 0
         self.seq = 0
+        # Lost-event gaps per CPU, each due just before the first sample at or after its time.
+        self.gaps: dict[int, list] = {}
+        for cpu, ts, count, next_ts in sorted(gaps, key=lambda g: (g[3] is None, g[3] or 0)):
+            self.gaps.setdefault(cpu, []).append((next_ts, ts, count))
+        self.next_gap = {cpu: g[0][0] for cpu, g in self.gaps.items() if g[0][0] is not None}
+
+    def gap(self, cpu: int, ts: int) -> None:
+        """Emit the gaps of ``cpu`` due before an event at ``ts``."""
+        pending = self.gaps[cpu]
+        while pending and pending[0][0] is not None and pending[0][0] <= ts:
+            _, when, count = pending.pop(0)
+            self.seq += 1
+            self.add(MISSED_EVENTS, ("common_callchain", "count"), (self.seq, cpu, when, -1, [], count))
+        if pending and pending[0][0] is not None:
+            self.next_gap[cpu] = pending[0][0]
+        else:
+            self.next_gap.pop(cpu, None)
+
+    def finish(self) -> None:
+        """Gaps after a CPU's last sample, then the last chunk."""
+        for cpu, pending in self.gaps.items():
+            for _, when, count in pending:
+                self.seq += 1
+                self.add(MISSED_EVENTS, ("common_callchain", "count"), (self.seq, cpu, when, -1, [], count))
+            pending.clear()
+        self.flush()
 
     def add(self, name: str, field_names: tuple, row: tuple) -> None:
         rows = self.rows.get(name)
@@ -193,9 +215,13 @@ _state: dict = {}
 
 def _add(name, cpu, secs, nsecs, pid, comm, callchain, field_names, values) -> None:
     c = _state["collector"]
+    ts = secs * 1_000_000_000 + nsecs
+    due = c.next_gap.get(cpu)
+    if due is not None and due <= ts:
+        c.gap(cpu, ts)
     c.seq += 1
     c.info.cmdlines[pid] = comm
-    c.add(name, field_names, (c.seq, cpu, secs * 1_000_000_000 + nsecs, pid, callchain) + values)
+    c.add(name, field_names, (c.seq, cpu, ts, pid, callchain) + values)
 
 
 # -- perf's entry points -------------------------------------------------------------------------
@@ -204,7 +230,8 @@ def trace_begin():
     path, kallsyms = _perf_args()
     args = _options(sys.argv[1:])
     _state["args"] = args
-    _state["collector"] = _Collector(_trace_info(path, kallsyms), AnalysisOptions(top=args.top))
+    info, gaps = _trace_info(path, kallsyms)
+    _state["collector"] = _Collector(info, AnalysisOptions(top=args.top), gaps)
 
 
 _ZL = ("common_callchain", "node_id", "name", "count", "caller")
@@ -256,7 +283,7 @@ def trace_end():
     c = _state.get("collector")
     if c is None:
         return
-    c.flush()
+    c.finish()
     doc = c.analyzer.summary()
     args = _state["args"]
     for warning in doc["warnings"]:

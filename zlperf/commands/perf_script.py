@@ -22,12 +22,21 @@ _EXAMPLES = """examples:
 
 
 def script_path() -> Path:
-    """Absolute path of the installed ``zone_lock.py`` perf script."""
+    """Absolute path of the ``zone_lock.py`` perf script that belongs to this zlperf.
+
+    Installed: zlperf/plugins/perf/ inside the package. A checkout (editable install or
+    ``python -m zlperf`` from the tree): plugins/perf/ beside zlperf/. Looked up from this
+    package's own place first, so the script always matches the zlperf that prints it.
+    """
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "plugins" / "perf" / "zone_lock.py",
+                      package.parent / "plugins" / "perf" / "zone_lock.py"):
+        if candidate.is_file():
+            return candidate
     try:
         path = Path(str(resources.files("zlperf.plugins.perf") / "zone_lock.py"))
     except ModuleNotFoundError:
-        # An editable or source checkout without the package-dir mapping: plugins/ beside zlperf/.
-        path = Path(__file__).resolve().parents[2] / "plugins" / "perf" / "zone_lock.py"
+        path = package / "plugins" / "perf" / "zone_lock.py"
     if not path.is_file():
         raise ZlperfError(f"{path}: the perf script is missing from this installation (reinstall zlperf)")
     return path.resolve()

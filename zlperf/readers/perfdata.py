@@ -72,7 +72,7 @@ _R_TOTAL_TIME_ENABLED, _R_TOTAL_TIME_RUNNING, _R_ID, _R_GROUP, _R_LOST = 1, 2, 4
 
 # Feature bits (perf's HEADER_* ids) read here.
 _F_TRACING_DATA, _F_HOSTNAME, _F_OSRELEASE, _F_VERSION, _F_ARCH, _F_NRCPUS = 1, 3, 4, 5, 6, 7
-_F_CMDLINE, _F_EVENT_DESC, _F_CLOCKID, _F_DIR_FORMAT, _F_COMPRESSED = 11, 12, 23, 24, 27
+_F_CMDLINE, _F_DIR_FORMAT, _F_COMPRESSED = 11, 24, 27
 
 # Callchain context markers (PERF_CONTEXT_*): values >= 2**64 - 4095.
 _CONTEXT_MAX = np.uint64(2**64 - 4095)
@@ -121,7 +121,7 @@ class PerfHeaderInfo:
     perf_version: Optional[str] = None
     cmdline: Optional[str] = None
     nr_cpus: int = 0
-    clockid: Optional[int] = None
+    clockid: Optional[int] = None  #: the attrs' clockid when recorded with perf record -k
     compressed: bool = False
     long_size: int = 8
     page_size: int = 4096
@@ -237,8 +237,6 @@ def _parse_features(buf, file_size: int, feat_bits: list[int], hdr: PerfHeaderIn
             hdr.nr_cpus = max(nr_online, nr_avail)
         elif bit == _F_CMDLINE:
             hdr.cmdline = " ".join(c.perf_string() for _ in range(c.u32()))
-        elif bit == _F_CLOCKID:
-            hdr.clockid = c.u64()
         elif bit == _F_COMPRESSED:
             hdr.compressed = True
         elif bit == _F_DIR_FORMAT:
@@ -286,6 +284,8 @@ def read_header(path: str, buf=None) -> PerfHeaderInfo:
             raise _err(path, pos, "attribute ids lie past the end of the file", "the perf.data was truncated")
         ids = list(struct.unpack_from(f"<{ids_size // 8}Q", buf, ids_off)) if ids_size else []
         hdr.attrs.append(PerfAttr(i, a_type, config, sample_type, read_format, bool(bits >> 18 & 1), ids))
+        if bits >> 25 & 1 and attr_size - 16 >= 96 and hdr.clockid is None:  # use_clockid: perf record -k
+            hdr.clockid = struct.unpack_from("<i", buf, pos + 92)[0]
     feat_bits = [b for b in range(256) if flags[b // 64] >> (b % 64) & 1]
     _parse_features(buf, file_size, feat_bits, hdr)
     by_id = {f.id: f for f in hdr.formats.values()}
@@ -736,19 +736,22 @@ class PerfDataReader:
         trailer = self._trailer_layout()
         # Task names as perf keeps them: COMM sets a thread's, FORK copies the parent's; in time
         # order (their sample_id time), since buffers of different CPUs interleave in the file.
-        tasks = [r for r in others if r.type in (_COMM, _FORK)]
-        if trailer and "time" in trailer:
-            tasks.sort(key=lambda r: self._trailer(r, trailer)[1] or 0)
+        tasks = [(self._trailer(r, trailer)[1] or 0, r) for r in others if r.type in (_COMM, _FORK)]
+        tasks.sort(key=lambda tr: tr[0])
         cmdlines = self.info.cmdlines
-        for rec in tasks:
+        history: dict[int, list[tuple[int, str]]] = {}
+        for when, rec in tasks:
             if rec.type == _COMM:
                 _pid, tid = struct.unpack_from("<ii", self._raw, rec.pos + 8)
-                end = bytes(self._raw[rec.pos + 16:rec.pos + rec.size]).split(b"\0", 1)[0]
-                cmdlines[tid] = end.decode("utf-8", "replace")
+                comm = bytes(self._raw[rec.pos + 16:rec.pos + rec.size]).split(b"\0", 1)[0].decode("utf-8", "replace")
             else:
                 _pid, _ppid, tid, ptid = struct.unpack_from("<iiii", self._raw, rec.pos + 8)
-                if ptid in cmdlines:
-                    cmdlines[tid] = cmdlines[ptid]
+                if ptid not in cmdlines:
+                    continue
+                comm = cmdlines[ptid]
+            if cmdlines.get(tid) != comm:
+                cmdlines[tid] = comm
+                history.setdefault(tid, []).append((when, comm))
         for rec in others:
             if rec.type in (_LOST, _LOST_SAMPLES):
                 if rec.type == _LOST:
@@ -797,6 +800,7 @@ class PerfDataReader:
             attr = h.attrs[ai]
             if lay.cpu is None and attr.type == _TYPE_TRACEPOINT:
                 self.info.warnings.append(f"{attr.name}: samples have no CPU (record with -a): all shown as cpu 0")
+        self._name_tasks(pos, layouts, history)
         self._order = None  # None: file order is per-CPU time order
         if n:
             # Stable sort by CPU (radix sort for 16-bit keys) keeps file order within each CPU.
@@ -824,6 +828,41 @@ class PerfDataReader:
         before = self._time[self._order[np.maximum(prev, 0)]] if (self._order is not None and n) else \
             (self._time[np.maximum(prev, 0)] if n else np.zeros(len(prev), np.uint64))
         self._lost_time = np.where(lt_known >= 0, lt_known.astype(np.uint64), before).astype(np.uint64)
+
+    def gaps(self) -> list[tuple[int, int, int, Optional[int]]]:
+        """The lost-event records as (cpu, time, count, time of the CPU's next sample or None).
+
+        For front ends that see the samples but not the records (perf script -s): a gap belongs
+        just before that next sample in the CPU's stream.
+        """
+        out = []
+        n = len(self._sample_words)
+        stream = np.arange(n) if self._order is None else self._order
+        cpus = self._cpu[stream]
+        for i in range(len(self._lost_pos)):
+            cpu = int(self._lost_cpu[i])
+            after = np.flatnonzero(cpus[int(self._lost_rank[i]):] == cpu)
+            nxt = int(self._time[stream[int(self._lost_rank[i]) + int(after[0])]]) if len(after) else None
+            out.append((cpu, int(self._lost_time[i]), int(self._lost_count[i]), nxt))
+        return out
+
+    def _name_tasks(self, pos: np.ndarray, layouts: dict, history: dict[int, list[tuple[int, str]]]) -> None:
+        """A renamed task (exec) is shown by its name at its last sample, as perf script shows it then."""
+        renamed = {tid: h for tid, h in history.items() if len(h) > 1}
+        tid_slots = {lay.tid for lay in layouts.values()}
+        if not renamed or not len(pos) or len(tid_slots) != 1 or None in tid_slots:
+            return
+        tids = self._words.view(np.uint32)[2 * (pos + tid_slots.pop()) + 1].view(np.int32)
+        for tid, changes in renamed.items():
+            mine = np.flatnonzero(tids == tid)
+            if not len(mine):
+                continue
+            last = int(self._time[mine].max())
+            name = changes[0][1]
+            for when, comm in changes:
+                if when <= last:
+                    name = comm
+            self.info.cmdlines[tid] = name
 
     def _attr_index(self, pos: np.ndarray) -> np.ndarray:
         attrs = self.header.attrs
