@@ -304,3 +304,22 @@ def test_live_perf_record_with_call_chains_reads_back_like_perf_script(tmp_path)
     # And the report counts the same events perf script printed.
     doc = json.loads(zlperf("report", "--json", str(path)).stdout)
     assert doc["events"] == want
+
+
+@pytest.mark.live
+@requires_root
+def test_zlperf_record_perf_backend_goes_straight_through(tmp_path):
+    """`zlperf record --backend perf` output: its saved kallsyms is found, counts equal perf script's."""
+    path = tmp_path / "rec.perf.data"
+    rec = zlperf("record", "--profile", "stock", "--backend", "perf", "-o", str(path), "--", "sleep", "1",
+                 check=False)
+    if rec.returncode != 0 or not path.exists():
+        pytest.skip(f"zlperf record --backend perf did not record here: {rec.stderr.strip()[-200:]}")
+    doc = json.loads(zlperf("report", "--json", str(path)).stdout)
+    saved = [p for p in tmp_path.iterdir() if ".kallsyms" in p.name]
+    assert saved and doc["source"]["kallsyms"] == str(saved[0])
+    assert not any("kallsyms" in w for w in doc["warnings"]), doc["warnings"]
+    want: dict[str, int] = {}
+    for s in perf_truth.parse(path):
+        want[s.event] = want.get(s.event, 0) + 1
+    assert doc["events"] == want
