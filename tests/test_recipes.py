@@ -346,6 +346,9 @@ def test_filter_checker_agrees_with_the_kernel():
 
 
 def _zlperf(*args, cwd=None, env=None):
+    """Run this checkout's zlperf (PYTHONPATH), whatever `pip install -e` points at."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, "-m", "zlperf", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=60)
 

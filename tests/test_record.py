@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, have_tool, is_root
+from conftest import DATA, REPO, have_tool, is_root
 from zlperf.recipes import load_recipe
 from zlperf.record import RecordOptions, kallsyms_path, preflight, record, trace_cmd_refused
 from zlperf.tracefs import Tracefs, find_tracefs
@@ -42,6 +42,14 @@ def live(test):
     for mark in _LIVE:
         test = mark(test)
     return test
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _this_checkout():
+    """Subprocesses (zlperf, the workload) import this checkout, whatever `pip install -e` points at."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+        yield
 
 
 def tracefs_state() -> dict:
@@ -70,8 +78,12 @@ def tracefs_state() -> dict:
                 filters[f"{sysdir.name}:{ev.name}"] = flt
     state["enabled"] = enabled
     state["filters"] = filters
-    # Other tests' and people's instances come and go; the recorder's own are named zlperf-<pid>.
-    state["zlperf_instances"] = sorted(p.name for p in (root / "instances").iterdir() if re.fullmatch(r"zlperf-\d+", p.name))
+    # Other tests and people record at the same time (their instances come and go); a recorder that left its
+    # instance behind shows as zlperf-<pid> with that pid gone.
+    state["stale_zlperf_instances"] = sorted(
+        p.name for p in (root / "instances").iterdir()
+        if re.fullmatch(r"zlperf-\d+", p.name) and not Path(f"/proc/{p.name.split('-')[1]}").exists()
+    )
     return state
 
 
@@ -445,7 +457,8 @@ def _nobody_python() -> list:
     if probe.returncode != 0:
         return []
     src = str(Path(__file__).resolve().parent.parent)
-    return ["runuser", "-u", "nobody", "--", "env", f"PYTHONPATH={src}", "HOME=/tmp", "/usr/bin/python3", "-m", "zlperf"]
+    return ["runuser", "-u", "nobody", "--", "env", "-u", "PYTHONPATH", f"PYTHONPATH={src}", "HOME=/tmp",
+            "/usr/bin/python3", "-m", "zlperf"]
 
 
 @live

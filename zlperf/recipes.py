@@ -115,14 +115,22 @@ class RecipeEntry:
 
 
 def _builtin_dir() -> Any:
-    """The built-in recipes folder (a Path in normal and editable installs)."""
+    """The built-in recipes folder that belongs to the zlperf package actually imported.
+
+    A wheel puts it at zlperf/builtin_recipes; a source checkout (editable or on PYTHONPATH) has it at
+    recipes/ beside zlperf/. Looking there first keeps the two together even when an editable install
+    of another checkout is also on the path.
+    """
+    here = Path(__file__).resolve().parent
+    for folder in (here / "builtin_recipes", here.parent / "recipes"):
+        if (folder / "__init__.py").is_file() and any(folder.glob("*.yaml")):
+            return folder
     from importlib.resources import files
 
     try:
         return files("zlperf.builtin_recipes")
     except ModuleNotFoundError:
-        # Not installed, run from a source checkout (PYTHONPATH): the folder sits beside the package.
-        return Path(__file__).resolve().parent.parent / "recipes"
+        raise RecipeError("zlperf's built-in recipes are missing (reinstall zlperf)")
 
 
 def search_path() -> List[Tuple[str, Any]]:
