@@ -502,3 +502,18 @@ def test_unmounted_tracefs_is_mounted_for_the_recording_and_unmounted_after(tmp_
     counts, _, _, _ = parse_report(report_lines(out))
     assert counts["contention_begin"] + counts["contention_end"] > 0
     assert sorted(ln for ln in Path("/proc/mounts").read_text().splitlines() if "tracefs" in ln or "debugfs" in ln) == host_mounts
+
+
+@live
+def test_oversized_ring_buffer_is_refused_before_touching_anything(tmp_path):
+    # The limit comes from this machine: a quarter of MemAvailable, over all CPUs.
+    avail_kb = int(re.search(r"^MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text(), re.M).group(1))
+    per_cpu = avail_kb // (os.cpu_count() or 1) + 1024
+    recipe = tmp_path / "huge.yaml"
+    recipe.write_text(f"extends: stock\nbuffer_size_kb: {per_cpu}\n")
+    before = tracefs_state()
+    res = zlperf("record", "--recipe", str(recipe), "-o", str(tmp_path / "h.dat"), "--", "true")
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{recipe}:2:17: buffer_size_kb:" in lines[0] and "available" in lines[0], res.stderr
+    assert_untouched(before)

@@ -186,6 +186,7 @@ def preflight(opts: RecordOptions) -> Preflight:
         raise RecordError(f"{out}: directory {out.parent} does not exist")
     if out.exists() and out.is_dir():
         raise RecordError(f"{out} is a directory; give -o a file name")
+    _check_buffer_memory(recipe)
     pf = Preflight(tfs, mount_needed, tool, version, notes=notes)
     if backend == "trace-cmd":
         pf.refused = trace_cmd_refused()
@@ -203,6 +204,25 @@ def preflight(opts: RecordOptions) -> Preflight:
                 f"perf record -a of tracepoints needs root (kernel.perf_event_paranoid is {paranoid}); run with sudo"
             )
     return pf
+
+
+def _check_buffer_memory(recipe: Recipe) -> None:
+    """Refuse ring buffers that would take more than a quarter of the available memory (one per CPU)."""
+    if not recipe.buffer_size_kb:
+        return
+    cpus = os.cpu_count() or 1
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        avail_kb = int(re.search(r"^MemAvailable:\s+(\d+)", meminfo, re.M).group(1))  # type: ignore[union-attr]
+    except (OSError, AttributeError, ValueError):
+        return
+    total = recipe.buffer_size_kb * cpus
+    if total > avail_kb // 4:
+        f, line, col = recipe.marks.get("buffer_size_kb", (recipe.path, 1, 1))
+        raise RecordError(
+            f"{f}:{line}:{col}: buffer_size_kb: {recipe.buffer_size_kb} KiB x {cpus} CPUs = {total // 1024} MiB of ring "
+            f"buffer, more than a quarter of the {avail_kb // 1024} MiB available; lower it in a recipe that extends this one"
+        )
 
 
 def _check_kernel(recipe: Recipe, tfs: Tracefs, backend: str) -> None:
