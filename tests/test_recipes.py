@@ -378,3 +378,13 @@ def test_cli_record_with_a_bad_recipe_is_one_line(tmp_path):
     assert res.returncode != 0
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("zlperf: ") and "filter-unknown-field.yaml:3:" in lines[0]
+
+
+@pytest.mark.parametrize("path", sorted(BUILTIN_DIR.glob("*.yaml")) + sorted(GOOD.glob("*.yaml")), ids=lambda p: p.stem)
+def test_show_output_is_itself_a_recipe_with_the_same_content(path, tmp_path):
+    r = load_recipe(path, lookup=table_only)
+    copy = tmp_path / f"{path.stem}.yaml"
+    copy.write_text(recipes.recipe_yaml(r))
+    again = load_recipe(copy, lookup=table_only)
+    assert again.to_dict() == r.to_dict()
+    assert again.chain == [str(copy)]  # flattened: no extends left
