@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import os
 import struct
+import sys
 import tempfile
 from typing import Collection, Iterator, Optional
 
@@ -356,6 +357,8 @@ class LibTraceCmdReader:
                 continue
             info.formats[ef.full_name] = ef
         info.symbols = self._kallsyms()
+        if info.symbols is None:
+            info.warnings.append(f"{self.path}: no kernel symbols (kallsyms) available; addresses stay hex")
         failures = int(lib.tracecmd_get_parsing_failures(h))
         if failures:
             info.warnings.append(f"{self.path}: libtraceevent could not parse {failures} event format(s)")
@@ -367,11 +370,15 @@ class LibTraceCmdReader:
         libtraceevent has no iterator over it, only tep_print_funcs() to stdout: capture fd 1.
         """
         lib = self._lib
-        import sys
-
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError, AttributeError):
+            pass  # a closed or absent sys.stdout: nothing of ours to flush
         lib.fflush(None)
-        saved = os.dup(1)
+        try:
+            saved = os.dup(1)
+        except OSError:
+            return None
         with tempfile.TemporaryFile() as tmp:
             try:
                 os.dup2(tmp.fileno(), 1)
