@@ -103,7 +103,8 @@ def _run(cmd: list[str]) -> tuple[float, float]:
     """(wall seconds, CPU seconds user+sys) of one run; CPU time is steadier on a shared machine."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    # cwd: `python3 -m zlperf` then runs this checkout's zlperf, whatever is installed.
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=REPO)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

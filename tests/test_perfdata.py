@@ -275,10 +275,12 @@ def test_damaged_data_section_warns_and_keeps_what_it_read(tmp_path):
 
 @pytest.mark.live
 @requires_root
-def test_live_perf_record_with_call_chains_reads_back_like_perf_script(tmp_path):
+@pytest.mark.parametrize("compress", [[], ["-z"]], ids=["plain", "zstd"])
+def test_live_perf_record_with_call_chains_reads_back_like_perf_script(tmp_path, compress):
     path = tmp_path / "live.perf.data"
-    rec = subprocess.run([perf_truth.PERF, "record", "-q", "-e", "lock:contention_begin", "-e", "lock:contention_end",
-                          "-a", "-g", "-o", str(path), "--", "sleep", "1"], capture_output=True, text=True)
+    rec = subprocess.run([perf_truth.PERF, "record", "-q", *compress, "-e", "lock:contention_begin",
+                          "-e", "lock:contention_end", "-a", "-g", "-o", str(path), "--", "sleep", "1"],
+                         capture_output=True, text=True)
     if rec.returncode != 0:
         pytest.skip(f"perf record refused here: {rec.stderr.strip()[:200]}")
     samples = perf_truth.parse(path, callchains=True)

@@ -57,7 +57,7 @@ _MAGIC_SWAPPED = PERF_MAGIC[::-1]
 
 # perf_event_header.type values used here (uapi perf_event.h and perf's user types >= 64).
 _MMAP, _LOST, _COMM, _FORK, _SAMPLE, _LOST_SAMPLES = 1, 2, 3, 7, 9, 13
-_ID_INDEX, _COMPRESSED = 69, 81
+_ID_INDEX, _COMPRESSED, _COMPRESSED2 = 69, 81, 83
 
 # perf_event_attr.type for tracepoints.
 _TYPE_TRACEPOINT = 2
@@ -413,10 +413,9 @@ def _walk(words: np.ndarray, nbytes: int, path: str, base: int, warnings: list[s
                 continue
             hw = int(words[p])
             rtype, rsize = hw & 0xFFFFFFFF, hw >> 48
+            if rtype in (_COMPRESSED, _COMPRESSED2):
+                raise _Compressed()
             if rsize < 8 or rsize % 8:
-                if rtype == _COMPRESSED:
-                    raise _err(path, base + 8 * p, "compressed perf.data (perf record -z) is not supported",
-                               "decompress it with `perf inject -i FILE -o FILE2`")
                 warnings.append(f"data section damaged at offset {base + 8 * p:#x} (record type {rtype}, size "
                                 f"{rsize}): the rest of the file was not read")
                 return samples, others, True
@@ -439,6 +438,45 @@ class _Views:
         for width, dt in ((2, "<u2"), (4, "<u4"), (8, "<u8")):
             self.by_size[width] = np.frombuffer(buf, dtype=dt, count=size // width, offset=offset) \
                 if size >= width else np.empty(0, dt)
+
+
+class _Compressed(Exception):
+    """The data section holds PERF_RECORD_COMPRESSED records (perf record -z)."""
+
+
+def _inflate(buf, offset: int, size: int, path: str) -> bytes:
+    """The data section of a ``perf record -z`` file with its compressed records expanded.
+
+    perf compresses with one zstd stream, flushed (not ended) at each COMPRESSED record, so a
+    record may be split across two of them: the payloads are fed in file order to one
+    streaming decompressor and the output joined. Other records are kept as they are.
+    """
+    try:
+        import zstandard
+    except ImportError:
+        raise _err(path, None, "compressed perf.data (perf record -z) needs the zstandard module",
+                   "pip install zstandard, or decompress it with `perf inject -i FILE -o FILE2`")
+    stream = zstandard.ZstdDecompressor().decompressobj()
+    parts: list[bytes] = []
+    pos, end = offset, offset + size
+    while pos + 8 <= end:
+        rtype, _misc, rsize = struct.unpack_from("<IHH", buf, pos)
+        if rsize < 8 or pos + rsize > end:
+            raise _err(path, pos, f"damaged record (type {rtype}, size {rsize}) in a compressed data section",
+                       "the perf.data was truncated or damaged")
+        try:
+            if rtype == _COMPRESSED:
+                parts.append(stream.decompress(bytes(buf[pos + 8:pos + rsize])))
+            elif rtype == _COMPRESSED2:  # u64 data_size, then the payload padded to 8 bytes
+                dsize, = struct.unpack_from("<Q", buf, pos + 8)
+                parts.append(stream.decompress(bytes(buf[pos + 16:pos + 16 + dsize])))
+            else:
+                parts.append(bytes(buf[pos:pos + rsize]))
+        except zstandard.ZstdError as exc:
+            raise _err(path, pos, f"cannot decompress a compressed record ({exc})",
+                       "decompress it with `perf inject -i FILE -o FILE2`")
+        pos += rsize
+    return b"".join(parts)
 
 
 def _gather(views: _Views, start: np.ndarray, size: int, dtype: np.dtype, count: int = 1) -> np.ndarray:
@@ -727,7 +765,15 @@ class PerfDataReader:
         self._views = _Views(mm, base, h.data_size)
         self._raw = self._views.u8
         self._words = self._views.by_size[8]
-        runs, others, _damaged = _walk(self._words, h.data_size, self.path, base, self.info.warnings)
+        try:
+            runs, others, _damaged = _walk(self._words, h.data_size, self.path, base, self.info.warnings)
+        except _Compressed:
+            # perf record -z: expand in memory, then read it like any data section.
+            self._inflated = _inflate(mm, base, h.data_size, self.path)
+            self._views = _Views(self._inflated, 0, len(self._inflated))
+            self._raw = self._views.u8
+            self._words = self._views.by_size[8]
+            runs, others, _damaged = _walk(self._words, len(self._inflated), self.path, 0, self.info.warnings)
         pos = np.concatenate(runs) if runs else np.empty(0, np.int64)  # word index of each sample
         self._sample_words = pos.astype(np.int64, copy=False)
         self._attr_of = self._attr_index(pos)
