@@ -231,44 +231,38 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
 
 def read_type_ids(data: np.ndarray, off: np.ndarray, type_field: FieldFormat, big: bool) -> np.ndarray:
     """The ``common_type`` of each record (int64)."""
-    words = _words(data, big)
-    return _scalar(data, words, off, off >> 2, type_field.offset, type_field.size, False, big).astype(np.int64)
+    return _scalar(data, {}, off, type_field.offset, type_field.size, False, big).astype(np.int64)
 
 
 def _words(data: np.ndarray, big: bool) -> np.ndarray:
     return data[: len(data) // 4 * 4].view(">u4" if big else "<u4")
 
 
-def _scalar(data: np.ndarray, words: np.ndarray, off: np.ndarray, wb: np.ndarray, at: int, size: int,
-            signed: bool, big: bool) -> np.ndarray:
-    """``size``-byte integers at ``off + at`` in their own dtype (``wb = off >> 2``, in bounds).
+def _view(data: np.ndarray, views: dict, dt: np.dtype) -> np.ndarray:
+    """``data`` seen as overlapping values of ``dt`` starting at every byte (cached per dtype)."""
+    v = views.get(dt)
+    if v is None:
+        v = views[dt] = np.ndarray((max(len(data) - dt.itemsize + 1, 0),), dtype=dt, buffer=data, strides=(1,))
+    return v
 
-    Hot path, open-coded: payloads are 4-byte aligned, so a field inside one 32-bit word is one
-    gather and a shift, a 64-bit field two gathers; byte by byte only for odd layouts.
+
+def _scalar(data: np.ndarray, views: dict, off: np.ndarray, at: int, size: int, signed: bool,
+            big: bool) -> np.ndarray:
+    """``size``-byte integers at ``off + at`` in their own dtype (in bounds).
+
+    Hot path, open-coded: one gather from a byte-strided view of the run typed as the field, so
+    any offset, size, signedness and byte order is a single pass.
     """
-    kind = "i" if signed else "u"
-    k = at >> 2
-    if not big and size in (1, 2, 4) and (at % 4) + size <= 4:
-        w = words[wb + k] if k else words[wb]
-        if size == 4:
-            return w.view(np.int32) if signed else w
-        w = (w >> np.uint32((at % 4) * 8)) if at % 4 else w
-        return w.astype(np.dtype(f"u{size}")).view(np.dtype(f"{kind}{size}"))
-    if not big and size == 8 and at % 4 == 0:
-        wi = wb + k if k else wb
-        out = words[wi + 1].astype(np.uint64)
-        out <<= np.uint64(32)
-        out |= words[wi]
-        return out.view(np.int64) if signed else out
-    # General case: assemble byte by byte.
+    if size in (1, 2, 4, 8):
+        dt = np.dtype(("i" if signed else "u") + str(size)).newbyteorder(">" if big else "<")
+        col = _view(data, views, dt)[off + at if at else off]
+        return col.astype(dt.newbyteorder("=")) if big else col
+    # Odd sizes: assemble byte by byte (unsigned).
     pos = np.minimum(off + at, max(len(data) - size, 0))
     out = np.zeros(off.shape[0], np.uint64)
     for j in range(size):
         byte = data[pos + j].astype(np.uint64)
-        shift = np.uint64(8 * (size - 1 - j) if big else 8 * j)
-        out |= byte << shift
-    if size in (1, 2, 4, 8):
-        return out.astype(np.dtype(f"u{size}")).view(np.dtype(f"{kind}{size}"))
+        out |= byte << np.uint64(8 * (size - 1 - j) if big else 8 * j)
     return out
 
 
@@ -309,14 +303,13 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
     if n and int(off.max()) + reach > len(data) // 4 * 4:
         # A format reaching past the run's end (corrupt file): read zeros there, not out of bounds.
         data = np.concatenate([data, np.zeros(reach + 8, np.uint8)])
-    words = _words(data, big)
-    wb = off >> 2
+    views: dict = {}
     for f in fmt.fields:
         if stack and f.name == "caller":
             cols[f.name] = _stack(data, off, length, f, big, long_size)
             continue
         if f.data_loc or f.rel_loc:
-            loc = _scalar(data, words, off, wb, f.offset, 4, False, big).astype(np.int64)
+            loc = _scalar(data, views, off, f.offset, 4, False, big).astype(np.int64)
             rel = (loc & 0xFFFF) + ((f.offset + f.size) if f.rel_loc else 0)
             ln = loc >> 16
             # Keep the dynamic area inside the record.
@@ -344,13 +337,13 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
                 continue
             mat = np.empty((n, count), dtype=np.dtype(("i" if f.signed else "u") + str(es)))
             for j in range(count):
-                mat[:, j] = _scalar(data, words, off, wb, f.offset + j * es, es, f.signed, big)
+                mat[:, j] = _scalar(data, views, off, f.offset + j * es, es, f.signed, big)
             cols[f.name] = mat
             continue
         if f.size not in (1, 2, 4, 8):
             cols[f.name] = _strings(data, off + f.offset, np.full(n, f.size, np.int64))  # odd size: raw bytes
             continue
-        cols[f.name] = _scalar(data, words, off, wb, f.offset, f.size, f.signed, big)
+        cols[f.name] = _scalar(data, views, off, f.offset, f.size, f.signed, big)
     return cols
 
 
@@ -363,12 +356,12 @@ def _stack(data: np.ndarray, off: np.ndarray, length: np.ndarray, f: FieldFormat
     width = int(depth.max()) if n else 0
     if n and int(off.max()) + f.offset + (width + 1) * long_size > len(data) // 4 * 4:
         data = np.concatenate([data, np.zeros(f.offset + (width + 2) * long_size, np.uint8)])
-    words = _words(data, big)
+    views: dict = {}
     mat = np.zeros((n, width), np.uint64)
     alive = np.ones(n, bool)
     ones = np.uint64(0xFFFFFFFFFFFFFFFF) if long_size == 8 else np.uint64(0xFFFFFFFF)
     for j in range(width):
-        v = _scalar(data, words, off, off >> 2, f.offset + j * long_size, long_size, False, big).astype(np.uint64)
+        v = _scalar(data, views, off, f.offset + j * long_size, long_size, False, big).astype(np.uint64)
         alive &= (j < depth) & (v != ones)
         mat[:, j] = np.where(alive, v, 0)
     return mat
