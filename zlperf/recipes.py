@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -541,7 +541,7 @@ def _load_chain(
             value = float(value)
         setattr(recipe, key, value)
         recipe.marks[key] = doc.vmark(key)
-    recipe.marks.setdefault("", (fname, 1, 1))
+    recipe.marks[""] = (fname, 1, 1)  # whole-recipe problems are reported on the file being loaded
     return recipe
 
 
