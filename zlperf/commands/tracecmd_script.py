@@ -17,8 +17,8 @@ from typing import Sequence
 from zlperf.errors import ZlperfError
 
 _EPILOG = """examples:
-  zlperf tracecmd-script my_analysis.py trace.dat   # a script that does `import tracecmd`
-  zlperf tracecmd-script plugins/tracecmd/x.py -- -v trace.dat   # pass options through to the script
+  zlperf tracecmd-script my_analysis.py trace.dat      # a script that does `import tracecmd`
+  zlperf tracecmd-script plugins/tracecmd/zone_lock.py trace.dat --top 5   # options go to the script
 """
 
 
@@ -65,7 +65,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "tracecmd-script",
         help="run a script written for trace-cmd's Python `tracecmd` module",
-        description=__doc__.splitlines()[0],
+        description="Run a script written for trace-cmd's Python `tracecmd` module: inside it, "
+                    "`import tracecmd` is zlperf's ctypes binding over the system's libtracecmd.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
