@@ -56,6 +56,8 @@ LOCKING_FRAME_PREFIXES: tuple[str, ...] = (
     "mutex_lock", "__mutex_lock", "mutex_spin_on_owner", "osq_lock",
     "rt_mutex", "__rt_mutex", "percpu_down_", "__percpu_down_", "percpu_rwsem_",
     "lock_acquire", "__lock_acquire",
+    # wrappers that only take a lock for their caller (the lruvec lock, seen on 6.18)
+    "folio_lruvec_lock", "lock_page_lruvec", "folio_lock_lruvec",
 )
 
 
