@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -32,32 +33,46 @@ _STACK = re.compile(r"^=> (?P<func>\S+) \((?P<addr>[0-9a-f]+)\)$")
 _KV = re.compile(r"(\w+)=(\S+)")
 
 
-def report(path: Path) -> tuple[list[dict], list[tuple[int, int]]]:
-    """Events and drops (cpu, count or -1) of `trace-cmd report -t PATH`, in its order."""
-    text = subprocess.run(["trace-cmd", "report", "-t", str(path)], check=True, capture_output=True,
-                          text=True, errors="replace").stdout
-    events: list[dict] = []
-    drops: list[tuple[int, int]] = []
+def iter_report(path: Path, drops: list) -> Iterator[dict]:
+    """Events of `trace-cmd report -t PATH` in its order, streamed; drops (cpu, n or -1) appended."""
+    proc = subprocess.Popen(["trace-cmd", "report", "-t", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, errors="replace")
+    last = None
     after_drop = ""  # report prints "BUF: CPU:N [..DROPPED]" and the next event without "BUF: "
-    for line in text.splitlines():
-        st = _STACK.match(line)
-        if st and events:
-            events[-1].setdefault("stack", []).append((st.group("func"), int(st.group("addr"), 16)))
-            continue
-        d = _DROP.search(line)
-        if d:
-            n = d.group("n")
-            drops.append((int(d.group("cpu")), int(n) if n.isdigit() else -1))
-            after_drop = line[: d.start()].rstrip().rstrip(":")
-            continue
-        m = _LINE.match(line)
-        if m:
-            sec, frac = m.group("ts").split(".")
-            events.append({"ts": int(sec) * 10**9 + int(frac.ljust(9, "0")), "cpu": int(m.group("cpu")),
-                           "pid": int(m.group("pid")), "comm": m.group("comm").strip(),
-                           "event": m.group("event"), "rest": m.group("rest"),
-                           "buf": m.group("buf") or after_drop})
-            after_drop = ""
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            st = _STACK.match(line)
+            if st and last is not None:
+                last.setdefault("stack", []).append((st.group("func"), int(st.group("addr"), 16)))
+                continue
+            d = _DROP.search(line)
+            if d:
+                n = d.group("n")
+                drops.append((int(d.group("cpu")), int(n) if n.isdigit() else -1))
+                after_drop = line[: d.start()].rstrip().rstrip(":")
+                continue
+            m = _LINE.match(line)
+            if m:
+                if last is not None:
+                    yield last
+                sec, frac = m.group("ts").split(".")
+                last = {"ts": int(sec) * 10**9 + int(frac.ljust(9, "0")), "cpu": int(m.group("cpu")),
+                        "pid": int(m.group("pid")), "comm": m.group("comm").strip(),
+                        "event": m.group("event"), "rest": m.group("rest"),
+                        "buf": m.group("buf") or after_drop}
+                after_drop = ""
+        if last is not None:
+            yield last
+    finally:
+        proc.stdout.close()
+        proc.wait()
+
+
+def report(path: Path) -> tuple[list[dict], list[tuple[int, int]]]:
+    """Events and drops (cpu, count or -1) of `trace-cmd report -t PATH` (small files)."""
+    drops: list[tuple[int, int]] = []
+    events = list(iter_report(path, drops))
     return events, drops
 
 
@@ -66,15 +81,12 @@ def dump(path: Path, what: str) -> str:
                           text=True, errors="replace").stdout
 
 
-def stream(reader: LibTraceCmdReader, buffer: str = "") -> list[tuple]:
-    """(seq, name, row, batch) for every event, in stream order."""
-    out = []
+def stream(reader: LibTraceCmdReader, buffer: str = "") -> Iterator[tuple]:
+    """(seq, name, row, batch) for every event in stream order (chunks come in order)."""
     for chunk in reader.chunks(buffer=buffer):
-        for name, b in chunk.batches.items():
-            for i in range(len(b)):
-                out.append((int(b.seq[i]), name, i, b))
-    out.sort(key=lambda t: t[0])
-    return out
+        rows = [(int(s), name, i, b) for name, b in chunk.batches.items() for i, s in enumerate(b.seq.tolist())]
+        rows.sort(key=lambda t: t[0])
+        yield from rows
 
 
 def _stack_of(batch, i) -> list[int]:
@@ -83,28 +95,40 @@ def _stack_of(batch, i) -> list[int]:
 
 
 def check_against_report(path: Path, buffer: str = "") -> tuple[int, float]:
-    """Compare every event of ``path`` with trace-cmd report; returns (events, reader seconds)."""
-    truth, drops = report(path)
+    """Compare every event of ``path`` with trace-cmd report, streaming both; returns (events, seconds)."""
+    drops: list[tuple[int, int]] = []
+    truth = iter_report(path, drops)
+    # With instances, report prefixes each line with its buffer; keep ours only.
+    truth = (e for e in truth if e["buf"] == buffer)
+    missed: list[tuple[int, int]] = []
+    got_names: Counter = Counter()
+    want_names: Counter = Counter()
+    n = 0
     with LibTraceCmdReader(str(path)) as r:
-        t0 = time.perf_counter()
-        mine = stream(r, buffer)
-        elapsed = time.perf_counter() - t0
         info = r.info
-        events = [t for t in mine if t[1] != MISSED_EVENTS]
-        missed = [t for t in mine if t[1] == MISSED_EVENTS]
-        truth = [e for e in truth if e["buf"] == buffer] if any(e["buf"] for e in truth) else truth
-        # Per-name counts, then every event in the same order with the same ts/cpu/pid/comm.
-        assert Counter(t[1].split(":", 1)[1] for t in events) == Counter(e["event"] for e in truth)
-        assert len(events) == len(truth)
-        for (seq, name, i, b), e in zip(events, truth):
+        t0 = time.perf_counter()
+        for seq, name, i, b in stream(r, buffer):
+            if name == MISSED_EVENTS:
+                missed.append((int(b.cpu[i]), int(b.fields["count"][i])))
+                continue
+            e = next(truth, None)
+            assert e is not None, f"reader has more events than trace-cmd report (at seq {seq})"
+            # Every event in the same order with the same ts/cpu/pid/name/comm and fields.
             got = (int(b.ts[i]), int(b.cpu[i]), int(b.pid[i]), name.split(":", 1)[1])
             assert got == (e["ts"], e["cpu"], e["pid"], e["event"]), (seq, e)
             if e["comm"] != "<...>":
                 assert info.cmdlines.get(e["pid"]) == e["comm"]
             check_fields(info, name, b, i, e)
-        # Gaps: one MISSED_EVENTS row per "[N EVENTS DROPPED]" line, same CPU and count.
-        assert sorted((int(b.cpu[i]), int(b.fields["count"][i])) for _, _, i, b in missed) == sorted(drops)
-    return len(events), elapsed
+            got_names[got[3]] += 1
+            want_names[e["event"]] += 1
+            n += 1
+        elapsed = time.perf_counter() - t0
+    rest = Counter(e["event"] for e in truth)
+    assert not rest, f"trace-cmd report has more events: {rest}"
+    assert got_names == want_names
+    # Gaps: one MISSED_EVENTS row per "[N EVENTS DROPPED]" line, same CPU and count.
+    assert sorted(missed) == sorted(drops)
+    return n, elapsed
 
 
 def check_fields(info, name: str, b, i: int, e: dict) -> None:
