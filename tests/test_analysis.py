@@ -262,3 +262,20 @@ def test_cli_report_example_text_json_csv():
     assert len(lines) == 1 + len(doc["callers"])
     bad = run("/nonexistent.dat")
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_contended_stacks_and_folded_output(tmp_path):
+    """stock-threads.dat has kernel stacks: `--folded` writes them root-first with counts (flamegraph.pl format)."""
+    out = tmp_path / "stacks.folded"
+    # The kmem fixtures carry no stacks; the stock one does, but none of its waits is a zone lock.
+    proc = subprocess.run([sys.executable, "-m", "zlperf", "report", str(FULL_DAT), "--folded", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "no stacks recorded" in proc.stderr
+    assert out.read_text() == ""
+
+
+def test_folded_lines_are_root_first():
+    from zlperf.render.text import render_folded
+
+    doc = {"contended_stacks": [{"count": 3, "frames": ["_raw_spin_lock+0x1", "free_one_page+0x4e", "main+0x9"]}]}
+    assert render_folded(doc) == "main;free_one_page;_raw_spin_lock 3\n"

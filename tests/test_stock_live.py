@@ -15,6 +15,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+
 import pytest
 
 from conftest import have_tool, is_root
@@ -29,22 +30,10 @@ pytestmark = [
                        reason="tracefs not mounted or no lock:contention_begin in this kernel"),
 ]
 
-PCP_SYSCTL = Path("/proc/sys/vm/percpu_pagelist_high_fraction")
 WORKLOAD = [sys.executable, "-m", "zlperf.workload", "--procs", "2", "--seconds", "3", "--mb", "64"]
 # Lock functions whose waits are NOT zone->lock on this kernel (ENVIRONMENT.md: lruvec locks).
 LRUVEC_FRAMES = {"folio_batch_move_lru", "__page_cache_release", "__page_cache_release.part.0",
                  "folio_lruvec_lock_irqsave", "lru_add_drain_cpu", "release_pages"}
-
-
-@pytest.fixture(scope="module")
-def contention():
-    """Raise vm.percpu_pagelist_high_fraction for the module; always restore it."""
-    old = PCP_SYSCTL.read_text().strip()
-    PCP_SYSCTL.write_text("100000")
-    try:
-        yield
-    finally:
-        PCP_SYSCTL.write_text(old)
 
 
 def _record(out: Path, backend: str) -> None:
@@ -97,7 +86,7 @@ def _stacks_by_lock_from_trace_cmd(path: Path) -> dict[str, list[list[str]]]:
 
 
 @pytest.mark.skipif(not have_tool("trace-cmd"), reason="trace-cmd not installed")
-def test_stock_trace_cmd_attributes_zone_lock_waits_only(tmp_path, contention):
+def test_stock_trace_cmd_attributes_zone_lock_waits_only(tmp_path, pcp_lists_shrunk):
     out = tmp_path / "stock.dat"
     _record(out, "trace-cmd")
     doc = _report(out)
@@ -122,7 +111,7 @@ def test_stock_trace_cmd_attributes_zone_lock_waits_only(tmp_path, contention):
 
 
 @pytest.mark.skipif(not have_tool("perf"), reason="perf not installed")
-def test_stock_perf_backend_agrees_with_perf_lock_contention(tmp_path, contention):
+def test_stock_perf_backend_agrees_with_perf_lock_contention(tmp_path, pcp_lists_shrunk):
     out = tmp_path / "stock.perf.data"
     _record(out, "perf")
     doc = _report(out)

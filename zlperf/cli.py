@@ -23,7 +23,7 @@ _COMMANDS = ["record", "report", "diff", "merge", "recipes", "tracecmd_script", 
 _EPILOG = """examples:
   zlperf report --example                      # a real recording from a patched kernel, no root needed
   zlperf record --profile minimal -- CMD ARGS  # contended events only, lowest overhead
-  zlperf record --profile stock -o s.dat -- stress-ng --vm 2 -t 5   # kernels without the patch
+  zlperf record --profile stock -o s.dat -- python3 -m zlperf.workload --seconds 3   # kernels without the patch
   zlperf report trace.dat --by caller --top 10 # where the contention comes from
   zlperf recipes list                          # built-in and your own recipes
 """

@@ -155,6 +155,7 @@ class Analyzer:
         self.top_holds = TopN(self.options.top)
         # Series ("all", 0), ("zone", code), ("caller", addr): see zlperf.analysis.timeline.COLUMNS.
         self.timeline = Timeline(self.options.bin_ns)
+        self.stacks: dict[bytes, list] = {}  # frames bytes -> [frames, count] of contended events
         self._finished = False
 
     def _select_abi(self, names):
@@ -226,6 +227,8 @@ class Analyzer:
     def _account(self, obs: Observations) -> None:
         obs = self._window(obs)
         self._count(obs.contended, "contended_events", timeline_col=0)
+        if obs.stacks is not None:
+            self._count_stacks(obs.stacks)
         if table_len(obs.acquired):
             codes = self._count(obs.acquired, "acquisitions", timeline_col=1)
             contended = obs.acquired["contended"]
@@ -244,6 +247,19 @@ class Analyzer:
         self._count(obs.unmatched, "unmatched_unlocks")
         self._count(obs.unreleased, "unreleased")
         self._count(obs.broken, "broken_by_missed")
+
+    def _count_stacks(self, stacks: np.ndarray) -> None:
+        """Count identical stacks (contended events are rare: a plain loop)."""
+        for frames in stacks:
+            if frames is None or not len(frames):
+                continue
+            frames = np.asarray(frames, dtype=np.uint64)
+            key = frames.tobytes()
+            entry = self.stacks.get(key)
+            if entry is None:
+                self.stacks[key] = [frames, 1]
+            else:
+                entry[1] += 1
 
     def _codes(self, table: Table) -> dict[DimStats, np.ndarray]:
         """Dense group codes of every row, for the total and each dimension."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from zlperf.analysis.model import Capabilities, Observations, Table, Zone, ZoneTable
 from zlperf.analysis.pairing import CLOSE, GAP, OPEN, PairResult, PerCpuPairer
+from zlperf.analysis.stacks import stacks_of
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch
 
 CONTENDED = "kmem:mm_zone_lock_contended"
@@ -77,6 +78,7 @@ class KmemZoneLockABI:
         contended = batches.get(CONTENDED)
         if contended is not None and len(contended):
             obs.contended = _base(contended, zone_codes(contended, self.zones))
+            obs.stacks = stacks_of(chunk, CONTENDED)  # recorded with -T / -g
         locked = batches.get(LOCKED)
         locked_t: Optional[Table] = None
         if locked is not None and len(locked):

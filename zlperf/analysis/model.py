@@ -104,6 +104,7 @@ class Observations:
     unmatched:  ts cpu pid zone caller                      (a release with no acquisition before it)
     unreleased: ts cpu pid zone caller                      (an acquisition never seen released)
     broken:     ts cpu pid zone caller                      (pair sides next to missed events)
+    stacks:     kernel stacks of contended events (object array of uint64 frames, innermost first)
     """
 
     contended: Optional[Table] = None
@@ -113,3 +114,4 @@ class Observations:
     unmatched: Optional[Table] = None
     unreleased: Optional[Table] = None
     broken: Optional[Table] = None
+    stacks: Optional[np.ndarray] = None

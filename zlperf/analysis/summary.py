@@ -137,6 +137,8 @@ def build_summary(an: "Analyzer") -> Summary:
         return rows
 
     total = next((g for _, g in an.total.items()), GroupStats())
+    stacks = [{"count": count, "frames": [sym(int(a)) for a in frames]}
+              for frames, count in sorted(an.stacks.values(), key=lambda e: -e[1])]
     overrun = sum((s.overrun or 0) for s in info.cpu_stats.values())
     dropped = sum((s.dropped_events or 0) for s in info.cpu_stats.values())
     return {
@@ -168,5 +170,7 @@ def build_summary(an: "Analyzer") -> Summary:
         "timeline": _timeline(an, lo, hi),
         "top_waits": worst(an.top_waits, "wait_ns") if caps.waits else [],
         "top_holds": worst(an.top_holds, "hold_ns") if caps.holds else [],
+        # Kernel stacks of contended events (innermost frame first), when recorded with stacks.
+        "contended_stacks": stacks,
         "warnings": list(info.warnings),
     }

@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reader", choices=["auto", "fast", "libtracecmd"], default="auto",
                    help="trace.dat reader (default: the fast numpy reader)")
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
+    p.add_argument("--folded", metavar="FILE",
+                   help="write contended stacks as folded lines (flamegraph.pl, speedscope) to FILE")
     p.set_defaults(func=run)
 
 
@@ -101,6 +103,17 @@ def run(args: argparse.Namespace) -> int:
     doc = build_report(path, args)
     for warning in doc["warnings"]:
         print(f"zlperf: warning: {path}: {warning}", file=sys.stderr)
+    if args.folded:
+        from zlperf.render.text import render_folded
+
+        if not doc["contended_stacks"]:
+            print(f"zlperf: warning: {path}: no stacks recorded with the contended events: {args.folded} is empty "
+                  "(record with stacks: perf record -g, trace-cmd -T, or --profile stock)", file=sys.stderr)
+        try:
+            with open(args.folded, "w", encoding="utf-8") as fh:
+                fh.write(render_folded(doc))
+        except OSError as exc:
+            raise ZlperfError(f"{args.folded}: cannot write folded stacks ({exc.strerror})")
     if args.json:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -6,7 +6,7 @@ analysis print the same way.
 
 from __future__ import annotations
 
-__all__ = ["render_text", "format_ns", "log2_hist_lines"]
+__all__ = ["render_text", "render_diff", "render_folded", "format_ns", "log2_hist_lines"]
 
 from typing import Any, Optional
 
@@ -233,6 +233,15 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
         out.append("")
         out.append(f"== worst {len(doc['top_holds'])} holds")
         out.extend(_worst_lines(doc["top_holds"], "hold_ns"))
+    if doc.get("contended_stacks"):
+        shown = doc["contended_stacks"][: min(top or 3, 3)]  # each stack is many lines: --json has them all
+        total = sum(st["count"] for st in doc["contended_stacks"])
+        out.append("")
+        out.append(f"== contended stacks: {len(shown)} of {len(doc['contended_stacks'])} distinct, "
+                   f"{total} contended events with a stack")
+        for st in shown:
+            out.append(f"  {st['count']} ({100 * st['count'] / total:.1f}%)")
+            out.extend(f"      {frame}" for frame in st["frames"])
     if doc.get("notes"):
         out.append("")
         out.append("notes:")
@@ -270,3 +279,12 @@ def render_diff(diff: dict) -> str:
         out.extend("  " + line for line in _table(rows, ["metric", "A", "B", "change", ""]))
         out.append("")
     return "\n".join(out)
+
+
+def render_folded(doc: dict) -> str:
+    """Contended stacks as folded lines for flamegraph.pl / speedscope: ``root;...;leaf count``."""
+    lines = []
+    for st in doc.get("contended_stacks", []):
+        names = [frame.split("+0x", 1)[0] for frame in reversed(st["frames"])]
+        lines.append(f"{';'.join(names)} {st['count']}")
+    return "\n".join(lines) + ("\n" if lines else "")
