@@ -139,6 +139,7 @@ def check_parity(path: Path) -> dict[str, float]:
             assert (a.system, a.name, a.id) == (b.system, b.name, b.id), key
             # libtraceevent re-spaces C types ("char *const *" -> "char * const *"): compare sans blanks.
             assert [_norm(f) for f in a.fields] == [_norm(f) for f in b.fields], key
+        per_buf = report_counts(path, [b for b in li.buffers if b])
         for buffer in li.buffers:
             t0 = time.perf_counter()
             fc = columns(fast, buffer)
@@ -147,7 +148,6 @@ def check_parity(path: Path) -> dict[str, float]:
             lc = columns(ref, buffer)
             speed["libtracecmd"] = speed.get("libtracecmd", 0.0) + time.perf_counter() - t0
             assert sorted(fc) == sorted(lc), buffer
-            per_buf = report_counts(path, [b for b in li.buffers if b])
             read = buffer
             if buffer == "" and not per_buf.get("", (Counter(),))[0]:
                 # Both readers read the one instance with data when the top buffer is empty.
@@ -198,5 +198,5 @@ def test_readers_agree_on_every_fixture(trace_dat):
 def test_readers_agree_on_a_large_recorded_trace(kmem_trace, capsys):
     speeds = check_parity(kmem_trace)
     with capsys.disabled():
-        print("\nparity on %s: columns built at %s" % (
+        print("\nparity on %s: read + collated for comparison (wall clock) at %s" % (
             kmem_trace.name, ", ".join(f"{k} {v:,.0f} events/s" for k, v in speeds.items())))
