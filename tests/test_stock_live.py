@@ -105,6 +105,14 @@ def test_stock_trace_cmd_attributes_zone_lock_waits_only(tmp_path, pcp_lists_shr
         callers = Counter(_caller_function(s) for s in stacks[key])
         assert any(c in ZONE_LOCK_FRAMES for c in callers), callers
         assert not any(c in LRUVEC_FRAMES for c in callers), callers
+    # Folded stacks of the attributed waits: root first, each through a zone-lock frame, counts adding up.
+    folded = tmp_path / "zone.folded"
+    proc = subprocess.run([sys.executable, "-m", "zlperf", "report", str(out), "--folded", str(folded)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = folded.read_text().splitlines()
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in lines) == total
+    assert all(any(f in line.rsplit(" ", 1)[0].split(";") for f in ZONE_LOCK_FRAMES) for line in lines)
     # And locks whose waits come from lruvec code exist in the same recording but are not attributed.
     lruvec_locks = {k for k, ss in stacks.items() if any(_caller_function(s) in LRUVEC_FRAMES for s in ss)}
     assert not {int(a, 16) for a in attributed} & {int(k, 16) for k in lruvec_locks}
