@@ -278,6 +278,13 @@ def test_live_instance_trace_matches_report(live_traces):
         assert n > 10000
         # The default buffer of an `extract -B` file (empty top buffer) is the recorded instance.
         assert sum(len(c) for c in reader.chunks()) == n
+    # The same recording as v6, where the instance is reached through a v6 BUFFER option.
+    v6 = full.with_name("kmem.v6.dat")
+    subprocess.run(["trace-cmd", "convert", "-i", str(full), "-o", str(v6), "--file-version", "6"], check=True,
+                   capture_output=True)
+    with open_trace(v6) as reader:
+        assert reader.info.version == 6 and "zlperf_test_full" in reader.info.buffers
+        assert _compare(v6, reader, buffer="zlperf_test_full") == n
 
 
 @pytest.mark.live
