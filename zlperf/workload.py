@@ -43,6 +43,18 @@ def churn(seconds: float, mb: int) -> int:
     return rounds
 
 
+#: Task name of the workers, so reports and independent counters can pick them out.
+WORKER_COMM = "zlperf-churn"
+
+
+def _name_worker() -> None:
+    try:
+        with open("/proc/self/comm", "w") as fh:
+            fh.write(WORKER_COMM)
+    except OSError:
+        pass  # not on Linux /proc: the name only helps reading reports
+
+
 def _child(cpu: Optional[int], seconds: float, mb: int, wfd: int) -> None:
     """Body of one forked worker: pin, churn, report rounds through the pipe, exit without cleanup."""
     code = 0
@@ -51,6 +63,7 @@ def _child(cpu: Optional[int], seconds: float, mb: int, wfd: int) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
+        _name_worker()
         rounds = churn(seconds, mb)
         os.write(wfd, f"{rounds}\n".encode())
     except BaseException:  # a worker must never return into the parent's code
