@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from zlperf.workload import WORKER_COMM
+
 from conftest import DATA, REPO, have_tool, is_root
 from zlperf.recipes import load_recipe
 from zlperf.record import RecordOptions, kallsyms_path, preflight, record, trace_cmd_refused
