@@ -222,7 +222,7 @@ def test_record_stock_with_each_backend(backend, tmp_path, pcp_lists_shrunk):
         # stacks: true. An event right before tracing_on goes to 0 can lose its stack, so allow a few.
         events = counts["contention_begin"] + counts["contention_end"]
         assert 0.95 * events <= counts["kernel_stack"] <= events
-        assert comms["python3"] > 0 and comms.get("<...>", 0) == 0  # comms resolved, the workload's among them
+        assert comms[WORKER_COMM] > 0 and comms.get("<...>", 0) == 0  # comms resolved, the workload's among them
         zone = [s for s in stacks if ZONE_LOCK_FRAMES.search(" ".join(s))]
     else:
         syms = kallsyms_path(out)
@@ -423,8 +423,9 @@ def test_page_churn_is_large_and_workers_are_pinned_one_per_cpu(tmp_path):
     counts, _, _, cpus_by_pid = parse_report(report_lines(out))
     assert counts["mm_page_alloc"] > 50_000 and counts["mm_page_free"] > 50_000
     assert "overflowed" not in res.stderr
-    # The workers are the python3 tasks with the most events; each stays on one CPU, all CPUs used.
-    workers = sorted((k for k in cpus_by_pid if k[0] == "python3"), key=lambda k: -sum(cpus_by_pid[k].values()))[:ncpu]
+    # The workers are the zlperf-churn tasks with the most events; each stays on one CPU, all CPUs used.
+    workers = sorted((k for k in cpus_by_pid if k[0] == WORKER_COMM),
+                     key=lambda k: -sum(cpus_by_pid[k].values()))[:ncpu]
     home = []
     for k in workers:
         cpu, n = cpus_by_pid[k].most_common(1)[0]
