@@ -14,6 +14,7 @@ import os
 import struct
 import sys
 import tempfile
+from collections import defaultdict
 from typing import Collection, Iterator, Optional
 
 import numpy as np
@@ -447,7 +448,7 @@ class LibTraceCmdReader:
         handle, own = self._buffer_handle(buffer)
         tep = lib.tracecmd_get_tep(handle) if own else self._tep
         formats = self._formats_by_id
-        if own:
+        if own and tep != self._tep:  # instances normally share the top handle's parser
             formats = {}
             for i in range(int(lib.tep_get_events_count(tep))):
                 ev_p = lib.tep_get_event(tep, i)
@@ -459,7 +460,6 @@ class LibTraceCmdReader:
         type_fmt = next(iter(formats.values())).field("common_type") if formats else None
         type_off = type_fmt.offset if type_fmt else 0
         type_size = type_fmt.size if type_fmt else 2
-        order = "big" if self._big else "little"
         # Raw twins of the prototypes: an int address is cheaper than a ctypes pointer object.
         read_next = lib.tc["tracecmd_read_next_data"]
         read_next.restype, read_next.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
@@ -473,8 +473,11 @@ class LibTraceCmdReader:
         cpu_ref = ctypes.byref(cpu_out)
         page_size = int(lib.tracecmd_page_size(handle)) or self.info.page_size
         corrupt: list[tuple[int, int]] = []
-        pending: dict[int, list] = {}
+        pending: defaultdict[int, list] = defaultdict(list)
         missed: list = []
+        # common_type as the format says (u16 on every kernel so far), in the file's byte order.
+        type_of = struct.Struct((">" if self._big else "<")
+                                + {1: "B", 2: "H", 4: "I"}.get(type_size, "H")).unpack_from
         unknown: dict[int, int] = {}
         n = 0
         seq = 0
@@ -496,19 +499,16 @@ class LibTraceCmdReader:
                     continue
                 data = string_at(data_p, size)
                 free(rp)
-                eid = int.from_bytes(data[type_off:type_off + type_size], order)
+                eid = type_of(data, type_off)[0]
                 if eid in keep:
-                    p = pending.get(eid)
-                    if p is None:
-                        p = pending[eid] = []
-                    p.append((ts, cpu, seq, data))
+                    pending[eid].append((ts, cpu, seq, data))
                     n += 1
                 elif eid not in formats:
                     unknown[eid] = unknown.get(eid, 0) + 1
                 seq += 1
                 if n >= limit:
                     yield self._build(pending, missed, formats)
-                    pending, missed, n = {}, [], 0
+                    pending, missed, n = defaultdict(list), [], 0
             if n:
                 yield self._build(pending, missed, formats)
         finally:
