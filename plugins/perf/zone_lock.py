@@ -189,13 +189,32 @@ def _column(values: list) -> np.ndarray:
             if not v:
                 col[i] = np.empty(0, dtype=np.uint64)
             elif isinstance(v[0], dict):
-                col[i] = np.array([f["ip"] for f in v if f.get("ip", 0) >= _KERNEL_HALF], dtype=np.uint64)
+                col[i] = np.array(_kernel_ips(v), dtype=np.uint64)
             else:
                 col[i] = np.asarray(v)
         return col
     if max(values) >= 1 << 63:  # unsigned kernel addresses as big ints
         return np.array(values, dtype=np.uint64)
     return np.array(values, dtype=np.int64)
+
+
+_USER_MAPS = ("[unknown]", "[vdso]", "[vsyscall]", "[heap]", "[stack]", "[anon]")
+
+
+def _kernel_ips(chain: list) -> list:
+    """The kernel part of perf's call chain: the innermost frames perf placed in a kernel map.
+
+    perf drops its PERF_CONTEXT_* markers before handing the chain over; kernel frames come
+    first, in [kernel.kallsyms] or a [module]. A user frame can hold any value (frame-pointer
+    walks read garbage), so the address alone cannot tell.
+    """
+    out = []
+    for f in chain:
+        dso = f.get("dso") or ""
+        if not (dso.startswith("[") and dso not in _USER_MAPS and f.get("ip", 0) >= _KERNEL_HALF):
+            break
+        out.append(f["ip"])
+    return out
 
 
 def _batch(name: str, field_names: tuple, rows: list) -> EventBatch:

@@ -898,17 +898,34 @@ class PerfDataReader:
         tid_slots = {lay.tid for lay in layouts.values()}
         if not renamed or not len(pos) or len(tid_slots) != 1 or None in tid_slots:
             return
-        tids = self._words.view(np.uint32)[2 * (pos + tid_slots.pop()) + 1].view(np.int32)
-        for tid, changes in renamed.items():
-            mine = np.flatnonzero(tids == tid)
-            if not len(mine):
-                continue
-            last = int(self._time[mine].max())
-            name = changes[0][1]
-            for when, comm in changes:
-                if when <= last:
-                    name = comm
-            self.info.cmdlines[tid] = name
+        tids = self._words.view(np.uint32)[2 * (pos + tid_slots.pop()) + 1]
+        # Renamed tids -> 1..k through a table (pids are small), then per rename level one
+        # vectorised pass: does the task have a sample at or after that rename?
+        order = sorted(renamed)
+        top = max(order)
+        if top >= 1 << 24:
+            return
+        lut = np.zeros(top + 1, dtype=np.int32)
+        lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
+        group = lut[np.minimum(tids, np.uint32(top))]
+        group[tids > top] = 0
+        rows = np.flatnonzero(group)
+        group, when_sampled = group[rows], self._time[rows]
+        names = {tid: renamed[tid][0][1] for tid in order}
+        for level in range(1, max(len(h) for h in renamed.values())):
+            since = np.full(len(order) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+            for g, tid in enumerate(order, 1):
+                if level < len(renamed[tid]):
+                    since[g] = renamed[tid][level][0]
+            seen = np.bincount(group, weights=(when_sampled.astype(np.int64) >= since[group]),
+                               minlength=len(order) + 1)
+            for g, tid in enumerate(order, 1):
+                if seen[g] > 0:
+                    names[tid] = renamed[tid][level][1]
+        has_samples = np.bincount(group, minlength=len(order) + 1)
+        for g, tid in enumerate(order, 1):
+            if has_samples[g]:  # a task never sampled keeps its final name
+                self.info.cmdlines[tid] = names[tid]
 
     def _attr_index(self, pos: np.ndarray) -> np.ndarray:
         attrs = self.header.attrs
@@ -926,6 +943,14 @@ class PerfDataReader:
                        "re-record with a current perf")
         table_ids = np.array([i for a in attrs for i in a.ids], dtype=np.uint64)
         table_attr = np.array([a.index for a in attrs for _ in a.ids], dtype=np.int32)
+        if len(table_ids) and int(table_ids.max()) < 1 << 20:
+            # perf's ids are small numbers: a lookup table is one gather.
+            lut = np.full(int(table_ids.max()) + 2, -1, dtype=np.int32)
+            lut[table_ids.astype(np.int64)] = table_attr
+            out = lut[np.minimum(ids, np.uint64(len(lut) - 1)).astype(np.int64)]
+            if (out < 0).any():
+                self.info.warnings.append(f"{int((out < 0).sum())} samples with an unknown event id were skipped")
+            return out
         order = np.argsort(table_ids)
         table_ids, table_attr = table_ids[order], table_attr[order]
         k = np.clip(np.searchsorted(table_ids, ids), 0, len(table_ids) - 1)
