@@ -200,3 +200,19 @@ def test_readers_agree_on_a_large_recorded_trace(kmem_trace, capsys):
     with capsys.disabled():
         print("\nparity on %s: read + collated for comparison (wall clock) at %s" % (
             kmem_trace.name, ", ".join(f"{k} {v:,.0f} events/s" for k, v in speeds.items())))
+
+
+def test_report_json_is_the_same_with_either_reader(trace_dat, capsys):
+    """End to end: `zlperf report --json` gives the same document whichever reader decodes."""
+    import json
+
+    from zlperf.cli import main
+
+    docs = {}
+    for reader in ("fast", "libtracecmd"):
+        assert main(["report", str(trace_dat), "--reader", reader, "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        # Only where the symbol table came from may differ (the file's section vs libtraceevent).
+        assert doc["source"].pop("kallsyms").startswith(str(trace_dat))
+        docs[reader] = doc
+    assert docs["fast"] == docs["libtracecmd"]
