@@ -15,8 +15,6 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from zlperf.analysis import kmem_abi
-from zlperf.analysis import series_abi
 from zlperf.analysis.kmem_abi import KmemZoneLockABI
 from zlperf.analysis.series_abi import ZoneLockSeriesABI
 from zlperf.analysis.stock_abi import StockContentionABI
@@ -134,98 +132,22 @@ def _filter(table: Optional[Table], mask_fn: Callable[[Table], np.ndarray]) -> O
     return {k: v[mask] for k, v in table.items()}
 
 
-class Analyzer:
-    """Streaming aggregation of one recording. Feed chunks, then :meth:`summary`."""
+class Aggregate:
+    """Everything accumulated from one ABI's observations: per-group counters and distributions,
+    hold time by batch size, the worst cases, the timeline and the contended stacks."""
 
-    def __init__(self, info: TraceInfo, options: Optional[AnalysisOptions] = None):
-        self.info = info
-        self.options = options or AnalysisOptions()
-        self.zones = ZoneTable()
-        self.abi = self._select_abi(info.formats.keys())
+    def __init__(self, options: AnalysisOptions):
         self.dims: dict[str, DimStats] = {d: DimStats() for d in DIMENSIONS}
         self.total = DimStats()  # one group, key 0
         self.hold_by_batch: dict[int, Distribution] = {}
-        self.event_counts: dict[str, int] = {}
-        self.missed_events = 0
-        self.missed_unknown_gaps = 0
-        self.missed_by_cpu: dict[int, int] = {}
-        self.first_ts: Optional[int] = None
-        self.last_ts: Optional[int] = None
-        self.top_waits = TopN(self.options.top)
-        self.top_holds = TopN(self.options.top)
+        self.top_waits = TopN(options.top)
+        self.top_holds = TopN(options.top)
         # Series ("all", 0), ("zone", code), ("caller", addr): see zlperf.analysis.timeline.COLUMNS.
-        self.timeline = Timeline(self.options.bin_ns)
+        self.timeline = Timeline(options.bin_ns)
         self.stacks: dict[bytes, list] = {}  # frames bytes -> [frames, count] of contended events
-        self._finished = False
 
-    def _select_abi(self, names):
-        """The ABI adapter for the events a recording has; None until known.
-
-        Preference follows what answers most: the seed patch's kmem events (waits and holds
-        with zone names), then the rival zone_lock:* series (waits and holds by zone pointer),
-        then lock:contention_* (contended waits only, zones found by stacks).
-        """
-        names = set(names)
-        if names & set(kmem_abi.EVENTS):
-            return KmemZoneLockABI(self.zones)
-        if names & set(series_abi.EVENTS):
-            return ZoneLockSeriesABI(self.zones, self.info)
-        if names & set(StockContentionABI.events):
-            return StockContentionABI(self.zones, self.info, self.options.zone_lock_frames)
-        return None
-
-    # -- feeding ----------------------------------------------------------------------------
-    def feed(self, chunk: Chunk) -> None:
-        """Account one chunk from the reader."""
-        if self.abi is None:
-            # Files without stored formats (perf script) tell their ABI by their events.
-            self.abi = self._select_abi(chunk.batches.keys())
-        for name, batch in chunk.batches.items():
-            n = len(batch)
-            if not n:
-                continue
-            if name == MISSED_EVENTS:
-                self._count_missed(batch)
-                continue
-            self.event_counts[name] = self.event_counts.get(name, 0) + n
-            lo, hi = int(batch.ts.min()), int(batch.ts.max())
-            self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
-            self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
-        if self.abi is not None:
-            self._account(self.abi.observe(chunk))
-
-    def _count_missed(self, batch) -> None:
-        counts = batch.fields["count"].astype(np.int64)
-        known = counts >= 0
-        self.missed_events += int(counts[known].sum())
-        self.missed_unknown_gaps += int((~known).sum())
-        for cpu, c in zip(batch.cpu.tolist(), counts.tolist()):
-            self.missed_by_cpu[cpu] = self.missed_by_cpu.get(cpu, 0) + max(c, 0)
-
-    def _window(self, obs: Observations) -> Observations:
-        opts = self.options
-        zone_code = None
-        if opts.zone is not None:
-            zone_code = self.zones.find(opts.zone)
-            if zone_code is None:
-                zone_code = -2  # not seen (yet): filters everything of this chunk out
-        if opts.since_ns is None and opts.until_ns is None and zone_code is None:
-            return obs
-
-        def mask(t: Table) -> np.ndarray:
-            m = np.ones(len(t["ts"]), dtype=bool)
-            if opts.since_ns is not None:
-                m &= t["ts"] >= np.uint64(opts.since_ns)
-            if opts.until_ns is not None:
-                m &= t["ts"] <= np.uint64(opts.until_ns)
-            if zone_code is not None:
-                m &= t["zone"] == zone_code
-            return m
-
-        return Observations(**{k: _filter(getattr(obs, k), mask) for k in obs.__dataclass_fields__})
-
-    def _account(self, obs: Observations) -> None:
-        obs = self._window(obs)
+    def account(self, obs: Observations) -> None:
+        """Add one chunk's observations (already windowed)."""
         self._count(obs.contended, "contended_events", timeline_col=0)
         if obs.stacks is not None:
             self._count_stacks(obs.stacks)
@@ -296,14 +218,91 @@ class Analyzer:
             stats = self.dims[dim]
             self.timeline.add_grouped(dim, codes[stats], stats.coder.keys, ts, column, weights)
 
+
+
+class Analyzer:
+    """Streaming aggregation of one recording. Feed chunks, then :meth:`summary`."""
+
+    def __init__(self, info: TraceInfo, options: Optional[AnalysisOptions] = None):
+        self.info = info
+        self.options = options or AnalysisOptions()
+        self.zones = ZoneTable()
+        # One lane per event ABI, in order of preference: the seed patch's kmem events (waits and
+        # holds with zone names), the rival zone_lock:* series (waits and holds by zone pointer),
+        # lock:contention_* (contended waits only, zones found by stacks). A file's stored formats
+        # do not tell which were recorded (`trace-cmd extract` saves every format), so each lane
+        # watches for its own events; the report comes from the first lane that saw any.
+        self.lanes: list[tuple[object, Aggregate]] = [
+            (KmemZoneLockABI(self.zones), Aggregate(self.options)),
+            (ZoneLockSeriesABI(self.zones, self.info), Aggregate(self.options)),
+            (StockContentionABI(self.zones, self.info, self.options.zone_lock_frames), Aggregate(self.options)),
+        ]
+        self.abi = None  #: the chosen adapter, once :meth:`summary` has chosen
+        self.agg: Optional[Aggregate] = None  #: its aggregation
+        self.abi_found = False  #: whether any lane saw its events
+        self.event_counts: dict[str, int] = {}
+        self.missed_events = 0
+        self.missed_unknown_gaps = 0
+        self.missed_by_cpu: dict[int, int] = {}
+        self.first_ts: Optional[int] = None
+        self.last_ts: Optional[int] = None
+
+    # -- feeding ----------------------------------------------------------------------------
+    def feed(self, chunk: Chunk) -> None:
+        """Account one chunk from the reader."""
+        for name, batch in chunk.batches.items():
+            n = len(batch)
+            if not n:
+                continue
+            if name == MISSED_EVENTS:
+                self._count_missed(batch)
+                continue
+            self.event_counts[name] = self.event_counts.get(name, 0) + n
+            lo, hi = int(batch.ts.min()), int(batch.ts.max())
+            self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
+            self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
+        for adapter, agg in self.lanes:
+            if any(name in chunk.batches for name in adapter.events) or MISSED_EVENTS in chunk.batches:
+                agg.account(self._window(adapter.observe(chunk)))
+
+    def _count_missed(self, batch) -> None:
+        counts = batch.fields["count"].astype(np.int64)
+        known = counts >= 0
+        self.missed_events += int(counts[known].sum())
+        self.missed_unknown_gaps += int((~known).sum())
+        for cpu, c in zip(batch.cpu.tolist(), counts.tolist()):
+            self.missed_by_cpu[cpu] = self.missed_by_cpu.get(cpu, 0) + max(c, 0)
+
+    def _window(self, obs: Observations) -> Observations:
+        opts = self.options
+        zone_code = None
+        if opts.zone is not None:
+            zone_code = self.zones.find(opts.zone)
+            if zone_code is None:
+                zone_code = -2  # not seen (yet): filters everything of this chunk out
+        if opts.since_ns is None and opts.until_ns is None and zone_code is None:
+            return obs
+
+        def mask(t: Table) -> np.ndarray:
+            m = np.ones(len(t["ts"]), dtype=bool)
+            if opts.since_ns is not None:
+                m &= t["ts"] >= np.uint64(opts.since_ns)
+            if opts.until_ns is not None:
+                m &= t["ts"] <= np.uint64(opts.until_ns)
+            if zone_code is not None:
+                m &= t["zone"] == zone_code
+            return m
+
+        return Observations(**{k: _filter(getattr(obs, k), mask) for k in obs.__dataclass_fields__})
+
     # -- result ------------------------------------------------------------------------------
     def summary(self) -> Summary:
         """Finish the stream (unreleased acquisitions at the end) and build the summary."""
         if self.abi is None:
-            self.abi = KmemZoneLockABI(self.zones)  # nothing recognisable: report what is missing
-        if not self._finished:
-            self._account(self.abi.finish())
-            self._finished = True
+            seen = [(a, g) for a, g in self.lanes if any(self.event_counts.get(e) for e in a.events)]
+            self.abi, self.agg = seen[0] if seen else self.lanes[0]  # none: say what is missing
+            self.abi_found = bool(seen)
+            self.agg.account(self._window(self.abi.finish()))
         return build_summary(self)
 
 

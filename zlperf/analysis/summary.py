@@ -58,7 +58,7 @@ def _group_entry(g, caps, duration_ns: int) -> dict[str, Any]:
 
 def _slices(an: "Analyzer", key, first_ts: int, last_ts: int) -> dict[str, list]:
     """Per-slice counters of one zone/caller: the run's own noise, which ``zlperf diff`` compares against."""
-    sums = an.timeline.slices(key, first_ts, last_ts, SLICES)
+    sums = an.agg.timeline.slices(key, first_ts, last_ts, SLICES)
     out: dict[str, list] = {}
     for i, col in enumerate(TIMELINE_COLUMNS):
         out[col] = sums[:, i].tolist() if col.endswith("_ns") else sums[:, i].astype(int).tolist()
@@ -67,7 +67,7 @@ def _slices(an: "Analyzer", key, first_ts: int, last_ts: int) -> dict[str, list]
 
 def _timeline(an: "Analyzer", first_ts: int, last_ts: int) -> dict:
     """The overall timeline in at most about _DISPLAY_BINS round bins covering the recording."""
-    start, width, sums = an.timeline.rebinned(("all", 0), first_ts, last_ts, _DISPLAY_BINS)
+    start, width, sums = an.agg.timeline.rebinned(("all", 0), first_ts, last_ts, _DISPLAY_BINS)
     return {
         "bin_ns": width,
         "start_ns": start,
@@ -85,6 +85,11 @@ def build_summary(an: "Analyzer") -> Summary:
 
     info, opts = an.info, an.options
     caps = an.abi.capabilities(an.event_counts)
+    if not an.abi_found:
+        caps.abi = "none: no kmem:mm_zone_lock_*, zone_lock:* or lock:contention_* events in this recording"
+        caps.profile = "none"
+        caps.cannot = ["anything about zone->lock: record with `zlperf record --profile minimal` (patched kernels) "
+                       "or `--profile stock` (any kernel since 5.19)"]
     first = an.first_ts if an.first_ts is not None else 0
     last = an.last_ts if an.last_ts is not None else first
     lo = max(first, opts.since_ns) if opts.since_ns is not None else first
@@ -102,7 +107,7 @@ def build_summary(an: "Analyzer") -> Summary:
         return e
 
     zones = []
-    for code, g in sorted(an.dims["zone"].items(), key=lambda kv: an.zones.zones[kv[0]].label):
+    for code, g in sorted(an.agg.dims["zone"].items(), key=lambda kv: an.zones.zones[kv[0]].label):
         z = an.zones.zones[code]
         zones.append({"node": z.node, "zone": z.name, "label": z.label,
                       "lock_addr": None if z.lock_addr is None else f"{z.lock_addr:#x}",
@@ -110,22 +115,22 @@ def build_summary(an: "Analyzer") -> Summary:
                       **entry("zone", code, g)})
 
     callers = []
-    for addr, g in an.dims["caller"].items():
+    for addr, g in an.agg.dims["caller"].items():
         role = "lock" if (g.contended_events or g.acquisitions or g.wait.count or g.hold.count) else "unlock"
         callers.append({"caller": sym(addr), "addr": f"{addr:#x}", "role": role, **entry("caller", addr, g)})
     callers.sort(key=lambda c: (-(c["contended_events"] or 0), -(c["acquisitions"] or 0), c["caller"]))
 
-    cpus = [{"cpu": cpu, **entry("cpu", cpu, g)} for cpu, g in sorted(an.dims["cpu"].items())]
+    cpus = [{"cpu": cpu, **entry("cpu", cpu, g)} for cpu, g in sorted(an.agg.dims["cpu"].items())]
     tasks = [{"pid": pid, "comm": info.cmdlines.get(pid, "<...>"), **entry("task", pid, g)}
-             for pid, g in an.dims["task"].items()]
+             for pid, g in an.agg.dims["task"].items()]
     tasks.sort(key=lambda t: (-(t["contended_events"] or 0), -(t["acquisitions"] or 0), t["pid"]))
 
     hold_by_batch = []
     if caps.holds:
-        for bucket in sorted(an.hold_by_batch):
+        for bucket in sorted(an.agg.hold_by_batch):
             lo_b = 0 if bucket == 0 else 1 << (bucket - 1)
             hi_b = 0 if bucket == 0 else (1 << bucket) - 1
-            hold_by_batch.append({"batch_min": lo_b, "batch_max": hi_b, "hold_ns": an.hold_by_batch[bucket].summary()})
+            hold_by_batch.append({"batch_min": lo_b, "batch_max": hi_b, "hold_ns": an.agg.hold_by_batch[bucket].summary()})
 
     def worst(top, col: str) -> list[dict]:
         rows = []
@@ -136,9 +141,9 @@ def build_summary(an: "Analyzer") -> Summary:
                          "caller": sym(r["caller"]), **({"count": r["count"]} if "count" in r else {})})
         return rows
 
-    total = next((g for _, g in an.total.items()), GroupStats())
+    total = next((g for _, g in an.agg.total.items()), GroupStats())
     stacks = [{"count": count, "frames": [sym(int(a)) for a in frames]}
-              for frames, count in sorted(an.stacks.values(), key=lambda e: -e[1])]
+              for frames, count in sorted(an.agg.stacks.values(), key=lambda e: -e[1])]
     overrun = sum((s.overrun or 0) for s in info.cpu_stats.values())
     dropped = sum((s.dropped_events or 0) for s in info.cpu_stats.values())
     return {
@@ -168,8 +173,8 @@ def build_summary(an: "Analyzer") -> Summary:
         "tasks": tasks,
         "hold_by_batch": hold_by_batch,
         "timeline": _timeline(an, lo, hi),
-        "top_waits": worst(an.top_waits, "wait_ns") if caps.waits else [],
-        "top_holds": worst(an.top_holds, "hold_ns") if caps.holds else [],
+        "top_waits": worst(an.agg.top_waits, "wait_ns") if caps.waits else [],
+        "top_holds": worst(an.agg.top_holds, "hold_ns") if caps.holds else [],
         # Kernel stacks of contended events (innermost frame first), when recorded with stacks.
         "contended_stacks": stacks,
         "warnings": list(info.warnings),
