@@ -142,3 +142,17 @@ def test_stock_perf_backend_agrees_with_perf_lock_contention(tmp_path, pcp_lists
         assert count in remaining, (theirs, ours)
         remaining.remove(count)
     assert sum(theirs.values()) >= 0.9 * sum(ours), (theirs, ours)
+
+
+@pytest.mark.skipif(not have_tool("trace-cmd"), reason="trace-cmd not installed")
+def test_recording_without_any_lock_events_says_so(tmp_path):
+    """`trace-cmd extract` stores every event format: the ABI must come from events seen, not formats."""
+    out = tmp_path / "churn.dat"
+    proc = subprocess.run([sys.executable, "-m", "zlperf", "record", "--profile", "page-churn", "-o", str(out), "--",
+                           sys.executable, "-m", "zlperf.workload", "--procs", "1", "--seconds", "0.3", "--mb", "8"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = _report(out)
+    assert doc["events"].get("kmem:mm_page_alloc", 0) > 0
+    assert doc["abi"].startswith("none") and doc["profile"] == "none"
+    assert doc["zones"] == [] and "record with" in doc["cannot_show"][0]
