@@ -149,8 +149,8 @@ class Aggregate:
     def account(self, obs: Observations) -> None:
         """Add one chunk's observations (already windowed)."""
         self._count(obs.contended, "contended_events", timeline_col=0)
-        if obs.stacks is not None:
-            self._count_stacks(obs.stacks)
+        if table_len(obs.contended) and "stack" in obs.contended:
+            self._count_stacks(obs.contended["stack"])
         if table_len(obs.acquired):
             codes = self._count(obs.acquired, "acquisitions", timeline_col=1)
             contended = obs.acquired["contended"]

@@ -78,7 +78,9 @@ class KmemZoneLockABI:
         contended = batches.get(CONTENDED)
         if contended is not None and len(contended):
             obs.contended = _base(contended, zone_codes(contended, self.zones))
-            obs.stacks = stacks_of(chunk, CONTENDED)  # recorded with -T / -g
+            stacks = stacks_of(chunk, CONTENDED)  # recorded with -T / -g
+            if stacks is not None:
+                obs.contended["stack"] = stacks
         locked = batches.get(LOCKED)
         locked_t: Optional[Table] = None
         if locked is not None and len(locked):

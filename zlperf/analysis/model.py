@@ -97,14 +97,14 @@ class Capabilities:
 class Observations:
     """One chunk's normalised zone-lock facts. None = this ABI cannot observe it.
 
-    contended:  ts cpu pid zone caller                      (a contended-lock event)
+    contended:  ts cpu pid zone caller [stack]              (a contended-lock event; its kernel stack
+                                                            as uint64 frames, innermost first, if recorded)
     acquired:   ts cpu pid zone caller count contended      (every traced acquisition)
     waits:      ts cpu pid zone caller wait_ns              (one row per contended wait)
     holds:      ts cpu pid zone caller count hold_ns        (ts and caller of the acquisition)
     unmatched:  ts cpu pid zone caller                      (a release with no acquisition before it)
     unreleased: ts cpu pid zone caller                      (an acquisition never seen released)
     broken:     ts cpu pid zone caller                      (pair sides next to missed events)
-    stacks:     kernel stacks of contended events (object array of uint64 frames, innermost first)
     """
 
     contended: Optional[Table] = None
@@ -114,4 +114,3 @@ class Observations:
     unmatched: Optional[Table] = None
     unreleased: Optional[Table] = None
     broken: Optional[Table] = None
-    stacks: Optional[np.ndarray] = None

@@ -116,9 +116,10 @@ class StockContentionABI:
         }
         waits_t = dict(base)
         waits_t["wait_ns"] = np.array([waits[i][4] for i in keep], np.uint64)
-        kept_stacks = np.empty(len(keep), dtype=object)
-        kept_stacks[:] = [waits[i][5] for i in keep]
-        return Observations(contended=base, waits=waits_t, stacks=kept_stacks)
+        contended = dict(base)
+        contended["stack"] = np.empty(len(keep), dtype=object)
+        contended["stack"][:] = [waits[i][5] for i in keep]
+        return Observations(contended=contended, waits=waits_t)
 
     def capabilities(self, event_counts: dict[str, int]) -> Capabilities:
         """A stock kernel shows contended waits only; say what it cannot show."""
