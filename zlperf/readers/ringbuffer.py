@@ -31,7 +31,7 @@ class DecodedRun:
     """
 
     off: np.ndarray  #: int64, payload offset in the run's bytes
-    length: np.ndarray  #: int64, payload length
+    length: np.ndarray  #: int32, payload length
     ts: np.ndarray  #: uint64, trace-clock timestamp
     index: np.ndarray  #: int64, position in the run's stream
     missed_index: np.ndarray  #: int64, stream position of each gap (just before the page's first event)
@@ -102,6 +102,8 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     o_off: list[np.ndarray] = []
     o_len: list[np.ndarray] = []
     o_ts: list[np.ndarray] = []
+    over_rows: list[tuple[int, np.ndarray]] = []  # (step, rows of that step's arrays) to drop
+    sel: Optional[np.ndarray] = None
     sh5, m27, m5 = np.uint32(5), np.uint32(COMMIT_MASK), np.uint32(31)
     step = 0
     while ap.size:
@@ -120,6 +122,7 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
             off = pos + 4
             nxt = off + plen
             now += d
+            sel = None
             o_page.append(ap)
             o_k.append(step if skip is None else step - skip)
             o_off.append(off)
@@ -145,7 +148,7 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
                 now = np.where(ts_abs, d | (now & TS_MSB), now + d)
             else:
                 now += d
-            broken = ((nxt & 3) != 0) | (is_data & (plen < 0)) | (nxt <= pos)
+            broken = ((nxt & 3) != 0) | (is_data & (plen < 0)) | (nxt <= pos) | (~is_data & (nxt > cap_end))
             if broken.any():
                 for i in np.flatnonzero(broken).tolist():
                     problems.append((int(ap[i]), f"record header at page offset {int(pos[i] - ap[i] * page_size)} "
@@ -167,6 +170,21 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
         if keep.all():
             pos = nxt
             continue
+        # Pages ending here: an event whose record runs off its page is dropped (checked only
+        # for the finishing pages, the only place it can happen since end <= cap_end).
+        ovr = ~keep & (nxt > cap_end)
+        if ovr.any():
+            rows = np.flatnonzero(ovr)
+            if sel is not None:  # slow path: emitted rows are ap[sel]
+                rows = np.searchsorted(sel, rows[np.isin(rows, sel)])
+                rows_pages = ap[sel[rows]]
+                rows_pos = pos[sel[rows]]
+            else:
+                rows_pages, rows_pos = ap[rows], pos[rows]
+            if rows.size:
+                over_rows.append((len(o_page) - 1, rows))
+                for pgi, ps in zip(rows_pages.tolist(), rows_pos.tolist()):
+                    problems.append((pgi, f"event at page offset {ps - pgi * page_size} runs off the page"))
         ap, pos, end, cap_end, now = ap[keep], nxt[keep], end[keep], cap_end[keep], now[keep]
         if skip is not None:
             skip = skip[keep]
@@ -180,15 +198,16 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
             k = np.concatenate([np.full(n, kk, np.int64) if isinstance(kk, int) else kk
                                 for kk, n in zip(o_k, lens)])
         off = np.concatenate(o_off)
-        length = np.concatenate(o_len).astype(np.int64, copy=False)
+        length = np.concatenate(o_len)
+        # int32 lengths: half the memory traffic (a record is at most a page).
+        length = length.view(np.int32) if length.dtype == np.uint32 else length.astype(np.int32)
         ts = np.concatenate(o_ts)
         del o_page, o_off, o_len, o_ts, o_k
-        over = off + length > (pg + 1) * page_size
-        if over.any():
-            for i in np.flatnonzero(over).tolist():
-                problems.append((int(pg[i]), f"event at page offset {int(off[i] - pg[i] * page_size)} "
-                                 f"({int(length[i])} bytes) runs off the page"))
-            keep = ~over
+        if over_rows:
+            first_row = np.cumsum([0] + lens)
+            keep = np.ones(pg.shape[0], bool)
+            for st, rows in over_rows:
+                keep[first_row[st] + rows] = False
             pg, k, off, length, ts = pg[keep], k[keep], off[keep], length[keep], ts[keep]
         cnt = np.bincount(pg, minlength=n_pages)
     else:
@@ -210,7 +229,7 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
         dense = start[pg] + k
         off_d = np.empty(total, np.int64)
         off_d[dense] = off
-        len_d = np.empty(total, np.int64)
+        len_d = np.empty(total, np.int32)
         len_d[dense] = length
         ts_d = np.empty(total, np.uint64)
         ts_d[dense] = ts
