@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import have_tool, is_root
-from zlperf.analysis.core import analyze
+from zlperf.analysis.core import AnalysisOptions, analyze
 from zlperf.analysis.stock_frames import ZONE_LOCK_FRAMES, is_locking_frame
 from zlperf.readers import open_trace
 
@@ -105,6 +105,12 @@ def test_stock_trace_cmd_attributes_zone_lock_waits_only(tmp_path, pcp_lists_shr
         callers = Counter(_caller_function(s) for s in stacks[key])
         assert any(c in ZONE_LOCK_FRAMES for c in callers), callers
         assert not any(c in LRUVEC_FRAMES for c in callers), callers
+    # A zone filter on the lock's label keeps exactly its waits (and their stacks).
+    z = doc["zones"][0]
+    with open_trace(str(out)) as reader:
+        only = analyze(reader, AnalysisOptions(zone=z["label"]))
+    assert only["totals"]["contended_events"] == z["contended_events"]
+    assert sum(st["count"] for st in only["contended_stacks"]) == z["contended_events"]
     # Folded stacks of the attributed waits: root first, each through a zone-lock frame, counts adding up.
     folded = tmp_path / "zone.folded"
     proc = subprocess.run([sys.executable, "-m", "zlperf", "report", str(out), "--folded", str(folded)],

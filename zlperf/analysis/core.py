@@ -311,7 +311,8 @@ def analyze(reader: TraceReader, options: Optional[AnalysisOptions] = None) -> S
     analyzer = Analyzer(reader.info, options)
     for chunk in reader.chunks():
         analyzer.feed(chunk)
+    doc = analyzer.summary()  # zones of stock recordings are only known once the stream is finished
     if options and options.zone and analyzer.zones.find(options.zone) is None:
         known = ", ".join(z.label for z in analyzer.zones.zones) or "none"
         raise ZlperfError(f"{reader.info.path}: zone {options.zone!r} not in this recording (zones: {known})")
-    return analyzer.summary()
+    return doc
