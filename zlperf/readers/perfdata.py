@@ -776,6 +776,13 @@ class PerfDataReader:
             runs, others, _damaged = _walk(self._words, len(self._inflated), self.path, 0, self.info.warnings)
         pos = np.concatenate(runs) if runs else np.empty(0, np.int64)  # word index of each sample
         self._sample_words = pos.astype(np.int64, copy=False)
+        # The header words every later step reads (id, tid, time, cpu), in one row-wise gather.
+        self._head_cols: dict[int, np.ndarray] = {}
+        slots_used = sorted({j for a in h.attrs for lay in (_Layout(a),)
+                             for j in (lay.identifier, lay.id, lay.tid, lay.time, lay.cpu) if j is not None})
+        if slots_used and len(pos):
+            grid = self._words[np.minimum(pos[:, None] + np.array(slots_used, dtype=np.int64), len(self._words) - 1)]
+            self._head_cols = {j: grid[:, i] for i, j in enumerate(slots_used)}
         self._attr_of = self._attr_index(pos)
         lost_pos, lost_cpu, lost_count, lost_time = [], [], [], []
         self._id_cpu: dict[int, int] = {}
@@ -830,8 +837,8 @@ class PerfDataReader:
         slots = {(lay.time, lay.cpu) for lay in layouts.values()}
         if len(slots) == 1:  # the usual case: one gather each for all samples
             t_at, c_at = slots.pop()
-            self._time = self._words[pos + t_at] if t_at is not None else np.zeros(n, np.uint64)
-            self._cpu = self._words.view(np.uint32)[2 * (pos + c_at)].astype(np.int32) if c_at is not None \
+            self._time = np.ascontiguousarray(self._head(pos, t_at)) if t_at is not None else np.zeros(n, np.uint64)
+            self._cpu = (self._head(pos, c_at) & np.uint64(0xFFFFFFFF)).astype(np.int32) if c_at is not None \
                 else np.zeros(n, np.int32)
         else:
             self._time = np.zeros(n, np.uint64)
@@ -874,6 +881,7 @@ class PerfDataReader:
         before = self._time[self._order[np.maximum(prev, 0)]] if (self._order is not None and n) else \
             (self._time[np.maximum(prev, 0)] if n else np.zeros(len(prev), np.uint64))
         self._lost_time = np.where(lt_known >= 0, lt_known.astype(np.uint64), before).astype(np.uint64)
+        self._head_cols = {}  # the gather is large (samples x words): keep only what was copied out
 
     def gaps(self) -> list[tuple[int, int, int, Optional[int]]]:
         """The lost-event records as (cpu, time, count, time of the CPU's next sample or None).
@@ -898,7 +906,7 @@ class PerfDataReader:
         tid_slots = {lay.tid for lay in layouts.values()}
         if not renamed or not len(pos) or len(tid_slots) != 1 or None in tid_slots:
             return
-        tids = self._words.view(np.uint32)[2 * (pos + tid_slots.pop()) + 1]
+        tids = (self._head(pos, tid_slots.pop()) >> np.uint64(32)).astype(np.uint32)
         # Renamed tids -> 1..k through a table (pids are small), then per rename level one
         # vectorised pass: does the task have a sample at or after that rename?
         order = sorted(renamed)
@@ -927,6 +935,11 @@ class PerfDataReader:
             if has_samples[g]:  # a task never sampled keeps its final name
                 self.info.cmdlines[tid] = names[tid]
 
+    def _head(self, pos: np.ndarray, j: int) -> np.ndarray:
+        """Word ``j`` of every sample record (from the scan's gather when it has it)."""
+        col = self._head_cols.get(j)
+        return col if col is not None else self._words[pos + j]
+
     def _attr_index(self, pos: np.ndarray) -> np.ndarray:
         attrs = self.header.attrs
         n = len(pos)
@@ -935,9 +948,9 @@ class PerfDataReader:
         lay = _Layout(attrs[0])
         same_type = len({a.sample_type for a in attrs}) == 1
         if lay.identifier is not None:
-            ids = self._words[pos + lay.identifier]
+            ids = self._head(pos, lay.identifier)
         elif same_type and lay.id is not None:
-            ids = self._words[pos + lay.id]
+            ids = self._head(pos, lay.id)
         else:
             raise _err(self.path, None, "samples of several events carry no event id (PERF_SAMPLE_IDENTIFIER)",
                        "re-record with a current perf")
@@ -1063,6 +1076,16 @@ class PerfDataReader:
         rel = int(raw_start[0] - pos[0] * 8) if fixed else 0
         last_word = len(words) - 1
         columns: dict[int, np.ndarray] = {}
+        if fixed:
+            # The words every fixed field touches, gathered row by row in one go: a record's
+            # words sit together, so this reads each record's cache lines once.
+            needed = sorted({j for f in fmt.fields if not f.is_string or f.data_loc or f.rel_loc
+                             for j in range((rel + f.offset) // 8,
+                                            (rel + f.offset + (4 if f.data_loc or f.rel_loc else f.size) - 1) // 8 + 1)})
+            if needed:
+                grid = words[np.minimum(pos[:, None] + np.array(needed, dtype=np.int64), last_word)]
+                for i, j in enumerate(needed):
+                    columns[j] = grid[:, i]
 
         def word(j: int) -> np.ndarray:
             """Word j of every record (gathered once): records are read a word column at a time."""
