@@ -129,6 +129,9 @@ class TraceInfo:
     cpu_stats: dict[int, CpuStats] = field(default_factory=dict)
     uname: Optional[str] = None
     warnings: list[str] = field(default_factory=list)  #: what was lost or assumed
+    #: lock address -> (node, zone name) of zone locks, when the recorder could name them
+    #: (stock kernels: lock:contention_* carry only the address); filled from a sidecar file.
+    zone_locks: dict[int, tuple[int, str]] = field(default_factory=dict)
 
 
 class TraceReader(Protocol):

@@ -106,7 +106,9 @@ class StockContentionABI:
             top = ", ".join(f"{fn} {n}" for fn, n in others.most_common(5))
             self.notes.append(f"{sum(others.values())} waits on {other_locks} other locks not attributed to "
                               f"zone->lock (first frames outside locking code: {top})")
-        codes = np.array([self.zones.code(Zone(lock_addr=waits[i][3])) for i in keep], dtype=np.int32)
+        named = self.info.zone_locks  # lock address -> (node, zone name), when the recorder saved it
+        codes = np.array([self.zones.code(Zone(*named.get(waits[i][3], (None, None)), lock_addr=waits[i][3]))
+                          for i in keep], dtype=np.int32)
         base = {
             "ts": np.array([waits[i][0] for i in keep], np.uint64),
             "cpu": np.array([waits[i][1] for i in keep], np.int32),
