@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import requires_trace_cmd
 from zlperf.events import MISSED_EVENTS

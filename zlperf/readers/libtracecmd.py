@@ -2,11 +2,18 @@
 
 The reference reader: libtracecmd walks the file and the ring-buffer pages, and this module
 turns its records into the columnar :class:`zlperf.events.Chunk` stream every reader yields.
+
+Where it differs from the fast reader, because libtraceevent exposes no more:
+- ``EventFormat.print_fmt`` is the format string only (libtraceevent keeps the arguments parsed),
+  and C types are re-spaced by its tokenizer (``char * const *``).
+- ``info.symbols`` is libtraceevent's function table: every kallsyms line, data symbols too.
+- ``info.cmdlines`` fills in as chunks are read (pid -> comm lookup, no listing in the API).
 """
 
 from __future__ import annotations
 
-__all__ = ["LibTraceCmdReader", "TraceCmdLib", "load_library", "check_header", "decode_fields", "record_fits", "TepRecord", "TepEvent", "TepFormatField"]
+__all__ = ["LibTraceCmdReader", "TraceCmdLib", "load_library", "check_header", "decode_fields", "record_fits",
+           "TepRecord", "TepEvent", "TepFormat", "TepFormatField"]
 
 import ctypes
 import ctypes.util
@@ -32,7 +39,7 @@ _FL_LOAD_NO_PLUGINS = 1 << 0
 _FL_LOAD_NO_SYSTEM_PLUGINS = 1 << 1
 
 # enum tep_format_flags (event-parse.h)
-_IS_ARRAY, _IS_SIGNED, _IS_STRING, _IS_DYNAMIC, _IS_RELATIVE = 1, 4, 8, 16, 256
+_IS_ARRAY, _IS_SIGNED, _IS_DYNAMIC, _IS_RELATIVE = 1, 4, 16, 256
 
 _MISSING_LIB = "{lib} not found: apt install {pkg}, or use the fast reader"
 #: (soname, Debian package) loaded in this order: libtracecmd needs libtraceevent's symbols.
@@ -286,18 +293,6 @@ def _parse_cpustats(text: str) -> dict[int, CpuStats]:
             except ValueError:
                 pass
     return out
-
-
-class _Pending:
-    """Raw records of one event id waiting to become a column batch."""
-
-    __slots__ = ("ts", "cpu", "seq", "data")
-
-    def __init__(self) -> None:
-        self.ts: list[int] = []
-        self.cpu: list[int] = []
-        self.seq: list[int] = []
-        self.data: list[bytes] = []
 
 
 class LibTraceCmdReader:
