@@ -323,12 +323,19 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
         # A format reaching past the run's end (corrupt file): read zeros there, not out of bounds.
         data = np.concatenate([data, np.zeros(reach + 8, np.uint8)])
     views: dict = {}
+    table = _records(data, off, fmt, big, stack)
     for f in fmt.fields:
+        if f.name in table:
+            cols[f.name] = table[f.name]
+            continue
         if stack and f.name == "caller":
             cols[f.name] = _stack(data, off, length, f, big, long_size)
             continue
         if f.data_loc or f.rel_loc:
-            loc = _scalar(data, views, off, f.offset, 4, False, big).astype(np.int64)
+            loc_col = table.get(_LOC + f.name)
+            if loc_col is None:
+                loc_col = _scalar(data, views, off, f.offset, 4, False, big)
+            loc = loc_col.astype(np.int64)
             rel = (loc & 0xFFFF) + ((f.offset + f.size) if f.rel_loc else 0)
             ln = loc >> 16
             # Keep the dynamic area inside the record.
@@ -364,6 +371,55 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
             continue
         cols[f.name] = _scalar(data, views, off, f.offset, f.size, f.signed, big)
     return cols
+
+
+_LOC = "\0loc:"  # table key of a __data_loc field's location word
+
+
+def _records(data: np.ndarray, off: np.ndarray, fmt: EventFormat, big: bool, stack: bool) -> dict[str, np.ndarray]:
+    """Every fixed-size numeric field (and each __data_loc location word) of the records at ``off``.
+
+    Hot path, open-coded: one fancy-index copy of each record's fixed part (a byte-strided 2-D
+    view of the run), then each field is a strided view of those rows, typed by a structured
+    dtype built from the format; a contiguous copy per field. Empty when the layout is odd.
+    """
+    n = off.shape[0]
+    bo = ">" if big else "<"
+    names: list[str] = []
+    formats: list = []
+    offsets: list[int] = []
+    for f in fmt.fields:
+        kind = "i" if f.signed else "u"
+        if f.data_loc or f.rel_loc:
+            names.append(_LOC + f.name)
+            formats.append(bo + "u4")
+            offsets.append(f.offset)
+        elif stack and f.name == "caller" or f.is_string:
+            continue
+        elif f.array_len is None and f.size in (1, 2, 4, 8):
+            names.append(f.name)
+            formats.append(f"{bo}{kind}{f.size}")
+            offsets.append(f.offset)
+        elif f.array_len and f.elem_size in (1, 2, 4, 8) and f.elem_size * f.array_len == f.size:
+            names.append(f.name)
+            formats.append((f"{bo}{kind}{f.elem_size}", (f.array_len,)))
+            offsets.append(f.offset)
+    if not names or n == 0:
+        return {}
+    width = max(o + np.dtype(fm).itemsize for o, fm in zip(offsets, formats))
+    if len(data) < width or int(off.max()) + width > len(data):
+        return {}
+    try:
+        sd = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": width})
+    except (ValueError, TypeError):  # overlapping or duplicate fields in a damaged format
+        return {}
+    rows = np.ndarray((len(data) - width + 1, width), np.uint8, buffer=data, strides=(1, 1))[off]
+    recs = rows.view(sd).reshape(n)
+    out = {}
+    for name in names:
+        col = recs[name]
+        out[name] = col.astype(col.dtype.newbyteorder("="))  # contiguous, native order
+    return out
 
 
 def _stack(data: np.ndarray, off: np.ndarray, length: np.ndarray, f: FieldFormat, big: bool,
