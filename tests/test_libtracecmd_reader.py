@@ -400,3 +400,80 @@ def test_corrupted_record_length_is_skipped_with_a_warning(tmp_path):
     with pytest.raises(tracecmd.FileFormatError, match="impossible length"):
         while t.read_next_event():
             pass
+
+
+def _record_offsets(path: Path, count: int) -> list[tuple[int, int]]:
+    """(file offset of the header, header length) of the first ``count`` records of a v6 file."""
+    import ctypes
+
+    lib = ltc.load_library()
+    h = lib.tracecmd_open(str(path).encode(), 3)
+    cpu = ctypes.c_int()
+    out = []
+    try:
+        for _ in range(count):
+            rp = lib.tracecmd_read_next_data(h, ctypes.byref(cpu))
+            out.append((int(rp.contents.offset), int(rp.contents.record_size - rp.contents.size)))
+            lib.tracecmd_free_record(rp)
+    finally:
+        lib.tracecmd_close(h)
+    return out
+
+
+def test_event_id_without_format_is_skipped_and_counted(tmp_path):
+    import struct
+
+    (off, hdr), = _record_offsets(FULL_V6_DAT, 50)[-1:]
+    bad = bytearray(FULL_V6_DAT.read_bytes())
+    struct.pack_into("<H", bad, off + hdr, 0x7FFF)  # common_type of one record: no such event
+    p = tmp_path / "noformat.dat"
+    p.write_bytes(bytes(bad))
+    with LibTraceCmdReader(str(FULL_V6_DAT)) as r:
+        whole = sum(len(c) for c in r.chunks())
+    with LibTraceCmdReader(str(p)) as r:
+        n = sum(len(c) for c in r.chunks())
+        assert any("1 record(s) with event id 32767 that has no format" in w for w in r.info.warnings)
+    assert n == whole - 1
+
+
+_FUZZ_CHILD = """
+import sys
+from zlperf.errors import ZlperfError
+from zlperf.readers.libtracecmd import LibTraceCmdReader
+for path in sys.argv[1:]:
+    print("reading", path, flush=True)
+    try:
+        with LibTraceCmdReader(path) as r:
+            n = sum(len(c) for c in r.chunks())
+        print("ok", n, flush=True)
+    except ZlperfError as exc:
+        assert "\\n" not in str(exc) and path in str(exc), str(exc)
+        print("error", flush=True)
+"""
+
+
+def test_fuzz_mutated_files_never_crash_the_reader(tmp_path):
+    """Random byte changes in real files (v6: in the ring-buffer pages too): no crash, no traceback.
+
+    libtracecmd is C, so the reads run in a child process: a segfault fails the test by name.
+    """
+    import random
+    import sys
+
+    rng = random.Random(20261128)
+    paths = []
+    for src in (FULL_V6_DAT, FULL_DAT):
+        raw = src.read_bytes()
+        data_start = _record_offsets(FULL_V6_DAT, 1)[0][0] if src == FULL_V6_DAT else 0
+        for k in range(12):
+            b = bytearray(raw)
+            for _ in range(rng.randint(1, 40)):
+                b[rng.randrange(data_start, len(b))] = rng.randrange(256)
+            p = tmp_path / f"{src.stem}-{k}.dat"
+            p.write_bytes(bytes(b))
+            paths.append(str(p))
+    res = subprocess.run([sys.executable, "-c", _FUZZ_CHILD, *paths], capture_output=True, text=True,
+                         timeout=600)
+    last = [ln for ln in res.stdout.splitlines() if ln.startswith("reading")][-1:]
+    assert res.returncode == 0, f"crashed ({res.returncode}) on {last}: {res.stderr[-500:]}"
+    assert res.stdout.count("reading") == len(paths)
