@@ -11,7 +11,6 @@ __all__ = ["measure", "main"]
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys

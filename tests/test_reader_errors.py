@@ -258,20 +258,20 @@ def test_unknown_compression_is_one_clear_line(tmp_path):
 
 
 # ----- fuzz: mutated real files, nothing but TraceFormatError may escape ------------------------
-_SEEDS = {"v7": MINIMAL_DAT.read_bytes(), "v6": None}
+_SEEDS: dict[str, bytes] = {}
 
 
-def _v6_seed() -> bytes:
-    # A small v6 file: the head of full.v6.dat up to the end of its first CPU's first pages is
-    # not self-consistent, so use the whole file (6.8 MB) only for header-area mutations.
-    return FULL_V6_DAT.read_bytes()
+def _seed(which: str) -> bytes:
+    """The real file a fuzz example mutates: v7 zstd (minimal.dat) or v6 (full.v6.dat), read once."""
+    if which not in _SEEDS:
+        _SEEDS[which] = (MINIMAL_DAT if which == "v7" else FULL_V6_DAT).read_bytes()
+    return _SEEDS[which]
 
 
 @st.composite
 def _mutation(draw):
     which = draw(st.sampled_from(["v7", "v6"]))
-    raw = _SEEDS["v7"] if which == "v7" else (_SEEDS["v6"] or _v6_seed())
-    n = len(raw)
+    n = len(_seed(which))
     edits = draw(st.lists(st.tuples(
         st.one_of(st.integers(0, 4096), st.integers(0, n - 1)),  # the header area, or anywhere
         st.binary(min_size=1, max_size=8)), min_size=0, max_size=6))
@@ -283,9 +283,7 @@ def _mutation(draw):
 @given(_mutation())
 def test_fuzz_mutated_files_raise_only_trace_format_error(m):
     which, edits, cut = m
-    if which == "v6" and _SEEDS["v6"] is None:
-        _SEEDS["v6"] = _v6_seed()
-    data = bytearray(_SEEDS[which])
+    data = bytearray(_seed(which))
     for at, b in edits:
         data[at:at + len(b)] = b
     if cut is not None:

@@ -253,10 +253,6 @@ def read_type_ids(data: np.ndarray, off: np.ndarray, type_field: FieldFormat, bi
     return _scalar(data, {}, off, type_field.offset, type_field.size, False, big).astype(np.int64)
 
 
-def _words(data: np.ndarray, big: bool) -> np.ndarray:
-    return data[: len(data) // 4 * 4].view(">u4" if big else "<u4")
-
-
 def _view(data: np.ndarray, views: dict, dt: np.dtype) -> np.ndarray:
     """``data`` seen as overlapping values of ``dt`` starting at every byte (cached per dtype)."""
     v = views.get(dt)
