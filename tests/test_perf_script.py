@@ -98,8 +98,12 @@ def test_lost_events_are_read_from_the_file_and_agree(tmp_path):
 def test_installed_plugin_runs_in_perfs_python(tmp_path):
     """pip-installed (non-editable) zlperf: `zlperf perf-script` names a script perf can run as is."""
     target = tmp_path / "site"
+    # Build from a copy: pip builds in the source tree (build/), which other runs may share.
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", "tests", "lab", "bench", "build", "dist",
+                                                             "*.egg-info", "__pycache__", ".pytest_cache"))
     res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                          "--target", str(target), str(REPO)], capture_output=True, text=True)
+                          "--target", str(target), str(src)], capture_output=True, text=True)
     if res.returncode != 0:
         pytest.skip(f"cannot build the package here: {res.stderr.strip()[-300:]}")
     env = dict(os.environ, PYTHONPATH=str(target))

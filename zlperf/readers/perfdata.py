@@ -29,7 +29,6 @@ __all__ = [
     "PerfHeaderInfo",
     "PerfTraceInfo",
     "perf_trace_info",
-    "kernel_ref_at_start",
     "check_kernel_base",
     "open_perf_data",
     "read_header",
@@ -233,8 +232,8 @@ def _parse_features(buf, file_size: int, feat_bits: list[int], hdr: PerfHeaderIn
         elif bit == _F_ARCH:
             hdr.arch = c.perf_string()
         elif bit == _F_NRCPUS:
-            nr_online, nr_avail = c.u32(), c.u32()  # written as (nr_cpus_avail, nr_cpus_online) by perf
-            hdr.nr_cpus = max(nr_online, nr_avail)
+            first, second = c.u32(), c.u32()  # the doc and perf's writer disagree on the order:
+            hdr.nr_cpus = max(first, second)  # CPUs the recording could see, like trace.dat's count
         elif bit == _F_CMDLINE:
             hdr.cmdline = " ".join(c.perf_string() for _ in range(c.u32()))
         elif bit == _F_COMPRESSED:
@@ -710,23 +709,6 @@ def perf_trace_info(path: str, hdr: PerfHeaderInfo, kallsyms: Optional[str] = No
         info.warnings.append("no tracepoint events in this perf.data (record with -e SYS:EVENT)")
     info.__dict__["_resolve"] = lambda: find_kallsyms(str(path), hdr, kallsyms, info.warnings)
     return info
-
-
-def kernel_ref_at_start(buf, hdr: PerfHeaderInfo, limit: int = 100_000) -> Optional[tuple[str, int]]:
-    """The recorded kernel mmap's (symbol, address), from the records perf synthesizes before samples."""
-    pos, end = hdr.data_offset, hdr.data_offset + hdr.data_size
-    for _ in range(limit):
-        if pos + 8 > end:
-            return None
-        rtype, _misc, rsize = struct.unpack_from("<IHH", buf, pos)
-        if rsize < 8 or rtype == _SAMPLE:
-            return None
-        if rtype == _MMAP:
-            ref = _kernel_mmap(bytes(buf[pos:pos + rsize]))
-            if ref:
-                return ref
-        pos += rsize
-    return None
 
 
 def _kernel_mmap(rec: bytes) -> Optional[tuple[str, int]]:
