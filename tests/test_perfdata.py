@@ -127,6 +127,24 @@ def test_reader_values_equal_perf_script_fields():
                     assert int(value) == int(s.f[key], 0), (event, fname)
 
 
+def test_string_dictionary_matches_the_strings(tmp_path):
+    """Interned strings (EventBatch.dictionary) decode to exactly the field, also with odd bytes."""
+    buf = bytearray(FULL_PERF_DATA.read_bytes())
+    at = buf.find(b"Normal\0", len(buf) // 2)
+    buf[at:at + 6] = b"Nor\x01al"
+    path = tmp_path / "odd.perf.data"
+    path.write_bytes(bytes(buf))
+    seen = set()
+    with PerfDataReader(str(path), chunk_samples=20000) as reader:
+        for chunk in reader.chunks():
+            for b in chunk.batches.values():
+                for name, (codes, values) in b.dictionary.items():
+                    assert list(values[codes]) == list(b.fields[name])
+                    assert len(set(values)) == len(values)
+                    seen.update(values)
+    assert {"Normal", "Nor\x01al"} <= seen
+
+
 def test_per_cpu_stream_is_time_ordered_and_seq_contract_holds():
     last_seq: dict[int, int] = {}
     with PerfDataReader(str(FULL_PERF_DATA), chunk_samples=5000) as reader:

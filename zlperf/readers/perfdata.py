@@ -536,22 +536,24 @@ def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(firsts, dtype=np.int64), code
 
 
-def _texts(block: np.ndarray) -> np.ndarray:
-    """Object array of str from an (n, length) uint8 block of NUL-padded strings."""
+def _texts(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 codes, object array of distinct str) of an (n, length) uint8 block of NUL-padded strings."""
     n, ln = block.shape
-    out = np.empty(n, dtype=object)
-    if n == 0:
-        return out
-    if ln == 0:
-        out[:] = ""
-        return out
+    if n == 0 or ln == 0:
+        return np.zeros(n, np.int32), np.array([""], dtype=object)
     padded = np.zeros((n, (ln + 7) // 8 * 8), dtype=np.uint8)
     padded[:, :ln] = block
     keys = padded.view("<u8")
     first, code = _distinct_rows(keys)
-    texts = np.empty(len(first), dtype=object)
-    texts[:] = [padded[f, :ln].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace") for f in first.tolist()]
-    return texts[code]
+    # Rows that differ only after the NUL are the same text: one value each.
+    index: dict[str, int] = {}
+    remap = np.empty(len(first), dtype=np.int32)
+    for i, f in enumerate(first.tolist()):
+        text = padded[f, :ln].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")
+        remap[i] = index.setdefault(text, len(index))
+    values = np.empty(len(index), dtype=object)
+    values[:] = list(index)
+    return remap[code], values
 
 
 def _strings(views: _Views, start: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -1047,6 +1049,7 @@ class PerfDataReader:
             else:
                 w = w + lay.read_words
         fields: dict[str, np.ndarray] = {}
+        dictionary: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # strings as decoded: codes + values
         if lay.callchain:
             nr = words[w].astype(np.int64)
             fields["common_callchain"] = _kernel_frames(words, w, nr)
@@ -1105,7 +1108,8 @@ class PerfDataReader:
                 if f.rel_loc:
                     off = off + f.offset + f.size
                 if f.is_string and fixed and off.min() == off.max() and length.min() == length.max():
-                    fields[f.name] = _texts(span(int(off[0]), int(length[0])))
+                    codes, values = dictionary[f.name] = _texts(span(int(off[0]), int(length[0])))
+                    fields[f.name] = values[codes]
                     continue
                 start = raw_start + off
                 if f.is_string:
@@ -1117,7 +1121,8 @@ class PerfDataReader:
                     fields[f.name] = blobs
             elif f.is_string:
                 if fixed:
-                    fields[f.name] = _texts(span(f.offset, f.size))
+                    codes, values = dictionary[f.name] = _texts(span(f.offset, f.size))
+                    fields[f.name] = values[codes]
                 else:
                     fields[f.name] = _strings(views, raw_start + f.offset, np.full(n, f.size, np.int64))
             else:
@@ -1136,7 +1141,7 @@ class PerfDataReader:
         else:
             pid = np.full(n, -1, np.int32)
         return EventBatch(name=attr.name, ts=ts, cpu=cpu.astype(np.int32), pid=pid, seq=seq.astype(np.int64),
-                          fields=fields)
+                          fields=fields, dictionary=dictionary)
 
     def __enter__(self) -> "PerfDataReader":
         return self
