@@ -9,7 +9,6 @@ from __future__ import annotations
 __all__ = ["DecodedRun", "decode_pages", "gather_fields", "read_type_ids"]
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -91,22 +90,31 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
         lost[sp] = _long_at(words, base_w[sp] + (dstart + size[sp]) // 4, hp.commit_size, big).astype(np.int64)
 
     # Lockstep walk. Positions are byte offsets into the run; records are 4-byte aligned.
+    # Step s of the page in slot j (its index among the pages with data) fills cell [s, j] of
+    # the matrices below; reading them transposed gives ring-buffer order, page by page.
     ap = np.flatnonzero(size > 0)
+    n_slots = ap.size
+    slot = np.arange(n_slots)
+    full = True  # every slot still active: rows are written whole
     pos = ap * page_size + dstart
     end = pos + size[ap]
     cap_end = ap * page_size + page_size
     now = ts0[ap].copy()  # each active page's clock
-    skip: Optional[np.ndarray] = None  # per page: records so far that were not events
-    o_page: list[np.ndarray] = []
-    o_k: list = []  # step number (int) or per-page event number (array)
-    o_off: list[np.ndarray] = []
-    o_len: list[np.ndarray] = []
-    o_ts: list[np.ndarray] = []
-    over_rows: list[tuple[int, np.ndarray]] = []  # (step, rows of that step's arrays) to drop
-    sel: Optional[np.ndarray] = None
+    rows = 160 if n_slots else 0  # grows as needed; ~150 records fit a 4 KB page of kmem events
+    m_off = np.empty((rows, n_slots), np.int64)
+    m_len = np.empty((rows, n_slots), np.uint32)
+    m_ts = np.empty((rows, n_slots), np.uint64)
+    m_ok = np.zeros((rows, n_slots), bool)
     sh5, m27, m5 = np.uint32(5), np.uint32(COMMIT_MASK), np.uint32(31)
     step = 0
     while ap.size:
+        if step == rows:
+            grow = rows
+            m_off = np.concatenate([m_off, np.empty((grow, n_slots), np.int64)])
+            m_len = np.concatenate([m_len, np.empty((grow, n_slots), np.uint32)])
+            m_ts = np.concatenate([m_ts, np.empty((grow, n_slots), np.uint64)])
+            m_ok = np.concatenate([m_ok, np.zeros((grow, n_slots), bool)])
+            rows += grow
         wi = pos >> 2
         hdr = words[wi]
         if big:
@@ -117,17 +125,21 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
             d = hdr >> sh5
         if int(tl.min()) > 0 and int(tl.max()) <= 28:
             # Fast path: every page is at a small data record (the common case). A record
-            # running off its page ends the page (end <= cap_end); it is dropped after the walk.
+            # running off its page ends the page (end <= cap_end); it is dropped below.
             plen = tl << np.uint32(2)
-            off = pos + 4
-            nxt = off + plen
+            nxt = pos + 4
             now += d
-            sel = None
-            o_page.append(ap)
-            o_k.append(step if skip is None else step - skip)
-            o_off.append(off)
-            o_len.append(plen)
-            o_ts.append(now.copy())
+            if full:
+                m_off[step] = nxt
+                m_len[step] = plen
+                m_ts[step] = now
+                m_ok[step] = True
+            else:
+                m_off[step, slot] = nxt
+                m_len[step, slot] = plen
+                m_ts[step, slot] = now
+                m_ok[step, slot] = True
+            nxt += plen
         else:
             tl = tl.astype(np.int64)
             d = d.astype(np.uint64)
@@ -155,63 +167,42 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
                                      f"(type {int(tl[i])}) is invalid"))
                 is_data = is_data & ~broken
                 nxt = np.where(broken, end, nxt)
-            if skip is None:
-                skip = np.zeros(ap.size, np.int64)
             sel = np.flatnonzero(is_data)
             if sel.size:
-                o_page.append(ap[sel])
-                o_k.append(step - skip[sel])
-                o_off.append(pos[sel] + hlen[sel])
-                o_len.append(plen[sel])
-                o_ts.append(now[sel])
-            skip += ~is_data
-        step += 1
+                cells = slot[sel]
+                m_off[step, cells] = pos[sel] + hlen[sel]
+                m_len[step, cells] = plen[sel]
+                m_ts[step, cells] = now[sel]
+                m_ok[step, cells] = True
         keep = nxt < end
         if keep.all():
             pos = nxt
+            step += 1
             continue
         # Pages ending here: an event whose record runs off its page is dropped (checked only
         # for the finishing pages, the only place it can happen since end <= cap_end).
         ovr = ~keep & (nxt > cap_end)
         if ovr.any():
-            rows = np.flatnonzero(ovr)
-            if sel is not None:  # slow path: emitted rows are ap[sel]
-                rows = np.searchsorted(sel, rows[np.isin(rows, sel)])
-                rows_pages = ap[sel[rows]]
-                rows_pos = pos[sel[rows]]
-            else:
-                rows_pages, rows_pos = ap[rows], pos[rows]
-            if rows.size:
-                over_rows.append((len(o_page) - 1, rows))
-                for pgi, ps in zip(rows_pages.tolist(), rows_pos.tolist()):
-                    problems.append((pgi, f"event at page offset {ps - pgi * page_size} runs off the page"))
-        ap, pos, end, cap_end, now = ap[keep], nxt[keep], end[keep], cap_end[keep], now[keep]
-        if skip is not None:
-            skip = skip[keep]
+            for i in np.flatnonzero(ovr).tolist():
+                if m_ok[step, slot[i]]:
+                    m_ok[step, slot[i]] = False
+                    problems.append((int(ap[i]), f"event at page offset {int(pos[i] - ap[i] * page_size)} "
+                                     "runs off the page"))
+        ap, pos, end, cap_end, now, slot = ap[keep], nxt[keep], end[keep], cap_end[keep], now[keep], slot[keep]
+        full = False
+        step += 1
 
-    if o_page:
-        pg = np.concatenate(o_page)
-        lens = [a.shape[0] for a in o_page]
-        if all(isinstance(k, int) for k in o_k):
-            k = np.repeat(np.array(o_k, np.int64), lens)
-        else:
-            k = np.concatenate([np.full(n, kk, np.int64) if isinstance(kk, int) else kk
-                                for kk, n in zip(o_k, lens)])
-        off = np.concatenate(o_off)
-        length = np.concatenate(o_len)
-        # int32 lengths: half the memory traffic (a record is at most a page).
-        length = length.view(np.int32) if length.dtype == np.uint32 else length.astype(np.int32)
-        ts = np.concatenate(o_ts)
-        del o_page, o_off, o_len, o_ts, o_k
-        if over_rows:
-            first_row = np.cumsum([0] + lens)
-            keep = np.ones(pg.shape[0], bool)
-            for st, rows in over_rows:
-                keep[first_row[st] + rows] = False
-            pg, k, off, length, ts = pg[keep], k[keep], off[keep], length[keep], ts[keep]
-        cnt = np.bincount(pg, minlength=n_pages)
+    if n_slots and step:
+        ok_t = m_ok[:step].T
+        off = m_off[:step].T[ok_t]
+        length = m_len[:step].T[ok_t].view(np.int32)  # int32: a record is at most a page
+        ts = m_ts[:step].T[ok_t]
+        del m_off, m_len, m_ts
+        cnt = np.zeros(n_pages, np.int64)
+        cnt[np.flatnonzero(size > 0)] = ok_t.sum(axis=1)
+        del m_ok, ok_t
     else:
-        pg = k = off = length = empty_i
+        off = length = empty_i
         ts = np.zeros(0, np.uint64)
         cnt = np.zeros(n_pages, np.int64)
     # Lost data is a gap in the stream: before the page that follows it.
@@ -222,19 +213,8 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
         if target < n_pages and lost[target] == 0:
             lost[target] = -1
     flagged = (lost != 0).astype(np.int64)
-    # Back to ring-buffer order (page by page): later gathers then read memory sequentially.
-    total = pg.shape[0]
+    total = off.shape[0]
     start = np.cumsum(cnt) - cnt
-    if total:
-        dense = start[pg] + k
-        off_d = np.empty(total, np.int64)
-        off_d[dense] = off
-        len_d = np.empty(total, np.int32)
-        len_d[dense] = length
-        ts_d = np.empty(total, np.uint64)
-        ts_d[dense] = ts
-        off, length, ts = off_d, len_d, ts_d
-        del off_d, len_d, ts_d, dense, pg, k
     # Stream positions: a flagged page's gap takes the slot before the page's first event.
     cumflag = np.cumsum(flagged)
     if total and cumflag[-1]:
