@@ -325,6 +325,9 @@ def test_column_types_follow_the_event_model():
             want = np.dtype(("i" if f.signed else "u") + str(f.size))
             assert col.dtype == want, f
     assert b.fields["contended"].dtype == np.uint8  # bool -> uint8
+    codes, values = b.dictionary["name"]  # strings come interned (EventBatch.dictionary)
+    assert codes.dtype == np.int32 and len(set(values)) == len(values)
+    assert list(values[codes]) == list(b.fields["name"])
     with LibTraceCmdReader(str(STOCK_DAT)) as r:
         st = next(c for c in r.chunks() if "ftrace:kernel_stack" in c.batches).batches["ftrace:kernel_stack"]
     caller = st.fields["caller"]

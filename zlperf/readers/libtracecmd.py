@@ -529,12 +529,13 @@ class LibTraceCmdReader:
         for eid, rows in pending.items():
             ef = formats[eid]
             ts, cpu, seq, datas = zip(*rows)
-            cols = decode_fields(ef, datas, self._big)
+            dictionary: dict = {}
+            cols = decode_fields(ef, datas, self._big, dictionary)
             pid_col = cols.get("common_pid")
             pid = pid_col.astype(np.int32) if pid_col is not None else np.full(len(ts), -1, np.int32)
             chunk.batches[ef.full_name] = EventBatch(
                 ef.full_name, np.array(ts, dtype=np.uint64), np.array(cpu, dtype=np.int32), pid,
-                np.array(seq, dtype=np.int64), cols)
+                np.array(seq, dtype=np.int64), cols, dictionary)
             self._learn_comms(pid)
         return chunk
 
@@ -574,8 +575,13 @@ def _cstr(raw: bytes) -> str:
     return (raw if nul < 0 else raw[:nul]).decode("utf-8", "replace")
 
 
-def decode_fields(ef: EventFormat, datas: list[bytes], big_endian: bool = False) -> dict[str, np.ndarray]:
-    """Columns of every field of ``ef`` from raw record payloads (EventBatch type conventions)."""
+def decode_fields(ef: EventFormat, datas: list[bytes], big_endian: bool = False,
+                  dictionary: Optional[dict] = None) -> dict[str, np.ndarray]:
+    """Columns of every field of ``ef`` from raw record payloads (EventBatch type conventions).
+
+    String fields are interned; with ``dictionary`` given, their (codes, values) go there
+    (the :attr:`EventBatch.dictionary` encoding).
+    """
     n = len(datas)
     width = max((len(d) for d in datas), default=0)
     width = max(width, max((f.offset + f.size for f in ef.fields), default=0))
@@ -583,8 +589,34 @@ def decode_fields(ef: EventFormat, datas: list[bytes], big_endian: bool = False)
     raw = np.frombuffer(b"".join(d.ljust(width, b"\0") for d in datas), dtype=np.uint8).reshape(n, width)
     cols: dict[str, np.ndarray] = {}
     for f in ef.fields:
-        cols[f.name] = _decode_field(ef, f, raw, datas, big_endian)
+        col = _decode_field(ef, f, raw, datas, big_endian)
+        if isinstance(col, tuple):
+            col, codes, values = col
+            if dictionary is not None:
+                dictionary[f.name] = (codes, values)
+        cols[f.name] = col
     return cols
+
+
+def _intern(chunks: Iterator[bytes], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Strings of raw byte runs (cut at NUL), each distinct one decoded once: (column, codes, values)."""
+    by_raw: dict[bytes, int] = {}
+    by_text: dict[str, int] = {}
+    values: list[str] = []
+    codes = np.empty(n, dtype=np.int32)
+    for i, chunk in enumerate(chunks):
+        code = by_raw.get(chunk)
+        if code is None:
+            text = _cstr(chunk)
+            code = by_text.get(text)
+            if code is None:
+                code = by_text[text] = len(values)
+                values.append(text)
+            by_raw[chunk] = code
+        codes[i] = code
+    vals = np.empty(len(values), dtype=object)
+    vals[:] = values
+    return vals[codes], codes, vals
 
 
 def _native(arr: np.ndarray) -> np.ndarray:
@@ -592,32 +624,25 @@ def _native(arr: np.ndarray) -> np.ndarray:
 
 
 def _decode_field(ef: EventFormat, f: FieldFormat, raw: np.ndarray, datas: list[bytes],
-                  big: bool) -> np.ndarray:
+                  big: bool):
+    """One column; string fields come as (column, codes, values)."""
     n = raw.shape[0]
     end = f.offset + f.size
     if f.data_loc or f.rel_loc:
         locs = _native(np.ascontiguousarray(raw[:, f.offset:f.offset + 4]).view(">u4" if big else "<u4")).reshape(n)
         base = end if f.rel_loc else 0
+        spans = ((base + (loc & 0xFFFF), loc >> 16) for loc in locs.tolist())
+        runs = (d[a:a + ln] for d, (a, ln) in zip(datas, spans))
+        if f.is_string:
+            # The same few strings (zone names) repeat: decode each once.
+            return _intern(runs, n)
         out = np.empty(n, dtype=object)
-        is_string = f.is_string
-        seen: dict[bytes, str] = {}  # the same few strings (zone names) repeat: decode each once
-        for i, loc in enumerate(locs.tolist()):
-            start = base + (loc & 0xFFFF)
-            chunk = datas[i][start:start + (loc >> 16)]
-            if is_string:
-                text = seen.get(chunk)
-                if text is None:
-                    text = seen[chunk] = _cstr(chunk)
-                out[i] = text
-            else:
-                out[i] = _native(np.frombuffer(chunk[: len(chunk) // f.elem_size * f.elem_size],
-                                               dtype=f.dtype(not big)))
+        for i, chunk in enumerate(runs):
+            out[i] = _native(np.frombuffer(chunk[: len(chunk) // f.elem_size * f.elem_size],
+                                           dtype=f.dtype(not big)))
         return out
     if f.is_string:
-        out = np.empty(n, dtype=object)
-        for i, d in enumerate(datas):
-            out[i] = _cstr(d[f.offset:end])
-        return out
+        return _intern((d[f.offset:end] for d in datas), n)
     if ef.full_name == "ftrace:kernel_stack" and f.name == "caller":
         return _kernel_stack(ef, f, datas, big)
     block = np.ascontiguousarray(raw[:, f.offset:end])
