@@ -49,6 +49,9 @@ NUMERIC = {
 STRINGS = {"kmem:mm_zone_lock_contended": ("name",), "kmem:mm_zone_locked": ("name",),
            "kmem:mm_zone_lock_unlock": ("name",)}
 SIGNED = {"node_id", "count", "ret"}  # num_field reads fields as unsigned: restore the sign
+# Upstream's Event has a name but no system: the analysed event names are unique without it.
+FULL_NAME = {name.split(":", 1)[1]: name for name in NUMERIC}
+FULL_NAME["kernel_stack"] = "ftrace:kernel_stack"
 
 
 def _signed32(v: int) -> int:
@@ -71,8 +74,8 @@ def main(argv: list[str]) -> int:
         ev = trace.read_next_event()
         if ev is None:
             break
-        name = f"{ev.system}:{ev.name}"
-        if name.endswith(":kernel_stack"):
+        name = FULL_NAME.get(ev.name, ev.name)
+        if name == "ftrace:kernel_stack":
             frames = [int(x, 16) for x in _stack_addresses(ev, trace.long_size)]
             collector.add(name, ev.cpu, ev.ts, ev.pid, ("caller",), (frames,))
             continue
@@ -99,7 +102,11 @@ def main(argv: list[str]) -> int:
 
 
 def _stack_addresses(ev, long_size: int) -> list[str]:
-    """The raw return addresses of a kernel_stack event (innermost first), as hex strings."""
+    """The raw return addresses of a kernel_stack event (innermost first), as hex strings.
+
+    The API gives the field's declared size (8 frames): deeper frames are not seen here, which
+    can shorten contended stacks but not change callers (the caller frame comes early).
+    """
     data = ev["caller"].data
     step = long_size
     out = []
