@@ -15,6 +15,8 @@ from conftest import FULL_PERF_DATA, FULL_PERF_KALLSYMS, REPO, requires_root
 
 PERF = "/usr/bin/perf"
 SCRIPT = REPO / "plugins" / "perf" / "zone_lock.py"
+#: What live recordings run: memory churn on two CPUs, which makes lock contention here.
+WORKLOAD = [sys.executable, "-m", "zlperf.workload", "--procs", "2", "--seconds", "1"]
 
 pytestmark = pytest.mark.skipif(not os.access(PERF, os.X_OK), reason="no /usr/bin/perf")
 
@@ -126,7 +128,7 @@ def test_zlperf_perf_script_prints_the_checkout_script():
 def test_live_stock_recording_with_call_chains_agrees(tmp_path):
     path = tmp_path / "live.perf.data"
     rec = subprocess.run([PERF, "record", "-q", "-e", "lock:contention_begin", "-e", "lock:contention_end", "-a",
-                          "-g", "-o", str(path), "--", "sleep", "1"], capture_output=True, text=True)
+                          "-g", "-o", str(path), "--", *WORKLOAD], capture_output=True, text=True, cwd=REPO)
     if rec.returncode != 0:
         pytest.skip(f"perf record refused here: {rec.stderr.strip()[:200]}")
     mine = json.loads(perf_script(path, "--json").stdout)

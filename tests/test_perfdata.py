@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import perf_truth
-from conftest import FULL_PERF_DATA, FULL_PERF_KALLSYMS, DATA, requires_root
+from conftest import DATA, FULL_PERF_DATA, FULL_PERF_KALLSYMS, REPO, requires_root
 from zlperf.analysis.core import AnalysisOptions, analyze
 from zlperf.errors import TraceFormatError
 from zlperf.events import MISSED_EVENTS
@@ -25,6 +25,8 @@ requires_usr_bin_perf = pytest.mark.skipif(not os.access(perf_truth.PERF, os.X_O
 pytestmark = requires_usr_bin_perf
 
 STAT_KEYS = ("count", "sum", "min", "max", "p50", "p90", "p99")
+#: What live recordings run: memory churn on two CPUs, which makes lock contention here.
+WORKLOAD = [sys.executable, "-m", "zlperf.workload", "--procs", "2", "--seconds", "1"]
 FORMATS = DATA / "formats"
 
 
@@ -297,8 +299,8 @@ def test_damaged_data_section_warns_and_keeps_what_it_read(tmp_path):
 def test_live_perf_record_with_call_chains_reads_back_like_perf_script(tmp_path, compress):
     path = tmp_path / "live.perf.data"
     rec = subprocess.run([perf_truth.PERF, "record", "-q", *compress, "-e", "lock:contention_begin",
-                          "-e", "lock:contention_end", "-a", "-g", "-o", str(path), "--", "sleep", "1"],
-                         capture_output=True, text=True)
+                          "-e", "lock:contention_end", "-a", "-g", "-o", str(path), "--", *WORKLOAD],
+                         capture_output=True, text=True, cwd=REPO)
     if rec.returncode != 0:
         pytest.skip(f"perf record refused here: {rec.stderr.strip()[:200]}")
     samples = perf_truth.parse(path, callchains=True)
@@ -331,7 +333,7 @@ def test_live_perf_record_with_call_chains_reads_back_like_perf_script(tmp_path,
 def test_zlperf_record_perf_backend_goes_straight_through(tmp_path):
     """`zlperf record --backend perf` output: its saved kallsyms is found, counts equal perf script's."""
     path = tmp_path / "rec.perf.data"
-    rec = zlperf("record", "--profile", "stock", "--backend", "perf", "-o", str(path), "--", "sleep", "1",
+    rec = zlperf("record", "--profile", "stock", "--backend", "perf", "-o", str(path), "--", *WORKLOAD,
                  check=False)
     if rec.returncode != 0 or not path.exists():
         pytest.skip(f"zlperf record --backend perf did not record here: {rec.stderr.strip()[-200:]}")
@@ -342,4 +344,5 @@ def test_zlperf_record_perf_backend_goes_straight_through(tmp_path):
     want: dict[str, int] = {}
     for s in perf_truth.parse(path):
         want[s.event] = want.get(s.event, 0) + 1
+    assert sum(want.values()) > 0, "the workload made no lock contention: nothing compared"
     assert doc["events"] == want
