@@ -26,6 +26,10 @@ the system's numpy keeps priority.
 
 from __future__ import annotations
 
+# perf's entry points: what perf script calls by name.
+__all__ = ["trace_begin", "trace_end", "trace_unhandled", "kmem__mm_zone_lock_contended", "kmem__mm_zone_locked",
+           "kmem__mm_zone_lock_unlock", "lock__contention_begin", "lock__contention_end"]
+
 import os
 import sys
 
