@@ -261,7 +261,7 @@ def _one_line_error(res: subprocess.CompletedProcess, path) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("cut", [50, 2000, 3_000_000, 5_630_000])
+@pytest.mark.parametrize("cut", [8, 50, 2000, 3_000_000, 5_630_000])
 def test_truncated_perf_data_is_one_clear_line(tmp_path, cut):
     path = tmp_path / "cut.perf.data"
     path.write_bytes(FULL_PERF_DATA.read_bytes()[:cut])

@@ -253,6 +253,8 @@ def read_header(path: str, buf=None) -> PerfHeaderInfo:
         with open(path, "rb") as fh:
             buf = fh.read()
     file_size = len(buf)
+    if bytes(buf[:8]) == PERF_MAGIC and file_size < _HEADER.size:
+        raise _err(path, file_size, "the file header is cut off", "the perf.data was truncated")
     if file_size < 16 or bytes(buf[:8]) not in (PERF_MAGIC, _MAGIC_SWAPPED):
         raise _err(path, 0, "not a perf.data file (no PERFILE2 magic)",
                    "give a file written by `perf record`")
