@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["TraceDatFile", "BufferInfo", "CpuData", "PageRun", "LazyFormats", "MAGIC"]
 
+import ctypes
 import os
 import re
 import struct
@@ -246,6 +247,59 @@ def _decompressor(name: str, path: str) -> Callable[[bytes, int], bytes]:
                            "convert it with `trace-cmd convert --compression zstd`")
 
 
+class _ZstdInto:
+    """libzstd's ZSTD_decompressDCtx through ctypes: inflates a chunk straight into a numpy array.
+
+    python-zstandard returns a new bytes object per chunk, and joining them costs a second copy;
+    this writes each chunk where it belongs (ctypes releases the GIL during the call).
+    """
+
+    _lib: "ctypes.CDLL | bool | None" = None  # loaded once per process
+
+    def __init__(self, lib: ctypes.CDLL):
+        self._dctx = lib.ZSTD_createDCtx()
+        if not self._dctx:
+            raise OSError("ZSTD_createDCtx failed")
+
+    @classmethod
+    def load(cls) -> Optional["_ZstdInto"]:
+        """A decompressor with its own context (one per CPU stream, so threads never share one),
+        or None when libzstd.so.1 is not there (python-zstandard is used then)."""
+        if cls._lib is None:
+            try:
+                lib = ctypes.CDLL("libzstd.so.1")
+                lib.ZSTD_createDCtx.restype = ctypes.c_void_p
+                lib.ZSTD_freeDCtx.argtypes = [ctypes.c_void_p]
+                lib.ZSTD_decompressDCtx.restype = ctypes.c_size_t
+                lib.ZSTD_decompressDCtx.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                                    ctypes.c_void_p, ctypes.c_size_t]
+                lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
+                lib.ZSTD_isError.restype = ctypes.c_uint
+            except (OSError, AttributeError):
+                cls._lib = False
+                return None
+            cls._lib = lib
+        if cls._lib is False:
+            return None
+        try:
+            return cls(cls._lib)
+        except OSError:
+            return None
+
+    def into(self, frame: memoryview, out: np.ndarray, at: int, usize: int) -> bool:
+        """Inflate ``frame`` into ``out[at:at+usize]``; False unless exactly ``usize`` bytes came out."""
+        src = np.frombuffer(frame, np.uint8)
+        if at + usize > out.shape[0] or src.shape[0] == 0:
+            return False
+        n = self._lib.ZSTD_decompressDCtx(self._dctx, out.ctypes.data + at, usize, src.ctypes.data, src.shape[0])
+        return not self._lib.ZSTD_isError(n) and n == usize
+
+    def __del__(self) -> None:
+        if getattr(self, "_dctx", None):
+            self._lib.ZSTD_freeDCtx(self._dctx)
+            self._dctx = None
+
+
 class TraceDatFile:
     """A trace.dat opened for reading: metadata parsed at open, pages read on demand."""
 
@@ -265,6 +319,8 @@ class TraceDatFile:
         self.compression_version: Optional[str] = None
         self._inflate: Optional[Callable[[bytes, int], bytes]] = None
         self._multi: Optional[Callable] = None
+        self._zstd_ok = False  # libzstd loads through ctypes
+        self._last_gap = False
         self.header_page: HeaderPage = HeaderPage()
         self.header_page_text = ""
         #: event id -> (system, name, format text); parsed on demand by :meth:`format`
@@ -346,6 +402,7 @@ class TraceDatFile:
 
                     # Many chunks in one call (C backend only); None falls back to one by one.
                     self._multi = getattr(zstandard.ZstdDecompressor(), "multi_decompress_to_buffer", None)
+                    self._zstd_ok = _ZstdInto.load() is not None
             else:
                 self.compression = None
             first_options = b.u64()
@@ -772,6 +829,7 @@ class TraceDatFile:
             warn(f"cpu {cd.cpu}: no page readable: {exc.problem}")
             return
         pos = cd.offset + 4
+        zs = _ZstdInto.load() if self._zstd_ok else None
         win, win_at = b"", pos  # compressed bytes are read in large windows, not chunk by chunk
         frames: list[memoryview] = []
         sizes: list[int] = []
@@ -803,23 +861,49 @@ class TraceDatFile:
                 except TraceFormatError as exc:
                     lost = (count - i, exc.offset if exc.offset is not None else pos, exc.problem)
             if frames and (have >= run_bytes or i == count or lost):
-                # A damaged chunk is skipped (its size is known): the run after it starts with a gap.
-                for data, at, usize, problem in self._inflate_frames(frames, sizes, offsets):
-                    if problem is not None:
-                        warn(f"cpu {cd.cpu}: compressed chunk at offset {at:#x} does not decompress "
-                             f"({problem}); its {usize // psize} page(s) are lost")
-                        gap = True
-                        page += usize // psize
-                        continue
-                    yield PageRun(np.frombuffer(data, np.uint8), at, page, gap)
+                whole = self._zstd_into(zs, frames, sizes) if zs is not None else None
+                if whole is not None:  # the common case: every chunk inflated straight into one array
+                    yield PageRun(whole, offsets[0], page, gap)
                     gap = False
-                    page += len(data) // psize
-                frames, sizes, offsets, have = [], [], [], 0
+                    page += len(whole) // psize
+                    frames, sizes, offsets, have = [], [], [], 0
+                else:
+                    yield from self._batch_runs(frames, sizes, offsets, cd, psize, warn, page, gap)
+                    page += sum(sizes) // psize
+                    gap = self._last_gap
+                    frames, sizes, offsets, have = [], [], [], 0
             if lost:
                 n, at, problem = lost
                 warn(f"cpu {cd.cpu}: {n} compressed chunk(s) after offset {at:#x} unreadable ({problem}); "
                      "their events are lost")
                 return
+
+    def _batch_runs(self, frames: list[memoryview], sizes: list[int], offsets: list[int], cd: CpuData,
+                       psize: int, warn: Callable[[str], None], page: int, gap: bool) -> Iterator[PageRun]:
+        """Chunks inflated with python-zstandard or zlib: a damaged chunk is skipped (its size is
+        known) and the run after it starts with a gap (``self._last_gap``: one is pending)."""
+        for data, at, usize, problem in self._inflate_frames(frames, sizes, offsets):
+            if problem is not None:
+                warn(f"cpu {cd.cpu}: compressed chunk at offset {at:#x} does not decompress "
+                     f"({problem}); its {usize // psize} page(s) are lost")
+                gap = True
+                page += usize // psize
+                continue
+            yield PageRun(np.frombuffer(data, np.uint8), at, page, gap)
+            gap = False
+            page += len(data) // psize
+        self._last_gap = gap
+
+    @staticmethod
+    def _zstd_into(zs: "_ZstdInto", frames: list[memoryview], sizes: list[int]) -> Optional[np.ndarray]:
+        """All chunks inflated by libzstd straight into one new array, or None if any fails."""
+        out = np.empty(sum(sizes), np.uint8)
+        at = 0
+        for frame, usize in zip(frames, sizes):
+            if not zs.into(frame, out, at, usize):
+                return None
+            at += usize
+        return out
 
     def _inflate_frames(self, frames: list[memoryview], sizes: list[int],
                         offsets: list[int]) -> list[tuple[bytes, int, int, Optional[str]]]:
