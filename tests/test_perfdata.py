@@ -346,3 +346,11 @@ def test_zlperf_record_perf_backend_goes_straight_through(tmp_path):
         want[s.event] = want.get(s.event, 0) + 1
     assert sum(want.values()) > 0, "the workload made no lock contention: nothing compared"
     assert doc["events"] == want
+
+
+def test_events_argument_limits_what_is_decoded():
+    with PerfDataReader(str(FULL_PERF_DATA)) as reader:
+        names = {name for chunk in reader.chunks(events=["kmem:mm_zone_locked"]) for name in chunk.batches}
+        assert names == {"kmem:mm_zone_locked"}
+        assert set(reader.info.formats) == {"kmem:mm_zone_lock_contended", "kmem:mm_zone_locked",
+                                            "kmem:mm_zone_lock_unlock"}
