@@ -352,5 +352,6 @@ def test_events_argument_limits_what_is_decoded():
     with PerfDataReader(str(FULL_PERF_DATA)) as reader:
         names = {name for chunk in reader.chunks(events=["kmem:mm_zone_locked"]) for name in chunk.batches}
         assert names == {"kmem:mm_zone_locked"}
-        assert set(reader.info.formats) == {"kmem:mm_zone_lock_contended", "kmem:mm_zone_locked",
-                                            "kmem:mm_zone_lock_unlock"}
+    evlist = subprocess.run([perf_truth.PERF, "evlist", "-i", str(FULL_PERF_DATA)], capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert set(reader.info.formats) == {e for e in evlist if re.fullmatch(r"\w+:\w+", e) and not e.startswith("dummy:")}
