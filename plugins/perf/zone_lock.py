@@ -47,10 +47,9 @@ def _find_zlperf() -> None:
 _find_zlperf()
 
 try:
-    import numpy as np
-
-    from zlperf.analysis.core import AnalysisOptions, Analyzer
-    from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
+    from zlperf.analysis.core import AnalysisOptions
+    from zlperf.analysis.rows import RowCollector
+    from zlperf.events import MISSED_EVENTS, TraceInfo
 except ImportError as _exc:  # say what to install instead of perf's long Python traceback
     sys.stderr.write(f"zone_lock.py: cannot import {_exc.name} in perf's Python ({sys.version.split()[0]}): "
                      "install python3-numpy python3-yaml python3-zstandard (apt), see README\n")
@@ -115,16 +114,11 @@ def _trace_info(path: str, kallsyms: str | None) -> tuple[TraceInfo, list]:
         return info, []
 
 
-class _Collector:
-    """Columns per event; a chunk for the analyzer every CHUNK_EVENTS events."""
+class _Collector(RowCollector):
+    """The one row collector (zlperf.analysis.rows), plus perf's lost-event gaps put back in place."""
 
     def __init__(self, info: TraceInfo, options: AnalysisOptions, gaps: list):
-        self.info = info
-        self.analyzer = Analyzer(info, options)
-        self.rows: dict[str, list] = {}
-        self.names: dict[str, tuple] = {}
-        self.pending = 0
-        self.seq = 0
+        super().__init__(info, options, CHUNK_EVENTS)
         # Lost-event gaps per CPU, each due just before the first sample at or after its time.
         self.gaps: dict[int, list] = {}
         for cpu, ts, count, next_ts in sorted(gaps, key=lambda g: (g[3] is None, g[3] or 0)):
@@ -136,8 +130,7 @@ class _Collector:
         pending = self.gaps[cpu]
         while pending and pending[0][0] is not None and pending[0][0] <= ts:
             _, when, count = pending.pop(0)
-            self.seq += 1
-            self.add(MISSED_EVENTS, ("common_callchain", "count"), (self.seq, cpu, when, -1, [], count))
+            self.add(MISSED_EVENTS, cpu, when, -1, ("count",), (count,))
         if pending and pending[0][0] is not None:
             self.next_gap[cpu] = pending[0][0]
         else:
@@ -147,59 +140,9 @@ class _Collector:
         """Gaps after a CPU's last sample, then the last chunk."""
         for cpu, pending in self.gaps.items():
             for _, when, count in pending:
-                self.seq += 1
-                self.add(MISSED_EVENTS, ("common_callchain", "count"), (self.seq, cpu, when, -1, [], count))
+                self.add(MISSED_EVENTS, cpu, when, -1, ("count",), (count,))
             pending.clear()
         self.flush()
-
-    def add(self, name: str, field_names: tuple, row: tuple) -> None:
-        rows = self.rows.get(name)
-        if rows is None:
-            rows = self.rows[name] = []
-            self.names[name] = field_names
-        rows.append(row)
-        self.pending += 1
-        if self.pending >= CHUNK_EVENTS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        chunk = Chunk()
-        for name, rows in self.rows.items():
-            if rows:
-                chunk.batches[name] = _batch(name, self.names[name], rows)
-        self.rows = {}
-        self.pending = 0
-        self.analyzer.feed(chunk)
-
-
-def _text(v) -> str:
-    if isinstance(v, str):
-        return v
-    return bytes(v).split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def _column(values: list) -> np.ndarray:
-    """A numpy column from perf's Python values: ints keep their range, strings stay str."""
-    first = values[0]
-    if isinstance(first, (str, bytearray, bytes)):
-        col = np.empty(len(values), dtype=object)
-        col[:] = [_text(v) for v in values]
-        return col
-    if isinstance(first, (list, tuple)):  # call chains, or arrays perf hands over as lists
-        col = np.empty(len(values), dtype=object)
-        for i, v in enumerate(values):
-            if not v:
-                col[i] = np.empty(0, dtype=np.uint64)
-            elif isinstance(v[0], dict):
-                col[i] = np.array(_kernel_ips(v), dtype=np.uint64)
-            else:
-                col[i] = np.asarray(v)
-        return col
-    if max(values) >= 1 << 63:  # unsigned kernel addresses as big ints
-        return np.array(values, dtype=np.uint64)
-    return np.array(values, dtype=np.int64)
 
 
 _USER_MAPS = ("[unknown]", "[vdso]", "[vsyscall]", "[heap]", "[stack]", "[anon]")
@@ -221,18 +164,6 @@ def _kernel_ips(chain: list) -> list:
     return out
 
 
-def _batch(name: str, field_names: tuple, rows: list) -> EventBatch:
-    cols = list(zip(*rows))
-    seq, cpu, ts, pid = cols[:4]
-    fields = {}
-    for fname, values in zip(field_names, cols[4:]):
-        if fname == "common_callchain" and not any(values):
-            continue  # not recorded with -g
-        fields[fname] = _column(list(values))
-    return EventBatch(name=name, ts=np.array(ts, dtype=np.uint64), cpu=np.array(cpu, dtype=np.int32),
-                      pid=np.array(pid, dtype=np.int32), seq=np.array(seq, dtype=np.int64), fields=fields)
-
-
 _state: dict = {}
 
 
@@ -242,9 +173,10 @@ def _add(name, cpu, secs, nsecs, pid, comm, callchain, field_names, values) -> N
     due = c.next_gap.get(cpu)
     if due is not None and due <= ts:
         c.gap(cpu, ts)
-    c.seq += 1
     c.info.cmdlines[pid] = comm
-    c.add(name, field_names, (c.seq, cpu, ts, pid, callchain) + values)
+    if callchain and isinstance(callchain[0], dict):
+        callchain = _kernel_ips(callchain)
+    c.add(name, cpu, ts, pid, field_names, (callchain,) + values)
 
 
 # -- perf's entry points -------------------------------------------------------------------------

@@ -35,16 +35,16 @@ def open_trace(path: Union[str, Path], reader: str = "auto") -> TraceReader:
         raise ZlperfError(f"{path}: no such file")
     if Path(path).is_dir():
         raise ZlperfError(f"{path}: is a directory, not a trace.dat")
-    if reader == "libtracecmd":
-        from zlperf.readers.libtracecmd import LibTraceCmdReader
-
-        return LibTraceCmdReader(path)
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head.startswith(b"PERFILE2"):
         from zlperf.readers.perfdata import PerfDataReader  # perf record output: the native perf.data reader
 
         return PerfDataReader(path)
+    if reader == "libtracecmd":
+        from zlperf.readers.libtracecmd import LibTraceCmdReader
+
+        return LibTraceCmdReader(path)
     from zlperf.readers.fast import FastTraceReader
 
     return FastTraceReader(path)
