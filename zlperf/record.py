@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, TextIO, Tuple
 
-from zlperf.errors import RecordError, warn
+from zlperf.errors import RecordError, ZlperfError, warn
 from zlperf.known_events import ZONE_LOCK_PATCH_EVENTS, ZONE_LOCK_SERIES_EVENTS
 from zlperf.recipes import Recipe, check_filter
 from zlperf.tracefs import DEFAULT_MOUNT, Instance, Tracefs, find_tracefs
+from zlperf.zonenames import ZoneLockWatcher, side_channel_unavailable, sidecar_path, write_zone_locks, zone_layout
 
 #: trace-cmd record writes 1 here first; the sandboxed CI machines refuse it (ENVIRONMENT.md).
 FTRACE_ENABLED = Path("/proc/sys/kernel/ftrace_enabled")
@@ -367,14 +368,66 @@ class _Recorder:
     def run(self) -> int:
         try:
             self.mount()
-            backend = self.opts.backend_name
-            if backend == "perf":
-                return self.record_perf()
-            if self.pf.refused:
-                return self.record_instance(f"trace-cmd record is refused here ({self.pf.refused})")
-            return self.record_trace_cmd()
+            zones = self._zone_names_start()
+            try:
+                rc = self._record()
+            except BaseException:
+                if zones is not None:
+                    zones.stop()
+                raise
+            self._zone_names_finish(zones)
+            return rc
         finally:
             self.unmount()
+
+    def _record(self) -> int:
+        backend = self.opts.backend_name
+        if backend == "perf":
+            return self.record_perf()
+        if self.pf.refused:
+            return self.record_instance(f"trace-cmd record is refused here ({self.pf.refused})")
+        return self.record_trace_cmd()
+
+    # -- zone names (stock kernels): a bpftrace side program reads node and name behind each lock address
+    def _zone_names_start(self) -> Optional[ZoneLockWatcher]:
+        """Start the side program when the recipe records lock:contention_begin; None when it does not run."""
+        if "lock:contention_begin" not in self.recipe.events:
+            return None
+        side = sidecar_path(self.opts.output_path)
+        why = side_channel_unavailable()
+        if why is None:
+            try:
+                watcher = ZoneLockWatcher(zone_layout())
+            except ZlperfError as exc:
+                why = str(exc)
+        if why is not None:
+            warn(f"zone locks will show as addresses: {why}")
+            return None
+        if self.opts.dry_run:
+            self.plan(f"# alongside, stopped with SIGINT after; its zlperf-zone lines go to {side}: "
+                      + shlex.join(watcher.argv))
+            return None
+        try:
+            watcher.start()
+        except ZlperfError as exc:
+            warn(f"zone locks will show as addresses: {exc}")
+            return None
+        self.say(f"naming zone locks with bpftrace (struct zone .lock at +{watcher.layout.lock_offset}, from BTF)")
+        return watcher
+
+    def _zone_names_finish(self, watcher: Optional[ZoneLockWatcher]) -> None:
+        if watcher is None:
+            return
+        locks = watcher.stop()
+        if not self.opts.output_path.exists():
+            return
+        try:
+            side = write_zone_locks(self.opts.output_path, locks)
+        except OSError as exc:
+            warn(f"could not write the zone names ({exc.strerror}): zone locks will show as addresses")
+            return
+        names = ", ".join(sorted({f"{n}:{z}" for n, z in locks.values()}))
+        self.say(f"wrote {side}: {len(locks)} zone lock{'s' if len(locks) != 1 else ''} named{' (' + names + ')' if names else ''}")
 
     # -- trace-cmd record (normal hosts)
     def trace_cmd_argv(self) -> List[str]:

@@ -74,6 +74,7 @@ def build_report(path: str, args: argparse.Namespace) -> dict:
     from zlperf.analysis.core import AnalysisOptions, analyze
     from zlperf.kallsyms import Kallsyms
     from zlperf.readers import open_trace
+    from zlperf.zonenames import load_zone_locks
 
     options = AnalysisOptions(
         since_ns=parse_seconds(args.since, "--since") if args.since else None,
@@ -82,6 +83,7 @@ def build_report(path: str, args: argparse.Namespace) -> dict:
     )
     reader = open_trace(path, reader=args.reader)
     try:
+        reader.info.zone_locks = load_zone_locks(path) or reader.info.zone_locks  # stock kernels: OUT.zones.json
         if args.kallsyms:
             try:
                 reader.info.symbols = Kallsyms.from_file(args.kallsyms)
