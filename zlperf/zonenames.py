@@ -102,8 +102,11 @@ class Btf:
             if kind not in _TRAILER:
                 raise ZlperfError(f"{self.path}: offset {pos:#x}: type {len(self.offsets)} has BTF kind {kind}, "
                                   "unknown to this reader (a newer kernel?)")
-            self.offsets.append(pos)
             fixed, per_item = _TRAILER[kind]
+            if pos + 12 + fixed + per_item * vlen > end:
+                raise ZlperfError(f"{self.path}: offset {pos:#x}: type {len(self.offsets)} runs past the end of the "
+                                  "type section (truncated or corrupt BTF)")
+            self.offsets.append(pos)
             pos += 12 + fixed + per_item * vlen
 
     # -- raw access
