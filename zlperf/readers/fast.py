@@ -179,7 +179,9 @@ class FastTraceReader:
         if n == 0 or self._type_field is None:
             return chunk, used
         types = read_type_ids(data, dec.off, self._type_field, big)
-        present = np.flatnonzero(np.bincount(types, minlength=1))
+        # Event ids are small (u16 common_type); a corrupt format can make them anything.
+        present = (np.flatnonzero(np.bincount(types, minlength=1)) if int(types.max()) < 1 << 16
+                   else np.unique(types))
         if present.size <= _MASK_TYPES:
             groups = [(int(t), np.flatnonzero(types == t)) for t in present.tolist()]
         else:
@@ -195,11 +197,12 @@ class FastTraceReader:
                     unknown[eid] = unknown.get(eid, 0) + idx.shape[0]
                 continue
             off = dec.off[idx]
-            cols = gather_fields(data, off, dec.length[idx], ef, big, f.header_page.commit_size)
+            dictionary: dict = {}
+            cols = gather_fields(data, off, dec.length[idx], ef, big, f.header_page.commit_size, dictionary)
             pid_col = cols.get("common_pid")
             pid = pid_col.astype(np.int32) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
             chunk.batches[ef.full_name] = EventBatch(
-                ef.full_name, dec.ts[idx], np.full(idx.shape[0], cpu, np.int32), pid, ev_seq[idx], cols)
+                ef.full_name, dec.ts[idx], np.full(idx.shape[0], cpu, np.int32), pid, ev_seq[idx], cols, dictionary)
         return chunk, used
 
     def close(self) -> None:

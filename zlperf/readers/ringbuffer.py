@@ -10,6 +10,8 @@ __all__ = ["DecodedRun", "decode_pages", "gather_fields", "read_type_ids"]
 
 from dataclasses import dataclass, field
 
+from typing import Optional
+
 import numpy as np
 
 from zlperf.formats import EventFormat, FieldFormat, HeaderPage
@@ -261,36 +263,82 @@ def _scalar(data: np.ndarray, views: dict, off: np.ndarray, at: int, size: int, 
     return out
 
 
-def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """Object array of str: bytes ``[start, start+length)`` cut at the first NUL, interned."""
+def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
+             dictionary: Optional[dict] = None, name: str = "") -> np.ndarray:
+    """Object array of str: bytes ``[start, start+length)`` cut at the first NUL, interned.
+
+    With ``dictionary``, its ``(codes, values)`` encoding goes there too (EventBatch.dictionary).
+    """
     n = start.shape[0]
     out = np.empty(n, dtype=object)
-    if n == 0:
-        return out
-    length = np.clip(length, 0, None)
-    length = np.minimum(length, np.maximum(len(data) - start, 0))
+    codes = np.zeros(n, dtype=np.int32)
+    values: list[str] = []
+    code_of: dict[str, int] = {}  # one code per distinct text (bytes after a NUL do not count)
+    if n:
+        length = np.clip(length, 0, None)
+        length = np.minimum(length, np.maximum(len(data) - start, 0))
     width = int(length.max()) if n else 0
-    if width == 0:
-        out[:] = ""
-        return out
-    # Wide strings are rare: gather them in slices so the byte matrix stays small.
-    step = max(1, (8 << 20) // width)
-    for s in range(0, n, step):
-        st, ln = start[s:s + step], length[s:s + step]
-        cols = np.arange(width, dtype=np.int64)
-        idx = st[:, None] + cols[None, :]
-        valid = cols[None, :] < ln[:, None]
-        mat = np.where(valid, data[np.minimum(idx, len(data) - 1)], 0).astype(np.uint8)
-        keys = np.ascontiguousarray(mat).view(f"S{width}").ravel()
-        uniq, inv = np.unique(keys, return_inverse=True)
-        texts = np.array([u.split(b"\0", 1)[0].decode("utf-8", "replace") for u in uniq.tolist()], dtype=object)
-        out[s:s + step] = texts[inv.ravel()]
+    if width:
+        width8 = -(-width // 8) * 8  # whole uint64 words, so rows compare as integers
+        # Wide strings are rare: gather them in slices so the byte matrix stays small.
+        step = max(1, (8 << 20) // width8)
+        cols = np.arange(width8, dtype=np.int64)
+        for s in range(0, n, step):
+            st, ln = start[s:s + step], length[s:s + step]
+            idx = st[:, None] + cols[None, :]
+            valid = cols[None, :] < ln[:, None]
+            mat = np.where(valid, data[np.minimum(idx, len(data) - 1)], 0).astype(np.uint8)
+            words = np.ascontiguousarray(mat).view(np.uint64)
+            local, firsts = _group_rows(words)
+            remap = np.empty(len(firsts), dtype=np.int32)  # this slice's codes -> the column's codes
+            for i, first in enumerate(firsts):
+                text = mat[first].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")
+                code = code_of.get(text)
+                if code is None:
+                    code = code_of[text] = len(values)
+                    values.append(text)
+                remap[i] = code
+            codes[s:s + step] = remap[local]
+    elif n:
+        values.append("")
+    texts = np.empty(len(values), dtype=object)
+    texts[:] = values
+    out[:] = texts[codes] if n else out
+    if dictionary is not None and n:
+        dictionary[name] = (codes, texts)
     return out
 
 
+def _group_rows(words: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """(local code per row, first row of each code) for rows of uint64 words.
+
+    Event strings have few distinct values: peel them off with vectorised row compares, and
+    sort only if there turn out to be many.
+    """
+    n = words.shape[0]
+    local = np.full(n, -1, dtype=np.int64)
+    firsts: list[int] = []
+    todo = np.arange(n)
+    while len(todo) and len(firsts) < 16:
+        first = int(todo[0])
+        same = (words[todo] == words[first]).all(axis=1)
+        local[todo[same]] = len(firsts)
+        firsts.append(first)
+        todo = todo[~same]
+    if len(todo):
+        rest = np.ascontiguousarray(words[todo]).view(f"V{words.shape[1] * 8}").ravel()
+        _, first_idx, inverse = np.unique(rest, return_index=True, return_inverse=True)
+        local[todo] = len(firsts) + inverse.ravel()
+        firsts.extend(int(todo[i]) for i in first_idx)
+    return local, firsts
+
+
 def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: EventFormat, big: bool,
-                  long_size: int = 8) -> dict[str, np.ndarray]:
-    """Decode every field of ``fmt`` for the records at ``off`` (payload offsets, 4-byte aligned)."""
+                  long_size: int = 8, dictionary: Optional[dict] = None) -> dict[str, np.ndarray]:
+    """Decode every field of ``fmt`` for the records at ``off`` (payload offsets, 4-byte aligned).
+
+    String fields' dictionary encodings go into ``dictionary`` when given.
+    """
     cols: dict[str, np.ndarray] = {}
     n = off.shape[0]
     stack = fmt.system == "ftrace" and fmt.name == "kernel_stack"
@@ -317,7 +365,7 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
             # Keep the dynamic area inside the record.
             ln = np.minimum(ln, np.maximum(length - rel, 0))
             if f.is_string:
-                cols[f.name] = _strings(data, off + rel, ln)
+                cols[f.name] = _strings(data, off + rel, ln, dictionary, f.name)
             else:
                 es = max(1, f.elem_size)
                 dt = f.dtype(not big)
@@ -330,7 +378,7 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
             continue
         if f.array_len is not None:
             if f.is_string:
-                cols[f.name] = _strings(data, off + f.offset, np.full(n, f.size, np.int64))
+                cols[f.name] = _strings(data, off + f.offset, np.full(n, f.size, np.int64), dictionary, f.name)
                 continue
             count = f.array_len or 0
             es = f.elem_size
