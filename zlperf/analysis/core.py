@@ -91,6 +91,15 @@ class DimStats:
         for code, idx in split_by_code(codes, len(self.coder)):
             dists[code].add(values[idx])
 
+    def total(self) -> GroupStats:
+        """All groups together: every row belongs to exactly one group of a dimension."""
+        wait, hold = Distribution(), Distribution()
+        for d in self.wait:
+            wait.merge(d)
+        for d in self.hold:
+            hold.merge(d)
+        return GroupStats(wait=wait, hold=hold, **{name: int(arr.sum()) for name, arr in self.counts.items()})
+
     def items(self) -> Iterator[tuple[int, GroupStats]]:
         """(key, GroupStats) per group seen."""
         for code, key in enumerate(self.coder.keys):
@@ -138,7 +147,6 @@ class Aggregate:
 
     def __init__(self, options: AnalysisOptions):
         self.dims: dict[str, DimStats] = {d: DimStats() for d in DIMENSIONS}
-        self.total = DimStats()  # one group, key 0
         self.hold_by_batch: dict[int, Distribution] = {}
         self.top_waits = TopN(options.top)
         self.top_holds = TopN(options.top)
@@ -184,8 +192,8 @@ class Aggregate:
                 entry[1] += 1
 
     def _codes(self, table: Table) -> dict[DimStats, np.ndarray]:
-        """Dense group codes of every row, for the total and each dimension."""
-        out = {self.total: self.total.codes(np.zeros(len(table["ts"]), dtype=np.int64))}
+        """Dense group codes of every row, for each dimension (totals are summed from the zones)."""
+        out = {}
         for dim, col in DIMENSIONS.items():
             out[self.dims[dim]] = self.dims[dim].codes(table[col])
         return out

@@ -81,8 +81,6 @@ def _timeline(an: "Analyzer", first_ts: int, last_ts: int) -> dict:
 
 def build_summary(an: "Analyzer") -> Summary:
     """Turn an analyzer's accumulated state into the report document."""
-    from zlperf.analysis.core import GroupStats
-
     info, opts = an.info, an.options
     caps = an.abi.capabilities(an.event_counts)
     if not an.abi_found:
@@ -141,7 +139,7 @@ def build_summary(an: "Analyzer") -> Summary:
                          "caller": sym(r["caller"]), **({"count": r["count"]} if "count" in r else {})})
         return rows
 
-    total = next((g for _, g in an.agg.total.items()), GroupStats())
+    total = an.agg.dims["zone"].total()
     stacks = [{"count": count, "frames": [sym(int(a)) for a in frames]}
               for frames, count in sorted(an.agg.stacks.values(), key=lambda e: -e[1])]
     overrun = sum((s.overrun or 0) for s in info.cpu_stats.values())
