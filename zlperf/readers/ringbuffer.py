@@ -10,6 +10,7 @@ __all__ = ["DecodedRun", "decode_pages", "gather_fields", "read_type_ids"]
 
 from dataclasses import dataclass, field
 
+import sys
 from typing import Optional
 
 import numpy as np
@@ -278,7 +279,26 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
         length = np.clip(length, 0, None)
         length = np.minimum(length, np.maximum(len(data) - start, 0))
     width = int(length.max()) if n else 0
-    if width:
+    if width and sys.byteorder == "little" and len(data) >= 4 and not (start % 4).any():
+        # Records are 4-byte aligned and so, in practice, are their strings: gather whole
+        # 32-bit words (a few per string) instead of a byte matrix, mask bytes past the length.
+        nwords = -(-width // 4)
+        w32 = data[: len(data) // 4 * 4].view(np.uint32)
+        idx = np.minimum((start // 4)[:, None] + np.arange(nwords), len(w32) - 1)
+        valid = np.clip(length[:, None] - 4 * np.arange(nwords), 0, 4)
+        masks = np.array([0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF], dtype=np.uint32)
+        words = w32[idx] & masks[valid]
+        local, firsts = _group_rows(words)
+        remap = np.empty(len(firsts), dtype=np.int32)
+        for i, first in enumerate(firsts):
+            text = words[first].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")
+            code = code_of.get(text)
+            if code is None:
+                code = code_of[text] = len(values)
+                values.append(text)
+            remap[i] = code
+        codes[:] = remap[local]
+    elif width:
         width8 = -(-width // 8) * 8  # whole uint64 words, so rows compare as integers
         # Wide strings are rare: gather them in slices so the byte matrix stays small.
         step = max(1, (8 << 20) // width8)
@@ -310,23 +330,34 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
 
 
 def _group_rows(words: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """(local code per row, first row of each code) for rows of uint64 words.
+    """(local code per row, first row of each code) for rows of integer words.
 
-    Event strings have few distinct values: peel them off with vectorised row compares, and
-    sort only if there turn out to be many.
+    Event strings have few distinct values: peel them off with vectorised compares (of one
+    integer per row when a row fits in 8 bytes), and sort only if there turn out to be many.
     """
-    n = words.shape[0]
+    n, w = words.shape
+    row_bytes = w * words.itemsize
+    if row_bytes <= 8:
+        padded = np.zeros((n, 8), dtype=np.uint8)
+        padded[:, :row_bytes] = np.ascontiguousarray(words).view(np.uint8).reshape(n, row_bytes)
+        keys = padded.view(np.uint64).ravel()
+
+        def same_as(rows: np.ndarray, first: int) -> np.ndarray:
+            return keys[rows] == keys[first]
+    else:
+        def same_as(rows: np.ndarray, first: int) -> np.ndarray:
+            return (words[rows] == words[first]).all(axis=1)
     local = np.full(n, -1, dtype=np.int64)
     firsts: list[int] = []
     todo = np.arange(n)
     while len(todo) and len(firsts) < 16:
         first = int(todo[0])
-        same = (words[todo] == words[first]).all(axis=1)
+        same = same_as(todo, first)
         local[todo[same]] = len(firsts)
         firsts.append(first)
         todo = todo[~same]
     if len(todo):
-        rest = np.ascontiguousarray(words[todo]).view(f"V{words.shape[1] * 8}").ravel()
+        rest = np.ascontiguousarray(words[todo]).view(f"V{row_bytes}").ravel()
         _, first_idx, inverse = np.unique(rest, return_index=True, return_inverse=True)
         local[todo] = len(firsts) + inverse.ravel()
         firsts.extend(int(todo[i]) for i in first_idx)
