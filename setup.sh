@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install zlperf and what it needs on Debian 12 (as root or with sudo). Safe to run again.
 #   apt:  trace-cmd (record/extract/report), libtracecmd1 + libtraceevent1 (the libtracecmd reader),
-#         linux-perf (perf backend, perf script), bpftrace (independent live counts in tests),
+#         linux-perf (perf backend, perf script), bpftrace (independent live counts in tests, and
+#         naming zone locks on stock kernels), pahole (an independent check of zlperf's BTF reading),
 #         python3-numpy/yaml/zstandard (so perf's embedded /usr/bin/python3 can import zlperf's deps)
 #   pip:  zlperf itself (editable, from this checkout) and, for the tests, pytest + hypothesis
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-APT_PACKAGES="trace-cmd libtracecmd1 libtraceevent1 linux-perf bpftrace
+APT_PACKAGES="trace-cmd libtracecmd1 libtraceevent1 linux-perf bpftrace pahole
   python3 python3-pip python3-venv python3-numpy python3-yaml python3-zstandard"
 missing=$(for p in $APT_PACKAGES; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done)
 if [ -n "$missing" ]; then
