@@ -104,9 +104,11 @@ def _trace_info(path: str, kallsyms: str | None) -> tuple[TraceInfo, list]:
     """
     from zlperf.errors import ZlperfError
     from zlperf.readers.perfdata import PerfDataReader
+    from zlperf.zonenames import load_zone_locks
 
     try:
         with PerfDataReader(path, kallsyms) as reader:
+            reader.info.zone_locks = load_zone_locks(path)  # stock kernels: zones named at record time
             return reader.info, reader.gaps()
     except (OSError, ValueError, ZlperfError) as exc:
         info = TraceInfo(path=path, format="perf.data", clock="perf")

@@ -34,6 +34,7 @@ import tracecmd  # noqa: E402  (upstream's module, or zlperf's under `zlperf tra
 from zlperf.analysis.core import AnalysisOptions  # noqa: E402
 from zlperf.analysis.rows import RowCollector  # noqa: E402
 from zlperf.readers import open_trace  # noqa: E402
+from zlperf.zonenames import load_zone_locks  # noqa: E402
 
 #: The fields each analysed event needs, read through the tracecmd API.
 NUMERIC = {
@@ -68,6 +69,7 @@ def main(argv: list[str]) -> int:
 
     with open_trace(args.file) as meta:  # symbols, cmdlines, clock: the file's own metadata
         info = meta.info
+    info.zone_locks = load_zone_locks(args.file)  # stock kernels: zones named at record time
     collector = RowCollector(info, AnalysisOptions(top=args.top))
     trace = tracecmd.Trace(args.file)
     while True:
