@@ -206,7 +206,7 @@ class Aggregate:
         for dim, c in codes.items():
             dim.count(c, counter)
         if timeline_col is not None:
-            self._bin(table, codes, timeline_col, None)
+            self._bin(table, codes, [(timeline_col, None)])
         return codes
 
     def _distribute(self, table: Table, which: str, col: str, timeline_cols: tuple[int, int]) -> None:
@@ -214,18 +214,13 @@ class Aggregate:
         codes = self._codes(table)
         for dim, c in codes.items():
             dim.distribute(c, values, which)
-        self._bin(table, codes, timeline_cols[0], None)
-        self._bin(table, codes, timeline_cols[1], values)
+        self._bin(table, codes, [(timeline_cols[0], None), (timeline_cols[1], values)])
 
-    def _bin(self, table: Table, codes: dict[DimStats, np.ndarray], column: int,
-             weights: Optional[np.ndarray]) -> None:
-        """Add rows (or ``weights``) into timeline counters: overall, per zone, per caller."""
-        ts = table["ts"]
-        self.timeline.add(("all", 0), ts, column, weights)
-        for dim in ("zone", "caller"):
-            stats = self.dims[dim]
-            self.timeline.add_grouped(dim, codes[stats], stats.coder.keys, ts, column, weights)
-
+    def _bin(self, table: Table, codes: dict[DimStats, np.ndarray], columns: list) -> None:
+        """Add rows into timeline counters: overall, per zone, per caller (``columns`` as Timeline.add)."""
+        zone, caller = self.dims["zone"], self.dims["caller"]
+        self.timeline.add(table["ts"], [("all", None, [0]), ("zone", codes[zone], zone.coder.keys),
+                                         ("caller", codes[caller], caller.coder.keys)], columns)
 
 
 class Analyzer:

@@ -58,37 +58,35 @@ class Timeline:
         self.bin_ns *= 2
         self.lo, self.n = new_lo, size
 
-    def add(self, key: Hashable, ts: np.ndarray, column: int, weights: Optional[np.ndarray] = None) -> None:
-        """Add one per row of ``ts`` (or its ``weights``) into ``column`` of series ``key``."""
-        if len(ts) == 0:
-            return
-        bins = (ts // np.uint64(self.bin_ns)).astype(np.int64)
-        self._cover(int(bins.min()), int(bins.max()))
-        bins = (ts // np.uint64(self.bin_ns)).astype(np.int64)  # the width may have doubled
-        data = self.series.get(key)
-        if data is None:
-            data = self.series[key] = np.zeros((self.n, len(COLUMNS)))
-        w = None if weights is None else weights.astype(np.float64)
-        data[:, column] += np.bincount(bins - self.lo, weights=w, minlength=self.n)[: self.n]
+    def add(self, ts: np.ndarray, groupings: list, columns: list) -> None:
+        """Add rows into several series at once, with one time-binning of the rows.
 
-    def add_grouped(self, dim: str, codes: np.ndarray, keys: list, ts: np.ndarray, column: int,
-                    weights: Optional[np.ndarray] = None) -> None:
-        """Like :meth:`add` for many series at once: row i goes to series ``(dim, keys[codes[i]])``."""
+        ``groupings``: ``(dim, codes, keys)`` items; row i goes to series ``(dim, keys[codes[i]])``
+        (``codes`` None: every row to ``(dim, keys[0])``). ``columns``: ``(column, weights)``
+        items; each row adds one (weights None) or its weight to that column.
+        """
         if len(ts) == 0:
             return
         bins = (ts // np.uint64(self.bin_ns)).astype(np.int64)
-        self._cover(int(bins.min()), int(bins.max()))
-        bins = (ts // np.uint64(self.bin_ns)).astype(np.int64) - self.lo
-        n_codes = len(keys)
-        w = None if weights is None else weights.astype(np.float64)
-        sums = np.bincount(codes * self.n + bins, weights=w, minlength=n_codes * self.n)
-        sums = sums[: n_codes * self.n].reshape(n_codes, self.n)
-        for code in np.flatnonzero(sums.any(axis=1)):
-            key = (dim, keys[code])
-            data = self.series.get(key)
-            if data is None:
-                data = self.series[key] = np.zeros((self.n, len(COLUMNS)))
-            data[:, column] += sums[code]
+        lo, hi = int(bins.min()), int(bins.max())
+        width = self.bin_ns
+        self._cover(lo, hi)
+        if self.bin_ns != width:  # the axis coarsened: bin again
+            bins = (ts // np.uint64(self.bin_ns)).astype(np.int64)
+        bins -= self.lo
+        for dim, codes, keys in groupings:
+            n_codes = 1 if codes is None else len(keys)
+            flat = bins if codes is None else codes * self.n + bins
+            for column, weights in columns:
+                w = None if weights is None else weights.astype(np.float64)
+                sums = np.bincount(flat, weights=w, minlength=n_codes * self.n)[: n_codes * self.n]
+                sums = sums.reshape(n_codes, self.n)
+                for code in np.flatnonzero(sums.any(axis=1)):
+                    key = (dim, keys[code])
+                    data = self.series.get(key)
+                    if data is None:
+                        data = self.series[key] = np.zeros((self.n, len(COLUMNS)))
+                    data[:, column] += sums[code]
 
     def rebinned(self, key: Hashable, first_ts: int, last_ts: int, bins: int) -> tuple[int, int, np.ndarray]:
         """(start_ns, width_ns, counters) of ``key`` over [first_ts, last_ts] in about ``bins`` round bins."""
