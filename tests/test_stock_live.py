@@ -8,6 +8,7 @@ also on failure), then checks the report against independent sources: `trace-cmd
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -111,6 +112,13 @@ def test_stock_trace_cmd_attributes_zone_lock_waits_only(tmp_path, pcp_lists_shr
         only = analyze(reader, AnalysisOptions(zone=z["label"]))
     assert only["totals"]["contended_events"] == z["contended_events"]
     assert sum(st["count"] for st in only["contended_stacks"]) == z["contended_events"]
+    # The frame table is the recipe's to replace: a table matching nothing attributes nothing.
+    recipe = tmp_path / "frames.yaml"
+    recipe.write_text("description: no frame marks zone->lock\nextends: stock\nzone_lock_frames: [zlperf_nothing]\n")
+    proc = subprocess.run([sys.executable, "-m", "zlperf", "report", str(out), "--recipe", str(recipe), "--json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["zones"] == []
     # Folded stacks of the attributed waits: root first, each through a zone-lock frame, counts adding up.
     folded = tmp_path / "zone.folded"
     proc = subprocess.run([sys.executable, "-m", "zlperf", "report", str(out), "--folded", str(folded)],

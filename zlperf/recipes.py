@@ -49,6 +49,8 @@ KEYS: Dict[str, str] = {
     "output": "default output file name (a bare name, written in the current directory)",
     "backend": "trace-cmd or perf",
     "backend_options": "per-backend options: trace-cmd: {file_version, compression}; perf: {mmap_pages, kernel_callchains_only}",
+    "zone_lock_frames": "stock kernels: functions whose waits are zone->lock waits (replaces the built-in table; "
+                        "used by `zlperf report --recipe/--profile`)",
 }
 
 # Options each backend accepts from a recipe: a fixed list, never free-form arguments, so that a
@@ -83,6 +85,7 @@ class Recipe:
     output: Optional[str] = None
     backend: Optional[str] = None
     backend_options: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    zone_lock_frames: List[str] = field(default_factory=list)
     chain: List[str] = field(default_factory=list)  #: files merged, base first, this one last
     marks: Dict[str, Mark] = field(default_factory=dict)  #: key path -> where its value was set
 
@@ -401,6 +404,14 @@ def _type_problem(key: str, value: Any, doc: _Doc, errs: _Collector) -> Optional
             elif ev in seen:
                 errs.error(doc.vmark(ipath), ipath, f"{ev} listed twice")
             seen.add(ev)
+        return None
+    if key == "zone_lock_frames":
+        if not isinstance(value, list) or not value:
+            return f"must be a non-empty list of kernel function names, got {_typename(value)}"
+        for i, fn in enumerate(value):
+            if not isinstance(fn, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", fn):
+                errs.error(doc.vmark(f"zone_lock_frames[{i}]"), f"zone_lock_frames[{i}]",
+                           f"{fn!r} is not a kernel function name (e.g. rmqueue_bulk)")
         return None
     if key == "filters":
         if not isinstance(value, dict):

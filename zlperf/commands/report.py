@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reader", choices=["auto", "fast", "libtracecmd"], default="auto",
                    help="trace.dat reader (default: the fast numpy reader)")
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
+    rec = p.add_mutually_exclusive_group()
+    rec.add_argument("--recipe", metavar="FILE", help="take analysis settings (zone_lock_frames) from this recipe")
+    rec.add_argument("--profile", metavar="NAME", help="the same, from a recipe found by name")
     p.add_argument("--folded", metavar="FILE",
                    help="write contended stacks as folded lines (flamegraph.pl, speedscope) to FILE")
     p.set_defaults(func=run)
@@ -81,6 +84,13 @@ def build_report(path: str, args: argparse.Namespace) -> dict:
         until_ns=parse_seconds(args.until, "--until") if args.until else None,
         zone=args.zone, top=args.top,
     )
+    ref = getattr(args, "recipe", None) or getattr(args, "profile", None)
+    if ref:
+        from zlperf.recipes import load_recipe
+
+        recipe = load_recipe(ref)
+        if recipe.zone_lock_frames:  # stock kernels: which frames mark a zone->lock wait
+            options.zone_lock_frames = {fn: f"from recipe {recipe.path}" for fn in recipe.zone_lock_frames}
     reader = open_trace(path, reader=args.reader)
     try:
         reader.info.zone_locks = load_zone_locks(path) or reader.info.zone_locks  # stock kernels: OUT.zones.json

@@ -1,0 +1,62 @@
+"""The stock-kernel frame table: documented, consistent, overridable from a recipe."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import STOCK_DAT, requires_trace_cmd
+from zlperf.analysis.stacks import CallerResolver, stacks_of
+from zlperf.analysis.stock_frames import ZONE_LOCK_FRAMES, is_locking_frame
+from zlperf.readers import open_trace
+
+
+def test_every_zone_lock_frame_says_why_and_is_not_locking_code():
+    for fn, why in ZONE_LOCK_FRAMES.items():
+        assert why.strip(), fn
+        assert not is_locking_frame(fn), fn
+
+
+@requires_trace_cmd
+def test_callers_of_the_stock_fixture_match_trace_cmd_stack_prints():
+    """The caller zlperf resolves = the first non-locking frame trace-cmd prints for the same stack."""
+    text = subprocess.run(["trace-cmd", "report", str(STOCK_DAT)], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    expected = []  # first non-locking frame of each contention_begin's stack, in file order per CPU
+    i = 0
+    while i < len(text):
+        if "contention_begin:" in text[i]:
+            cpu = text[i].split("[", 1)[1].split("]", 1)[0]
+            j = i + 1
+            while j < len(text) and f"[{cpu}]" not in text[j]:
+                j += 1
+            if j < len(text) and "kernel_stack:" in text[j]:
+                frames = []
+                k = j + 1
+                while k < len(text) and text[k].startswith("=>"):
+                    frames.append(text[k].split()[1])
+                    k += 1
+                expected.append((int(cpu), next((f for f in frames if not is_locking_frame(f)), None)))
+        i += 1
+    got = []
+    with open_trace(str(STOCK_DAT)) as reader:
+        resolver = CallerResolver(reader.info)
+        for chunk in reader.chunks():
+            b = chunk.batches.get("lock:contention_begin")
+            if b is None:
+                continue
+            stacks = stacks_of(chunk, "lock:contention_begin")
+            callers = resolver.callers(stacks, len(b))
+            for cpu, seq, caller in sorted(zip(b.cpu.tolist(), b.seq.tolist(), callers.tolist())):
+                got.append((cpu, resolver.function_of(caller) if caller else None))
+    assert sorted(got, key=lambda x: x[0]) == sorted(expected, key=lambda x: x[0])
+    assert len(got) == 55 and all(fn for _, fn in got)
+
+
+def test_recipe_zone_lock_frames_are_validated(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("description: x\nextends: stock\nzone_lock_frames: [rmqueue_bulk, \"bad fn\"]\n")
+    proc = subprocess.run([sys.executable, "-m", "zlperf", "recipes", "validate", str(bad)], capture_output=True,
+                          text=True)
+    assert proc.returncode != 0
+    assert f"{bad}:3:" in proc.stderr and "zone_lock_frames[1]" in proc.stderr
