@@ -60,3 +60,34 @@ def test_recipe_zone_lock_frames_are_validated(tmp_path):
                           text=True)
     assert proc.returncode != 0
     assert f"{bad}:3:" in proc.stderr and "zone_lock_frames[1]" in proc.stderr
+
+
+def test_stacks_are_kept_when_a_chunk_ends_between_an_event_and_its_stack():
+    """Readers cut chunks at page runs: a begin may close one chunk and its kernel_stack open the next."""
+    from zlperf.analysis.core import Analyzer
+    from zlperf.events import Chunk, EventBatch
+
+    with open_trace(str(STOCK_DAT)) as reader:
+        chunks = list(reader.chunks())
+        info = reader.info
+    split = []
+    for c in chunks:
+        b = c.batches.get("lock:contention_begin")
+        if b is None or not len(b):
+            split.append(c)
+            continue
+        cut = int(b.seq[0])  # cut right after the first begin: its stack lands in the second half
+        for part in ((lambda s: s <= cut), (lambda s: s > cut)):
+            split.append(Chunk({n: EventBatch(n, x.ts[part(x.seq)], x.cpu[part(x.seq)], x.pid[part(x.seq)],
+                                              x.seq[part(x.seq)], {f: v[part(x.seq)] for f, v in x.fields.items()})
+                                for n, x in c.batches.items()}))
+
+    def stacks_seen(cs) -> int:
+        an = Analyzer(info)
+        for c in cs:
+            an.feed(c)
+        an.summary()
+        return an.abi.stacks_seen
+
+    assert stacks_seen(split) == stacks_seen(chunks) == 54  # 55 begins, one never ended (no wait)
+    assert len(split) > len(chunks)

@@ -86,3 +86,56 @@ class CallerResolver:
                 c = cache[key] = addr or 0
             out[i] = c
         return out
+
+
+class StackFollower:
+    """:func:`stacks_of` across chunk boundaries.
+
+    When an event is the last of its CPU in a chunk, its kernel_stack may open the next chunk.
+    The returned arrays stay referenced here until then and get the frames filled in late, so
+    adapters that keep the arrays until the end of the stream (the stock ABI) lose no stack.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self._waiting: dict[int, tuple[np.ndarray, int]] = {}  # cpu -> (stacks array, row)
+
+    def stacks(self, chunk: Chunk) -> Optional[np.ndarray]:
+        """Per row of batch ``name`` in ``chunk``: frames or None (maybe filled by a later chunk)."""
+        self._fill_from(chunk)
+        out = stacks_of(chunk, self.name)
+        target = chunk.batches.get(self.name)
+        if target is None or not len(target) or "common_callchain" in target.fields:
+            return out
+        if out is None:  # no stack in this chunk (yet): the last event's may open the next one
+            out = np.full(len(target), None, dtype=object)
+        last_seq: dict[int, int] = {}
+        for b in chunk.batches.values():
+            if len(b):
+                for cpu in np.unique(b.cpu).tolist():
+                    m = int(b.seq[b.cpu == cpu].max())
+                    last_seq[cpu] = max(last_seq.get(cpu, m), m)
+        for cpu in np.unique(target.cpu).tolist():
+            rows = np.flatnonzero(target.cpu == cpu)
+            row = int(rows[np.argmax(target.seq[rows])])
+            if int(target.seq[row]) == last_seq[cpu] and out[row] is None:
+                self._waiting[cpu] = (out, row)
+        return out
+
+    def _fill_from(self, chunk: Chunk) -> None:
+        if not self._waiting:
+            return
+        first: dict[int, tuple[int, str, int]] = {}  # cpu -> (seq, batch name, row) of its first event
+        for name, b in chunk.batches.items():
+            for cpu in list(self._waiting):
+                rows = np.flatnonzero(b.cpu == cpu) if len(b) else ()
+                if len(rows):
+                    row = int(rows[np.argmin(b.seq[rows])])
+                    if cpu not in first or int(b.seq[row]) < first[cpu][0]:
+                        first[cpu] = (int(b.seq[row]), name, row)
+        for cpu, (_, name, row) in first.items():
+            arr, at = self._waiting.pop(cpu)
+            if name.endswith(":kernel_stack"):
+                frames = chunk.batches[name].fields["caller"][row]
+                zero = np.flatnonzero(frames == 0)
+                arr[at] = frames[: zero[0]] if len(zero) else frames

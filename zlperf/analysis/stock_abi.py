@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from zlperf.analysis.model import Capabilities, Observations, Zone, ZoneTable
-from zlperf.analysis.stacks import CallerResolver, stacks_of
+from zlperf.analysis.stacks import CallerResolver, StackFollower
 from zlperf.analysis.stock_frames import ZONE_LOCK_FRAMES
 from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo
 
@@ -42,6 +42,7 @@ class StockContentionABI:
         self.info = info  # symbols are read at the end: --kallsyms may replace them after opening
         self.frames = frames if frames is not None else ZONE_LOCK_FRAMES
         self._parts: list[dict[str, np.ndarray]] = []
+        self._stacks = StackFollower(BEGIN)
         self.stacks_seen = 0
         self.notes: list[str] = []
         self.unfinished = 0
@@ -49,13 +50,14 @@ class StockContentionABI:
 
     def observe(self, chunk: Chunk) -> Observations:
         """Collect begin (with its stack) / end / gap rows; everything is resolved in :meth:`finish`."""
+        begin_stacks = self._stacks.stacks(chunk)  # also completes the last chunk's stack-less begins
         for name, kind in ((BEGIN, _B), (END, _E), (MISSED_EVENTS, _G)):
             b = chunk.batches.get(name)
             if b is None or not len(b):
                 continue
             n = len(b)
             addr = b.fields["lock_addr"].astype(np.uint64) if "lock_addr" in b.fields else np.zeros(n, np.uint64)
-            stack = stacks_of(chunk, name) if kind == _B else None
+            stack = begin_stacks if kind == _B else None
             self._parts.append({"kind": np.full(n, kind, np.int8), "cpu": b.cpu.astype(np.int32),
                                 "seq": b.seq.astype(np.int64), "ts": b.ts.astype(np.uint64),
                                 "pid": b.pid.astype(np.int32), "addr": addr,
