@@ -49,7 +49,12 @@ class PerCpuPairer:
         """Pair one chunk's rows; with ``final`` the still-open rows count as unreleased."""
         if self._carry is not None and len(self._carry["kind"]):
             table = {k: np.concatenate([self._carry[k], table[k]]) for k in table}
-        order = np.lexsort((table["seq"], table["cpu"]))
+        cpu_col = table["cpu"]
+        if len(cpu_col) and (cpu_col == cpu_col[0]).all():
+            # One CPU (the fast reader's chunks): merging its few already-sorted runs is cheap.
+            order = np.argsort(table["seq"], kind="stable")
+        else:
+            order = np.lexsort((table["seq"], cpu_col))
         table = {k: v[order] for k, v in table.items()}
         kind, cpu, key = table["kind"], table["cpu"], table["key"]
         n = len(kind)
