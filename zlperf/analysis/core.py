@@ -26,6 +26,9 @@ from zlperf.analysis.timeline import Timeline
 from zlperf.errors import ZlperfError
 from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo, TraceReader
 
+#: ABI names for AnalysisOptions.abi, in the lanes' order of preference.
+ABIS = ("kmem", "series", "stock")
+
 #: Dimensions a report can be grouped by, and the observation column holding the key.
 DIMENSIONS = {"zone": "zone", "caller": "caller", "cpu": "cpu", "task": "pid"}
 
@@ -40,6 +43,7 @@ class AnalysisOptions:
     top: int = 10
     bin_ns: int = 1_000_000  #: finest timeline resolution (it coarsens as the recording grows)
     zone_lock_frames: Optional[dict[str, str]] = None  #: stock kernels: replaces stock_frames.ZONE_LOCK_FRAMES
+    abi: str = "auto"  #: "kmem", "series" or "stock" to read that ABI when a file has several (see ABIS)
 
 
 COUNTERS = ("contended_events", "acquisitions", "contended", "unmatched_unlocks", "unreleased",
@@ -302,8 +306,11 @@ class Analyzer:
     def summary(self) -> Summary:
         """Finish the stream (unreleased acquisitions at the end) and build the summary."""
         if self.abi is None:
-            seen = [(a, g) for a, g in self.lanes if any(self.event_counts.get(e) for e in a.events)]
-            self.abi, self.agg = seen[0] if seen else self.lanes[0]  # none: say what is missing
+            lanes = self.lanes
+            if self.options.abi != "auto":
+                lanes = [self.lanes[ABIS.index(self.options.abi)]]
+            seen = [(a, g) for a, g in lanes if any(self.event_counts.get(e) for e in a.events)]
+            self.abi, self.agg = seen[0] if seen else lanes[0]  # none: say what is missing
             self.abi_found = bool(seen)
             self.agg.account(self._window(self.abi.finish()))
         return build_summary(self)

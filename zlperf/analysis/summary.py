@@ -96,6 +96,8 @@ def build_summary(an: "Analyzer") -> Summary:
     symbols = info.symbols
 
     def sym(addr: int) -> str:
+        if addr == 0:
+            return "(unknown: no stack recorded)"  # ABIs whose callers come from stacks only
         return symbols.symbolize(addr) if symbols is not None and len(symbols) else f"{addr:#x}"
 
     def entry(dim: str, key: int, g) -> dict:
@@ -153,6 +155,9 @@ def build_summary(an: "Analyzer") -> Summary:
         "profile": caps.profile,
         "can_show": {"contended_events": caps.contended_events, "acquisitions": caps.acquisitions,
                      "waits": caps.waits, "holds": caps.holds},
+        # What a wait is in this ABI: the spin of a contended acquisition, or every acquisition's wait.
+        "wait_is": ("contended acquisitions' spin (wait_ns)" if caps.contended_flag
+                    else "every acquisition: start_locking -> acquire_returned"),
         "cannot_show": caps.cannot,
         "notes": caps.notes,
         "window": {"first_ts_ns": lo, "last_ts_ns": hi, "since_ns": opts.since_ns, "until_ns": opts.until_ns,

@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--since", metavar="SECS", help="ignore events before this trace timestamp")
     p.add_argument("--until", metavar="SECS", help="ignore events after this trace timestamp")
     p.add_argument("--zone", metavar="NODE:NAME", help="only this zone, e.g. 1:Normal")
+    p.add_argument("--abi", choices=["auto", "kmem", "series", "stock"], default="auto",
+                   help="which events to read when a file has several ABIs (default: the patch's kmem events, "
+                        "then zone_lock:*, then lock:contention_*)")
     p.add_argument("--reader", choices=["auto", "fast", "libtracecmd"], default="auto",
                    help="trace.dat reader (default: the fast numpy reader)")
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
@@ -82,7 +85,7 @@ def build_report(path: str, args: argparse.Namespace) -> dict:
     options = AnalysisOptions(
         since_ns=parse_seconds(args.since, "--since") if args.since else None,
         until_ns=parse_seconds(args.until, "--until") if args.until else None,
-        zone=args.zone, top=args.top,
+        zone=args.zone, top=args.top, abi=getattr(args, "abi", "auto"),
     )
     ref = getattr(args, "recipe", None) or getattr(args, "profile", None)
     if ref:

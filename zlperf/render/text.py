@@ -130,7 +130,7 @@ def _verdict(doc: dict) -> list[str]:
     if can["waits"] and t["wait_ns"] and t["wait_ns"]["count"] and t.get("spinning_cpus") is not None:
         cpus = doc["source"].get("cpus") or 0
         share = f", {100 * t['spinning_cpus'] / cpus:.2f}% of {cpus} CPUs" if cpus else ""
-        lines.append(f"verdict:   CPUs spent {format_ns(t['wait_ns']['sum'])} spinning on zone->lock in {secs:.3f} s "
+        lines.append(f"verdict:   CPUs spent {format_ns(t['wait_ns']['sum'])} waiting for zone->lock in {secs:.3f} s "
                      f"(on average {t['spinning_cpus']:.3f} CPUs{share})")
     elif t["contended_events"]:
         lines.append(f"verdict:   {t['contended_events']} contended acquisitions in {secs:.3f} s "
@@ -204,7 +204,8 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
 
     if can["waits"] and t["wait_ns"]:
         out.append("")
-        out.append(f"== wait time of contended acquisitions (all zones): count {t['wait_ns']['count']}, "
+        out.append(f"== wait time, {doc.get('wait_is', 'contended acquisitions')} (all zones): "
+                   f"count {t['wait_ns']['count']}, "
                    f"p50 {format_ns(t['wait_ns']['p50'])}, p99 {format_ns(t['wait_ns']['p99'])}, "
                    f"max {format_ns(t['wait_ns']['max'])}")
         out.extend(log2_hist_lines(t["wait_ns"]["hist_log2"], "nsecs"))
