@@ -288,16 +288,7 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
         valid = np.clip(length[:, None] - 4 * np.arange(nwords), 0, 4)
         masks = np.array([0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF], dtype=np.uint32)
         words = w32[idx] & masks[valid]
-        local, firsts = _group_rows(words)
-        remap = np.empty(len(firsts), dtype=np.int32)
-        for i, first in enumerate(firsts):
-            text = words[first].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")
-            code = code_of.get(text)
-            if code is None:
-                code = code_of[text] = len(values)
-                values.append(text)
-            remap[i] = code
-        codes[:] = remap[local]
+        codes[:] = _intern_rows(words, code_of, values)
     elif width:
         width8 = -(-width // 8) * 8  # whole uint64 words, so rows compare as integers
         # Wide strings are rare: gather them in slices so the byte matrix stays small.
@@ -308,17 +299,7 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
             idx = st[:, None] + cols[None, :]
             valid = cols[None, :] < ln[:, None]
             mat = np.where(valid, data[np.minimum(idx, len(data) - 1)], 0).astype(np.uint8)
-            words = np.ascontiguousarray(mat).view(np.uint64)
-            local, firsts = _group_rows(words)
-            remap = np.empty(len(firsts), dtype=np.int32)  # this slice's codes -> the column's codes
-            for i, first in enumerate(firsts):
-                text = mat[first].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")
-                code = code_of.get(text)
-                if code is None:
-                    code = code_of[text] = len(values)
-                    values.append(text)
-                remap[i] = code
-            codes[s:s + step] = remap[local]
+            codes[s:s + step] = _intern_rows(np.ascontiguousarray(mat).view(np.uint64), code_of, values)
     elif n:
         values.append("")
     texts = np.empty(len(values), dtype=object)
@@ -327,6 +308,20 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
     if dictionary is not None and n:
         dictionary[name] = (codes, texts)
     return out
+
+
+def _intern_rows(words: np.ndarray, code_of: dict[str, int], values: list[str]) -> np.ndarray:
+    """Column codes of string rows (their bytes as integer words), adding new texts to ``values``."""
+    local, firsts = _group_rows(words)
+    remap = np.empty(len(firsts), dtype=np.int32)  # these rows' codes -> the column's codes
+    for i, first in enumerate(firsts):
+        text = words[first].tobytes().split(b"\0", 1)[0].decode("utf-8", "replace")
+        code = code_of.get(text)
+        if code is None:
+            code = code_of[text] = len(values)
+            values.append(text)
+        remap[i] = code
+    return remap[local]
 
 
 def _group_rows(words: np.ndarray) -> tuple[np.ndarray, list[int]]:
