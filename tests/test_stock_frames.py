@@ -91,3 +91,4 @@ def test_stacks_are_kept_when_a_chunk_ends_between_an_event_and_its_stack():
 
     assert stacks_seen(split) == stacks_seen(chunks) == 54  # 55 begins, one never ended (no wait)
     assert len(split) > len(chunks)
+
