@@ -383,7 +383,7 @@ def _run_lab(args: argparse.Namespace, tasks: Sequence[str], out: Path) -> Dict[
         "config_sha256": _sha256(kdir / "config"),
         "fragment_sha256": _sha256(LAB / "config" / "zlperf.config"),
         "initramfs": initrd.name, "qemu": " ".join(shlex.quote(c) for c in res["qemu"]),
-        "tcg_thread": res["tcg_thread"], "attempts": res["attempts"],
+        "tcg_thread": res["tcg_thread"], "attempts": res["attempts"], "cpus": args.cpus, "mem_mb": args.mem,
         "workload": {"cmd": f"zl-workload -p {args.procs or args.cpus} -m {args.mb} -s {args.seconds}",
                      "pcp_fraction": args.pcp_fraction, "procs": args.procs or args.cpus, "mb": args.mb,
                      "seconds": args.seconds},
@@ -600,19 +600,27 @@ def overhead_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--profiles", default=",".join(OVERHEAD_PROFILES), help="comma list (default all five)")
     p.add_argument("--out", type=Path, default=CACHE / "runs" / ("overhead-" + time.strftime("%Y%m%d-%H%M%S")))
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "overhead.md", help="table to write")
+    p.add_argument("--from", dest="src", type=Path, help="re-render the table from a finished overhead run folder")
     args = p.parse_args(argv)
+    if args.src is not None:
+        args.out = args.src
     args.profiles = [x for x in args.profiles.split(",") if x]
     if args.runs < 1:
         p.error("--runs must be >= 1")
     try:
-        info = _run_lab(args, ["overhead"], args.out)
+        if args.src is not None:
+            info = json.loads((args.src / "lab.json").read_text())
+            args.tcg_thread = info["tcg_thread"]
+        else:
+            info = _run_lab(args, ["overhead"], args.out)
         if not info:
             return 0
         results = [json.loads(ln) for ln in (args.out / "overhead.jsonl").read_text().splitlines() if ln.strip()]
         recorder = (args.out / "recorder.txt").read_text().strip() if (args.out / "recorder.txt").exists() else "?"
         text = overhead_table(results, {
-            "kernel": info["kernel"], "variant": info["variant"], "cpus": args.cpus,
-            "tcg_thread": info["tcg_thread"], "workload": info["workload"]["cmd"], "pcp_fraction": args.pcp_fraction,
+            "kernel": info["kernel"], "variant": info["variant"], "cpus": info.get("cpus", args.cpus),
+            "tcg_thread": info["tcg_thread"], "workload": info["workload"]["cmd"],
+            "pcp_fraction": info["workload"]["pcp_fraction"],
             "zlperf_version": info["zlperf_version"], "zlperf_git": info["zlperf_git"], "recorder": recorder,
             "attempts": info["attempts"],
             "run": str(args.out.relative_to(REPO)) if args.out.is_relative_to(REPO) else str(args.out),
