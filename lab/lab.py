@@ -513,7 +513,7 @@ inside a QEMU guest under TCG software emulation (no KVM), with the guest's own 
 - QEMU ({info['tcg_thread']}-threaded TCG): `{info['qemu']}`
 - Workload: `{wl['cmd']}` (lab/workload.c: processes pinned one per vCPU, mmap {wl['mb']} MiB MAP_POPULATE, touch
   every page, munmap, for {wl['seconds']} s), `vm.percpu_pagelist_high_fraction={wl['pcp_fraction']}`, THP off
-- zlperf: {info['zlperf_version']} (git {info['zlperf_git']})
+- {info['zlperf_version']} (git {info['zlperf_git']})
 - Boot attempts: {json.dumps(info['attempts'])}
 
 | file | made with (inside the guest) | sha256 (16) | events (host tools) |
@@ -560,7 +560,7 @@ def overhead_table(results: Sequence[Dict[str, object]], info: Dict[str, object]
         "= its rounds per second (one round = mmap + touch + munmap of one region)",
         "- Each traced run is the real `zlperf record --profile P -- WORKLOAD` inside the guest (recording threads "
         "included, as a user pays them); `none` runs the workload alone. Runs of the profiles are interleaved.",
-        f"- zlperf {info['zlperf_version']} (git {info['zlperf_git']}); recorder: {info.get('recorder', '?')}",
+        f"- {info['zlperf_version']} (git {info['zlperf_git']}); recorder: {info.get('recorder', '?')}",
     ]
     modes = [a.get("tcg_thread") for a in info.get("attempts", [])]  # type: ignore[union-attr]
     if len(set(modes)) > 1:
