@@ -20,7 +20,7 @@ from __future__ import annotations
 __all__ = ["MISSED_EVENTS", "EventBatch", "Chunk", "CpuStats", "TraceInfo", "TraceReader"]
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Collection, Iterator, Optional, Protocol
+from typing import TYPE_CHECKING, Collection, Iterator, Mapping, Optional, Protocol
 
 import numpy as np
 
@@ -93,6 +93,9 @@ class Chunk:
     """A slice of the event stream: one batch per event name present in it."""
 
     batches: dict[str, EventBatch] = field(default_factory=dict)
+    #: Task names learned with these events (pid -> comm), for sources that name tasks as they
+    #: go (perf script's common_comm, libtracecmd's per-record comm); later names win.
+    comms: dict[int, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.batches.values())
@@ -110,9 +113,14 @@ class CpuStats:
     read_events: Optional[int] = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class TraceInfo:
-    """What a trace file says about itself, independent of its events."""
+    """What a trace file says about itself, independent of its events.
+
+    Built once when the file is opened (symbols and zone names included, see
+    :func:`zlperf.readers.open_trace`) and never reassigned afterwards. ``warnings`` is the
+    one list that grows: readers add what they lose while reading.
+    """
 
     path: str
     format: str  #: e.g. "trace.dat v7 (zstd)", "trace.dat v6", "perf.data"
@@ -122,20 +130,20 @@ class TraceInfo:
     long_size: int = 8
     page_size: int = 4096
     cpus: int = 0
-    buffers: list[str] = field(default_factory=list)  #: instance names, "" = top
-    formats: dict[str, "EventFormat"] = field(default_factory=dict)  #: "system:event" ->
+    buffers: tuple[str, ...] = ()  #: instance names, "" = top
+    formats: Mapping[str, "EventFormat"] = field(default_factory=dict)  #: "system:event" ->
     symbols: Optional["Kallsyms"] = None
-    cmdlines: dict[int, str] = field(default_factory=dict)  #: pid -> comm
-    cpu_stats: dict[int, CpuStats] = field(default_factory=dict)
+    cmdlines: Mapping[int, str] = field(default_factory=dict)  #: pid -> comm
+    cpu_stats: Mapping[int, CpuStats] = field(default_factory=dict)
     uname: Optional[str] = None
     warnings: list[str] = field(default_factory=list)  #: what was lost or assumed
     #: lock address -> (node, zone name) of zone locks, when the recorder could name them
-    #: (stock kernels: lock:contention_* carry only the address); filled from a sidecar file.
-    zone_locks: dict[int, tuple[int, str]] = field(default_factory=dict)
+    #: (stock kernels: lock:contention_* carry only the address); read from the sidecar file.
+    zone_locks: Mapping[int, tuple[int, str]] = field(default_factory=dict)
 
 
 class TraceReader(Protocol):
-    """One interface over every trace source."""
+    """One interface over every trace source; a context manager that closes on exit."""
 
     info: TraceInfo
 
@@ -151,4 +159,10 @@ class TraceReader(Protocol):
 
     def close(self) -> None:
         """Release files and libraries."""
+        ...
+
+    def __enter__(self) -> "TraceReader":
+        ...
+
+    def __exit__(self, *exc: object) -> None:
         ...

@@ -1,15 +1,15 @@
 """Kernel symbols: turn a code address into ``func+0xoff`` as trace-cmd prints ``%pS``.
 
 The table comes from the kallsyms saved in a trace.dat, a file the user gives, or
-/proc/kallsyms on the recording host. Built once per trace (sorting ~200k symbols costs
-tens of milliseconds); lookups are vectorised with numpy.
+/proc/kallsyms on the recording host. It is parsed on the first lookup, not when the trace is
+opened (parsing ~200k symbols costs ~0.2 s that a report without symbols never needs), and
+built once; lookups are vectorised with numpy.
 """
 
 from __future__ import annotations
 
-__all__ = ["Kallsyms"]
+__all__ = ["Kallsyms", "MAX_KALLSYMS_BYTES"]
 
-import gzip
 import re
 from typing import Iterable, Optional
 
@@ -18,22 +18,39 @@ import numpy as np
 # "ffffffff81000000 T _stext" or "... t name\t[module]": text symbols only.
 _TEXT_SYMBOL = re.compile(r"^([0-9a-fA-F]+) [tTwW] (\S+)", re.MULTILINE)
 
+#: Largest kallsyms text accepted. /proc/kallsyms of a distribution kernel with its modules
+#: is 10-20 MB; anything far beyond is not a kallsyms file (or is a decompression bomb).
+MAX_KALLSYMS_BYTES = 128 << 20
+
 
 class Kallsyms:
     """A sorted table of text symbols with vectorised address lookup."""
 
     def __init__(self, addrs: np.ndarray, names: list[str], source: str = ""):
         order = np.argsort(addrs, kind="stable")
-        self.addrs = np.ascontiguousarray(addrs[order], dtype=np.uint64)
-        self.names = [names[i] for i in order]
+        self._addrs: Optional[np.ndarray] = np.ascontiguousarray(addrs[order], dtype=np.uint64)
+        self._names: Optional[list[str]] = [names[i] for i in order]
+        self._text: Optional[str] = None
         self.source = source  #: where the table came from, for the report header
-
-    def __len__(self) -> int:
-        return len(self.names)
 
     @classmethod
     def from_text(cls, text: str, source: str = "") -> "Kallsyms":
-        """Parse ``/proc/kallsyms`` text (``addr type name [module]``); keeps text symbols."""
+        """A table over ``/proc/kallsyms`` text (``addr type name [module]``), parsed on first use."""
+        table = cls.__new__(cls)
+        table._addrs, table._names, table._text, table.source = None, None, text, source
+        return table
+
+    @classmethod
+    def from_file(cls, path: str) -> "Kallsyms":
+        """A table over a kallsyms file, plain or gzip-compressed (read now, bounded; parsed on use)."""
+        from zlperf.safeio import read_text_limited
+
+        text = read_text_limited(path, MAX_KALLSYMS_BYTES, "kallsyms file", gunzip=True)
+        return cls.from_text(text, source=str(path))
+
+    def _parse(self) -> None:
+        """Build the sorted table from the text (once); keeps text symbols."""
+        text, self._text = self._text or "", None
         # One regex pass over the whole text: several times faster than splitting ~100k lines.
         found = _TEXT_SYMBOL.findall(text)
         addrs = np.array([int(a, 16) for a, _ in found], dtype=np.uint64)
@@ -42,16 +59,26 @@ class Kallsyms:
         if not keep.all():
             names = [n for n, k in zip(names, keep.tolist()) if k]
             addrs = addrs[keep]
-        return cls(addrs, names, source)
+        order = np.argsort(addrs, kind="stable")
+        self._addrs = np.ascontiguousarray(addrs[order], dtype=np.uint64)
+        self._names = [names[i] for i in order]
 
-    @classmethod
-    def from_file(cls, path: str) -> "Kallsyms":
-        """Read a kallsyms file, plain or gzip-compressed."""
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        return cls.from_text(raw.decode("utf-8", "replace"), source=str(path))
+    @property
+    def addrs(self) -> np.ndarray:
+        """Symbol start addresses, sorted (uint64)."""
+        if self._addrs is None:
+            self._parse()
+        return self._addrs  # type: ignore[return-value]
+
+    @property
+    def names(self) -> list[str]:
+        """Symbol names in the order of :attr:`addrs`."""
+        if self._names is None:
+            self._parse()
+        return self._names  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.names)
 
     def lookup(self, addr: int) -> Optional[tuple[str, int]]:
         """``(name, offset)`` of the symbol containing ``addr``, or None below the first."""
