@@ -26,7 +26,8 @@ from zlperf.errors import RecordError, ZlperfError, warn
 from zlperf.known_events import ZONE_LOCK_PATCH_EVENTS, ZONE_LOCK_SERIES_EVENTS
 from zlperf.recipes import Recipe, check_filter
 from zlperf.tracefs import DEFAULT_MOUNT, Instance, Tracefs, find_tracefs
-from zlperf.zonenames import ZoneLockWatcher, side_channel_unavailable, sidecar_path, write_zone_locks, zone_layout
+from zlperf.zonelocks import sidecar_path, write_zone_locks
+from zlperf.zonenames import ZoneLockWatcher, side_channel_unavailable, zone_layout
 
 #: trace-cmd record writes 1 here first; the sandboxed CI machines refuse it (ENVIRONMENT.md).
 FTRACE_ENABLED = Path("/proc/sys/kernel/ftrace_enabled")

@@ -7,11 +7,10 @@ alongside the recording reads each zone's node and name; a sidecar OUT.zones.jso
 from __future__ import annotations
 
 __all__ = [
-    "BTF_PATH", "SIDECAR_SCHEMA", "Btf", "BtfMember", "ZoneLayout", "zone_layout", "bpftrace_program",
-    "side_channel_unavailable", "ZoneLockWatcher", "sidecar_path", "write_zone_locks", "load_zone_locks",
+    "BTF_PATH", "Btf", "BtfMember", "ZoneLayout", "zone_layout", "bpftrace_program",
+    "side_channel_unavailable", "ZoneLockWatcher",
 ]
 
-import json
 import os
 import re
 import shutil
@@ -24,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from zlperf.errors import ZlperfError, warn
+from zlperf.errors import ZlperfError
 
 #: The running kernel's own type information.
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
-SIDECAR_SCHEMA = "zlperf.zonelocks/1"
 #: What a zone name looks like (the kernel's are DMA, DMA32, Normal, HighMem, Movable, Device).
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}")
 
@@ -385,52 +383,3 @@ class ZoneLockWatcher:
         for t in self._threads:
             t.join(timeout=5)
         return dict(self.locks)
-
-
-def sidecar_path(trace_path: Union[str, Path]) -> Path:
-    """Where the zone names of a recording live: the recording's path + '.zones.json'."""
-    p = Path(trace_path)
-    return p.with_name(p.name + ".zones.json")
-
-
-def write_zone_locks(trace_path: Union[str, Path], locks: Dict[int, Tuple[int, str]]) -> Path:
-    """Write the sidecar for ``trace_path``; returns its path."""
-    doc = {
-        "schema": SIDECAR_SCHEMA,
-        "kernel": os.uname().release,
-        "locks": {f"{addr:#x}": {"node": node, "zone": name} for addr, (node, name) in sorted(locks.items())},
-    }
-    dest = sidecar_path(trace_path)
-    dest.write_text(json.dumps(doc, indent=1) + "\n")
-    return dest
-
-
-def load_zone_locks(trace_path: Union[str, Path]) -> Dict[int, Tuple[int, str]]:
-    """Lock address -> (node, zone name) from the recording's sidecar; {} when there is none.
-
-    A sidecar that does not parse gives one warning and is ignored (the report then shows addresses).
-    """
-    path = sidecar_path(trace_path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        warn(f"{path}: cannot read it ({exc.strerror}): zone locks show as addresses")
-        return {}
-    try:
-        doc = json.loads(text)
-        if not isinstance(doc, dict) or doc.get("schema") != SIDECAR_SCHEMA:
-            raise ValueError(f"schema is not {SIDECAR_SCHEMA}")
-        out: Dict[int, Tuple[int, str]] = {}
-        for key, entry in doc["locks"].items():
-            node, name = entry["node"], entry["zone"]
-            if not isinstance(node, int) or not isinstance(name, str):
-                raise ValueError(f"lock {key}: node must be a number and zone a string")
-            out[int(key, 16)] = (node, name)
-        return out
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        where = f"line {exc.lineno}: " if isinstance(exc, json.JSONDecodeError) else ""
-        warn(f"{path}: {where}not a zone-lock sidecar ({exc.msg if isinstance(exc, json.JSONDecodeError) else exc}): "
-             "ignored, zone locks show as addresses")
-        return {}

@@ -104,7 +104,7 @@ def _trace_info(path: str, kallsyms: str | None) -> tuple[TraceInfo, list]:
     """
     from zlperf.errors import ZlperfError
     from zlperf.readers.perfdata import PerfDataReader
-    from zlperf.zonenames import load_zone_locks
+    from zlperf.zonelocks import load_zone_locks
 
     try:
         with PerfDataReader(path, kallsyms) as reader:

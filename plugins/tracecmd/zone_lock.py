@@ -34,7 +34,7 @@ import tracecmd  # noqa: E402  (upstream's module, or zlperf's under `zlperf tra
 from zlperf.analysis.core import AnalysisOptions  # noqa: E402
 from zlperf.analysis.rows import RowCollector  # noqa: E402
 from zlperf.readers import open_trace  # noqa: E402
-from zlperf.zonenames import load_zone_locks  # noqa: E402
+from zlperf.zonelocks import load_zone_locks  # noqa: E402
 
 #: The fields each analysed event needs, read through the tracecmd API.
 NUMERIC = {

@@ -78,9 +78,7 @@ def _dimensions(text: str) -> list[str]:
 def build_report(path: str, args: argparse.Namespace) -> dict:
     """Open ``path``, analyse it with the options in ``args``, return the report document."""
     from zlperf.analysis.core import AnalysisOptions, analyze
-    from zlperf.kallsyms import Kallsyms
     from zlperf.readers import open_trace
-    from zlperf.zonenames import load_zone_locks
 
     options = AnalysisOptions(
         since_ns=parse_seconds(args.since, "--since") if args.since else None,
@@ -94,17 +92,8 @@ def build_report(path: str, args: argparse.Namespace) -> dict:
         recipe = load_recipe(ref)
         if recipe.zone_lock_frames:  # stock kernels: which frames mark a zone->lock wait
             options.zone_lock_frames = {fn: f"from recipe {recipe.path}" for fn in recipe.zone_lock_frames}
-    reader = open_trace(path, reader=args.reader)
-    try:
-        reader.info.zone_locks = load_zone_locks(path) or reader.info.zone_locks  # stock kernels: OUT.zones.json
-        if args.kallsyms:
-            try:
-                reader.info.symbols = Kallsyms.from_file(args.kallsyms)
-            except OSError as exc:
-                raise ZlperfError(f"{args.kallsyms}: cannot read kallsyms ({exc.strerror})")
+    with open_trace(path, reader=args.reader, kallsyms=args.kallsyms) as reader:
         return analyze(reader, options)
-    finally:
-        reader.close()
 
 
 def run(args: argparse.Namespace) -> int:

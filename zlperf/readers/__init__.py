@@ -16,35 +16,74 @@ from __future__ import annotations
 
 __all__ = ["open_trace", "READERS"]
 
+import dataclasses
+import os
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from zlperf.errors import ZlperfError
 from zlperf.events import TraceReader
+from zlperf.safeio import spool_stream
 
 #: Reader names ``open_trace`` accepts ("auto" picks the fast reader).
 READERS = ("auto", "fast", "libtracecmd")
 
 
-def open_trace(path: Union[str, Path], reader: str = "auto") -> TraceReader:
-    """Open a trace.dat with the chosen reader; raises :class:`ZlperfError` (one line) on bad input."""
+def open_trace(path: Union[str, Path], reader: str = "auto", *, kallsyms: Optional[str] = None,
+               zones: Optional[str] = None) -> TraceReader:
+    """Open a trace.dat or perf.data; raises :class:`ZlperfError` (one line) on bad input.
+
+    ``kallsyms``: a kallsyms file to symbolize with instead of the one saved in the trace
+    (perf.data: instead of searching beside the file). ``zones``: a zone-lock sidecar to read
+    instead of ``PATH.zones.json``. Both are resolved here, once: the reader's ``info`` is final.
+    A pipe (``<(...)``, ``/dev/stdin``) is copied to a temporary file first, removed on close.
+    """
+    from zlperf.kallsyms import Kallsyms
+    from zlperf.zonelocks import load_zone_locks
+
     if reader not in READERS:
         raise ZlperfError(f"unknown reader {reader!r}: choose one of {', '.join(READERS)}")
     path = str(path)
-    if not Path(path).exists():
-        raise ZlperfError(f"{path}: no such file")
-    if Path(path).is_dir():
-        raise ZlperfError(f"{path}: is a directory, not a trace.dat")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head.startswith(b"PERFILE2"):
-        from zlperf.readers.perfdata import PerfDataReader  # perf record output: the native perf.data reader
+    spooled = spool_stream(path, "trace file (trace.dat or perf.data)")
+    real = spooled or path
+    try:
+        with open(real, "rb") as fh:
+            head = fh.read(8)
+        if head.startswith(b"PERFILE2"):
+            from zlperf.readers.perfdata import PerfDataReader  # perf record output: the native perf.data reader
 
-        return PerfDataReader(path)
-    if reader == "libtracecmd":
-        from zlperf.readers.libtracecmd import LibTraceCmdReader
+            opened: TraceReader = PerfDataReader(real, kallsyms)
+        elif reader == "libtracecmd":
+            from zlperf.readers.libtracecmd import LibTraceCmdReader
 
-        return LibTraceCmdReader(path)
-    from zlperf.readers.fast import FastTraceReader
+            opened = LibTraceCmdReader(real)
+        else:
+            from zlperf.readers.fast import FastTraceReader
 
-    return FastTraceReader(path)
+            opened = FastTraceReader(real)
+        changes: dict = {"zone_locks": load_zone_locks(path, zones) or opened.info.zone_locks}
+        if kallsyms and not head.startswith(b"PERFILE2"):
+            changes["symbols"] = Kallsyms.from_file(kallsyms)
+        if spooled:
+            changes["path"] = path
+        opened.info = dataclasses.replace(opened.info, **changes)  # type: ignore[misc]
+    except BaseException:
+        if spooled:
+            os.unlink(spooled)
+        raise
+    if spooled:
+        _remove_on_close(opened, spooled)
+    return opened
+
+
+def _remove_on_close(reader: TraceReader, tmp: str) -> None:
+    close = reader.close
+
+    def close_and_remove() -> None:
+        try:
+            close()
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    reader.close = close_and_remove  # type: ignore[method-assign]
