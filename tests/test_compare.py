@@ -9,20 +9,25 @@ import sys
 import numpy as np
 
 from conftest import FULL_DAT, FULL_V6_DAT, WAIT_DAT
-from zlperf.analysis.compare import diff_reports, merge_reports
-from zlperf.analysis.core import Analyzer, analyze
+from zlperf.analysis import Analyzer, analyze
+from zlperf.report import build_document, diff_documents, merge_results, result_from_document
 from zlperf.events import EventBatch
 from zlperf.readers import open_trace
 
 
 def report(path) -> dict:
     with open_trace(str(path)) as reader:
-        return analyze(reader)
+        return build_document(analyze(reader))
+
+
+def merge_docs(docs: list[dict], names: list[str]) -> dict:
+    """Merge documents as `zlperf merge` does: each read back (checked), merged, written."""
+    return build_document(merge_results([result_from_document(d, n, n) for d, n in zip(docs, names)], names))
 
 
 def test_diff_of_a_recording_with_itself_changes_nothing():
     doc = report(FULL_DAT)
-    d = diff_reports(doc, doc)
+    d = diff_documents(doc, doc)
     metrics = [m for g in d["groups"] for m in g["metrics"]]
     assert metrics
     assert all(m["change"] in (0.0, None) for m in metrics)
@@ -46,8 +51,8 @@ def test_diff_flags_a_change_beyond_the_noise():
                 chunk.batches[c.name] = EventBatch(c.name, c.ts[keep], c.cpu[keep], c.pid[keep], c.seq[keep],
                                                    {k: v[keep] for k, v in c.fields.items()})
             an.feed(chunk)
-        thinned = an.summary()
-    d = diff_reports(base, thinned)
+        thinned = build_document(an.result())
+    d = diff_documents(base, thinned)
     name = reader.info.symbols.symbolize(target)
     group = next(g for g in d["groups"] if g["dimension"] == "caller" and g["name"] == name)
     rate = next(m for m in group["metrics"] if m["metric"] == "contended_per_sec")
@@ -60,7 +65,7 @@ def test_diff_flags_a_change_beyond_the_noise():
 
 def test_merge_counts_and_histograms_are_exact(tmp_path):
     a, b = report(FULL_DAT), report(FULL_V6_DAT)
-    m = merge_reports([a, b], ["a", "b"])
+    m = merge_docs([a, b], ["a", "b"])
     assert m["schema"] == "zlperf.report/1"
     for k, v in m["events"].items():
         assert v == a["events"].get(k, 0) + b["events"].get(k, 0)
@@ -81,7 +86,7 @@ def test_merge_counts_and_histograms_are_exact(tmp_path):
 
 
 def test_merge_of_mixed_profiles_keeps_unknowns_null():
-    m = merge_reports([report(FULL_DAT), report(WAIT_DAT)], ["full", "wait"])
+    m = merge_docs([report(FULL_DAT), report(WAIT_DAT)], ["full", "wait"])
     for z in m["zones"]:
         assert z["hold_ns"] is None  # the wait-time recording cannot tell holds
         assert z["acquisitions"] is not None

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 from conftest import STOCK_DAT, requires_trace_cmd
-from zlperf.analysis.stacks import CallerResolver, stacks_of
-from zlperf.analysis.stock_frames import ZONE_LOCK_FRAMES, is_locking_frame
+from zlperf.analysis.abi.stock_frames import ZONE_LOCK_FRAMES
+from zlperf.analysis.stacks import CallerResolver, is_locking_frame, stacks_of
 from zlperf.readers import open_trace
 
 
@@ -64,7 +64,7 @@ def test_recipe_zone_lock_frames_are_validated(tmp_path):
 
 def test_stacks_are_kept_when_a_chunk_ends_between_an_event_and_its_stack():
     """Readers cut chunks at page runs: a begin may close one chunk and its kernel_stack open the next."""
-    from zlperf.analysis.core import Analyzer
+    from zlperf.analysis import Analyzer
     from zlperf.events import Chunk, EventBatch
 
     with open_trace(str(STOCK_DAT)) as reader:
@@ -86,8 +86,8 @@ def test_stacks_are_kept_when_a_chunk_ends_between_an_event_and_its_stack():
         an = Analyzer(info)
         for c in cs:
             an.feed(c)
-        an.summary()
-        return an.abi.stacks_seen
+        an.result()
+        return next(a for a, _ in an.lanes if a.key == "stock").stacks_seen
 
     assert stacks_seen(split) == stacks_seen(chunks) == 54  # 55 begins, one never ended (no wait)
     assert len(split) > len(chunks)

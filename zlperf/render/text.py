@@ -10,7 +10,7 @@ __all__ = ["render_text", "render_diff", "render_folded", "format_ns", "log2_his
 
 from typing import Any, Optional
 
-DIM_TITLES = {"zone": "zones", "caller": "callers", "cpu": "cpus", "task": "tasks"}
+#: Report dimension -> the document's list of its groups.
 DIM_KEYS = {"zone": "zones", "caller": "callers", "cpu": "cpus", "task": "tasks"}
 
 
@@ -64,9 +64,10 @@ def _label(dim: str, e: dict) -> str:
         return e["label"]
     if dim == "caller":
         return e["caller"] + ("  (unlock)" if e.get("role") == "unlock" else "")
+    host = f"{e['host']}:" if e.get("host") else ""  # merged documents keep each CPU's and task's host
     if dim == "cpu":
-        return f"cpu{e['cpu']}"
-    return f"{e['comm']}-{e['pid']}"
+        return f"{host}cpu{e['cpu']}"
+    return f"{host}{e['comm']}-{e['pid']}"
 
 
 def _group_rows(doc: dict, dim: str, top: Optional[int]) -> list[str]:
@@ -129,9 +130,12 @@ def _verdict(doc: dict) -> list[str]:
     lines = []
     if can["waits"] and t["wait_ns"] and t["wait_ns"]["count"] and t.get("spinning_cpus") is not None:
         cpus = doc["source"].get("cpus") or 0
-        share = f", {100 * t['spinning_cpus'] / cpus:.2f}% of {cpus} CPUs" if cpus else ""
+        # Share of the CPU time there was: duration x CPUs, summed over hosts in a merged document.
+        cpu_time = doc.get("cpu_time_ns") or doc["duration_ns"] * cpus
+        share = f", {100 * t['wait_ns']['sum'] / cpu_time:.2f}% of {cpus} CPUs" if cpu_time else ""
+        per = " per recording" if doc.get("merged_from") else ""
         lines.append(f"verdict:   CPUs spent {format_ns(t['wait_ns']['sum'])} waiting for zone->lock in {secs:.3f} s "
-                     f"(on average {t['spinning_cpus']:.3f} CPUs{share})")
+                     f"(on average {t['spinning_cpus']:.3f} CPUs{per}{share})")
     elif t["contended_events"]:
         lines.append(f"verdict:   {t['contended_events']} contended acquisitions in {secs:.3f} s "
                      f"({t['contended_per_sec']:.1f}/s); record with --profile wait-time to see how long they spin")
@@ -174,7 +178,7 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
     out.append(line)
     if doc.get("source", {}).get("kallsyms"):
         out.append(f"symbols:   {doc['source']['kallsyms']}")
-    for note in ("duration_note", "percentiles_note"):
+    for note in ("duration_note", "percentiles_note", "timeline_note"):
         if doc.get(note):
             out.append(f"note:      {doc[note]}")
     for warning in doc.get("warnings", []):
@@ -268,7 +272,9 @@ def render_diff(diff: dict) -> str:
     """Side-by-side table of ``zlperf diff``: A, B, change, and whether it beats the noise."""
     out = [f"zlperf diff:  A = {diff['a']}", f"              B = {diff['b']}",
            f"'!' marks a change larger than {diff['noise_sigmas']:g} standard errors of the runs' own noise "
-           "(spread across time slices); '?' = no noise estimate for this metric", ""]
+           "(spread across time slices); '?' = no noise estimate for this metric; '-' = not measured"]
+    out += [f"NOTE:         {d}" for d in diff.get("differences", [])]
+    out.append("")
     for g in diff["groups"]:
         where = "" if g["in_a"] and g["in_b"] else ("  (only in A)" if g["in_a"] else "  (only in B)")
         out.append(f"== {g['dimension']} {g['name']}{where}")

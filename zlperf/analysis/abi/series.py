@@ -1,5 +1,6 @@
-"""The rival series' events (EVENTS.md §2): zone_lock:zone_lock_start_locking /
-zone_lock_acquire_returned(success) / zone_lock_released, keyed by the struct zone pointer.
+"""The rival series' events: zone_lock:zone_lock_start_locking / zone_lock_acquire_returned(success) /
+zone_lock_released, keyed by the struct zone pointer (a 2026 series in review that wraps every zone->lock
+user; the lab's port is lab/patches/zone-lock-series-6.12.patch).
 
 No node, name, caller, count or wait time in the events: wait = acquire_returned -
 start_locking and hold = released - acquire_returned, per CPU and zone pointer (the same
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 __all__ = ["ZoneLockSeriesABI", "START", "ACQUIRED", "RELEASED", "EVENTS"]
 
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
 from zlperf.analysis.model import Capabilities, Observations, Table, Zone, ZoneTable
+from zlperf.analysis.options import AnalysisOptions
 from zlperf.analysis.pairing import CLOSE, GAP, OPEN, PerCpuPairer
 from zlperf.analysis.stacks import CallerResolver, stacks_of
 from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo
@@ -30,12 +32,13 @@ _COLUMNS = ("ts", "cpu", "pid", "zone", "caller")
 
 
 class ZoneLockSeriesABI:
-    """Adapter from the zone_lock:* events to :class:`Observations`."""
+    """Adapter from the zone_lock:* events to :class:`Observations` (an :class:`AbiAdapter`)."""
 
+    key = "series"
     name = "zone_lock:* (the rival zone-lock tracepoint series, zones by struct zone pointer)"
     events = EVENTS
 
-    def __init__(self, zones: ZoneTable, info: TraceInfo):
+    def __init__(self, zones: ZoneTable, info: TraceInfo, options: AnalysisOptions):
         self.zones = zones
         self.resolver = CallerResolver(info)
         self._waits = PerCpuPairer()
@@ -71,8 +74,11 @@ class ZoneLockSeriesABI:
             return {"kind": np.empty(0, np.int8), "key": np.empty(0, np.int32), "seq": np.empty(0, np.int64), **empty}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-    def observe(self, chunk: Chunk, final: bool = False) -> Observations:
+    def observe(self, chunk: Chunk) -> Observations:
         """Pair start->acquire (waits) and acquire->release (holds) per CPU and zone."""
+        return self._observe(chunk, final=False)
+
+    def _observe(self, chunk: Chunk, final: bool) -> Observations:
         start = self._table(chunk, START)
         acq = self._table(chunk, ACQUIRED)
         rel = self._table(chunk, RELEASED)
@@ -111,9 +117,9 @@ class ZoneLockSeriesABI:
 
     def finish(self) -> Observations:
         """Close both pairings: acquisitions still held at the end are unreleased."""
-        return self.observe(Chunk(), final=True)
+        return self._observe(Chunk(), final=True)
 
-    def capabilities(self, event_counts: dict[str, int]) -> Capabilities:
+    def capabilities(self, event_counts: Mapping[str, int]) -> Capabilities:
         has = {e: event_counts.get(e, 0) > 0 for e in EVENTS}
         caps = Capabilities(abi=self.name, profile="zone-lock-series", contended_events=False,
                             acquisitions=has[ACQUIRED], waits=has[START] and has[ACQUIRED],
