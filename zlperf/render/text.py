@@ -203,7 +203,7 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
 
     for dim in by:
         out.append("")
-        out.append(f"== by {dim} " + ("(waits and holds attributed to the locked caller)" if dim == "caller" else ""))
+        out.append(f"== by {dim}" + (" (waits and holds attributed to the locked caller)" if dim == "caller" else ""))
         out.extend(_group_rows(doc, dim, top))
 
     if can["waits"] and t["wait_ns"]:

@@ -134,8 +134,14 @@ class _Checker:
         hist = self.lst(d.get("hist_log2"), f"{where}.hist_log2", _LOG2_BUCKETS)
         out["hist_log2"] = [self.int_(x, f"{where}.hist_log2[{i}]") for i, x in enumerate(hist)]
         out["percentiles_from"] = self.str_(d.get("percentiles_from", "exact"), f"{where}.percentiles_from")
-        if out["count"] and sum(out["hist_log2"]) != out["count"]:
-            raise self.fail(where, f"hist_log2 adds up to {sum(out['hist_log2'])}, not count {out['count']}")
+        if out["count"]:
+            order = ["min", *(label for label, _ in PERCENTILES), "max"]
+            if any(out[k] is None for k in (*order, "mean")):
+                raise self.fail(where, f"count {out['count']} but no min/max/mean/percentiles")
+            if any(out[a] > out[b] for a, b in zip(order, order[1:])):
+                raise self.fail(where, "min <= p50 <= p90 <= p99 <= p999 <= max does not hold")
+            if sum(out["hist_log2"]) != out["count"]:
+                raise self.fail(where, f"hist_log2 adds up to {sum(out['hist_log2'])}, not count {out['count']}")
         return out
 
 
