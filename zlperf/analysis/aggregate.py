@@ -16,6 +16,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from zlperf.analysis.grouping import KeyCoder, split_by_code
+from zlperf.analysis.holders import HolderAttribution
 from zlperf.analysis.model import Observations, Table, table_len
 from zlperf.analysis.options import DIMENSIONS, AnalysisOptions
 from zlperf.analysis.stats import Distribution, log2_bucket
@@ -123,9 +124,11 @@ class Aggregate:
         # Series ("all", 0), ("zone", code), ("caller", addr): see zlperf.analysis.timeline.COLUMNS.
         self.timeline = Timeline(options.bin_ns)
         self.stacks: dict[bytes, list] = {}  # frames bytes -> [frames, count] of contended events with a stack
+        self.holders = HolderAttribution()  # who held the lock behind each wait (hold-time recordings)
 
     def account(self, obs: Observations) -> None:
-        """Add one chunk's observations (already windowed)."""
+        """Add one chunk's observations (already windowed, but for the releases)."""
+        self.holders.add(obs.releases, obs.waits)
         self._count(obs.contended, "contended_events", timeline_col=0)
         if table_len(obs.contended) and "stack" in obs.contended:
             self._count_stacks(obs.contended["stack"])

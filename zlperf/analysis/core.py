@@ -16,6 +16,7 @@ import numpy as np
 
 from zlperf.analysis.abi import AbiAdapter, make_adapters
 from zlperf.analysis.aggregate import Aggregate, GroupStats, TopN
+from zlperf.analysis.holders import holder_of, summarize
 from zlperf.analysis.model import Capabilities, Observations, Table, ZoneTable, table_len
 from zlperf.analysis.options import ABIS, AnalysisOptions
 from zlperf.analysis.result import (
@@ -116,7 +117,9 @@ class Analyzer:
                 m &= t["zone"] == zone_code
             return m
 
-        return Observations(**{k: _filter(getattr(obs, k), mask) for k in obs.__dataclass_fields__})
+        # Releases stay whole: a wait in the window may be behind a holder that released before it.
+        return Observations(**{k: getattr(obs, k) if k == "releases" else _filter(getattr(obs, k), mask)
+                               for k in obs.__dataclass_fields__})
 
     # -- result ------------------------------------------------------------------------------
     def _choose(self) -> tuple[AbiAdapter, Aggregate, bool]:
@@ -211,6 +214,12 @@ class _ResultBuilder:
             warnings.append(f"{len(agg.timeline.untracked)} zones/callers beyond the first "
                             f"{agg.timeline.max_series} have no time slices (no noise estimate for zlperf diff)")
         symbols = info.symbols
+        attributed = agg.holders.finish() if self.caps.holds else None
+        top_waits = self.worst(agg.top_waits, "wait_ns") if self.caps.waits else []
+        if attributed is not None:
+            for w, h in zip(top_waits, holder_of(attributed, [r["seq"] for r in agg.top_waits.sorted_rows("wait_ns")],
+                                                 self.sym, self.comm)):
+                w.holder = h
         return AnalysisResult(
             source=Source(path=info.path, format=info.format, clock=info.clock, cpus=info.cpus,
                           kallsyms=getattr(symbols, "source", None) if symbols is not None else None),
@@ -227,10 +236,12 @@ class _ResultBuilder:
             totals=totals, zones=zones, callers=callers, cpus=cpus, tasks=tasks,
             hold_by_batch=self.hold_by_batch(),
             timeline=self.timeline(),
-            top_waits=self.worst(agg.top_waits, "wait_ns") if self.caps.waits else [],
+            top_waits=top_waits,
             top_holds=self.worst(agg.top_holds, "hold_ns") if self.caps.holds else [],
             stacks=self.stacks(totals.counts.contended_events),
             warnings=warnings,
+            holders=(summarize(attributed, self.sym, self.comm, an.options.top, self.caps.contended_flag)
+                     if attributed is not None else None),
         )
 
     def hold_by_batch(self) -> list[BatchBucket]:

@@ -101,6 +101,10 @@ class Observations:
     unmatched:  ts cpu pid zone caller                      (a release with no acquisition before it)
     unreleased: ts cpu pid zone caller                      (an acquisition never seen released)
     broken:     ts cpu pid zone caller                      (pair sides next to missed events)
+    releases:   every release with its holder, see zlperf.analysis.holders.RELEASE_COLUMNS (not windowed:
+                a wait's holder may have released the lock before the window began)
+
+    ``waits`` of ABIs with releases also carry ``seq`` (the acquisition's stream position).
     """
 
     contended: Optional[Table] = None
@@ -110,3 +114,4 @@ class Observations:
     unmatched: Optional[Table] = None
     unreleased: Optional[Table] = None
     broken: Optional[Table] = None
+    releases: Optional[Table] = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = [
     "Stats", "Counts", "ZoneKey", "CallerKey", "CpuKey", "TaskKey", "GroupKey", "Group", "BatchBucket",
     "WorstCase", "StackCount", "TimelineBins", "Source", "Window", "Missed", "AnalysisResult", "NO_STACK",
-    "SLICES",
+    "SLICES", "HolderOf", "Handoff", "HolderCost", "Holders",
 ]
 
 from dataclasses import dataclass, field
@@ -130,6 +130,60 @@ class BatchBucket:
 
 
 @dataclass
+class HolderOf:
+    """Who held the lock behind one wait (see :mod:`zlperf.analysis.holders` for the rules)."""
+
+    caller: str  #: the holder's locked caller, or NOT_TRACED / NO_ACQUISITION
+    pid: Optional[int] = None  #: the releasing task (None when not traced)
+    comm: Optional[str] = None
+    cpu: Optional[int] = None
+    release_ts_ns: Optional[int] = None
+    hold_ns: Optional[int] = None  #: None when the holder's acquisition was not seen
+    count: Optional[int] = None  #: the holder's batch size
+    waited: bool = False  #: the holder's own acquisition was contended (a hand-off)
+
+
+@dataclass
+class Handoff:
+    """Waits of one waiter caller behind one holder caller."""
+
+    waiter_caller: str
+    holder_caller: str
+    waits: int
+    wait_ns_sum: int
+
+
+@dataclass
+class HolderCost:
+    """Waits one holder (caller, task, CPU) caused."""
+
+    caller: str
+    pid: int
+    comm: str
+    cpu: int
+    waits: int
+    wait_ns_sum: int
+    host: Optional[str] = None
+
+
+@dataclass
+class Holders:
+    """Who made the waiters wait: totals, waiter x holder pairs, costliest holders, convoys."""
+
+    waits: int  #: contended acquisitions attributed (the window's waits)
+    wait_ns_sum: int
+    not_traced: int  #: waits with no traced holder in their window
+    not_traced_wait_ns_sum: int
+    no_acquisition_seen: int  #: waits behind a release without a seen acquisition (trylock paths, gaps)
+    handed_off: int  #: waits behind a holder that had itself waited
+    uncontended: int  #: zone_lock:* series: acquisitions with no holder inside their wait (left out)
+    handoffs: list[Handoff]  #: every (waiter caller, holder caller) pair, most wait first
+    by_caller: list[tuple[str, int, int]]  #: (holder caller, waits, wait ns) summed over waiters, most wait first
+    top: list[HolderCost]  #: the holders that cost the most wait
+    convoys: dict[int, int]  #: chain length -> number of maximal chains of back-to-back contended acquisitions
+
+
+@dataclass
 class WorstCase:
     """One of the longest waits or holds."""
 
@@ -142,6 +196,7 @@ class WorstCase:
     caller: str  #: symbolized
     count: Optional[int] = None  #: batch size, when the ABI has one
     host: Optional[str] = None  #: merged results: which recording
+    holder: Optional[HolderOf] = None  #: waits of hold-time recordings: who held the lock
 
 
 @dataclass
@@ -217,6 +272,7 @@ class AnalysisResult:
     top_holds: list[WorstCase]
     stacks: list[StackCount]  #: contended stacks, most common first; NO_STACK counts those without one
     warnings: list[str]
+    holders: Optional[Holders] = None  #: None when the recording has no releases (no hold-time events)
     #: merged results: each recording's name, path, profile and duration; notes on what merging means
     merged_from: list[dict] = field(default_factory=list)
     merge_notes: dict[str, str] = field(default_factory=dict)

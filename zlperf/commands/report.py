@@ -22,6 +22,7 @@ _EXAMPLES = """examples:
   zlperf report trace.dat --since 19.5 --until 20.5 --zone 1:Normal
   zlperf report trace.dat --json > host1.json  # for zlperf merge / zlperf diff
   zlperf report trace.dat --csv --by caller    # one table, for a spreadsheet
+  zlperf report trace.dat --by holder          # who held zone->lock while the others waited
 """
 
 
@@ -65,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the zlperf.report/1 JSON document")
     fmt.add_argument("--csv", action="store_true", help="print the --by table as CSV")
-    p.add_argument("--by", default="zone,caller", help="group tables: zone,caller,cpu,task (comma list)")
+    p.add_argument("--by", default="zone,caller",
+                   help="group tables: zone,caller,cpu,task,holder (comma list; --csv: the first)")
     p.add_argument("--top", type=non_negative, default=10, metavar="N",
                    help="rows per table and worst cases (default 10)")
     p.add_argument("--since", metavar="SECS", help="ignore events before this trace timestamp")
@@ -87,9 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _dimensions(text: str) -> list[str]:
     dims = [d.strip() for d in text.split(",") if d.strip()]
-    bad = [d for d in dims if d not in ("zone", "caller", "cpu", "task")]
+    bad = [d for d in dims if d not in ("zone", "caller", "cpu", "task", "holder")]
     if bad or not dims:
-        raise ZlperfError(f"--by {text!r}: choose from zone, caller, cpu, task (comma-separated)")
+        raise ZlperfError(f"--by {text!r}: choose from zone, caller, cpu, task, holder (comma-separated)")
     return dims
 
 

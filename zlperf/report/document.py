@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from zlperf import __version__
 from zlperf.analysis.model import Capabilities
-from zlperf.analysis.result import AnalysisResult, CallerKey, CpuKey, Group, Stats, TaskKey, ZoneKey
+from zlperf.analysis.result import AnalysisResult, CallerKey, CpuKey, Group, Holders, Stats, TaskKey, ZoneKey
 from zlperf.analysis.stats import empty_stats
 from zlperf.analysis.timeline import COLUMNS as TIMELINE_COLUMNS
 
@@ -98,7 +98,7 @@ def _timeline(r: AnalysisResult) -> dict:
     }
 
 
-def _worst(rows, col: str) -> list[dict]:
+def _worst(rows, col: str, holders: bool) -> list[dict]:
     out = []
     for w in rows:
         row = {col: w.value_ns, "ts_ns": w.ts_ns, "cpu": w.cpu, "pid": w.pid, "comm": w.comm, "zone": w.zone,
@@ -107,8 +107,25 @@ def _worst(rows, col: str) -> list[dict]:
             row["count"] = w.count
         if w.host is not None:
             row["host"] = w.host
+        if holders and col == "wait_ns":
+            row["holder"] = None if w.holder is None else dict(w.holder.__dict__)
         out.append(row)
     return out
+
+
+def _holders(h: Optional[Holders]) -> Optional[dict]:
+    """Who made them wait: totals, the costliest holders and the convoy lengths (handoffs are apart)."""
+    if h is None:
+        return None
+    return {
+        "waits": h.waits, "wait_ns_sum": h.wait_ns_sum, "not_traced": h.not_traced,
+        "not_traced_wait_ns_sum": h.not_traced_wait_ns_sum, "no_acquisition_seen": h.no_acquisition_seen,
+        "handed_off": h.handed_off, "uncontended": h.uncontended,
+        "by_caller": [{"holder_caller": c, "waits": n, "wait_ns_sum": w} for c, n, w in h.by_caller],
+        "top": [{"caller": c.caller, "pid": c.pid, "comm": c.comm, "cpu": c.cpu, "waits": c.waits,
+                 "wait_ns_sum": c.wait_ns_sum, **({"host": c.host} if c.host is not None else {})} for c in h.top],
+        "convoys": [{"length": length, "chains": n} for length, n in sorted(h.convoys.items())],
+    }
 
 
 def build_document(r: AnalysisResult) -> dict:
@@ -128,7 +145,7 @@ def build_document(r: AnalysisResult) -> dict:
         "abi": caps.abi,
         "profile": caps.profile,
         "can_show": {"contended_events": caps.contended_events, "acquisitions": caps.acquisitions,
-                     "waits": caps.waits, "holds": caps.holds},
+                     "waits": caps.waits, "holds": caps.holds, "holders": r.holders is not None},
         # What a wait is in this ABI: the spin of a contended acquisition, or every acquisition's wait.
         "wait_is": caps.wait_is,
         "cannot_show": list(caps.cannot),
@@ -151,8 +168,12 @@ def build_document(r: AnalysisResult) -> dict:
         "hold_by_batch": [{"batch_min": b.low, "batch_max": b.high, "hold_ns": stats_dict(b.hold, True)}
                           for b in r.hold_by_batch] if caps.holds else [],
         "timeline": _timeline(r),
-        "top_waits": _worst(r.top_waits, "wait_ns") if caps.waits else [],
-        "top_holds": _worst(r.top_holds, "hold_ns") if caps.holds else [],
+        "top_waits": _worst(r.top_waits, "wait_ns", r.holders is not None) if caps.waits else [],
+        "top_holds": _worst(r.top_holds, "hold_ns", False) if caps.holds else [],
+        # Who made them wait: every (waiter caller, holder caller) pair, and the holders' totals.
+        "handoffs": [{"waiter_caller": x.waiter_caller, "holder_caller": x.holder_caller, "waits": x.waits,
+                      "wait_ns_sum": x.wait_ns_sum} for x in (r.holders.handoffs if r.holders else [])],
+        "holders": _holders(r.holders),
         # Kernel stacks of contended events (innermost frame first), when recorded with stacks.
         "contended_stacks": [{"count": s.count, "frames": list(s.frames)} for s in r.stacks],
         "warnings": list(r.warnings),

@@ -18,8 +18,9 @@ import numpy as np
 
 from zlperf.analysis.model import Capabilities
 from zlperf.analysis.result import (
-    AnalysisResult, BatchBucket, CallerKey, Counts, CpuKey, Group, Missed, Source, StackCount, Stats, TaskKey,
-    TimelineBins, Window)
+    AnalysisResult, BatchBucket, CallerKey, Counts, CpuKey, Group, Handoff, HolderCost, Holders, Missed, Source,
+    StackCount, Stats, TaskKey, TimelineBins, Window)
+from zlperf.analysis.holders import by_holder
 from zlperf.analysis.stats import Distribution, stats_from_log2
 from zlperf.errors import ZlperfError
 from zlperf.report.document import SCHEMA
@@ -108,6 +109,33 @@ def _timeline(results: list[AnalysisResult]) -> TimelineBins:
     return TimelineBins(0, width, columns, out)
 
 
+def _holders(results: list[AnalysisResult], names: list[str]) -> Optional[Holders]:
+    """Holders of many recordings: totals and pairs add up; each costly holder keeps its host."""
+    parts = [r.holders for r in results]
+    if any(h is None for h in parts):
+        return None  # some recording cannot tell who held the lock
+    pairs: dict[tuple[str, str], list[int]] = {}
+    convoys: dict[int, int] = {}
+    top = []
+    for name, h in zip(names, parts):
+        for x in h.handoffs:  # type: ignore[union-attr]
+            acc = pairs.setdefault((x.waiter_caller, x.holder_caller), [0, 0])
+            acc[0] += x.waits
+            acc[1] += x.wait_ns_sum
+        for length, n in h.convoys.items():  # type: ignore[union-attr]
+            convoys[length] = convoys.get(length, 0) + n
+        top += [HolderCost(**{**c.__dict__, "host": c.host or name}) for c in h.top]  # type: ignore[union-attr]
+    keep = max(len(h.top) for h in parts)  # type: ignore[union-attr]
+    total = {k: sum(getattr(h, k) for h in parts) for k in (
+        "waits", "wait_ns_sum", "not_traced", "not_traced_wait_ns_sum", "no_acquisition_seen", "handed_off",
+        "uncontended")}
+    handoffs = sorted((Handoff(a, b, n, s) for (a, b), (n, s) in pairs.items()),
+                      key=lambda x: (-x.wait_ns_sum, -x.waits, x.waiter_caller, x.holder_caller))
+    top.sort(key=lambda x: (-x.wait_ns_sum, -x.waits, x.caller, x.host or "", x.pid))
+    return Holders(handoffs=handoffs, by_caller=by_holder(handoffs), top=top[:keep],
+                   convoys=dict(sorted(convoys.items())), **total)
+
+
 def _capabilities(results: list[AnalysisResult], names: list[str]) -> Capabilities:
     caps = [r.capabilities for r in results]
     profiles = sorted({c.profile for c in caps})
@@ -188,4 +216,4 @@ def merge_results(results: list[AnalysisResult], names: list[str]) -> AnalysisRe
         hold_by_batch=hold_by_batch, timeline=_timeline(results), top_waits=top_waits, top_holds=top_holds,
         stacks=[StackCount(f, c) for f, c in sorted(stacks.items(), key=lambda kv: -kv[1])],
         warnings=[f"{n}: {w}" for n, r in zip(names, results) for w in r.warnings],
-        merged_from=merged_from, merge_notes=notes)
+        merged_from=merged_from, merge_notes=notes, holders=_holders(results, names))

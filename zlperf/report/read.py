@@ -17,8 +17,9 @@ import numpy as np
 
 from zlperf.analysis.model import Capabilities
 from zlperf.analysis.result import (
-    AnalysisResult, BatchBucket, CallerKey, Counts, CpuKey, Group, Missed, Source, StackCount, TaskKey,
-    TimelineBins, WorstCase, Window, ZoneKey)
+    AnalysisResult, BatchBucket, CallerKey, Counts, CpuKey, Group, Handoff, HolderCost, HolderOf, Holders, Missed,
+    Source, StackCount, TaskKey, TimelineBins, WorstCase, Window, ZoneKey)
+from zlperf.analysis.holders import by_holder
 from zlperf.analysis.stats import PERCENTILES
 from zlperf.analysis.timeline import COLUMNS as TIMELINE_COLUMNS
 from zlperf.errors import ZlperfError
@@ -250,6 +251,19 @@ def result_from_document(doc: dict, path: str, host: Optional[str] = None) -> An
                        comm=c.str_(e.get("comm"), f"{where}.comm"),  # type: ignore[arg-type]
                        host=c.str_(e.get("host", host), f"{where}.host", null=True))
 
+    def holder_of(v: Any, where: str) -> Optional[HolderOf]:
+        if v is None:
+            return None
+        d = c.obj(v, where)
+        return HolderOf(caller=c.str_(d.get("caller"), f"{where}.caller"),  # type: ignore[arg-type]
+                        pid=c.int_(d.get("pid"), f"{where}.pid", null=True, signed=True),
+                        comm=c.str_(d.get("comm"), f"{where}.comm", null=True),
+                        cpu=c.int_(d.get("cpu"), f"{where}.cpu", null=True),
+                        release_ts_ns=c.int_(d.get("release_ts_ns"), f"{where}.release_ts_ns", null=True),
+                        hold_ns=c.int_(d.get("hold_ns"), f"{where}.hold_ns", null=True),
+                        count=c.int_(d.get("count"), f"{where}.count", null=True, signed=True),
+                        waited=c.bool_(d.get("waited", False), f"{where}.waited"))
+
     def worst(name: str, col: str) -> list[WorstCase]:
         out = []
         for i, w in enumerate(c.lst(doc.get(name, []), name)):
@@ -261,7 +275,8 @@ def result_from_document(doc: dict, path: str, host: Optional[str] = None) -> An
                 comm=c.str_(w.get("comm"), f"{where}.comm"), zone=c.str_(w.get("zone"), f"{where}.zone", null=True),  # type: ignore[arg-type]
                 caller=c.str_(w.get("caller"), f"{where}.caller"),  # type: ignore[arg-type]
                 count=c.int_(w.get("count"), f"{where}.count", null=True, signed=True),
-                host=c.str_(w.get("host", host), f"{where}.host", null=True)))
+                host=c.str_(w.get("host", host), f"{where}.host", null=True),
+                holder=holder_of(w.get("holder"), f"{where}.holder")))
         return out
 
     batches = []
@@ -290,11 +305,45 @@ def result_from_document(doc: dict, path: str, host: Optional[str] = None) -> An
         zones=groups("zones", zone_key), callers=groups("callers", caller_key), cpus=groups("cpus", cpu_key),
         tasks=groups("tasks", task_key), hold_by_batch=batches, timeline=_timeline(c, doc.get("timeline")),
         top_waits=worst("top_waits", "wait_ns"), top_holds=worst("top_holds", "hold_ns"), stacks=stacks,
-        warnings=c.strings(doc.get("warnings", []), "warnings"), merged_from=merged_from, merge_notes=notes)  # type: ignore[arg-type]
+        warnings=c.strings(doc.get("warnings", []), "warnings"), merged_from=merged_from, merge_notes=notes,  # type: ignore[arg-type]
+        holders=_holders(c, doc.get("holders"), doc.get("handoffs", []), host))
 
 
 _EMPTY = {"count": 0, "sum": 0, "min": None, "max": None, "mean": None, "p50": None, "p90": None, "p99": None,
           "p999": None, "hist_log2": [], "percentiles_from": "exact"}
+
+
+def _holders(c: _Checker, v: Any, handoffs: Any, host: Optional[str]) -> Optional[Holders]:
+    if v is None:
+        return None
+    d = c.obj(v, "holders")
+    num = {k: c.int_(d.get(k, 0), f"holders.{k}") for k in (
+        "waits", "wait_ns_sum", "not_traced", "not_traced_wait_ns_sum", "no_acquisition_seen", "handed_off",
+        "uncontended")}
+    pairs = []
+    for i, x in enumerate(c.lst(handoffs, "handoffs")):
+        where = f"handoffs[{i}]"
+        x = c.obj(x, where)
+        pairs.append(Handoff(c.str_(x.get("waiter_caller"), f"{where}.waiter_caller"),  # type: ignore[arg-type]
+                             c.str_(x.get("holder_caller"), f"{where}.holder_caller"),  # type: ignore[arg-type]
+                             c.int_(x.get("waits"), f"{where}.waits"),  # type: ignore[arg-type]
+                             c.int_(x.get("wait_ns_sum"), f"{where}.wait_ns_sum")))  # type: ignore[arg-type]
+    top = []
+    for i, x in enumerate(c.lst(d.get("top", []), "holders.top")):
+        where = f"holders.top[{i}]"
+        x = c.obj(x, where)
+        top.append(HolderCost(c.str_(x.get("caller"), f"{where}.caller"),  # type: ignore[arg-type]
+                              c.int_(x.get("pid"), f"{where}.pid", signed=True),  # type: ignore[arg-type]
+                              c.str_(x.get("comm"), f"{where}.comm"), c.int_(x.get("cpu"), f"{where}.cpu"),  # type: ignore[arg-type]
+                              c.int_(x.get("waits"), f"{where}.waits"),  # type: ignore[arg-type]
+                              c.int_(x.get("wait_ns_sum"), f"{where}.wait_ns_sum"),  # type: ignore[arg-type]
+                              c.str_(x.get("host", host), f"{where}.host", null=True)))
+    convoys = {}
+    for i, x in enumerate(c.lst(d.get("convoys", []), "holders.convoys", 1_000_000)):
+        x = c.obj(x, f"holders.convoys[{i}]")
+        convoys[c.int_(x.get("length"), f"holders.convoys[{i}].length")] = c.int_(  # type: ignore[index]
+            x.get("chains"), f"holders.convoys[{i}].chains")
+    return Holders(handoffs=pairs, by_caller=by_holder(pairs), top=top, convoys=convoys, **num)  # type: ignore[arg-type]
 
 
 def _slices(c: _Checker, v: Any, where: str) -> Optional[np.ndarray]:

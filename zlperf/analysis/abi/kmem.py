@@ -98,13 +98,36 @@ def _rows(table: Table, idx: np.ndarray, columns: tuple[str, ...] = _BASE) -> Ta
 
 
 def _stream(kind: int, t: Optional[Table]) -> Table:
-    """Rows for the pairer: ``kind`` (OPEN/CLOSE/GAP), ``key`` = zone, base columns, seq, count."""
+    """Rows for the pairer: ``kind`` (OPEN/CLOSE/GAP), ``key`` = zone, base columns, seq, count, and
+    whether an acquisition was contended (releases and gaps: False)."""
     if t is None:
         return {"kind": np.empty(0, np.int8), "seq": np.empty(0, np.int64), "key": np.empty(0, np.int32),
                 "ts": np.empty(0, np.uint64), "cpu": np.empty(0, np.int32), "pid": np.empty(0, np.int32),
-                "zone": np.empty(0, np.int32), "caller": np.empty(0, np.uint64), "count": np.empty(0, np.int32)}
-    return {"kind": np.full(len(t["ts"]), kind, np.int8), "seq": t["seq"], "key": t["zone"],
-            **{c: t[c] for c in _BASE}, "count": np.asarray(t["count"]).astype(np.int32, copy=False)}
+                "zone": np.empty(0, np.int32), "caller": np.empty(0, np.uint64), "count": np.empty(0, np.int32),
+                "contended": np.empty(0, np.bool_)}
+    n = len(t["ts"])
+    return {"kind": np.full(n, kind, np.int8), "seq": t["seq"], "key": t["zone"],
+            **{c: t[c] for c in _BASE}, "count": np.asarray(t["count"]).astype(np.int32, copy=False),
+            "contended": t["contended"] if "contended" in t else np.zeros(n, np.bool_)}
+
+
+def releases(t: Table, res: PairResult) -> Table:
+    """Every close of a pairing as a release with its holder (zlperf.analysis.holders.RELEASE_COLUMNS):
+    paired closes carry their acquisition's caller, seq, hold time, count and contended flag; unmatched
+    closes and closes after a gap have none."""
+    others = np.concatenate([res.unmatched_close, res.broken_close])
+    closes = np.concatenate([res.close_idx, others])
+    m = len(others)
+    return {
+        "ts": t["ts"][closes], "cpu": t["cpu"][closes], "pid": t["pid"][closes], "zone": t["zone"][closes],
+        "seq": t["seq"][closes],
+        "holder_caller": np.concatenate([t["caller"][res.open_idx], np.zeros(m, np.uint64)]),
+        "holder_seq": np.concatenate([t["seq"][res.open_idx], np.full(m, -1, np.int64)]),
+        "hold_ns": np.concatenate([(t["ts"][res.close_idx] - t["ts"][res.open_idx]).astype(np.int64),
+                                   np.full(m, -1, np.int64)]),
+        "count": np.concatenate([t["count"][res.open_idx], np.full(m, -1, np.int32)]),
+        "holder_contended": np.concatenate([t["contended"][res.open_idx], np.zeros(m, np.bool_)]),
+    }
 
 
 class KmemZoneLockABI:
@@ -154,7 +177,7 @@ class KmemZoneLockABI:
             locked["contended"] = locked["contended"] != 0
             obs.acquired = {c: locked[c] for c in (*_BASE, "count", "contended")}
             waited = np.flatnonzero(locked["contended"])
-            obs.waits = _rows(locked, waited)
+            obs.waits = _rows(locked, waited, (*_BASE, "seq"))
             obs.waits["wait_ns"] = locked["wait_ns"][waited].astype(np.uint64)
         unlock = self._table(batches.get(UNLOCK), ("count",))
         if unlock is not None:
@@ -198,6 +221,7 @@ class KmemZoneLockABI:
         obs.unmatched = _rows(t, res.unmatched_close)
         obs.unreleased = _rows(t, res.unreleased_open)
         obs.broken = _rows(t, np.concatenate([res.broken_open, res.broken_close]))
+        obs.releases = releases(t, res)
 
     @staticmethod
     def capabilities(event_counts: Mapping[str, int]) -> Capabilities:

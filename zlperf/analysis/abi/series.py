@@ -18,6 +18,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from zlperf.analysis.abi.kmem import releases
 from zlperf.analysis.model import Capabilities, Observations, Table, Zone, ZoneTable
 from zlperf.analysis.options import AnalysisOptions
 from zlperf.analysis.pairing import CLOSE, GAP, OPEN, PerCpuPairer
@@ -103,7 +104,7 @@ class ZoneLockSeriesABI:
         t = w.table
         # Acquisitions with no start_locking before them are successful trylocks, not anomalies.
         self.trylock_acquisitions += len(w.unmatched_close)
-        obs.waits = {c: t[c][w.close_idx] for c in _COLUMNS}
+        obs.waits = {c: t[c][w.close_idx] for c in (*_COLUMNS, "seq")}
         obs.waits["wait_ns"] = t["ts"][w.close_idx] - t["ts"][w.open_idx]
         h = self._holds.feed(self._concat([self._stream(OPEN, ok), self._stream(CLOSE, rel), gap]), final=final)
         t = h.table
@@ -113,6 +114,9 @@ class ZoneLockSeriesABI:
         obs.unreleased = {c: t[c][h.unreleased_open] for c in _COLUMNS}
         broken = np.concatenate([h.broken_open, h.broken_close])
         obs.broken = {c: t[c][broken] for c in _COLUMNS}
+        # The events say nothing of batch sizes or contention: releases carry neither.
+        n = len(t["ts"])
+        obs.releases = releases({**t, "count": np.full(n, -1, np.int32), "contended": np.zeros(n, np.bool_)}, h)
         return obs
 
     def finish(self) -> Observations:
