@@ -11,9 +11,10 @@ import pytest
 
 import truth
 from conftest import FULL_DAT, FULL_V6_DAT, MINIMAL_DAT, STOCK_DAT, WAIT_DAT, requires_trace_cmd
-from zlperf.analysis.core import AnalysisOptions, Analyzer, analyze
+from zlperf.analysis import AnalysisOptions, Analyzer, analyze
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch
 from zlperf.readers import open_trace
+from zlperf.report import build_document
 
 pytestmark = requires_trace_cmd
 
@@ -24,7 +25,7 @@ STAT_KEYS = ("count", "sum", "min", "max", "p50", "p90", "p99")
 def report(path, **opts) -> dict:
     reader = open_trace(str(path))
     try:
-        return analyze(reader, AnalysisOptions(**opts))
+        return build_document(analyze(reader, AnalysisOptions(**opts)))
     finally:
         reader.close()
 
@@ -161,7 +162,7 @@ def _analyze_chunks(path, chunks) -> dict:
         an = Analyzer(reader.info)
         for c in chunks:
             an.feed(c)
-        return an.summary()
+        return build_document(an.result())
     finally:
         reader.close()
 

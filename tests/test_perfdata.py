@@ -16,7 +16,13 @@ import pytest
 
 import perf_truth
 from conftest import DATA, FULL_PERF_DATA, FULL_PERF_KALLSYMS, REPO, requires_root
-from zlperf.analysis.core import AnalysisOptions, analyze
+from zlperf.analysis import AnalysisOptions
+from zlperf.analysis import analyze as _analyze
+from zlperf.report import build_document
+
+
+def analyze(reader, options=None) -> dict:
+    return build_document(_analyze(reader, options))
 from zlperf.errors import TraceFormatError
 from zlperf.events import MISSED_EVENTS
 from zlperf.readers.perfdata import PerfDataReader

@@ -10,7 +10,8 @@ from collections import defaultdict
 import pytest
 
 from conftest import DATA, requires_trace_cmd
-from zlperf.analysis.core import AnalysisOptions, analyze
+from zlperf.analysis import AnalysisOptions, analyze
+from zlperf.report import build_document
 from zlperf.readers import open_trace
 
 SERIES_DAT = DATA / "series.dat"
@@ -50,7 +51,7 @@ def _truth() -> dict:
 @pytest.fixture(scope="module")
 def doc() -> dict:
     with open_trace(str(SERIES_DAT)) as reader:
-        return analyze(reader, AnalysisOptions(abi="series"))
+        return build_document(analyze(reader, AnalysisOptions(abi="series")))
 
 
 def test_series_report_names_its_abi_and_what_it_cannot_show(doc):
@@ -78,7 +79,7 @@ def test_series_waits_and_holds_match_trace_cmd(doc):
 def test_series_and_kmem_lanes_see_the_same_acquisitions(doc):
     """Both ABIs fire in the same helpers of this kernel: one hold per acquisition either way."""
     with open_trace(str(SERIES_DAT)) as reader:
-        kmem = analyze(reader)  # auto: the patch's kmem events win
+        kmem = build_document(analyze(reader))  # auto: the patch's kmem events win
     assert kmem["profile"] == "hold-time"
     assert kmem["totals"]["acquisitions"] == doc["totals"]["acquisitions"]
     assert kmem["totals"]["hold_ns"]["count"] == doc["totals"]["hold_ns"]["count"]

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 from conftest import STOCK_DAT, requires_trace_cmd
-from zlperf.analysis.stacks import CallerResolver, stacks_of
-from zlperf.analysis.stock_frames import ZONE_LOCK_FRAMES, is_locking_frame
+from zlperf.analysis.abi.stock_frames import ZONE_LOCK_FRAMES
+from zlperf.analysis.stacks import CallerResolver, is_locking_frame, stacks_of
 from zlperf.readers import open_trace
 
 
@@ -64,7 +64,7 @@ def test_recipe_zone_lock_frames_are_validated(tmp_path):
 
 def test_stacks_are_kept_when_a_chunk_ends_between_an_event_and_its_stack():
     """Readers cut chunks at page runs: a begin may close one chunk and its kernel_stack open the next."""
-    from zlperf.analysis.core import Analyzer
+    from zlperf.analysis import Analyzer
     from zlperf.events import Chunk, EventBatch
 
     with open_trace(str(STOCK_DAT)) as reader:
@@ -86,9 +86,46 @@ def test_stacks_are_kept_when_a_chunk_ends_between_an_event_and_its_stack():
         an = Analyzer(info)
         for c in cs:
             an.feed(c)
-        an.summary()
-        return an.abi.stacks_seen
+        an.result()
+        return next(a for a, _ in an.lanes if a.key == "stock").stacks_seen
 
     assert stacks_seen(split) == stacks_seen(chunks) == 54  # 55 begins, one never ended (no wait)
     assert len(split) > len(chunks)
 
+
+
+def test_stacks_add_up_to_the_waits_with_a_no_stack_entry():
+    """A wait whose kernel_stack is missing is attributed by its lock address but has no stack: it shows
+    as one "(no stack)" entry, so the stacks always sum to the waits (and --folded sums the same)."""
+    from zlperf.analysis import AnalysisOptions, Analyzer
+    from zlperf.analysis.result import NO_STACK
+    from zlperf.events import Chunk, EventBatch
+    from zlperf.render.text import render_folded
+    from zlperf.report import build_document
+
+    with open_trace(str(STOCK_DAT)) as reader:
+        chunks = list(reader.chunks())
+        info = reader.info
+    every_function = {name: "test: every wait counts as a zone-lock wait" for name in info.symbols.names}
+    # Drop the kernel_stack that follows the first contention_begin (same CPU, next seq).
+    begin = next(c.batches["lock:contention_begin"] for c in chunks if "lock:contention_begin" in c.batches)
+    cpu, seq = int(begin.cpu[0]), int(begin.seq[0])
+    dropped = 0
+    for c in chunks:
+        st = c.batches.get("ftrace:kernel_stack")
+        if st is not None:
+            keep = ~((st.cpu == cpu) & (st.seq == seq + 1))
+            dropped += int((~keep).sum())
+            c.batches["ftrace:kernel_stack"] = EventBatch(st.name, st.ts[keep], st.cpu[keep], st.pid[keep], st.seq[keep],
+                                                          {k: v[keep] for k, v in st.fields.items()})
+    assert dropped == 1
+    an = Analyzer(info, AnalysisOptions(zone_lock_frames=every_function))
+    for c in chunks:
+        an.feed(Chunk(dict(c.batches)))
+    doc = build_document(an.result())
+    waits = doc["totals"]["wait_ns"]["count"]
+    assert waits == doc["totals"]["contended_events"] == 54
+    stacks = doc["contended_stacks"]
+    assert sum(s["count"] for s in stacks) == waits
+    assert [s for s in stacks if s["frames"] == [NO_STACK]] == [{"count": 1, "frames": [NO_STACK]}]
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in render_folded(doc).splitlines()) == waits

@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from conftest import have_tool, is_root
-from zlperf.analysis.core import AnalysisOptions, analyze
-from zlperf.analysis.stock_frames import ZONE_LOCK_FRAMES, is_locking_frame
+from zlperf.analysis import AnalysisOptions, analyze
+from zlperf.analysis.abi.stock_frames import ZONE_LOCK_FRAMES
+from zlperf.analysis.stacks import is_locking_frame
+from zlperf.report import build_document
 from zlperf.readers import open_trace
 
 pytestmark = [
@@ -47,7 +49,7 @@ def _record(out: Path, backend: str) -> None:
 
 def _report(path: Path) -> dict:
     with open_trace(str(path)) as reader:
-        return analyze(reader)
+        return build_document(analyze(reader))
 
 
 def _caller_function(frames: list[str]) -> str | None:
@@ -109,7 +111,7 @@ def test_stock_trace_cmd_attributes_zone_lock_waits_only(tmp_path, pcp_lists_shr
     # A zone filter on the lock's label keeps exactly its waits (and their stacks).
     z = doc["zones"][0]
     with open_trace(str(out)) as reader:
-        only = analyze(reader, AnalysisOptions(zone=z["label"]))
+        only = build_document(analyze(reader, AnalysisOptions(zone=z["label"])))
     assert only["totals"]["contended_events"] == z["contended_events"]
     assert sum(st["count"] for st in only["contended_stacks"]) == z["contended_events"]
     # The frame table is the recipe's to replace: a table matching nothing attributes nothing.

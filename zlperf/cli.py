@@ -2,7 +2,8 @@
 
 Each module there defines ``register(subparsers)``, which adds its parser and sets
 ``func(args) -> int``. Errors the user can act on (:class:`zlperf.errors.ZlperfError`)
-become one line on stderr and exit status 2; nothing else is caught.
+become one line on stderr and exit status 2, as does an output that cannot be written;
+nothing else is caught (a traceback is a bug to report).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ __all__ = ["main", "build_parser"]
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -40,13 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"zlperf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
-        try:
-            module = importlib.import_module(f"zlperf.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"zlperf.commands.{name}":
-                continue  # subcommand not built yet
-            raise
-        module.register(sub)
+        # Every listed subcommand must import: a missing module is a packaging mistake, not a feature.
+        importlib.import_module(f"zlperf.commands.{name}").register(sub)
     return parser
 
 
@@ -58,7 +55,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full disk or /dev/full shows here, not in the interpreter's exit
+        return status
     except ZlperfError as exc:
         print(f"zlperf: {exc}", file=sys.stderr)
         return 2
@@ -67,5 +66,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         # `zlperf report ... | head` closed the pipe: not an error worth a traceback.
-        sys.stderr.close()
+        _drop_stdout()
         return 0
+    except OSError as exc:
+        if exc.filename is not None:
+            raise  # a file operation that is not ours to explain: a bug
+        _drop_stdout()
+        print(f"zlperf: cannot write to standard output ({exc.strerror})", file=sys.stderr)
+        return 2
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -47,7 +47,7 @@ def _find_zlperf() -> None:
 _find_zlperf()
 
 try:
-    from zlperf.analysis.core import AnalysisOptions
+    from zlperf.analysis import AnalysisOptions
     from zlperf.analysis.rows import RowCollector
     from zlperf.events import MISSED_EVENTS, TraceInfo
 except ImportError as _exc:  # say what to install instead of perf's long Python traceback
@@ -103,17 +103,14 @@ def _trace_info(path: str, kallsyms: str | None) -> tuple[TraceInfo, list]:
     read from the file itself (records only, no sample decoding).
     """
     from zlperf.errors import ZlperfError
-    from zlperf.readers.perfdata import PerfDataReader
-    from zlperf.zonelocks import load_zone_locks
+    from zlperf.readers import open_trace
 
     try:
-        with PerfDataReader(path, kallsyms) as reader:
-            reader.info.zone_locks = load_zone_locks(path)  # stock kernels: zones named at record time
+        with open_trace(path, kallsyms=kallsyms) as reader:  # symbols, and zone names of stock recordings
             return reader.info, reader.gaps()
     except (OSError, ValueError, ZlperfError) as exc:
-        info = TraceInfo(path=path, format="perf.data", clock="perf")
-        info.warnings.append(f"could not read the file itself ({exc}): no symbols, lost events not shown")
-        return info, []
+        return TraceInfo(path=path, format="perf.data", clock="perf", warnings=[
+            f"could not read the file itself ({exc}): no symbols, lost events not shown"]), []
 
 
 class _Collector(RowCollector):
@@ -175,10 +172,9 @@ def _add(name, cpu, secs, nsecs, pid, comm, callchain, field_names, values) -> N
     due = c.next_gap.get(cpu)
     if due is not None and due <= ts:
         c.gap(cpu, ts)
-    c.info.cmdlines[pid] = comm
     if callchain and isinstance(callchain[0], dict):
         callchain = _kernel_ips(callchain)
-    c.add(name, cpu, ts, pid, field_names, (callchain,) + values)
+    c.add(name, cpu, ts, pid, field_names, (callchain,) + values, comm)
 
 
 # -- perf's entry points -------------------------------------------------------------------------
@@ -241,7 +237,9 @@ def trace_end():
     if c is None:
         return
     c.finish()
-    doc = c.analyzer.summary()
+    from zlperf.report import build_document
+
+    doc = build_document(c.result())
     args = _state["args"]
     for warning in doc["warnings"]:
         sys.stderr.write(f"zlperf: warning: {c.info.path}: {warning}\n")

@@ -31,10 +31,10 @@ _find_zlperf()
 
 import tracecmd  # noqa: E402  (upstream's module, or zlperf's under `zlperf tracecmd-script`)
 
-from zlperf.analysis.core import AnalysisOptions  # noqa: E402
+from zlperf.analysis import AnalysisOptions  # noqa: E402
 from zlperf.analysis.rows import RowCollector  # noqa: E402
 from zlperf.readers import open_trace  # noqa: E402
-from zlperf.zonelocks import load_zone_locks  # noqa: E402
+from zlperf.report import build_document  # noqa: E402
 
 #: The fields each analysed event needs, read through the tracecmd API.
 NUMERIC = {
@@ -67,9 +67,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    with open_trace(args.file) as meta:  # symbols, cmdlines, clock: the file's own metadata
+    with open_trace(args.file) as meta:  # symbols, cmdlines, clock, zone names: the file's own metadata
         info = meta.info
-    info.zone_locks = load_zone_locks(args.file)  # stock kernels: zones named at record time
     collector = RowCollector(info, AnalysisOptions(top=args.top))
     trace = tracecmd.Trace(args.file)
     while True:
@@ -89,7 +88,7 @@ def main(argv: list[str]) -> int:
         strs = STRINGS.get(name, ())
         values.extend(ev.str_field(f) for f in strs)
         collector.add(name, ev.cpu, ev.ts, ev.pid, nums + strs, tuple(values))
-    doc = collector.summary()
+    doc = build_document(collector.result())
     for warning in doc["warnings"]:
         print(f"zlperf: warning: {args.file}: {warning}", file=sys.stderr)
     if args.json:

@@ -1,139 +1,33 @@
-"""The analysis core: a reader's chunks in, one :class:`~zlperf.analysis.summary.Summary` out.
+"""The analysis core: a reader's chunks in, one :class:`~zlperf.analysis.result.AnalysisResult` out.
 
-Every front end (``zlperf report``, the perf script, the trace-cmd plugins) calls
-:func:`analyze` or feeds an :class:`Analyzer` itself; none computes anything on its own.
-Work per chunk is vectorised; what is kept between chunks is small (per-group counters,
-exact value tables, the top-N lists and a binned timeline).
+Every front end (``zlperf report``, the perf script, the trace-cmd plugins) calls :func:`analyze`
+or feeds an :class:`Analyzer` itself; none computes anything on its own. Each ABI adapter
+(:mod:`zlperf.analysis.abi`) normalises chunks into observations, an :class:`Aggregate` per ABI
+accumulates them, and :meth:`Analyzer.result` turns the chosen one into the public result.
 """
 
 from __future__ import annotations
 
-__all__ = ["AnalysisOptions", "Analyzer", "analyze", "GroupStats"]
+__all__ = ["Analyzer", "analyze"]
 
-from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
-from zlperf.analysis.kmem_abi import KmemZoneLockABI
-from zlperf.analysis.series_abi import ZoneLockSeriesABI
-from zlperf.analysis.stock_abi import StockContentionABI
-from zlperf.analysis.model import Observations, Table, ZoneTable, table_len
-from zlperf.analysis.grouping import KeyCoder, split_by_code
-from zlperf.analysis.stats import Distribution, log2_bucket
-from zlperf.analysis.summary import Summary, build_summary
-from zlperf.analysis.timeline import Timeline
+from zlperf.analysis.abi import AbiAdapter, make_adapters
+from zlperf.analysis.aggregate import Aggregate, GroupStats, TopN
+from zlperf.analysis.holders import holder_of, summarize
+from zlperf.analysis.model import Capabilities, Observations, Table, ZoneTable, table_len
+from zlperf.analysis.options import ABIS, AnalysisOptions
+from zlperf.analysis.result import (
+    NO_STACK, SLICES, AnalysisResult, BatchBucket, CallerKey, Counts, CpuKey, Group, Missed, Source,
+    StackCount, TaskKey, TimelineBins, WorstCase, Window, ZoneKey)
+from zlperf.analysis.timeline import COLUMNS as TIMELINE_COLUMNS
 from zlperf.errors import ZlperfError
 from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo, TraceReader
 
-#: ABI names for AnalysisOptions.abi, in the lanes' order of preference.
-ABIS = ("kmem", "series", "stock")
-
-#: Dimensions a report can be grouped by, and the observation column holding the key.
-DIMENSIONS = {"zone": "zone", "caller": "caller", "cpu": "cpu", "task": "pid"}
-
-
-@dataclass
-class AnalysisOptions:
-    """What to analyse: a time window (trace-clock ns), one zone, how many worst cases."""
-
-    since_ns: Optional[int] = None
-    until_ns: Optional[int] = None
-    zone: Optional[str] = None  #: label "NODE:NAME" (or "lock@0x..." for address-only zones)
-    top: int = 10
-    bin_ns: int = 1_000_000  #: finest timeline resolution (it coarsens as the recording grows)
-    zone_lock_frames: Optional[dict[str, str]] = None  #: stock kernels: replaces stock_frames.ZONE_LOCK_FRAMES
-    abi: str = "auto"  #: "kmem", "series" or "stock" to read that ABI when a file has several (see ABIS)
-
-
-COUNTERS = ("contended_events", "acquisitions", "contended", "unmatched_unlocks", "unreleased",
-            "broken_by_missed")
-
-
-@dataclass
-class GroupStats:
-    """Counters and exact distributions of one zone / caller / CPU / task (a read-only view)."""
-
-    contended_events: int = 0
-    acquisitions: int = 0
-    contended: int = 0
-    wait: Distribution = field(default_factory=Distribution)
-    hold: Distribution = field(default_factory=Distribution)
-    unmatched_unlocks: int = 0
-    unreleased: int = 0
-    broken_by_missed: int = 0
-
-
-class DimStats:
-    """Per-group counters of one dimension as arrays indexed by dense key codes.
-
-    Counting is a bincount per table; only the wait/hold distributions are per group.
-    """
-
-    def __init__(self) -> None:
-        self.coder = KeyCoder()
-        self.counts = {name: np.zeros(0, dtype=np.int64) for name in COUNTERS}
-        self.wait: list[Distribution] = []
-        self.hold: list[Distribution] = []
-
-    def codes(self, keys: np.ndarray) -> np.ndarray:
-        """Dense codes of ``keys``, growing the per-group storage for new ones."""
-        codes = self.coder.encode(keys)
-        n = len(self.coder)
-        if n > len(self.wait):
-            for name, arr in self.counts.items():
-                self.counts[name] = np.concatenate([arr, np.zeros(n - len(arr), dtype=np.int64)])
-            self.wait.extend(Distribution() for _ in range(n - len(self.wait)))
-            self.hold.extend(Distribution() for _ in range(n - len(self.hold)))
-        return codes
-
-    def count(self, codes: np.ndarray, counter: str) -> None:
-        self.counts[counter] += np.bincount(codes, minlength=len(self.coder))
-
-    def distribute(self, codes: np.ndarray, values: np.ndarray, which: str) -> None:
-        dists = self.wait if which == "wait" else self.hold
-        for code, idx in split_by_code(codes, len(self.coder)):
-            dists[code].add(values[idx])
-
-    def total(self) -> GroupStats:
-        """All groups together: every row belongs to exactly one group of a dimension."""
-        wait, hold = Distribution(), Distribution()
-        for d in self.wait:
-            wait.merge(d)
-        for d in self.hold:
-            hold.merge(d)
-        return GroupStats(wait=wait, hold=hold, **{name: int(arr.sum()) for name, arr in self.counts.items()})
-
-    def items(self) -> Iterator[tuple[int, GroupStats]]:
-        """(key, GroupStats) per group seen."""
-        for code, key in enumerate(self.coder.keys):
-            g = GroupStats(wait=self.wait[code], hold=self.hold[code],
-                           **{name: int(arr[code]) for name, arr in self.counts.items()})
-            yield key, g
-
-
-class TopN:
-    """The N largest values seen, with where and when they happened."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.rows: Optional[Table] = None
-
-    def add(self, table: Table, value_col: str) -> None:
-        if not table_len(table) or self.n <= 0:
-            return
-        merged = table if self.rows is None else {k: np.concatenate([self.rows[k], table[k]]) for k in self.rows}
-        values = merged[value_col]
-        if len(values) > self.n:
-            keep = np.argpartition(values, len(values) - self.n)[-self.n:]
-            merged = {k: v[keep] for k, v in merged.items()}
-        self.rows = merged
-
-    def sorted_rows(self, value_col: str) -> list[dict]:
-        if self.rows is None:
-            return []
-        order = np.argsort(self.rows[value_col], kind="stable")[::-1]
-        return [{k: v[i].item() for k, v in self.rows.items()} for i in order]
+#: Bins of the report's timeline (it picks a round width that gives about this many).
+TIMELINE_BINS = 40
 
 
 def _filter(table: Optional[Table], mask_fn: Callable[[Table], np.ndarray]) -> Optional[Table]:
@@ -145,108 +39,25 @@ def _filter(table: Optional[Table], mask_fn: Callable[[Table], np.ndarray]) -> O
     return {k: v[mask] for k, v in table.items()}
 
 
-class Aggregate:
-    """Everything accumulated from one ABI's observations: per-group counters and distributions,
-    hold time by batch size, the worst cases, the timeline and the contended stacks."""
-
-    def __init__(self, options: AnalysisOptions):
-        self.dims: dict[str, DimStats] = {d: DimStats() for d in DIMENSIONS}
-        self.hold_by_batch: dict[int, Distribution] = {}
-        self.top_waits = TopN(options.top)
-        self.top_holds = TopN(options.top)
-        # Series ("all", 0), ("zone", code), ("caller", addr): see zlperf.analysis.timeline.COLUMNS.
-        self.timeline = Timeline(options.bin_ns)
-        self.stacks: dict[bytes, list] = {}  # frames bytes -> [frames, count] of contended events
-
-    def account(self, obs: Observations) -> None:
-        """Add one chunk's observations (already windowed)."""
-        self._count(obs.contended, "contended_events", timeline_col=0)
-        if table_len(obs.contended) and "stack" in obs.contended:
-            self._count_stacks(obs.contended["stack"])
-        if table_len(obs.acquired):
-            codes = self._count(obs.acquired, "acquisitions", timeline_col=1)
-            contended = obs.acquired["contended"]
-            for dim, c in codes.items():
-                dim.count(c[contended], "contended")
-        if table_len(obs.waits):
-            self._distribute(obs.waits, "wait", "wait_ns", timeline_cols=(2, 3))
-            self.top_waits.add(obs.waits, "wait_ns")
-        if table_len(obs.holds):
-            self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5))
-            self.top_holds.add(obs.holds, "hold_ns")
-            if "count" in obs.holds:  # batch sizes exist only in the kmem ABI
-                buckets = log2_bucket(np.maximum(obs.holds["count"], 0).astype(np.uint64))
-                for bucket, idx in split_by_code(buckets, int(buckets.max()) + 1):
-                    self.hold_by_batch.setdefault(bucket, Distribution()).add(obs.holds["hold_ns"][idx])
-        self._count(obs.unmatched, "unmatched_unlocks")
-        self._count(obs.unreleased, "unreleased")
-        self._count(obs.broken, "broken_by_missed")
-
-    def _count_stacks(self, stacks: np.ndarray) -> None:
-        """Count identical stacks (contended events are rare: a plain loop)."""
-        for frames in stacks:
-            if frames is None or not len(frames):
-                continue
-            frames = np.asarray(frames, dtype=np.uint64)
-            key = frames.tobytes()
-            entry = self.stacks.get(key)
-            if entry is None:
-                self.stacks[key] = [frames, 1]
-            else:
-                entry[1] += 1
-
-    def _codes(self, table: Table) -> dict[DimStats, np.ndarray]:
-        """Dense group codes of every row, for each dimension (totals are summed from the zones)."""
-        out = {}
-        for dim, col in DIMENSIONS.items():
-            out[self.dims[dim]] = self.dims[dim].codes(table[col])
-        return out
-
-    def _count(self, table: Optional[Table], counter: str,
-               timeline_col: Optional[int] = None) -> dict[DimStats, np.ndarray]:
-        if not table_len(table):
-            return {}
-        codes = self._codes(table)
-        for dim, c in codes.items():
-            dim.count(c, counter)
-        if timeline_col is not None:
-            self._bin(table, codes, [(timeline_col, None)])
-        return codes
-
-    def _distribute(self, table: Table, which: str, col: str, timeline_cols: tuple[int, int]) -> None:
-        values = table[col]
-        codes = self._codes(table)
-        for dim, c in codes.items():
-            dim.distribute(c, values, which)
-        self._bin(table, codes, [(timeline_cols[0], None), (timeline_cols[1], values)])
-
-    def _bin(self, table: Table, codes: dict[DimStats, np.ndarray], columns: list) -> None:
-        """Add rows into timeline counters: overall, per zone, per caller (``columns`` as Timeline.add)."""
-        zone, caller = self.dims["zone"], self.dims["caller"]
-        self.timeline.add(table["ts"], [("all", None, [0]), ("zone", codes[zone], zone.coder.keys),
-                                         ("caller", codes[caller], caller.coder.keys)], columns)
-
-
 class Analyzer:
-    """Streaming aggregation of one recording. Feed chunks, then :meth:`summary`."""
+    """Streaming aggregation of one recording. Feed chunks, then :meth:`result`."""
 
     def __init__(self, info: TraceInfo, options: Optional[AnalysisOptions] = None):
         self.info = info
         self.options = options or AnalysisOptions()
+        if self.options.top < 0:
+            raise ZlperfError(f"top {self.options.top}: give 0 or more worst cases")
         self.zones = ZoneTable()
-        # One lane per event ABI, in order of preference: the seed patch's kmem events (waits and
-        # holds with zone names), the rival zone_lock:* series (waits and holds by zone pointer),
+        # One lane per event ABI, in order of preference: the patch's kmem events (waits and holds
+        # with zone names), the rival zone_lock:* series (waits and holds by zone pointer),
         # lock:contention_* (contended waits only, zones found by stacks). A file's stored formats
         # do not tell which were recorded (`trace-cmd extract` saves every format), so each lane
         # watches for its own events; the report comes from the first lane that saw any.
-        self.lanes: list[tuple[object, Aggregate]] = [
-            (KmemZoneLockABI(self.zones), Aggregate(self.options)),
-            (ZoneLockSeriesABI(self.zones, self.info), Aggregate(self.options)),
-            (StockContentionABI(self.zones, self.info, self.options.zone_lock_frames), Aggregate(self.options)),
-        ]
-        self.abi = None  #: the chosen adapter, once :meth:`summary` has chosen
-        self.agg: Optional[Aggregate] = None  #: its aggregation
-        self.abi_found = False  #: whether any lane saw its events
+        self.lanes: list[tuple[AbiAdapter, Aggregate]] = [
+            (adapter, Aggregate(self.options)) for adapter in make_adapters(self.zones, info, self.options)]
+        self._chosen: Optional[tuple[AbiAdapter, Aggregate, bool]] = None  # (adapter, aggregate, its events seen)
+        self._result: Optional[AnalysisResult] = None
+        self.comms: dict[int, str] = dict(info.cmdlines)  #: pid -> comm, updated from each chunk
         self.event_counts: dict[str, int] = {}
         self.missed_events = 0
         self.missed_unknown_gaps = 0
@@ -257,6 +68,9 @@ class Analyzer:
     # -- feeding ----------------------------------------------------------------------------
     def feed(self, chunk: Chunk) -> None:
         """Account one chunk from the reader."""
+        if self._chosen is not None:
+            raise RuntimeError("Analyzer.feed() after result(): the stream is closed")
+        self.comms.update(chunk.comms)
         for name, batch in chunk.batches.items():
             n = len(batch)
             if not n:
@@ -268,8 +82,11 @@ class Analyzer:
             lo, hi = int(batch.ts.min()), int(batch.ts.max())
             self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
             self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
+        # Each lane sees the chunks that can matter to it: its events, gaps, and stacks (a begin's
+        # kernel_stack may open the next chunk).
+        stacks = any(name.endswith(":kernel_stack") for name in chunk.batches)
         for adapter, agg in self.lanes:
-            if any(name in chunk.batches for name in adapter.events) or MISSED_EVENTS in chunk.batches:
+            if stacks or MISSED_EVENTS in chunk.batches or any(name in chunk.batches for name in adapter.events):
                 agg.account(self._window(adapter.observe(chunk)))
 
     def _count_missed(self, batch) -> None:
@@ -300,29 +117,181 @@ class Analyzer:
                 m &= t["zone"] == zone_code
             return m
 
-        return Observations(**{k: _filter(getattr(obs, k), mask) for k in obs.__dataclass_fields__})
+        # Releases stay whole: a wait in the window may be behind a holder that released before it.
+        return Observations(**{k: getattr(obs, k) if k == "releases" else _filter(getattr(obs, k), mask)
+                               for k in obs.__dataclass_fields__})
 
     # -- result ------------------------------------------------------------------------------
-    def summary(self) -> Summary:
-        """Finish the stream (unreleased acquisitions at the end) and build the summary."""
-        if self.abi is None:
+    def _choose(self) -> tuple[AbiAdapter, Aggregate, bool]:
+        """Finish the stream of the ABI the report comes from (unreleased acquisitions at the end)."""
+        if self._chosen is None:
             lanes = self.lanes
             if self.options.abi != "auto":
                 lanes = [self.lanes[ABIS.index(self.options.abi)]]
             seen = [(a, g) for a, g in lanes if any(self.event_counts.get(e) for e in a.events)]
-            self.abi, self.agg = seen[0] if seen else lanes[0]  # none: say what is missing
-            self.abi_found = bool(seen)
-            self.agg.account(self._window(self.abi.finish()))
-        return build_summary(self)
+            adapter, agg = seen[0] if seen else lanes[0]  # none: the first says what is missing
+            agg.account(self._window(adapter.finish()))
+            self._chosen = (adapter, agg, bool(seen))
+        return self._chosen
+
+    def result(self) -> AnalysisResult:
+        """Close the stream and build the result (once; later calls return the same object)."""
+        if self._result is None:
+            adapter, agg, found = self._choose()
+            self._result = _ResultBuilder(self, adapter, agg, found).build()
+        return self._result
 
 
-def analyze(reader: TraceReader, options: Optional[AnalysisOptions] = None) -> Summary:
-    """Read every chunk of ``reader`` and return the summary."""
+def analyze(reader: TraceReader, options: Optional[AnalysisOptions] = None) -> AnalysisResult:
+    """Read every chunk of ``reader`` and return the analysis result."""
     analyzer = Analyzer(reader.info, options)
     for chunk in reader.chunks():
         analyzer.feed(chunk)
-    doc = analyzer.summary()  # zones of stock recordings are only known once the stream is finished
+    result = analyzer.result()  # zones of stock recordings are only known once the stream is finished
     if options and options.zone and analyzer.zones.find(options.zone) is None:
         known = ", ".join(z.label for z in analyzer.zones.zones) or "none"
         raise ZlperfError(f"{reader.info.path}: zone {options.zone!r} not in this recording (zones: {known})")
-    return doc
+    return result
+
+
+class _ResultBuilder:
+    """Reads one finished Aggregate (and the analyzer's stream counters) into an AnalysisResult."""
+
+    def __init__(self, an: Analyzer, adapter: AbiAdapter, agg: Aggregate, found: bool):
+        self.an, self.agg = an, agg
+        self.caps = adapter.capabilities(an.event_counts)
+        if not found:
+            self.caps = Capabilities(
+                abi="none: no kmem:mm_zone_lock_*, zone_lock:* or lock:contention_* events in this recording",
+                profile="none",
+                cannot=["anything about zone->lock: record with `zlperf record --profile minimal` (patched "
+                        "kernels) or `--profile stock` (any kernel since 5.19)"])
+        opts = an.options
+        first = an.first_ts if an.first_ts is not None else 0
+        last = an.last_ts if an.last_ts is not None else first
+        self.lo = max(first, opts.since_ns) if opts.since_ns is not None else first
+        self.hi = min(last, opts.until_ns) if opts.until_ns is not None else last
+        self.duration = max(0, self.hi - self.lo)
+        self.symbols = an.info.symbols if an.info.symbols is not None and len(an.info.symbols) else None
+
+    def sym(self, addr: int) -> str:
+        """``func+0xoff`` of a caller address (hex without symbols)."""
+        if addr == 0:
+            return "(unknown: no stack recorded)"  # ABIs whose callers come from stacks only
+        return self.symbols.symbolize(addr) if self.symbols is not None else f"{addr:#x}"
+
+    def comm(self, pid: int) -> str:
+        return self.an.comms.get(pid, "<...>")
+
+    def group(self, key, g: GroupStats, slices: Optional[np.ndarray] = None) -> Group:
+        counts = Counts(g.contended_events, g.acquisitions, g.contended, g.unmatched_unlocks, g.unreleased,
+                        g.broken_by_missed)
+        return Group(key=key, counts=counts, wait=g.wait, hold=g.hold, slices=slices)
+
+    def slices(self, dim: str, key) -> Optional[np.ndarray]:
+        return self.agg.timeline.slices((dim, key), self.lo, self.hi, SLICES)
+
+    def build(self) -> AnalysisResult:
+        an, agg, info = self.an, self.agg, self.an.info
+        zones = []
+        for code, g in agg.dims["zone"].items():
+            z = an.zones.zones[code]
+            key = ZoneKey(label=z.label, node=z.node, name=z.name, lock_addr=z.lock_addr, zone_ptr=z.zone_ptr)
+            zones.append(self.group(key, g, self.slices("zone", code)))
+        zones.sort(key=lambda grp: grp.key.label)
+        callers = []
+        for addr, g in agg.dims["caller"].items():
+            role = "lock" if (g.contended_events or g.acquisitions or g.wait.count or g.hold.count) else "unlock"
+            callers.append(self.group(CallerKey(self.sym(addr), addr, role), g, self.slices("caller", addr)))
+        callers.sort(key=lambda grp: (-grp.counts.contended_events, -grp.counts.acquisitions, grp.key.symbol))
+        cpus = [self.group(CpuKey(cpu), g) for cpu, g in sorted(agg.dims["cpu"].items())]
+        tasks = [self.group(TaskKey(pid, self.comm(pid)), g) for pid, g in agg.dims["task"].items()]
+        tasks.sort(key=lambda grp: (-grp.counts.contended_events, -grp.counts.acquisitions, grp.key.pid))
+        totals = self.group(None, agg.dims["zone"].total())
+        warnings = list(info.warnings)
+        warnings += self.sanity(zones, totals)
+        if agg.timeline.untracked:
+            warnings.append(f"{len(agg.timeline.untracked)} zones/callers beyond the first "
+                            f"{agg.timeline.max_series} have no time slices (no noise estimate for zlperf diff)")
+        symbols = info.symbols
+        attributed = agg.holders.finish() if self.caps.holds else None
+        top_waits = self.worst(agg.top_waits, "wait_ns") if self.caps.waits else []
+        if attributed is not None:
+            for w, h in zip(top_waits, holder_of(attributed, [r["seq"] for r in agg.top_waits.sorted_rows("wait_ns")],
+                                                 self.sym, self.comm)):
+                w.holder = h
+        return AnalysisResult(
+            source=Source(path=info.path, format=info.format, clock=info.clock, cpus=info.cpus,
+                          kallsyms=getattr(symbols, "source", None) if symbols is not None else None),
+            capabilities=self.caps,
+            window=Window(self.lo, self.hi, an.options.since_ns, an.options.until_ns, an.options.zone),
+            duration_ns=int(self.duration),
+            cpu_time_ns=int(self.duration) * max(info.cpus, 0),
+            events=dict(sorted(an.event_counts.items())),
+            missed=Missed(
+                events=an.missed_events, unknown_gaps=an.missed_unknown_gaps,
+                by_cpu={str(k): v for k, v in sorted(an.missed_by_cpu.items())},
+                kernel_overrun=sum((s.overrun or 0) for s in info.cpu_stats.values()),
+                kernel_dropped_events=sum((s.dropped_events or 0) for s in info.cpu_stats.values())),
+            totals=totals, zones=zones, callers=callers, cpus=cpus, tasks=tasks,
+            hold_by_batch=self.hold_by_batch(),
+            timeline=self.timeline(),
+            top_waits=top_waits,
+            top_holds=self.worst(agg.top_holds, "hold_ns") if self.caps.holds else [],
+            stacks=self.stacks(totals.counts.contended_events),
+            warnings=warnings,
+            holders=(summarize(attributed, self.sym, self.comm, an.options.top, self.caps.contended_flag)
+                     if attributed is not None else None),
+        )
+
+    def hold_by_batch(self) -> list[BatchBucket]:
+        if not self.caps.holds:
+            return []
+        out = []
+        for bucket in sorted(self.agg.hold_by_batch):
+            low = 0 if bucket == 0 else 1 << (bucket - 1)
+            high = 0 if bucket == 0 else (1 << bucket) - 1
+            out.append(BatchBucket(low, high, self.agg.hold_by_batch[bucket]))
+        return out
+
+    def timeline(self) -> TimelineBins:
+        start, width, sums = self.agg.timeline.rebinned(("all", 0), self.lo, self.hi, TIMELINE_BINS)
+        return TimelineBins(start_ns=start, bin_ns=width, columns=TIMELINE_COLUMNS, values=sums)
+
+    def worst(self, top: TopN, col: str) -> list[WorstCase]:
+        rows = []
+        for r in top.sorted_rows(col):
+            z = self.an.zones.zones[r["zone"]] if r["zone"] >= 0 else None
+            rows.append(WorstCase(value_ns=r[col], ts_ns=r["ts"], cpu=r["cpu"], pid=r["pid"], comm=self.comm(r["pid"]),
+                                  zone=z.label if z else None, caller=self.sym(r["caller"]), count=r.get("count")))
+        return rows
+
+    def stacks(self, contended: int) -> list[StackCount]:
+        """Distinct stacks, most common first; contended events without a stack are one more entry,
+        so the counts always add up to the contended events (when any stack was recorded)."""
+        if not self.agg.stacks:
+            return []
+        out = [StackCount(tuple(self.sym(int(a)) for a in frames), count)
+               for frames, count in sorted(self.agg.stacks.values(), key=lambda e: -e[1])]
+        without = contended - sum(s.count for s in out)
+        if without > 0:
+            out.append(StackCount((NO_STACK,), without))
+            out.sort(key=lambda s: -s.count)
+        return out
+
+    def sanity(self, zones: list[Group], totals: Group) -> list[str]:
+        """Impossible numbers mean damaged timestamps: say so rather than print them as facts."""
+        out = []
+        if not self.duration:
+            return out
+        for z in zones:
+            held = z.hold.total / self.duration if self.caps.holds else 0
+            if held > 1.0001:  # one holder at a time: holds of one lock cannot add up past the window
+                out.append(f"zone {z.key.label}: holds add up to {100 * held:.0f}% of the window; timestamps are "
+                           "inconsistent (damaged or merged-out-of-order data), hold times are suspect")
+        cpus = self.an.info.cpus
+        spinning = totals.wait.total / self.duration if self.caps.waits else 0
+        if cpus and spinning > cpus * 1.0001:
+            out.append(f"waits add up to {spinning:.1f} CPUs on a {cpus}-CPU machine; timestamps or wait_ns values "
+                       "are inconsistent (damaged data), wait times are suspect")
+        return out

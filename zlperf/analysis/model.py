@@ -1,6 +1,6 @@
 """The normalised facts the aggregator reads, whatever event ABI produced them.
 
-An ABI adapter (kmem_abi, ...) turns each reader :class:`~zlperf.events.Chunk` into an
+An ABI adapter (:mod:`zlperf.analysis.abi`) turns each reader :class:`~zlperf.events.Chunk` into an
 :class:`Observations`: tables (dicts of equal-length numpy columns) of contended events,
 acquisitions, waits, holds and pairing anomalies, with zones as small integer codes into a
 :class:`ZoneTable`.
@@ -8,7 +8,7 @@ acquisitions, waits, holds and pairing anomalies, with zones as small integer co
 
 from __future__ import annotations
 
-__all__ = ["Table", "Zone", "ZoneTable", "Observations", "Capabilities", "empty_table"]
+__all__ = ["Table", "Zone", "ZoneTable", "Observations", "Capabilities", "table_len"]
 
 from dataclasses import dataclass, field
 from typing import Optional
@@ -17,17 +17,6 @@ import numpy as np
 
 #: A table: column name -> numpy array, all of one length.
 Table = dict[str, np.ndarray]
-
-#: Columns every observation table has (others are listed per table in Observations).
-BASE_COLUMNS = {"ts": np.uint64, "cpu": np.int32, "pid": np.int32, "zone": np.int32, "caller": np.uint64}
-
-
-def empty_table(**extra: type) -> Table:
-    """A zero-row table with the base columns plus ``extra`` name=dtype columns."""
-    cols = dict(BASE_COLUMNS)
-    cols.update(extra)
-    return {name: np.empty(0, dtype=dt) for name, dt in cols.items()}
-
 
 def table_len(table: Optional[Table]) -> int:
     """Rows in ``table`` (0 for None)."""
@@ -91,6 +80,13 @@ class Capabilities:
     contended_flag: bool = True  #: acquisitions say whether they were contended
     cannot: list[str] = field(default_factory=list)  #: plain sentences: what this file cannot show
     notes: list[str] = field(default_factory=list)  #: what was inferred or left out, and why
+    #: what a "wait" is in this ABI (defaults from ``contended_flag``)
+    wait_is: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.wait_is:
+            self.wait_is = ("contended acquisitions' spin (wait_ns)" if self.contended_flag
+                            else "every acquisition: start_locking -> acquire_returned")
 
 
 @dataclass
@@ -105,6 +101,10 @@ class Observations:
     unmatched:  ts cpu pid zone caller                      (a release with no acquisition before it)
     unreleased: ts cpu pid zone caller                      (an acquisition never seen released)
     broken:     ts cpu pid zone caller                      (pair sides next to missed events)
+    releases:   every release with its holder, see zlperf.analysis.holders.RELEASE_COLUMNS (not windowed:
+                a wait's holder may have released the lock before the window began)
+
+    ``waits`` of ABIs with releases also carry ``seq`` (the acquisition's stream position).
     """
 
     contended: Optional[Table] = None
@@ -114,3 +114,4 @@ class Observations:
     unmatched: Optional[Table] = None
     unreleased: Optional[Table] = None
     broken: Optional[Table] = None
+    releases: Optional[Table] = None

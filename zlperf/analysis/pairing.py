@@ -1,7 +1,8 @@
 """Per-CPU pairing of "open" and "close" events: lock -> unlock (hold), begin -> end (wait).
 
-The lock is held with IRQs off, so on one CPU an acquisition is followed by its own release
-with nothing of the same lock in between (EVENTS.md). A close therefore pairs with the event
+The lock is held with IRQs off (the patch's __zone_lock() does local_irq_save() before the trylock,
+__zone_unlock() spin_unlock_irqrestore() after the event), so on one CPU an acquisition is followed
+by its own release with nothing of the same lock in between. A close therefore pairs with the event
 just before it on its CPU, when that is an open of the same key. Anything else is counted,
 never guessed: a close with no open before it is *unmatched* (trylock paths release through
 the traced unlock), an open followed by another open or by the end is *unreleased*, and either

@@ -13,7 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from zlperf.analysis.core import AnalysisOptions, Analyzer
+from zlperf.analysis.core import Analyzer
+from zlperf.analysis.options import AnalysisOptions
+from zlperf.analysis.result import AnalysisResult
 from zlperf.events import Chunk, EventBatch, TraceInfo
 
 _KERNEL_HALF = 1 << 63  # kernel text is in the upper half of the address space (x86-64, arm64)
@@ -65,11 +67,16 @@ class RowCollector:
         self.chunk_events = chunk_events
         self._rows: dict[str, list] = {}
         self._names: dict[str, tuple] = {}
+        self._comms: dict[int, str] = {}
         self._pending = 0
         self.seq = 0
 
-    def add(self, name: str, cpu: int, ts_ns: int, pid: int, field_names: tuple, values: tuple) -> None:
-        """One event: its name ("system:event"), common values, and fields in format order."""
+    def add(self, name: str, cpu: int, ts_ns: int, pid: int, field_names: tuple, values: tuple,
+            comm: Optional[str] = None) -> None:
+        """One event: its name ("system:event"), common values, fields in format order, and the
+        task's name when the source gives it with the event."""
+        if comm is not None:
+            self._comms[pid] = comm
         rows = self._rows.get(name)
         if rows is None:
             rows = self._rows[name] = []
@@ -84,18 +91,19 @@ class RowCollector:
         """Feed what is buffered to the analyzer."""
         if not self._pending:
             return
-        chunk = Chunk()
+        chunk = Chunk(comms=self._comms)
         for name, rows in self._rows.items():
             if rows:
                 chunk.batches[name] = self._batch(name, self._names[name], rows)
         self._rows = {}
+        self._comms = {}
         self._pending = 0
         self.analyzer.feed(chunk)
 
-    def summary(self) -> dict:
-        """Flush and return the report document."""
+    def result(self) -> AnalysisResult:
+        """Flush and return the analysis result."""
         self.flush()
-        return self.analyzer.summary()
+        return self.analyzer.result()
 
     @staticmethod
     def _batch(name: str, field_names: tuple, rows: list) -> EventBatch:

@@ -1,17 +1,56 @@
 """Kernel stacks of events: the ftrace ``kernel_stack`` event that follows an event on its CPU
-(trace-cmd -T, tracefs options/stacktrace) or perf's ``common_callchain`` column (perf -g).
+(trace-cmd -T, tracefs options/stacktrace) or perf's ``common_callchain`` column (perf -g), and
+the caller in a stack: the first frame outside the tracing and locking code.
 """
 
 from __future__ import annotations
 
-__all__ = ["stacks_of", "CallerResolver"]
+__all__ = ["stacks_of", "CallerResolver", "StackFollower", "LOCKING_FRAME_PREFIXES", "is_locking_frame",
+           "first_outside_frame"]
 
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from zlperf.analysis.stock_frames import first_outside_frame
 from zlperf.events import Chunk, TraceInfo
+
+
+#: Frames of the tracing and locking machinery itself, skipped to find the lock's caller.
+LOCKING_FRAME_PREFIXES: tuple[str, ...] = (
+    "trace_event_raw_event_", "perf_trace_", "__traceiter_", "perf_tp_event", "trace_contention_",
+    "__bpf_trace_", "bpf_trace_run",
+    "_raw_spin_lock", "_raw_read_lock", "_raw_write_lock", "do_raw_spin_lock", "do_raw_read_lock",
+    "do_raw_write_lock", "queued_spin_lock", "native_queued_spin_lock", "__pv_queued_spin_lock",
+    "pv_queued_spin_lock", "queued_read_lock", "queued_write_lock", "__queued_",
+    "spin_lock", "_spin_lock", "rt_spin_lock", "rtlock_",
+    "rwsem_down_", "down_read", "down_write", "__down", "down_killable", "down_interruptible",
+    "down_timeout", "down_trylock",
+    "mutex_lock", "__mutex_lock", "mutex_spin_on_owner", "osq_lock",
+    "rt_mutex", "__rt_mutex", "percpu_down_", "__percpu_down_", "percpu_rwsem_",
+    "lock_acquire", "__lock_acquire",
+    # wrappers that only take a lock for their caller (the lruvec lock, seen on 6.18)
+    "folio_lruvec_lock", "lock_page_lruvec", "folio_lock_lruvec",
+)
+
+
+def is_locking_frame(name: str) -> bool:
+    """True for frames of the tracing/locking code (skipped when looking for the caller)."""
+    return name.startswith(LOCKING_FRAME_PREFIXES) or name.endswith("_slowpath")
+
+
+def first_outside_frame(
+    frames: Sequence[int], function_of: Callable[[int], Optional[str]]
+) -> tuple[Optional[int], Optional[str]]:
+    """(address, function) of the innermost frame that is not locking code; (None, None) if none."""
+    for addr in frames:
+        if not addr:
+            break
+        name = function_of(int(addr))
+        if name is None:
+            return int(addr), None
+        if not is_locking_frame(name):
+            return int(addr), name
+    return None, None
 
 
 def stacks_of(chunk: Chunk, name: str) -> Optional[np.ndarray]:

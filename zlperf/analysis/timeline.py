@@ -2,7 +2,9 @@
 
 Kept as dense numpy arrays that all share one bin width. When the recording outgrows
 :attr:`Timeline.max_bins`, the width doubles (neighbouring bins are summed), so memory stays
-bounded however long the trace, and every update is a vectorised bincount.
+bounded however long the trace, and every update is a vectorised bincount. The number of
+per-group series is bounded too (:attr:`Timeline.max_series`): a damaged file can hold any
+number of distinct callers, and each series costs max_bins x columns floats.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ COLUMNS = ("contended_events", "acquisitions", "waits", "wait_sum_ns", "holds", 
 class Timeline:
     """Dense per-bin counters for several series (keys) over one shared time axis."""
 
-    def __init__(self, bin_ns: int = 1_000_000, max_bins: int = 4096):
+    def __init__(self, bin_ns: int = 1_000_000, max_bins: int = 4096, max_series: int = 128):
         self.bin_ns = bin_ns
         self.max_bins = max_bins
+        self.max_series = max_series  #: series kept besides "all"; later keys are not tracked
+        self.untracked: set = set()  #: keys seen once the limit was reached
         self.lo: Optional[int] = None  #: index (in bin_ns units) of the first bin kept
         self.n = 0  #: bins kept
         self.series: dict[Hashable, np.ndarray] = {}  #: key -> (n, len(COLUMNS)) float64
@@ -85,6 +89,9 @@ class Timeline:
                     key = (dim, keys[code])
                     data = self.series.get(key)
                     if data is None:
+                        if dim != "all" and len(self.series) > self.max_series:
+                            self.untracked.add(key)
+                            continue
                         data = self.series[key] = np.zeros((self.n, len(COLUMNS)))
                     data[:, column] += sums[code]
 
@@ -103,8 +110,10 @@ class Timeline:
             np.add.at(out, (absolute[inside] - lo_bin) // factor, data[inside])
         return int(lo_bin * self.bin_ns), int(self.bin_ns * factor), out
 
-    def slices(self, key: Hashable, first_ts: int, last_ts: int, k: int) -> np.ndarray:
-        """Counters of ``key`` summed over ``k`` equal time slices of [first_ts, last_ts]."""
+    def slices(self, key: Hashable, first_ts: int, last_ts: int, k: int) -> Optional[np.ndarray]:
+        """Counters of ``key`` summed over ``k`` equal time slices of [first_ts, last_ts] (None: not tracked)."""
+        if key in self.untracked:
+            return None
         out = np.zeros((k, len(COLUMNS)))
         data = self.series.get(key)
         if data is None or self.lo is None:

@@ -1,28 +1,24 @@
-"""``zlperf diff A B``: two recordings (trace.dat or report JSON) side by side, noise-aware."""
+"""``zlperf diff A B``: two recordings (trace.dat, perf.data or report JSON) side by side, noise-aware."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from zlperf.errors import ZlperfError
+from zlperf.commands.report import analyze_file, non_negative
 
 
 def load_any(path: str, args: argparse.Namespace) -> dict:
-    """A report document from a ``--json`` file, or analysed from a trace file."""
-    from zlperf.analysis.compare import load_report
-    from zlperf.commands.report import build_report
+    """The report document of ``path``: a ``--json`` file read back (checked), or a trace analysed."""
+    from zlperf.report import build_document, load_result
+    from zlperf.safeio import check_input
 
-    p = Path(path)
-    if not p.exists():
-        raise ZlperfError(f"{path}: no such file")
-    with open(p, "rb") as fh:
+    check_input(path, "recording or report document")
+    with open(path, "rb") as fh:
         head = fh.read(64).lstrip()
-    if head.startswith(b"{"):
-        return load_report(path)
-    return build_report(path, args)
+    result = load_result(path) if head.startswith(b"{") else analyze_file(path, args)
+    return build_document(result)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,18 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  zlperf diff before.dat after.dat\n  zlperf diff before.json after.json --json\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("a", help="the baseline: trace.dat or `zlperf report --json` output")
+    p.add_argument("a", help="the baseline: trace.dat, perf.data or `zlperf report --json` output")
     p.add_argument("b", help="the candidate")
     p.add_argument("--json", action="store_true", help="print the zlperf.diff/1 JSON document")
     p.add_argument("--reader", choices=["auto", "fast", "libtracecmd"], default="auto")
-    p.set_defaults(func=run, since=None, until=None, zone=None, top=10, kallsyms=None)
+    p.add_argument("--top", type=non_negative, default=10, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from zlperf.analysis.compare import diff_reports
     from zlperf.render.text import render_diff
+    from zlperf.report import diff_documents
 
-    result = diff_reports(load_any(args.a, args), load_any(args.b, args))
+    result = diff_documents(load_any(args.a, args), load_any(args.b, args))
     if args.json:
         json.dump(result, sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -1,4 +1,4 @@
-"""``zlperf merge A.json B.json ...``: one summary from many hosts' reports."""
+"""``zlperf merge A.json B.json ...``: one report from many hosts' report documents."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "merge", help="merge report JSON documents from many hosts into one",
-        description="Merge `zlperf report --json` documents: exact counts and histograms; "
-                    "percentiles of merged groups from the merged histogram.",
+        description="Merge `zlperf report --json` documents: exact counts and histograms; percentiles of "
+                    "groups seen on several hosts from the merged histogram (the document says so).",
         epilog="examples:\n  zlperf merge host*.json > fleet.json\n  zlperf merge a.json b.json --text\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -21,16 +21,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from zlperf.analysis.compare import load_report, merge_reports
+def host_names(paths: list[str]) -> list[str]:
+    """A name per input: the file's stem, made unique when two files share one."""
+    names: list[str] = []
+    for p in paths:
+        stem = Path(p).stem or p
+        name, i = stem, 2
+        while name in names:
+            name, i = f"{stem}#{i}", i + 1
+        names.append(name)
+    return names
 
-    docs = [load_report(p) for p in args.reports]
-    merged = merge_reports(docs, [Path(p).stem for p in args.reports])
+
+def run(args: argparse.Namespace) -> int:
+    from zlperf.report import build_document, load_result, merge_results
+
+    names = host_names(args.reports)
+    results = [load_result(p, n) for p, n in zip(args.reports, names)]
+    doc = build_document(merge_results(results, names))
     if args.text:
         from zlperf.render.text import render_text
 
-        sys.stdout.write(render_text(merged))
+        sys.stdout.write(render_text(doc))
     else:
-        json.dump(merged, sys.stdout, indent=1)
+        json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
     return 0

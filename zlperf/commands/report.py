@@ -8,9 +8,12 @@ import sys
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING
 
 from zlperf.errors import ZlperfError
+
+if TYPE_CHECKING:
+    from zlperf.analysis import AnalysisOptions, AnalysisResult
 
 _EXAMPLES = """examples:
   zlperf report --example                      # the embedded real recording (patched 6.12 kernel, QEMU)
@@ -19,6 +22,7 @@ _EXAMPLES = """examples:
   zlperf report trace.dat --since 19.5 --until 20.5 --zone 1:Normal
   zlperf report trace.dat --json > host1.json  # for zlperf merge / zlperf diff
   zlperf report trace.dat --csv --by caller    # one table, for a spreadsheet
+  zlperf report trace.dat --by holder          # who held zone->lock while the others waited
 """
 
 
@@ -32,8 +36,22 @@ def parse_seconds(text: str, flag: str) -> int:
     try:
         value = Decimal(text)
     except InvalidOperation:
+        value = None
+    # Trace clocks count ns in a u64: a timestamp is finite, not negative and below 2^64 ns (584 years).
+    if value is None or not value.is_finite() or value < 0 or value * 10**9 >= 2**64:
         raise ZlperfError(f"{flag} {text!r}: expected seconds like 19.4721 (as trace-cmd report prints them)")
     return int(value * 10**9)
+
+
+def non_negative(text: str) -> int:
+    """argparse type for counts such as --top: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the zlperf.report/1 JSON document")
     fmt.add_argument("--csv", action="store_true", help="print the --by table as CSV")
-    p.add_argument("--by", default="zone,caller", help="group tables: zone,caller,cpu,task (comma list)")
-    p.add_argument("--top", type=int, default=10, metavar="N", help="rows per table and worst cases (default 10)")
+    p.add_argument("--by", default="zone,caller",
+                   help="group tables: zone,caller,cpu,task,holder (comma list; --csv: the first)")
+    p.add_argument("--top", type=non_negative, default=10, metavar="N",
+                   help="rows per table and worst cases (default 10)")
     p.add_argument("--since", metavar="SECS", help="ignore events before this trace timestamp")
     p.add_argument("--until", metavar="SECS", help="ignore events after this trace timestamp")
     p.add_argument("--zone", metavar="NODE:NAME", help="only this zone, e.g. 1:Normal")
@@ -69,22 +89,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _dimensions(text: str) -> list[str]:
     dims = [d.strip() for d in text.split(",") if d.strip()]
-    bad = [d for d in dims if d not in ("zone", "caller", "cpu", "task")]
+    bad = [d for d in dims if d not in ("zone", "caller", "cpu", "task", "holder")]
     if bad or not dims:
-        raise ZlperfError(f"--by {text!r}: choose from zone, caller, cpu, task (comma-separated)")
+        raise ZlperfError(f"--by {text!r}: choose from zone, caller, cpu, task, holder (comma-separated)")
     return dims
 
 
-def build_report(path: str, args: argparse.Namespace) -> dict:
-    """Open ``path``, analyse it with the options in ``args``, return the report document."""
-    from zlperf.analysis.core import AnalysisOptions, analyze
-    from zlperf.readers import open_trace
+def analysis_options(args: argparse.Namespace) -> "AnalysisOptions":
+    """The analysis options of ``report``-like commands (window, zone, top, ABI, recipe frames)."""
+    from zlperf.analysis import AnalysisOptions
 
-    options = AnalysisOptions(
-        since_ns=parse_seconds(args.since, "--since") if args.since else None,
-        until_ns=parse_seconds(args.until, "--until") if args.until else None,
-        zone=args.zone, top=args.top, abi=getattr(args, "abi", "auto"),
-    )
+    since = parse_seconds(args.since, "--since") if getattr(args, "since", None) else None
+    until = parse_seconds(args.until, "--until") if getattr(args, "until", None) else None
+    if since is not None and until is not None and since > until:
+        raise ZlperfError(f"--since {args.since} is after --until {args.until}: give the earlier time first")
+    options = AnalysisOptions(since_ns=since, until_ns=until, zone=getattr(args, "zone", None),
+                              top=getattr(args, "top", 10), abi=getattr(args, "abi", "auto"))
     ref = getattr(args, "recipe", None) or getattr(args, "profile", None)
     if ref:
         from zlperf.recipes import load_recipe
@@ -92,32 +112,35 @@ def build_report(path: str, args: argparse.Namespace) -> dict:
         recipe = load_recipe(ref)
         if recipe.zone_lock_frames:  # stock kernels: which frames mark a zone->lock wait
             options.zone_lock_frames = {fn: f"from recipe {recipe.path}" for fn in recipe.zone_lock_frames}
-    with open_trace(path, reader=args.reader, kallsyms=args.kallsyms) as reader:
+    return options
+
+
+def analyze_file(path: str, args: argparse.Namespace) -> "AnalysisResult":
+    """Open ``path`` (trace.dat or perf.data), analyse it with the options in ``args``."""
+    from zlperf.analysis import analyze
+    from zlperf.readers import open_trace
+
+    options = analysis_options(args)
+    with open_trace(path, reader=getattr(args, "reader", "auto"), kallsyms=getattr(args, "kallsyms", None)) as reader:
         return analyze(reader, options)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.example:
-        path: Optional[str] = str(example_path())
-    else:
-        path = args.input or args.file or "trace.dat"
-    if not Path(path).exists():
-        raise ZlperfError(f"{path}: no such file (give a trace.dat, or try `zlperf report --example`)")
+    from zlperf.report import build_document
+
+    path = str(example_path()) if args.example else (args.input or args.file or "trace.dat")
     dims = _dimensions(args.by)
-    doc = build_report(path, args)
+    doc = build_document(analyze_file(path, args))
     for warning in doc["warnings"]:
         print(f"zlperf: warning: {path}: {warning}", file=sys.stderr)
     if args.folded:
         from zlperf.render.text import render_folded
+        from zlperf.safeio import atomic_write
 
         if not doc["contended_stacks"]:
             print(f"zlperf: warning: {path}: no stacks recorded with the contended events: {args.folded} is empty "
                   "(record with stacks: perf record -g, trace-cmd -T, or --profile stock)", file=sys.stderr)
-        try:
-            with open(args.folded, "w", encoding="utf-8") as fh:
-                fh.write(render_folded(doc))
-        except OSError as exc:
-            raise ZlperfError(f"{args.folded}: cannot write folded stacks ({exc.strerror})")
+        atomic_write(args.folded, render_folded(doc), "folded stacks")
     if args.json:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -16,8 +16,15 @@ _COUNTS = ("contended_events", "contended_per_sec", "acquisitions", "contended",
 
 
 def render_csv(doc: dict, by: str = "zone") -> str:
-    """CSV of one dimension; wait/hold STATS are flattened to wait_ns_p50, hold_ns_max, ..."""
+    """CSV of one dimension; wait/hold STATS are flattened to wait_ns_p50, hold_ns_max, ...
+    ``by="holder"``: the waiter caller x holder caller table (one row per pair)."""
     buf = io.StringIO()
+    if by == "holder":
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["waiter_caller", "holder_caller", "waits", "wait_ns_sum"])
+        for x in doc.get("handoffs") or []:
+            writer.writerow([x["waiter_caller"], x["holder_caller"], x["waits"], x["wait_ns_sum"]])
+        return buf.getvalue()
     header = list(_KEYS[by]) + list(_COUNTS) + [f"{s}_{k}" for s in ("wait_ns", "hold_ns") for k in _STAT_KEYS]
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)

@@ -10,7 +10,7 @@ __all__ = ["render_text", "render_diff", "render_folded", "format_ns", "log2_his
 
 from typing import Any, Optional
 
-DIM_TITLES = {"zone": "zones", "caller": "callers", "cpu": "cpus", "task": "tasks"}
+#: Report dimension -> the document's list of its groups.
 DIM_KEYS = {"zone": "zones", "caller": "callers", "cpu": "cpus", "task": "tasks"}
 
 
@@ -64,12 +64,25 @@ def _label(dim: str, e: dict) -> str:
         return e["label"]
     if dim == "caller":
         return e["caller"] + ("  (unlock)" if e.get("role") == "unlock" else "")
+    host = f"{e['host']}:" if e.get("host") else ""  # merged documents keep each CPU's and task's host
     if dim == "cpu":
-        return f"cpu{e['cpu']}"
-    return f"{e['comm']}-{e['pid']}"
+        return f"{host}cpu{e['cpu']}"
+    return f"{host}{e['comm']}-{e['pid']}"
+
+
+def _holder_rows(doc: dict, top: Optional[int]) -> list[str]:
+    """--by holder: the wait each holder caller caused, over every waiter."""
+    h = doc.get("holders")
+    if not h:
+        return ["  (this recording cannot tell who held the lock: record with --profile hold-time)"]
+    rows = [[x["holder_caller"], str(x["waits"]), format_ns(x["wait_ns_sum"]), _pct(x["wait_ns_sum"], h["wait_ns_sum"])]
+            for x in h["by_caller"][: top or None]]
+    return _table(rows, ["holder caller", "waits", "wait total", "share"]) if rows else ["  (no contended waits)"]
 
 
 def _group_rows(doc: dict, dim: str, top: Optional[int]) -> list[str]:
+    if dim == "holder":
+        return _holder_rows(doc, top)
     can = doc["can_show"]
     entries = doc[DIM_KEYS[dim]]
     if top:
@@ -122,6 +135,61 @@ def _worst_lines(rows: list[dict], col: str) -> list[str]:
                   left=frozenset({3, 4, 5}))
 
 
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def _holder_lines(doc: dict, top: Optional[int]) -> list[str]:
+    """== who made them wait: the holder behind each wait, by caller pair, by holder, convoys, worst waits."""
+    h = doc["holders"]
+    n, total = h["waits"], h["wait_ns_sum"]
+    out = [f"== who made them wait: {n} waits, each behind the last release of its zone on another CPU before "
+           "it ended"]
+    if h.get("uncontended"):
+        out.append(f"   {h['uncontended']} acquisitions had no release of their zone on another CPU inside their "
+                   "wait: uncontended, left out (zone_lock:* events say nothing of contention)")
+    if not n:
+        return out + ["   (no contended acquisitions)"]
+    traced = n - h["not_traced"]
+    out.append(f"   {traced} waits ({_pct(traced, n)}) behind traced holders; {h['not_traced']} "
+               f"({_pct(h['not_traced'], n)}, {format_ns(h['not_traced_wait_ns_sum'])} of wait) behind "
+               "(not traced) holders: zone->lock held by a path without tracepoints (rmqueue_buddy, compaction, "
+               "isolation, hotplug, vmstat) or since before the recording began")
+    if h["no_acquisition_seen"]:
+        out.append(f"   {h['no_acquisition_seen']} waits behind a release whose acquisition was not seen "
+                   "(no acquisition seen: a trylock path, or a ring-buffer gap)")
+    chains = ", ".join(f"{c['chains']} of {c['length']}" for c in h["convoys"] if c["length"] > 1)
+    out.append(f"   {h['handed_off']} waits ({_pct(h['handed_off'], n)}) were handed off by a holder that had waited "
+               f"itself" + (f"; convoys (back-to-back contended acquisitions): {chains}" if chains else ""))
+    rows = [[x["waiter_caller"], x["holder_caller"], str(x["waits"]), format_ns(x["wait_ns_sum"]),
+             _pct(x["wait_ns_sum"], total)] for x in doc["handoffs"][: top or None]]
+    out.append("")
+    out.extend(_table(rows, ["waiter caller", "holder caller", "waits", "wait total", "share"],
+                      left=frozenset({0, 1})))
+    if h["top"]:
+        out.append("")
+        out.append("holders that cost the most wait:")
+        rows = [[x["caller"], (f"{x['host']}:" if x.get("host") else "") + f"{x['comm']}-{x['pid']}", str(x["cpu"]),
+                 str(x["waits"]), format_ns(x["wait_ns_sum"]), _pct(x["wait_ns_sum"], total)]
+                for x in h["top"][: top or None]]
+        out.extend(_table(rows, ["holder caller", "task", "cpu", "waits", "wait total", "share"],
+                          left=frozenset({0, 1})))
+    held = [w for w in doc["top_waits"] if w.get("holder")]
+    if held:
+        out.append("")
+        out.append(f"holders of the worst {len(held)} waits:")
+        rows = []
+        for w in held:
+            x = w["holder"]
+            who = f"{x['comm']}-{x['pid']}" if x.get("pid") is not None else "-"
+            rows.append([format_ns(w["wait_ns"]), _ts(w["ts_ns"]), f"{w['comm']}-{w['pid']}", who,
+                         "-" if x.get("cpu") is None else str(x["cpu"]), x["caller"], format_ns(x.get("hold_ns")),
+                         _num(x.get("count")), "yes" if x.get("waited") else ""])
+        out.extend(_table(rows, ["wait", "timestamp", "waiter", "holder", "cpu", "holder caller", "hold", "batch",
+                                 "it waited"], left=frozenset({2, 3, 5})))
+    return out
+
+
 def _verdict(doc: dict) -> list[str]:
     """Two or three lines that answer "is zone->lock hurting?" before any table."""
     t, can = doc["totals"], doc["can_show"]
@@ -129,9 +197,12 @@ def _verdict(doc: dict) -> list[str]:
     lines = []
     if can["waits"] and t["wait_ns"] and t["wait_ns"]["count"] and t.get("spinning_cpus") is not None:
         cpus = doc["source"].get("cpus") or 0
-        share = f", {100 * t['spinning_cpus'] / cpus:.2f}% of {cpus} CPUs" if cpus else ""
+        # Share of the CPU time there was: duration x CPUs, summed over hosts in a merged document.
+        cpu_time = doc.get("cpu_time_ns") or doc["duration_ns"] * cpus
+        share = f", {100 * t['wait_ns']['sum'] / cpu_time:.2f}% of {cpus} CPUs" if cpu_time else ""
+        per = " per recording" if doc.get("merged_from") else ""
         lines.append(f"verdict:   CPUs spent {format_ns(t['wait_ns']['sum'])} waiting for zone->lock in {secs:.3f} s "
-                     f"(on average {t['spinning_cpus']:.3f} CPUs{share})")
+                     f"(on average {t['spinning_cpus']:.3f} CPUs{per}{share})")
     elif t["contended_events"]:
         lines.append(f"verdict:   {t['contended_events']} contended acquisitions in {secs:.3f} s "
                      f"({t['contended_per_sec']:.1f}/s); record with --profile wait-time to see how long they spin")
@@ -147,6 +218,19 @@ def _verdict(doc: dict) -> list[str]:
         c = callers[0]
         lines.append(f"           most contention from {c['caller']}: "
                      f"{100 * c['contended_events'] / t['contended_events']:.0f}% of contended events")
+    h = doc.get("holders")
+    if h and h["waits"]:
+        if doc["handoffs"] and doc["handoffs"][0]["holder_caller"] not in ("(not traced)", "(no acquisition seen)"):
+            x = doc["handoffs"][0]
+            lines.append(f"           most wait: {x['waiter_caller']} waiting behind {x['holder_caller']} holding it "
+                         f"({_pct(x['wait_ns_sum'], h['wait_ns_sum'])} of all wait)")
+        if h["handed_off"] * 2 >= h["waits"]:
+            longest = max((c["length"] for c in h["convoys"]), default=1)
+            lines.append(f"           convoys dominate: {_pct(h['handed_off'], h['waits'])} of waits were handed "
+                         f"from one waiter to the next (chains up to {longest} long)")
+        if h["not_traced"] * 2 >= h["waits"]:
+            lines.append(f"           most waits ({_pct(h['not_traced'], h['waits'])}) are behind holders without "
+                         "tracepoints: record the zone_lock:* series or stacks to see them")
     return lines
 
 
@@ -174,7 +258,7 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
     out.append(line)
     if doc.get("source", {}).get("kallsyms"):
         out.append(f"symbols:   {doc['source']['kallsyms']}")
-    for note in ("duration_note", "percentiles_note"):
+    for note in ("duration_note", "percentiles_note", "timeline_note"):
         if doc.get(note):
             out.append(f"note:      {doc[note]}")
     for warning in doc.get("warnings", []):
@@ -199,7 +283,8 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
 
     for dim in by:
         out.append("")
-        out.append(f"== by {dim} " + ("(waits and holds attributed to the locked caller)" if dim == "caller" else ""))
+        out.append(f"== by {dim}" + {"caller": " (waits and holds attributed to the locked caller)",
+                                      "holder": " (the wait each holder caused)"}.get(dim, ""))
         out.extend(_group_rows(doc, dim, top))
 
     if can["waits"] and t["wait_ns"]:
@@ -234,6 +319,9 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
         out.append("")
         out.append(f"== worst {len(doc['top_holds'])} holds")
         out.extend(_worst_lines(doc["top_holds"], "hold_ns"))
+    if doc.get("holders"):
+        out.append("")
+        out.extend(_holder_lines(doc, top))
     if doc.get("contended_stacks"):
         shown = doc["contended_stacks"][: min(top or 3, 3)]  # each stack is many lines: --json has them all
         total = sum(st["count"] for st in doc["contended_stacks"])
@@ -268,7 +356,9 @@ def render_diff(diff: dict) -> str:
     """Side-by-side table of ``zlperf diff``: A, B, change, and whether it beats the noise."""
     out = [f"zlperf diff:  A = {diff['a']}", f"              B = {diff['b']}",
            f"'!' marks a change larger than {diff['noise_sigmas']:g} standard errors of the runs' own noise "
-           "(spread across time slices); '?' = no noise estimate for this metric", ""]
+           "(spread across time slices); '?' = no noise estimate for this metric; '-' = not measured"]
+    out += [f"NOTE:         {d}" for d in diff.get("differences", [])]
+    out.append("")
     for g in diff["groups"]:
         where = "" if g["in_a"] and g["in_b"] else ("  (only in A)" if g["in_a"] else "  (only in B)")
         out.append(f"== {g['dimension']} {g['name']}{where}")

@@ -4,7 +4,7 @@ Stock kernels (since v5.19) have only lock:contention_begin/end, which fire for 
 contended lock. A wait is on zone->lock when the first frame *outside the locking code*
 of its stack is one of the page allocator's zone-lock paths below. Frames differ by kernel
 version and by what the compiler inlined, so the table lists every function that can be that
-frame; a recipe's ``zone_lock_frames`` (or ``zlperf report --zone-lock-frames``) replaces it.
+frame; a recipe's ``zone_lock_frames`` (used by ``zlperf report --recipe/--profile``) replaces it.
 
 Once a lock address is known to be a zone lock this way, every wait on that address is
 attributed to it, whatever its stack (compaction and page isolation take zone->lock too).
@@ -12,9 +12,7 @@ attributed to it, whatever its stack (compaction and page isolation take zone->l
 
 from __future__ import annotations
 
-__all__ = ["ZONE_LOCK_FRAMES", "LOCKING_FRAME_PREFIXES", "is_locking_frame", "first_outside_frame"]
-
-from typing import Callable, Optional, Sequence
+__all__ = ["ZONE_LOCK_FRAMES"]
 
 #: function -> why it marks a zone->lock wait (the first frame outside the locking code).
 ZONE_LOCK_FRAMES: dict[str, str] = {
@@ -42,40 +40,3 @@ ZONE_LOCK_FRAMES: dict[str, str] = {
     "drain_pages_zone": "free_pcppages_bulk inlined here",
     "decay_pcp_high": "free_pcppages_bulk inlined here (v6.7+)",
 }
-
-#: Frames of the tracing and locking machinery itself, skipped to find the lock's caller.
-LOCKING_FRAME_PREFIXES: tuple[str, ...] = (
-    "trace_event_raw_event_", "perf_trace_", "__traceiter_", "perf_tp_event", "trace_contention_",
-    "__bpf_trace_", "bpf_trace_run",
-    "_raw_spin_lock", "_raw_read_lock", "_raw_write_lock", "do_raw_spin_lock", "do_raw_read_lock",
-    "do_raw_write_lock", "queued_spin_lock", "native_queued_spin_lock", "__pv_queued_spin_lock",
-    "pv_queued_spin_lock", "queued_read_lock", "queued_write_lock", "__queued_",
-    "spin_lock", "_spin_lock", "rt_spin_lock", "rtlock_",
-    "rwsem_down_", "down_read", "down_write", "__down", "down_killable", "down_interruptible",
-    "down_timeout", "down_trylock",
-    "mutex_lock", "__mutex_lock", "mutex_spin_on_owner", "osq_lock",
-    "rt_mutex", "__rt_mutex", "percpu_down_", "__percpu_down_", "percpu_rwsem_",
-    "lock_acquire", "__lock_acquire",
-    # wrappers that only take a lock for their caller (the lruvec lock, seen on 6.18)
-    "folio_lruvec_lock", "lock_page_lruvec", "folio_lock_lruvec",
-)
-
-
-def is_locking_frame(name: str) -> bool:
-    """True for frames of the tracing/locking code (skipped when looking for the caller)."""
-    return name.startswith(LOCKING_FRAME_PREFIXES) or name.endswith("_slowpath")
-
-
-def first_outside_frame(
-    frames: Sequence[int], function_of: Callable[[int], Optional[str]]
-) -> tuple[Optional[int], Optional[str]]:
-    """(address, function) of the innermost frame that is not locking code; (None, None) if none."""
-    for addr in frames:
-        if not addr:
-            break
-        name = function_of(int(addr))
-        if name is None:
-            return int(addr), None
-        if not is_locking_frame(name):
-            return int(addr), name
-    return None, None

@@ -1,5 +1,6 @@
-"""The rival series' events (EVENTS.md §2): zone_lock:zone_lock_start_locking /
-zone_lock_acquire_returned(success) / zone_lock_released, keyed by the struct zone pointer.
+"""The rival series' events: zone_lock:zone_lock_start_locking / zone_lock_acquire_returned(success) /
+zone_lock_released, keyed by the struct zone pointer (a 2026 series in review that wraps every zone->lock
+user; the lab's port is lab/patches/zone-lock-series-6.12.patch).
 
 No node, name, caller, count or wait time in the events: wait = acquire_returned -
 start_locking and hold = released - acquire_returned, per CPU and zone pointer (the same
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 __all__ = ["ZoneLockSeriesABI", "START", "ACQUIRED", "RELEASED", "EVENTS"]
 
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
+from zlperf.analysis.abi.kmem import releases
 from zlperf.analysis.model import Capabilities, Observations, Table, Zone, ZoneTable
+from zlperf.analysis.options import AnalysisOptions
 from zlperf.analysis.pairing import CLOSE, GAP, OPEN, PerCpuPairer
 from zlperf.analysis.stacks import CallerResolver, stacks_of
 from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo
@@ -30,12 +33,13 @@ _COLUMNS = ("ts", "cpu", "pid", "zone", "caller")
 
 
 class ZoneLockSeriesABI:
-    """Adapter from the zone_lock:* events to :class:`Observations`."""
+    """Adapter from the zone_lock:* events to :class:`Observations` (an :class:`AbiAdapter`)."""
 
+    key = "series"
     name = "zone_lock:* (the rival zone-lock tracepoint series, zones by struct zone pointer)"
     events = EVENTS
 
-    def __init__(self, zones: ZoneTable, info: TraceInfo):
+    def __init__(self, zones: ZoneTable, info: TraceInfo, options: AnalysisOptions):
         self.zones = zones
         self.resolver = CallerResolver(info)
         self._waits = PerCpuPairer()
@@ -71,8 +75,11 @@ class ZoneLockSeriesABI:
             return {"kind": np.empty(0, np.int8), "key": np.empty(0, np.int32), "seq": np.empty(0, np.int64), **empty}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-    def observe(self, chunk: Chunk, final: bool = False) -> Observations:
+    def observe(self, chunk: Chunk) -> Observations:
         """Pair start->acquire (waits) and acquire->release (holds) per CPU and zone."""
+        return self._observe(chunk, final=False)
+
+    def _observe(self, chunk: Chunk, final: bool) -> Observations:
         start = self._table(chunk, START)
         acq = self._table(chunk, ACQUIRED)
         rel = self._table(chunk, RELEASED)
@@ -97,7 +104,7 @@ class ZoneLockSeriesABI:
         t = w.table
         # Acquisitions with no start_locking before them are successful trylocks, not anomalies.
         self.trylock_acquisitions += len(w.unmatched_close)
-        obs.waits = {c: t[c][w.close_idx] for c in _COLUMNS}
+        obs.waits = {c: t[c][w.close_idx] for c in (*_COLUMNS, "seq")}
         obs.waits["wait_ns"] = t["ts"][w.close_idx] - t["ts"][w.open_idx]
         h = self._holds.feed(self._concat([self._stream(OPEN, ok), self._stream(CLOSE, rel), gap]), final=final)
         t = h.table
@@ -107,13 +114,16 @@ class ZoneLockSeriesABI:
         obs.unreleased = {c: t[c][h.unreleased_open] for c in _COLUMNS}
         broken = np.concatenate([h.broken_open, h.broken_close])
         obs.broken = {c: t[c][broken] for c in _COLUMNS}
+        # The events say nothing of batch sizes or contention: releases carry neither.
+        n = len(t["ts"])
+        obs.releases = releases({**t, "count": np.full(n, -1, np.int32), "contended": np.zeros(n, np.bool_)}, h)
         return obs
 
     def finish(self) -> Observations:
         """Close both pairings: acquisitions still held at the end are unreleased."""
-        return self.observe(Chunk(), final=True)
+        return self._observe(Chunk(), final=True)
 
-    def capabilities(self, event_counts: dict[str, int]) -> Capabilities:
+    def capabilities(self, event_counts: Mapping[str, int]) -> Capabilities:
         has = {e: event_counts.get(e, 0) > 0 for e in EVENTS}
         caps = Capabilities(abi=self.name, profile="zone-lock-series", contended_events=False,
                             acquisitions=has[ACQUIRED], waits=has[START] and has[ACQUIRED],

@@ -1,0 +1,196 @@
+"""Streaming aggregation of observations: per-group counters and exact distributions, the worst
+cases, hold time by batch size, the binned timeline and the contended stacks.
+
+One :class:`Aggregate` per ABI lane. Work per chunk is vectorised (bincounts over dense key
+codes); what is kept between chunks is small: counters per group, exact value tables, the top-N
+rows, a bounded timeline and the distinct stacks.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COUNTERS", "GroupStats", "DimStats", "TopN", "Aggregate"]
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import numpy as np
+
+from zlperf.analysis.grouping import KeyCoder, split_by_code
+from zlperf.analysis.holders import HolderAttribution
+from zlperf.analysis.model import Observations, Table, table_len
+from zlperf.analysis.options import DIMENSIONS, AnalysisOptions
+from zlperf.analysis.stats import Distribution, log2_bucket
+from zlperf.analysis.timeline import Timeline
+
+COUNTERS = ("contended_events", "acquisitions", "contended", "unmatched_unlocks", "unreleased",
+            "broken_by_missed")
+
+
+@dataclass
+class GroupStats:
+    """Counters and exact distributions of one zone / caller / CPU / task (a read-only view)."""
+
+    contended_events: int = 0
+    acquisitions: int = 0
+    contended: int = 0
+    wait: Distribution = field(default_factory=Distribution)
+    hold: Distribution = field(default_factory=Distribution)
+    unmatched_unlocks: int = 0
+    unreleased: int = 0
+    broken_by_missed: int = 0
+
+
+class DimStats:
+    """Per-group counters of one dimension as arrays indexed by dense key codes.
+
+    Counting is a bincount per table; only the wait/hold distributions are per group.
+    """
+
+    def __init__(self) -> None:
+        self.coder = KeyCoder()
+        self.counts = {name: np.zeros(0, dtype=np.int64) for name in COUNTERS}
+        self.wait: list[Distribution] = []
+        self.hold: list[Distribution] = []
+
+    def codes(self, keys: np.ndarray) -> np.ndarray:
+        """Dense codes of ``keys``, growing the per-group storage for new ones."""
+        codes = self.coder.encode(keys)
+        n = len(self.coder)
+        if n > len(self.wait):
+            for name, arr in self.counts.items():
+                self.counts[name] = np.concatenate([arr, np.zeros(n - len(arr), dtype=np.int64)])
+            self.wait.extend(Distribution() for _ in range(n - len(self.wait)))
+            self.hold.extend(Distribution() for _ in range(n - len(self.hold)))
+        return codes
+
+    def count(self, codes: np.ndarray, counter: str) -> None:
+        self.counts[counter] += np.bincount(codes, minlength=len(self.coder))
+
+    def distribute(self, codes: np.ndarray, values: np.ndarray, which: str) -> None:
+        dists = self.wait if which == "wait" else self.hold
+        for code, idx in split_by_code(codes, len(self.coder)):
+            dists[code].add(values[idx])
+
+    def total(self) -> GroupStats:
+        """All groups together: every row belongs to exactly one group of a dimension."""
+        wait, hold = Distribution(), Distribution()
+        for d in self.wait:
+            wait.merge(d)
+        for d in self.hold:
+            hold.merge(d)
+        return GroupStats(wait=wait, hold=hold, **{name: int(arr.sum()) for name, arr in self.counts.items()})
+
+    def items(self) -> Iterator[tuple[int, GroupStats]]:
+        """(key, GroupStats) per group seen."""
+        for code, key in enumerate(self.coder.keys):
+            g = GroupStats(wait=self.wait[code], hold=self.hold[code],
+                           **{name: int(arr[code]) for name, arr in self.counts.items()})
+            yield key, g
+
+
+class TopN:
+    """The N largest values seen, with where and when they happened."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.rows: Optional[Table] = None
+
+    def add(self, table: Table, value_col: str) -> None:
+        if not table_len(table) or self.n <= 0:
+            return
+        merged = table if self.rows is None else {k: np.concatenate([self.rows[k], table[k]]) for k in self.rows}
+        values = merged[value_col]
+        if len(values) > self.n:
+            keep = np.argpartition(values, len(values) - self.n)[-self.n:]
+            merged = {k: v[keep] for k, v in merged.items()}
+        self.rows = merged
+
+    def sorted_rows(self, value_col: str) -> list[dict]:
+        if self.rows is None:
+            return []
+        order = np.argsort(self.rows[value_col], kind="stable")[::-1]
+        return [{k: v[i].item() for k, v in self.rows.items()} for i in order]
+
+
+class Aggregate:
+    """Everything accumulated from one ABI's observations: per-group counters and distributions,
+    hold time by batch size, the worst cases, the timeline and the contended stacks."""
+
+    def __init__(self, options: AnalysisOptions):
+        self.dims: dict[str, DimStats] = {d: DimStats() for d in DIMENSIONS}
+        self.hold_by_batch: dict[int, Distribution] = {}
+        self.top_waits = TopN(options.top)
+        self.top_holds = TopN(options.top)
+        # Series ("all", 0), ("zone", code), ("caller", addr): see zlperf.analysis.timeline.COLUMNS.
+        self.timeline = Timeline(options.bin_ns)
+        self.stacks: dict[bytes, list] = {}  # frames bytes -> [frames, count] of contended events with a stack
+        self.holders = HolderAttribution()  # who held the lock behind each wait (hold-time recordings)
+
+    def account(self, obs: Observations) -> None:
+        """Add one chunk's observations (already windowed, but for the releases)."""
+        self.holders.add(obs.releases, obs.waits)
+        self._count(obs.contended, "contended_events", timeline_col=0)
+        if table_len(obs.contended) and "stack" in obs.contended:
+            self._count_stacks(obs.contended["stack"])
+        if table_len(obs.acquired):
+            codes = self._count(obs.acquired, "acquisitions", timeline_col=1)
+            contended = obs.acquired["contended"]
+            for dim, c in codes.items():
+                dim.count(c[contended], "contended")
+        if table_len(obs.waits):
+            self._distribute(obs.waits, "wait", "wait_ns", timeline_cols=(2, 3))
+            self.top_waits.add(obs.waits, "wait_ns")
+        if table_len(obs.holds):
+            self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5))
+            self.top_holds.add(obs.holds, "hold_ns")
+            if "count" in obs.holds:  # batch sizes exist only in the kmem ABI
+                buckets = log2_bucket(np.maximum(obs.holds["count"], 0).astype(np.uint64))
+                for bucket, idx in split_by_code(buckets, int(buckets.max()) + 1):
+                    self.hold_by_batch.setdefault(bucket, Distribution()).add(obs.holds["hold_ns"][idx])
+        self._count(obs.unmatched, "unmatched_unlocks")
+        self._count(obs.unreleased, "unreleased")
+        self._count(obs.broken, "broken_by_missed")
+
+    def _count_stacks(self, stacks: np.ndarray) -> None:
+        """Count identical stacks (contended events are rare: a plain loop)."""
+        for frames in stacks:
+            if frames is None or not len(frames):
+                continue
+            frames = np.asarray(frames, dtype=np.uint64)
+            key = frames.tobytes()
+            entry = self.stacks.get(key)
+            if entry is None:
+                self.stacks[key] = [frames, 1]
+            else:
+                entry[1] += 1
+
+    def _codes(self, table: Table) -> dict[DimStats, np.ndarray]:
+        """Dense group codes of every row, for each dimension (totals are summed from the zones)."""
+        out = {}
+        for dim, col in DIMENSIONS.items():
+            out[self.dims[dim]] = self.dims[dim].codes(table[col])
+        return out
+
+    def _count(self, table: Optional[Table], counter: str,
+               timeline_col: Optional[int] = None) -> dict[DimStats, np.ndarray]:
+        if not table_len(table):
+            return {}
+        codes = self._codes(table)
+        for dim, c in codes.items():
+            dim.count(c, counter)
+        if timeline_col is not None:
+            self._bin(table, codes, [(timeline_col, None)])
+        return codes
+
+    def _distribute(self, table: Table, which: str, col: str, timeline_cols: tuple[int, int]) -> None:
+        values = table[col]
+        codes = self._codes(table)
+        for dim, c in codes.items():
+            dim.distribute(c, values, which)
+        self._bin(table, codes, [(timeline_cols[0], None), (timeline_cols[1], values)])
+
+    def _bin(self, table: Table, codes: dict[DimStats, np.ndarray], columns: list) -> None:
+        """Add rows into timeline counters: overall, per zone, per caller (``columns`` as Timeline.add)."""
+        zone, caller = self.dims["zone"], self.dims["caller"]
+        self.timeline.add(table["ts"], [("all", None, [0]), ("zone", codes[zone], zone.coder.keys),
+                                         ("caller", codes[caller], caller.coder.keys)], columns)

@@ -1,0 +1,289 @@
+"""Who made them wait: the holder of zone->lock behind every contended acquisition.
+
+Rules (exactly these, so the numbers can be checked from ``trace-cmd report`` text):
+
+- A *release* is every traced unlock (kmem: mm_zone_lock_unlock; series: zone_lock_released). Its
+  acquisition is the one it pairs with per CPU (:mod:`zlperf.analysis.pairing`); the *holder caller*
+  is that acquisition's locked caller, or :data:`NO_ACQUISITION` when the release has none (trylock
+  paths take the lock without the traced helper; or a ring-buffer gap hid it).
+- For each contended acquisition W (zone z, CPU c, timestamp t, wait w) the holder is the latest
+  release of z on a CPU other than c with timestamp <= t. With none, or one earlier than t - w, the
+  holder is :data:`NOT_TRACED`: the lock was held by a path without tracepoints (rmqueue_buddy,
+  compaction, isolation, hotplug, vmstat ...) or since before the recording began.
+- Releases with the same timestamp keep file order: by CPU, then by their place in the CPU's
+  stream (the order trace-cmd report prints them; it merges CPUs by timestamp, lower CPU first).
+- A *hand-off* is a wait whose holder acquired the lock by a contended acquisition itself; chains of
+  hand-offs are convoys.
+
+Releases are kept for the whole recording (readers deliver CPUs one after another, and a wait on one
+CPU needs the releases of all others) in compact columns, about 40 bytes each; the attribution itself
+is a sort and a searchsorted per zone at the end.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NOT_TRACED", "NO_ACQUISITION", "RELEASE_COLUMNS", "HolderAttribution", "Attributed"]
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Optional
+
+import numpy as np
+
+from zlperf.analysis.model import Table, table_len
+
+if TYPE_CHECKING:
+    from zlperf.analysis.result import Holders
+
+NOT_TRACED = "(not traced)"
+NO_ACQUISITION = "(no acquisition seen)"
+
+#: Columns of an Observations.releases table: the release event, then its holder (the paired acquisition).
+RELEASE_COLUMNS = {
+    "ts": np.uint64, "cpu": np.int32, "pid": np.int32, "zone": np.int32, "seq": np.int64,
+    "holder_caller": np.uint64,  # 0: no acquisition seen
+    "holder_seq": np.int64,  # -1: no acquisition seen
+    "hold_ns": np.int64,  # -1: unknown
+    "count": np.int32,  # the acquisition's batch size; -1 unknown
+    "holder_contended": np.bool_,  # the acquisition waited itself
+}
+_WAIT_COLUMNS = {"ts": np.uint64, "cpu": np.int32, "pid": np.int32, "zone": np.int32, "caller": np.uint64,
+                 "wait_ns": np.uint64, "seq": np.int64}
+
+
+@dataclass
+class Attributed:
+    """Every wait of the window with its holder (row-aligned arrays; ``holder`` -1 = not traced)."""
+
+    waits: Table  #: the waits: ts cpu pid zone caller wait_ns seq
+    holder: np.ndarray  #: index into ``releases`` or -1
+    releases: Table  #: every release, sorted by zone then file order
+    parent: np.ndarray  #: the wait (index) whose acquisition this one waited behind, -1 if none in the window
+    chain: np.ndarray  #: back-to-back contended acquisitions in the chain ending with this wait (1: no hand-off)
+
+    def only(self, keep: np.ndarray) -> "Attributed":
+        """The attribution of the waits ``keep`` (a mask) alone; chains to left-out waits are cut."""
+        index = np.full(len(keep), -1, dtype=np.int64)
+        index[keep] = np.arange(int(keep.sum()))
+        parent = self.parent[keep]
+        parent = np.where(parent >= 0, index[np.maximum(parent, 0)], -1)
+        return Attributed({k: v[keep] for k, v in self.waits.items()}, self.holder[keep], self.releases, parent,
+                          self.chain[keep])
+
+    def holder_rows(self, rows: np.ndarray) -> Table:
+        """Release columns of the holders of waits ``rows`` (rows whose holder is -1 are left out)."""
+        h = self.holder[rows]
+        return {k: v[h[h >= 0]] for k, v in self.releases.items()}
+
+
+class HolderAttribution:
+    """Collects releases (all of them) and waits (windowed) chunk by chunk; attributes at the end."""
+
+    def __init__(self) -> None:
+        self._releases: list[Table] = []
+        self._waits: list[Table] = []
+        self.seen_releases = False  #: whether the recording has releases at all (hold-time recordings)
+
+    def add(self, releases: Optional[Table], waits: Optional[Table]) -> None:
+        """One chunk: its releases (not windowed: a holder may precede the window) and its waits."""
+        if table_len(releases):
+            self.seen_releases = True
+            self._releases.append({k: np.asarray(releases[k], dtype=dt) for k, dt in RELEASE_COLUMNS.items()})
+        if table_len(waits) and "seq" in waits:
+            self._waits.append({k: np.asarray(waits[k], dtype=dt) for k, dt in _WAIT_COLUMNS.items()})
+
+    def finish(self) -> Optional[Attributed]:
+        """Attribute every wait; None when the recording has no releases (no holders can be known)."""
+        if not self.seen_releases:
+            return None
+        rel = _concat(self._releases, RELEASE_COLUMNS)
+        waits = _concat(self._waits, _WAIT_COLUMNS)
+        self._releases, self._waits = [], []
+        # Zone, then file order: timestamp, CPU, place in the CPU's stream.
+        order = np.lexsort((rel["seq"], rel["cpu"], rel["ts"], rel["zone"]))
+        rel = {k: v[order] for k, v in rel.items()}
+        holder = np.full(table_len(waits), -1, dtype=np.int64)
+        if table_len(waits) and table_len(rel):
+            zone_starts = np.flatnonzero(np.r_[True, rel["zone"][1:] != rel["zone"][:-1]])
+            zone_ends = np.r_[zone_starts[1:], len(rel["zone"])]
+            # Start of each run of consecutive releases on one CPU (within a zone): the latest release
+            # before position i on another CPU than i's is the one just before i's run.
+            run_start = np.flatnonzero(np.r_[True, (rel["cpu"][1:] != rel["cpu"][:-1]) |
+                                             (rel["zone"][1:] != rel["zone"][:-1])])
+            run_of = np.repeat(run_start, np.diff(np.r_[run_start, len(rel["cpu"])]))
+            for start, end in zip(zone_starts.tolist(), zone_ends.tolist()):
+                mine = np.flatnonzero(waits["zone"] == rel["zone"][start])
+                if not len(mine):
+                    continue
+                t = waits["ts"][mine]
+                idx = start + np.searchsorted(rel["ts"][start:end], t, side="right") - 1
+                ok = idx >= start
+                same_cpu = ok & (rel["cpu"][np.maximum(idx, 0)] == waits["cpu"][mine])
+                idx = np.where(same_cpu, run_of[np.maximum(idx, 0)] - 1, idx)
+                ok &= idx >= start
+                safe = np.maximum(idx, 0)
+                began = t.astype(np.int64) - waits["wait_ns"][mine].astype(np.int64)
+                ok &= rel["ts"][safe].astype(np.int64) >= began
+                holder[mine] = np.where(ok, idx, -1)
+        parent, chain = _chains(waits, holder, rel)
+        return Attributed(waits=waits, holder=holder, releases=rel, parent=parent, chain=chain)
+
+
+def _concat(parts: list[Table], columns: dict) -> Table:
+    if not parts:
+        return {k: np.empty(0, dtype=dt) for k, dt in columns.items()}
+    return {k: np.concatenate([p[k] for p in parts]) for k in columns}
+
+
+def _chains(waits: Table, holder: np.ndarray, rel: Table) -> tuple[np.ndarray, np.ndarray]:
+    """(parent, length) per wait: the wait whose acquisition it waited behind (-1: none in the window),
+    and the number of back-to-back contended acquisitions in the chain ending with it (1: no hand-off).
+
+    The holder's acquisition is found among the waits by its stream position (seq); lengths follow by
+    pointer doubling: a few vectorised passes however long the chains.
+    """
+    n = len(holder)
+    parent = np.full(n, -1, dtype=np.int64)
+    length = np.ones(n, dtype=np.int64)
+    if not n:
+        return parent, length
+    by_seq = np.argsort(waits["seq"], kind="stable")
+    seqs = waits["seq"][by_seq]
+    has = np.flatnonzero(holder >= 0)
+    handoff = rel["holder_contended"][holder[has]]
+    hseq = rel["holder_seq"][holder[has]]
+    pos = np.minimum(np.searchsorted(seqs, hseq), n - 1)
+    found = handoff & (seqs[pos] == hseq)
+    parent[has[found]] = by_seq[pos[found]]
+    jump = parent.copy()
+    while True:
+        live = np.flatnonzero(jump >= 0)
+        if not len(live):
+            return parent, length
+        target = jump[live]
+        length[live] += length[target]
+        jump[live] = jump[target]
+
+
+# -- the result ------------------------------------------------------------------------------------------
+
+def summarize(att: Attributed, sym: Callable[[int], str], comm: Callable[[int], str], top: int,
+              waits_are_contended: bool = True) -> "Holders":
+    """The :class:`~zlperf.analysis.result.Holders` of an attribution (callers symbolized with ``sym``).
+
+    ``waits_are_contended`` False (the zone_lock:* series, whose waits are every acquisition's
+    start -> acquire): a wait with no release of its zone on another CPU inside it had no holder and
+    was not contended; such waits are counted as uncontended and left out. The series instruments
+    every zone->lock user, so NOT_TRACED cannot occur there.
+    """
+    from zlperf.analysis.result import Handoff, HolderCost, Holders
+
+    uncontended = 0
+    if not waits_are_contended:
+        traced_mask = att.holder >= 0
+        uncontended = int((~traced_mask).sum())
+        att = att.only(traced_mask)
+    w = att.waits
+    n = len(att.holder)
+    traced = att.holder >= 0
+    h = att.holder[traced]
+    wait_ns = w["wait_ns"].astype(np.int64)
+    holder_caller = np.zeros(n, dtype=np.uint64)
+    holder_caller[traced] = att.releases["holder_caller"][h]
+    no_acq = np.zeros(n, dtype=bool)
+    no_acq[traced] = att.releases["holder_seq"][h] < 0
+    handed = np.zeros(n, dtype=bool)
+    handed[traced] = att.releases["holder_contended"][h]
+
+    def holder_name(addr: int, traced_row: bool, no_acquisition: bool) -> str:
+        if not traced_row:
+            return NOT_TRACED
+        return NO_ACQUISITION if no_acquisition else sym(addr)
+
+    # Waiter caller x holder caller: group rows by the pair of codes (few distinct callers).
+    state = np.where(~traced, 0, np.where(no_acq, 1, 2))  # not traced / no acquisition / a caller
+    pairs: dict[tuple[str, str], list[int]] = {}
+    keys = np.stack([w["caller"], holder_caller, state.astype(np.uint64)], axis=1) if n else np.zeros((0, 3), np.uint64)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    counts = np.bincount(inverse, minlength=len(uniq)) if n else np.zeros(0, np.int64)
+    for (waiter, holder, st), c, s in zip(uniq.tolist(), counts.tolist(), _exact_sums(inverse, wait_ns, len(uniq))):
+        key = (sym(int(waiter)), holder_name(int(holder), st != 0, st == 1))
+        acc = pairs.setdefault(key, [0, 0])  # two addresses can share a symbol (no kallsyms: never)
+        acc[0] += int(c)
+        acc[1] += int(s)
+    handoffs = [Handoff(a, b, c, s) for (a, b), (c, s) in pairs.items()]
+    handoffs.sort(key=lambda x: (-x.wait_ns_sum, -x.waits, x.waiter_caller, x.holder_caller))
+
+    # Costliest holders: (holder caller, releasing task, CPU).
+    costs: dict[tuple, list[int]] = {}
+    if len(h):
+        rel = att.releases
+        hk = np.stack([holder_caller[traced], no_acq[traced].astype(np.uint64),
+                       rel["pid"][h].astype(np.int64).view(np.uint64), rel["cpu"][h].astype(np.uint64)], axis=1)
+        uniq, inverse = np.unique(hk, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        counts = np.bincount(inverse, minlength=len(uniq))
+        for (caller, none, pid, cpu), c, s in zip(uniq.tolist(), counts.tolist(),
+                                                  _exact_sums(inverse, wait_ns[traced], len(uniq))):
+            pid = int(np.uint64(pid).view(np.int64))
+            costs[(holder_name(int(caller), True, bool(none)), pid, int(cpu))] = [int(c), int(s)]
+    top_rows = sorted((HolderCost(caller, pid, comm(pid), cpu, c, s) for (caller, pid, cpu), (c, s) in costs.items()),
+                      key=lambda x: (-x.wait_ns_sum, -x.waits, x.caller, x.pid))[:top]
+
+    # Convoys: maximal chains end at waits nobody waited behind.
+    is_parent = np.zeros(n, dtype=bool)
+    is_parent[att.parent[att.parent >= 0]] = True
+    lengths, chains = np.unique(att.chain[~is_parent], return_counts=True)
+    return Holders(
+        waits=n, wait_ns_sum=int(wait_ns.sum()), not_traced=int((~traced).sum()),
+        not_traced_wait_ns_sum=int(wait_ns[~traced].sum()), no_acquisition_seen=int(no_acq.sum()),
+        handed_off=int(handed.sum()), uncontended=uncontended, handoffs=handoffs, by_caller=by_holder(handoffs),
+        top=top_rows,
+        convoys={int(length): int(c) for length, c in zip(lengths.tolist(), chains.tolist())})
+
+
+def by_holder(handoffs: list) -> list[tuple[str, int, int]]:
+    """(holder caller, waits, wait ns) summed over waiter callers, most wait first."""
+    acc: dict[str, list[int]] = {}
+    for x in handoffs:
+        a = acc.setdefault(x.holder_caller, [0, 0])
+        a[0] += x.waits
+        a[1] += x.wait_ns_sum
+    return sorted(((k, n, w) for k, (n, w) in acc.items()), key=lambda r: (-r[2], -r[1], r[0]))
+
+
+def _exact_sums(inverse: np.ndarray, values: np.ndarray, n: int) -> list[int]:
+    """Per-group integer sums without float rounding (bincount sums in float64)."""
+    if not len(values):
+        return [0] * n
+    hi = np.bincount(inverse, weights=(values >> 26).astype(np.float64), minlength=n)
+    lo = np.bincount(inverse, weights=(values & ((1 << 26) - 1)).astype(np.float64), minlength=n)
+    return [(int(a) << 26) + int(b) for a, b in zip(hi.tolist(), lo.tolist())]
+
+
+def holder_of(att: Attributed, seqs: list[int], sym: Callable[[int], str], comm: Callable[[int], str]) -> list:
+    """:class:`~zlperf.analysis.result.HolderOf` of the waits whose acquisitions are at stream positions
+    ``seqs`` (None for a seq that is not one of the attributed waits)."""
+    from zlperf.analysis.result import HolderOf
+
+    order = np.argsort(att.waits["seq"], kind="stable")
+    sorted_seq = att.waits["seq"][order]
+    out: list = []
+    for seq in seqs:
+        pos = int(np.searchsorted(sorted_seq, seq))
+        if pos >= len(sorted_seq) or int(sorted_seq[pos]) != seq:
+            out.append(None)
+            continue
+        i = int(order[pos])
+        h = int(att.holder[i])
+        if h < 0:
+            out.append(HolderOf(caller=NOT_TRACED))
+            continue
+        r = {k: v[h].item() for k, v in att.releases.items()}
+        seen = r["holder_seq"] >= 0
+        out.append(HolderOf(caller=sym(r["holder_caller"]) if seen else NO_ACQUISITION, pid=r["pid"],
+                            comm=comm(r["pid"]), cpu=r["cpu"], release_ts_ns=r["ts"],
+                            hold_ns=r["hold_ns"] if r["hold_ns"] >= 0 else None,
+                            count=r["count"] if seen and r["count"] >= 0 else None,
+                            waited=bool(r["holder_contended"])))
+    return out
