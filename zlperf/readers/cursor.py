@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["ByteCursor", "CUT_SHORT_HINT"]
 
+import mmap
 import struct
 from typing import Optional, Union
 
@@ -16,7 +17,8 @@ from zlperf.errors import TraceFormatError
 #: What to do about a file that ends or breaks where its layout says more follows.
 CUT_SHORT_HINT = "the file is truncated or damaged; copy or record it again"
 
-Buffer = Union[bytes, bytearray, memoryview, "mmap.mmap"]  # noqa: F821 - anything with find() and slicing
+#: What a cursor reads: bytes, or a read-only mmap.mmap of the file (anything with find() and slicing).
+Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
 
 
 class ByteCursor:
@@ -89,10 +91,6 @@ class ByteCursor:
     def u64(self) -> int:
         """An unsigned 64-bit number."""
         return self._num("Q", 8)
-
-    def i32(self) -> int:
-        """A signed 32-bit number."""
-        return self._num("i", 4)
 
     def count(self, width: int, per_item: int, what: str) -> int:
         """A count of items of at least ``per_item`` bytes each, checked against the bytes left.

@@ -57,16 +57,6 @@ class EventFormats(Mapping):
         if skipped and warnings is not None:
             warnings.append(f"{skipped} event format(s) have no name or ID line; their events are skipped")
 
-    @classmethod
-    def of(cls, formats: Iterable[EventFormat]) -> "EventFormats":
-        """An index over formats already parsed."""
-        index = cls()
-        for fmt in formats:
-            index._by_id[fmt.id] = _FormatText(fmt.system, fmt.name, "")
-            index._ids[fmt.full_name] = fmt.id
-            index._parsed[fmt.id] = fmt
-        return index
-
     def by_id(self, event_id: int) -> Optional[EventFormat]:
         """The format of event ``event_id`` (parsed once), or None when the file has none."""
         fmt = self._parsed.get(event_id)

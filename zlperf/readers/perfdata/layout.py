@@ -34,8 +34,8 @@ S_RAW, S_IDENTIFIER = 1 << 10, 1 << 16
 _R_TOTAL_TIME_ENABLED, _R_TOTAL_TIME_RUNNING, _R_ID, _R_GROUP, _R_LOST = 1, 2, 4, 8, 16
 
 # Feature bits (perf's HEADER_* ids) read here.
-_F_TRACING_DATA, _F_HOSTNAME, _F_OSRELEASE, _F_VERSION, _F_ARCH, _F_NRCPUS = 1, 3, 4, 5, 6, 7
-_F_CMDLINE, _F_DIR_FORMAT, _F_COMPRESSED = 11, 24, 27
+_F_TRACING_DATA, _F_HOSTNAME, _F_OSRELEASE, _F_ARCH, _F_NRCPUS = 1, 3, 4, 6, 7
+_F_DIR_FORMAT, _F_COMPRESSED = 24, 27
 
 _HEADER = struct.Struct("<8sQQQQQQQQ4Q")
 #: perf_event_attr as of PERF_ATTR_SIZE_VER0 (64 bytes) plus the ids' file section (16 bytes).
@@ -72,8 +72,6 @@ class PerfHeaderInfo:
     hostname: Optional[str] = None
     osrelease: Optional[str] = None
     arch: Optional[str] = None
-    perf_version: Optional[str] = None
-    cmdline: Optional[str] = None
     nr_cpus: int = 0
     clockid: Optional[int] = None  #: the attrs' clockid when recorded with perf record -k
     compressed_mmap_len: int = 0  #: HEADER_COMPRESSED: the largest output of one compressed record
@@ -149,8 +147,6 @@ def _parse_features(buf, file_size: int, feat_bits: list[int], hdr: PerfHeaderIn
             hdr.hostname = c.perf_string()
         elif bit == _F_OSRELEASE:
             hdr.osrelease = c.perf_string()
-        elif bit == _F_VERSION:
-            hdr.perf_version = c.perf_string()
         elif bit == _F_ARCH:
             hdr.arch = c.perf_string()
         elif bit == _F_NRCPUS:
@@ -161,8 +157,6 @@ def _parse_features(buf, file_size: int, feat_bits: list[int], hdr: PerfHeaderIn
             else:
                 hdr.warnings.append(f"implausible CPU count {n} in the NRCPUS feature (Linux runs on 1 to "
                                     f"{MAX_CPUS}), ignored")
-        elif bit == _F_CMDLINE:
-            hdr.cmdline = " ".join(c.perf_string() for _ in range(c.count(4, 4, "command-line word count")))
         elif bit == _F_COMPRESSED:
             # struct { u32 version, type, level, ratio, mmap_len } (header.c write_compressed)
             c.skip(16)

@@ -83,18 +83,22 @@ class TraceDatFile:
     # -- what the options said ----------------------------------------------------------------
     @property
     def clock(self) -> Optional[str]:
+        """The trace clock (TRACECLOCK option), e.g. "local"."""
         return self._opts.clock
 
     @property
     def uname(self) -> Optional[str]:
+        """The recording host's ``uname -a`` (UNAME option)."""
         return self._opts.uname
 
     @property
     def cpu_stats(self) -> dict[int, CpuStats]:
+        """Ring-buffer statistics per CPU (CPUSTAT options)."""
         return self._opts.cpu_stats
 
     @property
     def ts_offset(self) -> int:
+        """Nanoseconds added to every timestamp (DATE and OFFSET options)."""
         return self._opts.ts_offset
 
     @property
@@ -127,15 +131,8 @@ class TraceDatFile:
 
     @property
     def big_endian(self) -> bool:
+        """Byte order of the file's numbers and pages."""
         return self._opts.big_endian
-
-    def buffer(self, name: str) -> BufferInfo:
-        """The instance called ``name``."""
-        for buf in self.buffers:
-            if buf.name == name:
-                return buf
-        raise TraceFormatError(self.path, None, f"no buffer (instance) {name!r} in this file",
-                               "buffers here: " + ", ".join(repr(b.name) for b in self.buffers))
 
     def page_runs(self, buf: BufferInfo, cd: CpuData, warn: Callable[[str], None],
                   run_bytes: int = RUN_BYTES) -> Iterator[PageRun]:
@@ -247,7 +244,8 @@ class TraceDatFile:
         if offset >= self.file_size:
             raise cur.error(f"the file is cut short: its {kind} section at {offset:#x} is past its end "
                             f"({self.file_size} bytes)", at=offset)
-        sid, flags, _desc = cur.u16(), cur.u16(), cur.u32()
+        sid, flags = cur.u16(), cur.u16()
+        cur.skip(4)  # the description: an offset into the STRINGS section
         if want_id is not None and sid != want_id:
             raise cur.error(f"{kind}: section id {sid}, expected {want_id}", "the file is damaged", at=offset)
         size = cur.u64()
@@ -329,7 +327,8 @@ class TraceDatFile:
                 cur = ByteCursor(buf, self.path, f"buffer {b.name!r} section header", start=b.offset,
                                  big_endian=self.big_endian)
                 cur.need(_SECTION_HEADER)
-                _sid, flags = cur.u16(), cur.u16()
+                cur.skip(2)  # the section id
+                flags = cur.u16()
                 b.compressed = bool(flags & _SEC_FL_COMPRESS)
                 if b.compressed and self.inflater is None:
                     raise cur.error("compressed data in an uncompressed file", "the file is damaged", at=b.offset)
