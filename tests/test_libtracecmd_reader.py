@@ -81,9 +81,12 @@ def dump(path: Path, what: str) -> str:
                           text=True, errors="replace").stdout
 
 
-def stream(reader: LibTraceCmdReader, buffer: str = "") -> Iterator[tuple]:
-    """(seq, name, row, batch) for every event in stream order (chunks come in order)."""
+def stream(reader: LibTraceCmdReader, buffer: str = "", comms: dict | None = None) -> Iterator[tuple]:
+    """(seq, name, row, batch) for every event in stream order (chunks come in order); task names
+    the chunks carry go into ``comms`` before their events are yielded."""
     for chunk in reader.chunks(buffer=buffer):
+        if comms is not None:
+            comms.update(chunk.comms)
         rows = [(int(s), name, i, b) for name, b in chunk.batches.items() for i, s in enumerate(b.seq.tolist())]
         rows.sort(key=lambda t: t[0])
         yield from rows
@@ -104,10 +107,11 @@ def check_against_report(path: Path, buffer: str = "") -> tuple[int, float]:
     got_names: Counter = Counter()
     want_names: Counter = Counter()
     n = 0
+    comms: dict[int, str] = {}
     with LibTraceCmdReader(str(path)) as r:
         info = r.info
         t0 = time.perf_counter()
-        for seq, name, i, b in stream(r, buffer):
+        for seq, name, i, b in stream(r, buffer, comms):
             if name == MISSED_EVENTS:
                 missed.append((int(b.cpu[i]), int(b.fields["count"][i])))
                 continue
@@ -117,7 +121,7 @@ def check_against_report(path: Path, buffer: str = "") -> tuple[int, float]:
             got = (int(b.ts[i]), int(b.cpu[i]), int(b.pid[i]), name.split(":", 1)[1])
             assert got == (e["ts"], e["cpu"], e["pid"], e["event"]), (seq, e)
             if e["comm"] != "<...>":
-                assert info.cmdlines.get(e["pid"]) == e["comm"]
+                assert comms.get(e["pid"]) == e["comm"]
             check_fields(info, name, b, i, e)
             got_names[got[3]] += 1
             want_names[e["event"]] += 1
@@ -363,8 +367,10 @@ def test_unknown_buffer_name_is_a_clear_error():
 
 
 def test_missing_library_gives_the_install_hint(monkeypatch):
-    monkeypatch.setattr(ltc, "_LIB", None)
-    monkeypatch.setattr(ltc, "_SONAMES", (("libtracecmd-absent.so.1", "libtracecmd1"),))
+    from zlperf.readers.libtracecmd import bindings
+
+    monkeypatch.setattr(bindings, "_LIB", None)
+    monkeypatch.setattr(bindings, "_SONAMES", (("libtracecmd-absent.so.1", "libtracecmd1"),))
     with pytest.raises(ZlperfError, match="not found: apt install libtracecmd1, or use the fast reader"):
         ltc.load_library()
 

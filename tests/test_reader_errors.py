@@ -90,7 +90,7 @@ def test_empty_file(tmp_path):
 
 
 def test_perf_data_is_not_a_trace_dat_to_the_fast_reader():
-    from zlperf.readers.fast import FastTraceReader
+    from zlperf.readers.tracedat import FastTraceReader
 
     with pytest.raises(TraceFormatError, match="wrong magic"):
         FastTraceReader(str(FULL_PERF_DATA))

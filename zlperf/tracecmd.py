@@ -20,14 +20,12 @@ from __future__ import annotations
 __all__ = ["Trace", "Event", "Field", "FieldError", "FileFormatError", "PEvent", "TraceSeq"]
 
 import ctypes
-import os
 from collections.abc import Mapping
 from typing import Iterator, Optional
 
 from zlperf.errors import TraceFormatError
-from zlperf.readers.libtracecmd import check_header, load_library, record_fits
+from zlperf.readers.libtracecmd import load_library, open_checked, record_fits
 
-_NO_PLUGINS = 1 | 2  # TRACECMD_FL_LOAD_NO_PLUGINS | TRACECMD_FL_LOAD_NO_SYSTEM_PLUGINS
 _IS_DYNAMIC, _IS_RELATIVE = 16, 256
 
 
@@ -269,16 +267,10 @@ class Trace:
         self._handle = None
         self._top = None
         self.filename = str(filename)
-        if not os.path.isfile(self.filename):
-            raise FileFormatError(self.filename, None, "no such file", "give the path of a trace.dat")
-        try:
-            check_header(self.filename)
+        try:  # zlperf's own checks and a probe in a child first: libtracecmd crashes on some damaged files
+            top = open_checked(self._lib, self.filename)
         except TraceFormatError as exc:
             raise FileFormatError(exc.path, exc.offset, exc.problem, exc.hint) from None
-        top = self._lib.tracecmd_open(self.filename.encode(), _NO_PLUGINS)
-        if not top:
-            raise FileFormatError(self.filename, None, "libtracecmd cannot read this file's headers",
-                                  "check it with `trace-cmd dump --summary`")
         self._top = top
         names = [self._lib.tracecmd_buffer_instance_name(top, i).decode()
                  for i in range(self._lib.tracecmd_buffer_instances(top))]

@@ -10,15 +10,20 @@ __all__ = ["FastTraceReader"]
 
 import queue
 import threading
-from typing import Collection, Iterator, Optional, TypeVar
+from typing import Collection, Iterator, Mapping, Optional, TypeVar
 
 import numpy as np
 
 from zlperf.errors import TraceFormatError
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
 from zlperf.formats import EventFormat
-from zlperf.readers.ringbuffer import decode_pages, gather_fields, read_type_ids
-from zlperf.readers.tracedat import RUN_BYTES, BufferInfo, LazyFormats, TraceDatFile
+from zlperf.kallsyms import Kallsyms
+from zlperf.readers.metadata import default_buffer
+from zlperf.readers.tracedat.container import TraceDatFile
+from zlperf.readers.tracedat.fields import gather_fields, read_type_ids
+from zlperf.readers.tracedat.options import BufferInfo
+from zlperf.readers.tracedat.pages import RUN_BYTES
+from zlperf.readers.tracedat.ringbuffer import decode_pages
 
 T = TypeVar("T")
 
@@ -72,41 +77,55 @@ class _Wanted:
     """Event id -> format for the events asked for (None for the others and for unknown ids)."""
 
     def __init__(self, file: TraceDatFile, wanted: Optional[set[str]]):
-        self._file = file
+        self._formats = file.formats
         self._wanted = wanted
         self._cache: dict[int, Optional[EventFormat]] = {}
 
     def get(self, ev_id: int) -> Optional[EventFormat]:
         if ev_id not in self._cache:
-            name = self._file.full_name(ev_id)
+            name = self._formats.name_of(ev_id)
             ok = name is not None and (self._wanted is None or name in self._wanted)
-            self._cache[ev_id] = self._file.format(ev_id) if ok else None
+            self._cache[ev_id] = self._formats.by_id(ev_id) if ok else None
         return self._cache[ev_id]
 
 
 class FastTraceReader:
     """Read a trace.dat (v6, v7; zstd, zlib or uncompressed) into :class:`Chunk` columns."""
 
-    def __init__(self, path: str, run_bytes: int = RUN_BYTES):
-        self.path = str(path)
+    def __init__(self, path: str, *, kallsyms: Optional[str] = None,
+                 zone_locks: Mapping[int, tuple[int, str]] = {}, run_bytes: int = RUN_BYTES,
+                 name: Optional[str] = None):
+        """Open ``path`` and read its metadata; ``kallsyms``: a file replacing the saved kallsyms;
+        ``name``: the path to show (in ``info.path`` and messages) when ``path`` is a temporary copy."""
+        self.path = str(name or path)
         self.run_bytes = run_bytes
-        self._file = TraceDatFile(self.path)
-        f = self._file
+        self._file = f = TraceDatFile(str(path), self.path)
+        try:
+            if kallsyms:
+                symbols: Optional[Kallsyms] = Kallsyms.from_file(kallsyms)
+            elif f.kallsyms:
+                symbols = Kallsyms.from_text(f.kallsyms, source=f"{self.path} (saved kallsyms)")
+            else:
+                symbols = None
+        except BaseException:
+            f.close()
+            raise
+        f.kallsyms = ""  # the table holds the text now
         fmt = f"trace.dat v{f.version}" + (f" ({f.compression})" if f.compression else "")
         names = [b.name for b in f.buffers]
         if "" not in names:
             names.insert(0, "")
         self.info = TraceInfo(
             path=self.path, format=fmt, version=f.version, compression=f.compression, clock=f.clock,
-            long_size=f.long_size, page_size=f.page_size, cpus=f.cpus, buffers=names,
-            formats=LazyFormats(f), symbols=f.symbols(),
+            long_size=f.long_size, page_size=f.page_size, cpus=f.cpus, buffers=tuple(names),
+            formats=f.formats, symbols=symbols,
             # pid 0 is "<idle>" in libtraceevent and so in trace-cmd's output.
             cmdlines={0: "<idle>", **f.cmdlines}, cpu_stats=dict(f.cpu_stats), uname=f.uname,
-            warnings=list(f.warnings))
+            warnings=f.warnings + f.damage, zone_locks=dict(zone_locks))
         # Common fields are the same for every event: take common_type from the first format.
         self._type_field = None
-        for ev_id in f.format_texts:
-            ef = f.format(ev_id)
+        for ev_id in f.formats.ids():
+            ef = f.formats.by_id(ev_id)
             if ef is not None and ef.field("common_type") is not None:
                 self._type_field = ef.field("common_type")
                 break
@@ -114,17 +133,11 @@ class FastTraceReader:
     # ------------------------------------------------------------------------------------------
     def _resolve(self, buffer: str) -> Optional[BufferInfo]:
         bufs = {b.name: b for b in self._file.buffers}
-        if buffer in bufs:
-            b = bufs[buffer]
-            if buffer == "" and not any(c.size for c in b.cpus):
-                # `trace-cmd extract -B NAME` leaves the top buffer empty: the one instance with
-                # data is what the user recorded, so "" (the default) reads that.
-                full = [x for x in self._file.buffers if x.name and any(c.size for c in x.cpus)]
-                if len(full) == 1:
-                    return full[0]
-            return b
         if buffer == "":
-            return None
+            buffer = default_buffer(list(bufs), lambda name: any(c.size for c in bufs[name].cpus))
+            return bufs.get(buffer)
+        if buffer in bufs:
+            return bufs[buffer]
         raise TraceFormatError(self.path, None, f"no buffer (instance) {buffer!r} in this file",
                                "buffers here: " + ", ".join(repr(n) for n in self.info.buffers))
 
@@ -193,7 +206,7 @@ class FastTraceReader:
         for eid, idx in groups:
             ef = fmts.get(eid)
             if ef is None:
-                if f.format(eid) is None:
+                if f.formats.name_of(eid) is None:
                     unknown[eid] = unknown.get(eid, 0) + idx.shape[0]
                 continue
             off = dec.off[idx]
