@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Dispatch list / show / validate."""
     from zlperf import recipes
+    from zlperf.record.tracefs import event_format_here
 
     if args.action == "list":
         entries = recipes.list_recipes()
@@ -58,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{e.name:<{width}}  {e.origin:<{owidth}}  {desc}")
         return 0
     if args.action == "show":
-        print(recipes.recipe_yaml(recipes.load_recipe(args.name)), end="")
+        print(recipes.recipe_yaml(recipes.load_recipe(args.name, lookup=event_format_here)), end="")
         return 0
     bad = 0
     for f in args.files:
-        errors, warnings = recipes.validate_file(f)
+        errors, warnings = recipes.validate_file(f, lookup=event_format_here)
         for w in warnings:
             print(f"{w} (warning)", file=sys.stderr)
         for e in errors:
