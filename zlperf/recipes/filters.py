@@ -6,9 +6,10 @@ and each value must fit the field's type, as the kernel's own parser requires.
 
 from __future__ import annotations
 
-__all__ = ["FILTER_PSEUDO_FIELDS", "check_filter"]
+__all__ = ["FILTER_PSEUDO_FIELDS", "check_filter", "max_filter_bytes"]
 
 import difflib
+import os
 import re
 from typing import Dict, List, Optional, Tuple
 
@@ -28,12 +29,23 @@ _NUM_RE = re.compile(r"^-?(0x[0-9a-fA-F]+|[0-9]+)$")
 _FIELD_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.function)?$")
 
 
+def max_filter_bytes() -> int:
+    """The longest filter the kernel takes: event_filter_write() in kernel/trace/trace_events.c refuses
+    writes of PAGE_SIZE bytes or more (perf's PERF_EVENT_IOC_SET_FILTER copies at most PAGE_SIZE too)."""
+    return os.sysconf("SC_PAGE_SIZE") - 1
+
+
 def check_filter(expr: str, fmt: Optional[EventFormat]) -> List[Tuple[int, str]]:
     """Problems of a tracefs filter ``expr`` as (character offset, message); [] when it is fine.
 
-    Checks the grammar (predicates ``FIELD OP VALUE`` joined by && || ! and parentheses), that each
-    FIELD is in ``fmt`` (skipped when ``fmt`` is None) and that the value fits the field's type.
+    Checks the length the kernel accepts, the grammar (predicates ``FIELD OP VALUE`` joined by && || !
+    and parentheses), that each FIELD is in ``fmt`` (skipped when ``fmt`` is None) and that the value
+    fits the field's type.
     """
+    limit = max_filter_bytes()
+    if len(expr.encode("utf-8", "surrogateescape")) > limit:
+        return [(0, f"{len(expr.encode('utf-8', 'surrogateescape'))} bytes long: the kernel takes filters "
+                    f"of at most {limit} bytes")]
     tokens: List[Tuple[str, str, int]] = []
     pos = 0
     while pos < len(expr):
@@ -41,59 +53,66 @@ def check_filter(expr: str, fmt: Optional[EventFormat]) -> List[Tuple[int, str]]
         if not m or m.end() == pos:
             if expr[pos:].strip() == "":
                 break
-            return [(pos, f"cannot read the filter at {expr[pos:]!r}")]
+            return [(pos, f"cannot read the filter at {expr[pos:][:40]!r}")]
         kind = m.lastgroup or ""
         text = m.group(kind)
         tokens.append((kind, text, m.start(kind)))
         pos = m.end()
+    if not tokens:
+        return [(0, "empty filter")]
     problems: List[Tuple[int, str]] = []
-    i = 0
-
-    def at(j: int) -> Tuple[str, str, int]:
-        return tokens[j] if j < len(tokens) else ("end", "", len(expr))
-
-    def pred() -> None:
-        nonlocal i
-        kind, text, off = at(i)
-        if kind == "op" and text == "!":
-            i += 1
-            pred()
-            return
-        if kind == "op" and text == "(":
-            i += 1
-            expression()
-            k2, t2, o2 = at(i)
-            if t2 != ")":
-                raise _FilterSyntax(off, "missing ')' for this '('")
-            i += 1
-            return
-        if kind != "word" or not _FIELD_NAME_RE.match(text):
-            raise _FilterSyntax(off, f"expected a field name, got {text or 'the end'!r}")
-        kop, op, ooff = at(i + 1)
-        if kop != "op" or op not in _CMP_OPS:
-            raise _FilterSyntax(ooff, f"expected a comparison (== != < <= > >= & ~) after {text!r}")
-        kval, val, voff = at(i + 2)
-        if kval not in ("word", "str"):
-            raise _FilterSyntax(voff, f"expected a value after {text} {op}")
-        i += 3
-        _check_predicate(text, off, op, ooff, kval, val, voff, fmt, problems)
-
-    def expression() -> None:
-        nonlocal i
-        pred()
-        while at(i)[1] in ("&&", "||"):
-            i += 1
-            pred()
-
     try:
-        if not tokens:
-            return [(0, "empty filter")]
-        expression()
-        if i < len(tokens):
-            raise _FilterSyntax(at(i)[2], f"unexpected {at(i)[1]!r}")
+        _parse(tokens, len(expr), fmt, problems)
     except _FilterSyntax as exc:
         return [(exc.offset, exc.problem)]
     return problems
+
+
+def _parse(tokens: List[Tuple[str, str, int]], end: int, fmt: Optional[EventFormat],
+           problems: List[Tuple[int, str]]) -> None:
+    """Walk ``EXPR := TERM (('&&' | '||') TERM)*; TERM := '!' TERM | '(' EXPR ')' | FIELD OP VALUE``.
+
+    A loop with a stack of open parentheses, not recursive descent: the kernel's own parser nests
+    as deep as the length limit allows (2000 parentheses), deeper than Python's stack.
+    """
+    opened: List[int] = []  # offsets of the '(' not closed yet, innermost last
+    want_term = True
+    i = 0
+
+    def at(j: int) -> Tuple[str, str, int]:
+        return tokens[j] if j < len(tokens) else ("end", "", end)
+
+    while True:
+        kind, text, off = at(i)
+        if want_term:
+            if kind == "op" and text in ("!", "("):
+                if text == "(":
+                    opened.append(off)
+                i += 1
+                continue
+            if kind != "word" or not _FIELD_NAME_RE.match(text):
+                raise _FilterSyntax(off, f"expected a field name, got {text or 'the end'!r}")
+            kop, op, ooff = at(i + 1)
+            if kop != "op" or op not in _CMP_OPS:
+                raise _FilterSyntax(ooff, f"expected a comparison (== != < <= > >= & ~) after {text!r}")
+            kval, val, voff = at(i + 2)
+            if kval not in ("word", "str"):
+                raise _FilterSyntax(voff, f"expected a value after {text} {op}")
+            _check_predicate(text, off, op, ooff, kval, val, voff, fmt, problems)
+            i += 3
+            want_term = False
+        elif text in ("&&", "||"):
+            i += 1
+            want_term = True
+        elif text == ")" and opened:
+            opened.pop()
+            i += 1
+        elif kind == "end":
+            if opened:
+                raise _FilterSyntax(opened[-1], "missing ')' for this '('")
+            return
+        else:
+            raise _FilterSyntax(off, f"unexpected {text!r}")
 
 
 class _FilterSyntax(Exception):

@@ -17,52 +17,73 @@ import yaml
 from zlperf.errors import RecipeError
 from zlperf.recipes.known_events import known_format
 from zlperf.recipes.model import Mark, Recipe
-from zlperf.recipes.search import find_recipe, is_path_ref, realpath, recipe_stem
+from zlperf.recipes.search import (builtin_recipe, check_recipe_file, find_recipe, is_path_ref, read_recipe,
+                                   realpath, recipe_stem)
 from zlperf.recipes.validate import FormatLookup, check_recipe, check_types
 from zlperf.recipes.yamldoc import Problems, YamlDoc
 
 
+#: Longest ``extends`` chain (the built-ins are 3 deep): a longer one is a mistake, or a generated attack.
+MAX_EXTENDS = 32
+
+
 def _resolve_file(ref: Union[str, Path]) -> Tuple[Any, str]:
     if isinstance(ref, Path):
-        if not ref.is_file():
-            raise RecipeError(f"{ref}: no such recipe file")
+        check_recipe_file(ref)
         return ref, "path"
     return find_recipe(ref)
 
 
-def _load_chain(
-    src: Any, origin: str, errs: Problems, stack: List[str], extends_mark: Optional[Mark] = None
-) -> Optional[Recipe]:
-    """Load ``src`` and everything it extends, merged; type errors go to ``errs``."""
-    fname = str(src)
-    real = realpath(src) or fname
-    if real in stack:
-        cycle = " -> ".join(_short(p) for p in [*stack[stack.index(real):], real])
-        errs.error(extends_mark or (fname, 1, 1), "extends", f"cycle: {cycle}")
-        return None
-    try:
-        text = src.read_text()
-    except OSError as exc:
-        raise RecipeError(f"{fname}: cannot read recipe ({exc.strerror})")
-    except UnicodeDecodeError:
-        errs.error((fname, 1, 1), "", "not a text file")
-        return None
-    doc = YamlDoc(fname, text, errs)
-    if not doc.ok:
-        return None
-    values = check_types(doc, errs)
-    base: Optional[Recipe] = None
-    if "extends" in values:
-        ref = values["extends"]
+def _load_chain(src: Any, origin: str, errs: Problems) -> Optional[Recipe]:
+    """Load ``src`` and everything it extends, merged; problems go to ``errs`` (None when it cannot merge).
+
+    The chain is followed in a loop (child first), then merged base first.
+    """
+    files: List[Tuple[Any, str, YamlDoc, dict]] = []
+    seen: List[str] = []  # real paths, child first
+    extends_mark: Optional[Mark] = None
+    while True:
+        fname = str(src)
+        real = realpath(src) or fname
+        if real in seen:
+            cycle = " -> ".join(_short(p) for p in [*seen[seen.index(real):], real])
+            errs.error(extends_mark or (fname, 1, 1), "extends", f"cycle: {cycle}")
+            return None
+        if len(files) == MAX_EXTENDS:
+            errs.error(extends_mark or (fname, 1, 1), "extends",
+                       f"more than {MAX_EXTENDS} recipes in one extends chain; merge some of them")
+            return None
+        try:
+            text = read_recipe(src)
+        except UnicodeDecodeError:
+            errs.error((fname, 1, 1), "", "not a text file (UTF-8)")
+            return None
+        except OSError as exc:
+            raise RecipeError(f"{fname}: cannot read recipe ({exc.strerror})")
+        doc = YamlDoc(fname, text, errs)
+        if not doc.ok:
+            return None
+        values = check_types(doc, errs)
+        files.append((src, origin, doc, values))
+        seen.append(real)
+        if "extends" not in values:
+            break
         here = Path(fname).parent if origin != "built-in" or realpath(src) else None
         try:
-            parent, porigin = find_recipe(ref, base_dir=here, exclude=real)
+            src, origin = find_recipe(values["extends"], base_dir=here, exclude=real)
         except RecipeError as exc:
             errs.error(doc.vmark("extends"), "extends", str(exc))
             return None
-        base = _load_chain(parent, porigin, errs, [*stack, real], doc.vmark("extends"))
-        if base is None:
-            return None
+        extends_mark = doc.vmark("extends")
+    recipe: Optional[Recipe] = None
+    for src, origin, doc, values in reversed(files):
+        recipe = _merge(recipe, src, origin, doc, values)
+    return recipe
+
+
+def _merge(base: Optional[Recipe], src: Any, origin: str, doc: YamlDoc, values: dict) -> Recipe:
+    """``values`` of one file over ``base`` (what it extends)."""
+    fname = str(src)
     recipe = Recipe(name=recipe_stem(src), path=fname, origin=origin)
     if base is not None:
         recipe.description = base.description
@@ -75,6 +96,7 @@ def _load_chain(
         recipe.output = base.output
         recipe.backend = base.backend
         recipe.backend_options = {k: dict(v) for k, v in base.backend_options.items()}
+        recipe.zone_lock_frames = list(base.zone_lock_frames)
         recipe.chain = list(base.chain)
         recipe.marks = dict(base.marks)
     recipe.chain.append(fname)
@@ -133,7 +155,7 @@ def load_recipe(
     """
     src, origin = _resolve_file(Path(ref) if isinstance(ref, Path) else ref)
     errs = Problems()
-    recipe = _load_chain(src, origin, errs, [])
+    recipe = _load_chain(src, origin, errs)
     if recipe is not None:
         check_recipe(recipe, errs, lookup or known_format)
     if errs.errors:
@@ -144,6 +166,8 @@ def load_recipe(
     if warn is not None:
         for w in errs.warnings:
             warn(w)
+        if origin != "built-in" and isinstance(ref, str) and not is_path_ref(ref) and builtin_recipe(ref) is not None:
+            warn(f"{src} ({origin}) shadows the built-in recipe {ref!r}: it comes first on the search path")
     return recipe
 
 
@@ -151,8 +175,8 @@ def validate_file(path: Union[str, Path], lookup: Optional[FormatLookup] = None)
     """Every problem of the recipe at ``path`` (or named ``path``): (errors, warnings), each one line."""
     errs = Problems()
     try:
-        src, origin = _resolve_file(Path(path) if is_path_ref(str(path)) or Path(path).is_file() else str(path))
-        recipe = _load_chain(src, origin, errs, [])
+        src, origin = _resolve_file(Path(path) if is_path_ref(str(path)) or Path(path).exists() else str(path))
+        recipe = _load_chain(src, origin, errs)
     except RecipeError as exc:
         return [str(exc)], []
     if recipe is not None:

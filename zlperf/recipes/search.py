@@ -5,7 +5,8 @@ A name is looked up folder by folder (first wins); a reference with a '/' or a .
 
 from __future__ import annotations
 
-__all__ = ["search_path", "find_recipe", "list_recipes", "recipe_stem", "realpath"]
+__all__ = ["MAX_RECIPE_BYTES", "search_path", "find_recipe", "list_recipes", "builtin_recipe", "read_recipe",
+           "recipe_stem", "realpath", "is_path_ref"]
 
 import difflib
 import os
@@ -14,8 +15,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from zlperf.errors import RecipeError
+from zlperf.errors import RecipeError, ZlperfError
 from zlperf.recipes.model import RecipeEntry
+from zlperf.safeio import check_input, read_limited
+
+#: A recipe is a few hundred bytes; anything past this is not one (and is not read further).
+MAX_RECIPE_BYTES = 1 << 20
 
 
 def _builtin_dir() -> Any:
@@ -92,8 +97,7 @@ def find_recipe(ref: str, base_dir: Optional[Path] = None, exclude: Optional[str
         p = Path(ref).expanduser()
         if not p.is_absolute() and base_dir is not None:
             p = base_dir / p
-        if not p.is_file():
-            raise RecipeError(f"{p}: no such recipe file")
+        check_recipe_file(p)
         return p, "path"
     names = []
     for origin, folder in search_path():
@@ -105,6 +109,36 @@ def find_recipe(ref: str, base_dir: Optional[Path] = None, exclude: Optional[str
     close = difflib.get_close_matches(ref, sorted(set(names)), n=3)
     hint = f"; did you mean {' or '.join(close)}?" if close else "; `zlperf recipes list` shows them"
     raise RecipeError(f"no recipe named {ref!r} on the search path ({where}){hint}")
+
+
+def check_recipe_file(p: Path) -> None:
+    """RecipeError (one line) unless ``p`` is a readable regular file: a FIFO would block, /dev/zero never ends."""
+    if not p.exists() and not p.is_symlink():
+        raise RecipeError(f"{p}: no such recipe file")
+    try:
+        check_input(p, "recipe")
+    except ZlperfError as exc:
+        raise RecipeError(str(exc)) from None
+
+
+def read_recipe(src: Any) -> str:
+    """The text of a recipe file (at most MAX_RECIPE_BYTES); RecipeError when it cannot be a recipe.
+
+    Bytes that are not UTF-8 raise UnicodeDecodeError, for the caller to report at line 1.
+    """
+    if not isinstance(src, Path):
+        return src.read_text()  # a built-in resource inside an installed package (a zip, say)
+    try:
+        return read_limited(src, MAX_RECIPE_BYTES, "recipe").decode("utf-8")
+    except UnicodeDecodeError:
+        raise
+    except ZlperfError as exc:
+        raise RecipeError(str(exc)) from None
+
+
+def builtin_recipe(name: str) -> Optional[Any]:
+    """The built-in recipe file called ``name``, or None."""
+    return next((p for p in _recipe_files(_builtin_dir()) if recipe_stem(p) == name), None)
 
 
 def list_recipes() -> List[RecipeEntry]:
@@ -124,7 +158,7 @@ def list_recipes() -> List[RecipeEntry]:
 
 
 def _quick_description(p: Any) -> str:
-    data = yaml.safe_load(p.read_text())
+    data = yaml.safe_load(read_recipe(p))
     if isinstance(data, dict) and isinstance(data.get("description"), str):
         return data["description"]
     if isinstance(data, dict) and isinstance(data.get("extends"), str):

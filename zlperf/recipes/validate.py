@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["FormatLookup", "check_types", "check_recipe"]
 
 import difflib
+import math
 import re
 from typing import Any, Callable, Dict, Optional
 
@@ -25,6 +26,11 @@ _CLOCK_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _COMPRESSION_RE = re.compile(r"^[a-z0-9]+$")
 _FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
+#: Upper bounds far above any real use, so that an absurd value is named here, not deep in a backend.
+MAX_BUFFER_KB = 1 << 30  #: 1 TiB of ring buffer per CPU
+MAX_DURATION = 365 * 24 * 3600.0  #: a year
+MAX_MMAP_PAGES = 1 << 24  #: 64 GiB of 4 KiB pages per CPU
+
 
 def _typename(v: Any) -> str:
     if v is None:
@@ -32,6 +38,14 @@ def _typename(v: Any) -> str:
     return {bool: "true/false", int: "a whole number", float: "a number", str: "text", list: "a list", dict: "a mapping"}.get(
         type(v), type(v).__name__
     )
+
+
+def _short_number(v: Any) -> str:
+    """``repr(v)`` cut to a readable length (a recipe may hold a 4000-digit number)."""
+    if _is_int(v) and v.bit_length() > 128:
+        return f"a {v.bit_length()}-bit number"  # repr() refuses past 4300 digits, and nobody reads them
+    text = repr(v)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def _is_int(v: Any) -> bool:
@@ -74,10 +88,14 @@ def _type_problem(key: str, value: Any, doc: YamlDoc, errs: Problems) -> Optiona
     if key == "buffer_size_kb":
         if not _is_int(value):
             return f"must be a whole number of KiB, got {_typename(value)}"
+        if value > MAX_BUFFER_KB:
+            return f"{_short_number(value)} KiB per CPU is more memory than any machine has (at most {MAX_BUFFER_KB})"
         return None if value > 0 else "must be more than 0"
     if key == "duration":
         if not (_is_int(value) or isinstance(value, float)):
             return f"must be a number of seconds, got {_typename(value)}"
+        if not math.isfinite(value) or value > MAX_DURATION:
+            return f"{_short_number(value)} is not a number of seconds zlperf can wait (at most {MAX_DURATION:g})"
         return None if value > 0 else "must be more than 0 seconds"
     if key == "events":
         if not isinstance(value, list):
@@ -88,18 +106,21 @@ def _type_problem(key: str, value: Any, doc: YamlDoc, errs: Problems) -> Optiona
         for i, ev in enumerate(value):
             ipath = f"events[{i}]"
             if not isinstance(ev, str) or not _EVENT_RE.match(ev):
-                errs.error(doc.vmark(ipath), ipath, f"{ev!r} is not a SYS:EVENT name (e.g. kmem:mm_zone_locked)")
+                shown = repr(ev) if isinstance(ev, str) else _typename(ev)
+                errs.error(doc.vmark(ipath), ipath, f"{shown[:80]} is not a SYS:EVENT name (e.g. kmem:mm_zone_locked)")
             elif ev in seen:
                 errs.error(doc.vmark(ipath), ipath, f"{ev} listed twice")
-            seen.add(ev)
+            else:
+                seen.add(ev)
         return None
     if key == "zone_lock_frames":
         if not isinstance(value, list) or not value:
             return f"must be a non-empty list of kernel function names, got {_typename(value)}"
         for i, fn in enumerate(value):
             if not isinstance(fn, str) or not _FUNCTION_RE.match(fn):
+                shown = repr(fn) if isinstance(fn, str) else _typename(fn)
                 errs.error(doc.vmark(f"zone_lock_frames[{i}]"), f"zone_lock_frames[{i}]",
-                           f"{fn!r} is not a kernel function name (e.g. rmqueue_bulk)")
+                           f"{shown[:80]} is not a kernel function name (e.g. rmqueue_bulk)")
         return None
     if key == "filters":
         if not isinstance(value, dict):
@@ -141,12 +162,12 @@ def _option_problem(backend: str, opt: str, value: Any) -> Optional[str]:
     known = BACKEND_OPTIONS[backend]
     if opt not in known:
         return f"unknown option for {backend} (known: {', '.join(f'{k} ({v})' for k, v in known.items())})"
-    if opt == "file_version" and value not in (6, 7):
-        return f"must be 6 or 7, got {value!r}"
+    if opt == "file_version" and not (_is_int(value) and value in (6, 7)):
+        return f"must be 6 or 7, got {_short_number(value)}"
     if opt == "compression" and not (isinstance(value, str) and _COMPRESSION_RE.match(value)):
-        return f"must be any, none or a compression algorithm name, got {value!r}"
-    if opt == "mmap_pages" and not (_is_int(value) and value > 0 and value & (value - 1) == 0):
-        return f"must be a power of two, got {value!r}"
+        return f"must be any, none or a compression algorithm name, got {_short_number(value)}"
+    if opt == "mmap_pages" and not (_is_int(value) and 0 < value <= MAX_MMAP_PAGES and value & (value - 1) == 0):
+        return f"must be a power of two up to {MAX_MMAP_PAGES}, got {_short_number(value)}"
     if opt == "kernel_callchains_only" and not isinstance(value, bool):
         return f"must be true or false, got {_typename(value)}"
     return None
