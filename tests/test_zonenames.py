@@ -19,7 +19,8 @@ import pytest
 from conftest import STOCK_DAT, have_tool, is_root
 from zlperf.errors import ZlperfError
 from zlperf.zonelocks import load_zone_locks, sidecar_path, write_zone_locks
-from zlperf.zonenames import BTF_PATH, Btf, ZoneLockWatcher, zone_layout
+from zlperf.record.btf import BTF_PATH, Btf
+from zlperf.record.zonenames import ZoneLockWatcher, zone_layout
 
 ZLPERF = [sys.executable, "-m", "zlperf"]
 WORKLOAD = [sys.executable, "-m", "zlperf.workload"]

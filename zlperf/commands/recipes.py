@@ -7,7 +7,7 @@ __all__ = ["register", "run"]
 import argparse
 import sys
 
-from zlperf.errors import ZlperfError
+from zlperf.errors import ZlperfError, warn
 
 _EXAMPLES = """examples:
   zlperf recipes list                       # name, where it comes from, description
@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Dispatch list / show / validate."""
     from zlperf import recipes
+    from zlperf.record.tracefs import event_format_here
 
     if args.action == "list":
         entries = recipes.list_recipes()
@@ -58,15 +59,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"{e.name:<{width}}  {e.origin:<{owidth}}  {desc}")
         return 0
     if args.action == "show":
-        print(recipes.recipe_yaml(recipes.load_recipe(args.name)), end="")
+        print(recipes.recipe_yaml(recipes.load_recipe(args.name, lookup=event_format_here, warn=warn)), end="")
         return 0
     bad = 0
     for f in args.files:
-        errors, warnings = recipes.validate_file(f)
+        errors, warnings = recipes.validate_file(f, lookup=event_format_here)
         for w in warnings:
-            print(f"{w} (warning)", file=sys.stderr)
+            print(f"zlperf: warning: {w}", file=sys.stderr)
         for e in errors:
-            print(e, file=sys.stderr)
+            print(f"zlperf: {e}", file=sys.stderr)
         if errors:
             bad += 1
         else:

@@ -49,13 +49,14 @@ def run(args: argparse.Namespace) -> int:
 
     from zlperf.recipes import load_recipe
     from zlperf.record import RecordOptions, record
+    from zlperf.record.tracefs import event_format_here
 
     command = list(args.command or [])
     if command and command[0] == "--":
         command = command[1:]
     if args.duration is not None and args.duration <= 0:
         raise ZlperfError(f"--duration {args.duration:g}: give a number of seconds above 0")
-    recipe = load_recipe(Path(args.recipe) if args.recipe else args.profile, warn=warn)
+    recipe = load_recipe(Path(args.recipe) if args.recipe else args.profile, lookup=event_format_here, warn=warn)
     opts = RecordOptions(recipe, output=args.output, duration=args.duration, backend=args.backend,
                          command=command, dry_run=args.dry_run)
     return record(opts)
