@@ -15,20 +15,16 @@ from typing import Collection, Iterator, Mapping, Optional, TypeVar
 import numpy as np
 
 from zlperf.errors import TraceFormatError
-from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
+from zlperf.events import Chunk, TraceInfo
 from zlperf.formats import EventFormat
 from zlperf.kallsyms import Kallsyms
 from zlperf.readers.metadata import default_buffer
 from zlperf.readers.tracedat.container import TraceDatFile
-from zlperf.readers.tracedat.fields import gather_fields, read_type_ids
 from zlperf.readers.tracedat.options import BufferInfo
 from zlperf.readers.tracedat.pages import RUN_BYTES
-from zlperf.readers.tracedat.ringbuffer import decode_pages
+from zlperf.readers.tracedat.runs import RunDecoder
 
 T = TypeVar("T")
-
-#: Event ids that may be compared with ``==`` in one pass each before switching to a sort.
-_MASK_TYPES = 12
 
 
 def _prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
@@ -149,14 +145,14 @@ class FastTraceReader:
         f = self._file
         wanted = None if events is None else set(events)
         fmts = _Wanted(f, wanted)
-        unknown: dict[int, int] = {}
+        decoder = RunDecoder(f.header_page, self._type_field, fmts.get, lambda eid: f.formats.name_of(eid) is not None,
+                             big=f.big_endian, ts_offset=f.ts_offset)
         seq = 0
         warn = self.info.warnings.append
-        big = f.big_endian
         try:
             for cd in sorted(buf.cpus, key=lambda c: c.cpu):
                 for run in _prefetch(f.page_runs(buf, cd, warn, self.run_bytes)):
-                    chunk, used = self._decode_run(run.data, buf.page_size, cd.cpu, seq, fmts, unknown, big,
+                    chunk, used = self._decode_run(decoder, run.data, buf.page_size, cd.cpu, seq,
                                                    run.file_offset, run.first_page, run.gap_before)
                     seq += used
                     run = None  # type: ignore[assignment]  # free the pages before the next run
@@ -164,59 +160,17 @@ class FastTraceReader:
                         yield chunk
                     chunk = None  # type: ignore[assignment]
         finally:
-            for eid, count in sorted(unknown.items()):
+            for eid, count in sorted(decoder.unknown.items()):
                 warn(f"{count} record(s) with event id {eid} that has no format in the file were skipped")
 
-    def _decode_run(self, data: np.ndarray, page_size: int, cpu: int, seq0: int, fmts: "_Wanted",
-                    unknown: dict[int, int], big: bool, file_offset: int, first_page: int,
-                    gap_before: bool = False) -> tuple[Chunk, int]:
-        f = self._file
-        dec = decode_pages(data, page_size, f.header_page, big, gap_before)
-        for page, what in dec.problems:
+    def _decode_run(self, decoder: RunDecoder, data: np.ndarray, page_size: int, cpu: int, seq0: int,
+                    file_offset: int, first_page: int, gap_before: bool = False) -> tuple[Chunk, int]:
+        out = decoder.decode(data, page_size, cpu, seq0, gap_before)
+        for page, what in out.problems:
             self.info.warnings.append(
                 f"cpu {cpu}: page {first_page + page} (run at file offset {file_offset:#x}): {what}; "
                 "the rest of that page is lost")
-        n = dec.off.shape[0]
-        nm = dec.missed_index.shape[0]
-        chunk = Chunk()
-        if f.ts_offset:
-            dec.ts += np.uint64(f.ts_offset & 0xFFFFFFFFFFFFFFFF)
-        ev_seq = seq0 + dec.index
-        if nm:
-            chunk.batches[MISSED_EVENTS] = EventBatch(
-                MISSED_EVENTS, dec.missed_ts, np.full(nm, cpu, np.int32), np.full(nm, -1, np.int32),
-                seq0 + dec.missed_index, {"count": dec.missed_count.astype(np.int64)})
-        used = int(dec.index.max()) + 1 if n else 0
-        if nm:
-            used = max(used, int(dec.missed_index.max()) + 1)
-        if n == 0 or self._type_field is None:
-            return chunk, used
-        types = read_type_ids(data, dec.off, self._type_field, big)
-        # Event ids are small (u16 common_type); a corrupt format can make them anything.
-        present = (np.flatnonzero(np.bincount(types, minlength=1)) if int(types.max()) < 1 << 16
-                   else np.unique(types))
-        if present.size <= _MASK_TYPES:
-            groups = [(int(t), np.flatnonzero(types == t)) for t in present.tolist()]
-        else:
-            order = np.argsort(types, kind="stable")
-            st = types[order]
-            cuts = np.flatnonzero(st[1:] != st[:-1]) + 1
-            groups = [(int(st[s]), idx) for s, idx in zip(np.concatenate(([0], cuts)).tolist(),
-                                                          np.split(order, cuts))]
-        for eid, idx in groups:
-            ef = fmts.get(eid)
-            if ef is None:
-                if f.formats.name_of(eid) is None:
-                    unknown[eid] = unknown.get(eid, 0) + idx.shape[0]
-                continue
-            off = dec.off[idx]
-            dictionary: dict = {}
-            cols = gather_fields(data, off, dec.length[idx], ef, big, f.header_page.commit_size, dictionary)
-            pid_col = cols.get("common_pid")
-            pid = pid_col.astype(np.int32) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
-            chunk.batches[ef.full_name] = EventBatch(
-                ef.full_name, dec.ts[idx], np.full(idx.shape[0], cpu, np.int32), pid, ev_seq[idx], cols, dictionary)
-        return chunk, used
+        return out.chunk, out.used
 
     def close(self) -> None:
         """Close the file."""
