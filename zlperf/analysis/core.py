@@ -119,23 +119,29 @@ class Analyzer:
         return window(obs, self.options, self.zones)
 
     # -- result ------------------------------------------------------------------------------
+    def _lane(self, event_counts: dict[str, int]) -> tuple[AbiAdapter, Aggregate, bool]:
+        """The lane the report comes from: the --abi one, else the first whose events are in ``event_counts``
+        (the stream goes on: nothing is finished here)."""
+        lanes = self.lanes
+        if self.options.abi != "auto":
+            lanes = [self.lanes[ABIS.index(self.options.abi)]]
+        seen = [(a, g) for a, g in lanes if any(event_counts.get(e) for e in a.events)]
+        adapter, agg = seen[0] if seen else lanes[0]  # none: the first says what is missing
+        return adapter, agg, bool(seen)
+
     def _choose(self) -> tuple[AbiAdapter, Aggregate, bool]:
         """Finish the stream of the ABI the report comes from (unreleased acquisitions at the end)."""
         if self._chosen is None:
-            lanes = self.lanes
-            if self.options.abi != "auto":
-                lanes = [self.lanes[ABIS.index(self.options.abi)]]
-            seen = [(a, g) for a, g in lanes if any(self.event_counts.get(e) for e in a.events)]
-            adapter, agg = seen[0] if seen else lanes[0]  # none: the first says what is missing
+            adapter, agg, found = self._lane(self.event_counts)
             agg.account(self._window(adapter.finish()))
-            self._chosen = (adapter, agg, bool(seen))
+            self._chosen = (adapter, agg, found)
         return self._chosen
 
     def result(self) -> AnalysisResult:
         """Close the stream and build the result (once; later calls return the same object)."""
         if self._result is None:
             adapter, agg, found = self._choose()
-            self._result = _ResultBuilder(self, adapter, agg, found).build()
+            self._result = ResultBuilder(self, adapter, agg, found).build()
         return self._result
 
 
@@ -151,8 +157,9 @@ def analyze(reader: TraceReader, options: Optional[AnalysisOptions] = None) -> A
     return result
 
 
-class _ResultBuilder:
-    """Reads one finished Aggregate (and the analyzer's stream counters) into an AnalysisResult."""
+class ResultBuilder:
+    """Reads one Aggregate (and the analyzer's stream counters) into an AnalysisResult: the finished one of a
+    recording, or one interval's of a live stream (:mod:`zlperf.analysis.live`)."""
 
     def __init__(self, an: Analyzer, adapter: AbiAdapter, agg: Aggregate, found: bool):
         self.an, self.agg = an, agg

@@ -76,11 +76,12 @@ class Attributed:
 class _Group:
     """The releases of one zone on one CPU, in the CPU's own order (which is time order), chunk by chunk."""
 
-    __slots__ = ("parts", "ts")
+    __slots__ = ("parts", "ts", "inherited")
 
     def __init__(self) -> None:
         self.parts: list[Table] = []
         self.ts: Optional[np.ndarray] = None
+        self.inherited = 0  # leading parts carried over from the previous interval of a live stream
 
     def seal(self) -> None:
         """Join the timestamps (only they are searched); keep the other columns per chunk."""
@@ -129,6 +130,23 @@ class HolderAttribution:
                 self._groups.setdefault(key, _Group()).parts.append(part)
         if table_len(waits) and "seq" in waits:
             self._waits.append({k: np.asarray(waits[k], dtype=dt) for k, dt in _WAIT_COLUMNS.items()})
+
+    def carry(self) -> "HolderAttribution":
+        """An empty attribution for the next interval of a live stream, holding this interval's releases.
+
+        A wait just after the cut may be behind a release just before it, so each interval searches its own
+        releases and those of the interval before (not older ones: a wait longer than an interval is
+        attributed to a holder only if it released in those two). Call before :meth:`finish`.
+        """
+        nxt = HolderAttribution()
+        nxt.seen_releases = self.seen_releases
+        for key, g in self._groups.items():
+            own = g.parts[g.inherited:]
+            if own:
+                carried = nxt._groups[key] = _Group()
+                carried.parts = list(own)
+                carried.inherited = len(own)
+        return nxt
 
     def finish(self) -> Optional[Attributed]:
         """Attribute every wait; None when the recording has no releases (no holders can be known)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["Table", "Zone", "ZoneTable", "Observations", "Capabilities", "table_len"]
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -58,6 +58,19 @@ class ZoneTable:
             c = self._codes[zone] = len(self.zones)
             self.zones.append(zone)
         return c
+
+    def name_locks(self, named: Mapping[int, tuple[int, str]]) -> None:
+        """Give zones known only by lock address their (node, name) from ``named`` (address -> node, name).
+
+        A live stream learns zone names while it runs (:mod:`zlperf.live.zonenames`); its adapters code zones
+        by address alone, and renaming keeps their codes, so a zone never splits into two.
+        """
+        for code, z in enumerate(self.zones):
+            if z.node is None and z.lock_addr is not None and z.lock_addr in named:
+                node, name = named[z.lock_addr]
+                renamed = Zone(node=node, name=name, lock_addr=z.lock_addr, zone_ptr=z.zone_ptr)
+                self.zones[code] = renamed
+                self._codes.setdefault(renamed, code)
 
     def find(self, label: str) -> Optional[int]:
         """Code of the zone whose label is ``label`` (e.g. ``1:Normal``), or None."""
