@@ -125,16 +125,18 @@ def run(args: argparse.Namespace) -> int:
         _say(f"tracing {recipe.name} ({', '.join(recipe.events)}{' + stacks' if recipe.stacks else ''}) live in "
              f"{session.source.instance.path}; Ctrl-C to stop")
         screen = FullScreen(out) if full else None
-        start = time.monotonic()
+        due = time.monotonic() + args.interval
         shown = 0
         try:
             if screen is not None:
                 screen.__enter__()
                 screen.draw(f"zlperf top: first interval in {args.interval:g}s ...")
             while args.count is None or shown < args.count:
-                if not session.wait(start + (shown + 1) * args.interval):
+                if not session.wait(due):
                     break
                 last = render_tick(session.take(), tables, args.top)
+                # Like sleep(interval) loops (bcc's tools): a late interval is not made up by a short next one.
+                due = time.monotonic() + args.interval
                 shown += 1
                 if screen is not None:
                     screen.draw(last, footer=f"zlperf top: {recipe.name}, every {args.interval:g}s; Ctrl-C to quit")

@@ -94,6 +94,7 @@ class LiveSource:
         self.instance = Instance(tfs, name, say=say)
         self.stats = SourceStats()
         self._fds: dict[int, int] = {}
+        self._buf = bytearray()
         self._seq = 0
         self._comms: dict[int, str] = {0: "<idle>"}
         self._created = False
@@ -200,33 +201,36 @@ class LiveSource:
                 yield chunk
 
     def _pages(self, fd: int) -> Optional[np.ndarray]:
-        """Whole pages of one CPU until the kernel has no more (EAGAIN), at most MAX_PAGES_PER_READ."""
+        """Whole pages of one CPU until the kernel has no more (EAGAIN), at most MAX_PAGES_PER_READ.
+
+        The pages land in one buffer kept for the next call (decoding copies what it keeps out of it).
+        """
         size = self.page_size
-        buf = bytearray(size * 64)
-        view = memoryview(buf)
         got = 0
         for _ in range(MAX_PAGES_PER_READ):
-            if got + size > len(buf):
-                buf.extend(bytes(len(buf)))
-                view = memoryview(buf)
-            try:
-                n = os.readv(fd, [view[got:got + size]])
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno == errno.EINTR:
+            if got + size > len(self._buf):
+                grown = bytearray(max(2 * len(self._buf), 64 * size))
+                grown[:got] = self._buf[:got]
+                self._buf = grown
+            with memoryview(self._buf) as view:
+                try:
+                    n = os.readv(fd, [view[got:got + size]])
+                except BlockingIOError:
+                    break
+                except InterruptedError:
                     continue
-                raise RecordError(f"reading {self.instance.path}/per_cpu: {exc.strerror}")
-            if n <= 0:
-                break
-            if n < size:  # never seen: the kernel hands out whole pages; keep the page layout anyway
-                view[got + n:got + size] = bytes(size - n)
+                except OSError as exc:
+                    raise RecordError(f"reading {self.instance.path}/per_cpu: {exc.strerror}")
+                if n <= 0:
+                    break
+                if n < size:  # not seen: the kernel hands out whole pages; keep the page layout anyway
+                    view[got + n:got + size] = bytes(size - n)
             got += size
         if not got:
             return None
         self.stats.pages += got // size
         self.stats.bytes += got
-        return np.frombuffer(buf, np.uint8, count=got)
+        return np.frombuffer(self._buf, np.uint8, count=got)
 
     def _name_tasks(self, chunk: Chunk) -> None:
         """Task names of pids new to this source: /proc/PID/comm, else tracefs's saved_cmdlines (the names the
