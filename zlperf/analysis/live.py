@@ -24,7 +24,7 @@ from zlperf.events import Chunk, TraceInfo
 
 @dataclass
 class ZoneCaller:
-    """One (zone, caller) pair of an interval: its contended events and waits (exporters label by both)."""
+    """One (zone, caller) pair of an interval: its counters, waits and holds (exporters label by both)."""
 
     zone: ZoneKey
     group: Group  #: key: the caller
@@ -40,7 +40,7 @@ class Interval:
 
 
 class _IntervalAggregate(Aggregate):
-    """An :class:`Aggregate` that also keeps contended events and waits per (zone, caller)."""
+    """An :class:`Aggregate` that also keeps counters, waits and holds per (zone, caller)."""
 
     def __init__(self, options: AnalysisOptions):
         super().__init__(options)
@@ -50,10 +50,17 @@ class _IntervalAggregate(Aggregate):
         super().account(obs)
         self._cross(obs.contended, "contended_events")
         self._cross(obs.acquired, "acquisitions")
-        if table_len(obs.waits):
-            for zone, rows in self._zones(obs.waits):
+        if table_len(obs.acquired):
+            assert obs.acquired is not None
+            contended = obs.acquired["contended"]
+            self._cross({k: v[contended] for k, v in obs.acquired.items()}, "contended")
+        for table, col, which in ((obs.waits, "wait_ns", "wait"), (obs.holds, "hold_ns", "hold")):
+            if not table_len(table):
+                continue
+            assert table is not None
+            for zone, rows in self._zones(table):
                 dim = self.by_zone.setdefault(zone, DimStats())
-                dim.distribute(dim.codes(obs.waits["caller"][rows]), obs.waits["wait_ns"][rows], "wait")
+                dim.distribute(dim.codes(table["caller"][rows]), table[col][rows], which)
 
     @staticmethod
     def _zones(table: Table):

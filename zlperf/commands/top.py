@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     full = out.isatty() and not args.plain
     last: Optional[str] = None
+    cannot = ""  # what the ABI cannot show, said once
     with LiveSession(recipe, live_options(recipe, args.top), prefix="zlperf-top", say=_say) as session:
         assert session.source is not None
         _say(f"tracing {recipe.name} ({', '.join(recipe.events)}{' + stacks' if recipe.stacks else ''}) live in "
@@ -134,12 +135,19 @@ def run(args: argparse.Namespace) -> int:
             while args.count is None or shown < args.count:
                 if not session.wait(due):
                     break
-                last = render_tick(session.take(), tables, args.top)
+                tick = session.take()
+                last = render_tick(tick, tables, args.top)
+                caps = tick.interval.result.capabilities
+                if not cannot and tick.interval.events and caps.cannot:
+                    cannot = "not shown (\"-\"): " + "; ".join(caps.cannot)
+                    if screen is None:
+                        _say(cannot)
                 # Like sleep(interval) loops (bcc's tools): a late interval is not made up by a short next one.
                 due = time.monotonic() + args.interval
                 shown += 1
                 if screen is not None:
-                    screen.draw(last, footer=f"zlperf top: {recipe.name}, every {args.interval:g}s; Ctrl-C to quit")
+                    screen.draw(last + ("\n" + cannot if cannot else ""),
+                                footer=f"zlperf top: {recipe.name}, every {args.interval:g}s; Ctrl-C to quit")
                 else:
                     out.write(last + "\n")
                     out.flush()

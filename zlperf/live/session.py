@@ -69,6 +69,8 @@ class LiveSession:
             for name in stale_instances(tfs, self.prefix):
                 self.say(f"stale instance {tfs.root}/instances/{name} from a killed zlperf: rmdir it to free its buffers")
             source = LiveSource(self.recipe, tfs, f"{self.prefix}-{os.getpid()}", self.say)  # checks, touches nothing
+            if source.info.symbols is not None:
+                len(source.info.symbols)  # parse kallsyms now, not in the first interval
             if "lock:contention_begin" in self.recipe.events:
                 self.namer.start()
             self.source = source
