@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import have_tool, is_root
-from livetools import Workers, Zlperf, alive, children, instance, scrape, tracing_on, wait_until
+from livetools import REPO, Workers, Zlperf, alive, children, instance, scrape, tracing_on, wait_until
 from zlperf.analysis import analyze
 from zlperf.readers import open_trace
 from zlperf.report import build_document
@@ -133,6 +133,8 @@ def test_exporter_counts_equal_a_recording_of_the_same_window(tmp_path, pcp_list
     if not any(label.startswith("lock@") for label in [*ours, *theirs]):
         assert ours == theirs
     _check_histograms(wait)
+    explained = (REPO / "docs" / "live_example.txt").read_text()
+    assert not [name for name in fams if f"`{name}" not in explained], "metrics not explained in the docs"
     assert fams["zlperf_events_lost"].samples[0].value == 0
     # Decoded: the same lock events, plus kernel stacks.
     assert fams["zlperf_exporter_events_decoded"].samples[0].value >= (

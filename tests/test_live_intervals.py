@@ -169,3 +169,19 @@ def test_exporter_totals_and_histograms_from_intervals():
     hold.add(whole.totals.hold)
     assert sum(z.hold.count for z in totals.zones.values()) == hold.count
     assert sum(z.hold.sum_ns for z in totals.zones.values()) == hold.sum_ns
+
+
+def test_a_stream_without_end_forgets_waits_on_locks_never_named():
+    """Stock kernels: waits on other locks (none of this file's is a zone lock) are held only up to a bound."""
+    info, windows = _windows(STOCK_DAT, 5)
+    live = IntervalAnalyzer(info, AnalysisOptions(max_held_waits=8))
+    stock = next(adapter for adapter, _ in live.lanes if adapter.key == "stock")
+    for chunks in windows:
+        for chunk in chunks:
+            live.feed(chunk)
+        result = live.take().result
+        assert sum(len(v) for v in stock._held.values()) <= 8
+    assert stock.forgotten > 0
+    assert any("forgotten" in note for note in result.capabilities.notes)
+    assert result.zones == []
+    assert IntervalAnalyzer(info).options.max_held_waits  # bounded by default

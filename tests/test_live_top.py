@@ -18,6 +18,8 @@ import pytest
 from conftest import is_root
 from livetools import ENV, REPO, Workers, Zlperf, alive, children, instance, tracing_on, wait_until
 
+DOC = REPO / "docs" / "live_example.txt"
+
 pytestmark = [
     pytest.mark.live,
     pytest.mark.skipif(not is_root(), reason="needs root"),
@@ -83,6 +85,11 @@ def test_top_prints_three_intervals_with_zone_lock_waits(pcp_lists_shrunk):
                     waits += int(n)
             if waits:
                 break
+        explained = DOC.read_text()
+        for block in blocks:  # every column shown is explained in the docs
+            for header in re.findall(r"^(?:ZONE|CALLER)  .*$", block, re.M):
+                for col in re.split(r"\s{2,}", header.strip())[1:]:
+                    assert f"`{col}`" in explained or f"`{col.split()[-1]}`" in explained, col
         assert waits > 0, f"no zone-lock wait in {RUNS} runs of three 1-second intervals:\n{out}"
         workers.stop()
 

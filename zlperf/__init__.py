@@ -22,6 +22,8 @@ __all__ = [
     "open_trace", "TraceInfo", "TraceReader", "Chunk", "EventBatch", "MISSED_EVENTS",
     # analysing
     "analyze", "Analyzer", "AnalysisOptions", "AnalysisResult",
+    # live: a tracefs instance read as it records, one result per interval (zlperf top, zlperf exporter)
+    "LiveSession", "IntervalAnalyzer",
     # the report document
     "SCHEMA", "build_document", "load_result", "merge_results", "diff_documents",
     # rendering
@@ -37,6 +39,7 @@ _HOME = {
     "EventBatch": "zlperf.events", "MISSED_EVENTS": "zlperf.events",
     "analyze": "zlperf.analysis", "Analyzer": "zlperf.analysis", "AnalysisOptions": "zlperf.analysis",
     "AnalysisResult": "zlperf.analysis",
+    "LiveSession": "zlperf.live", "IntervalAnalyzer": "zlperf.analysis.live",
     "SCHEMA": "zlperf.report", "build_document": "zlperf.report", "load_result": "zlperf.report",
     "merge_results": "zlperf.report", "diff_documents": "zlperf.report",
     "render_text": "zlperf.render.text", "render_diff": "zlperf.render.text", "render_folded": "zlperf.render.text",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["IntervalAnalyzer", "Interval", "ZoneCaller"]
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Optional
 
 import numpy as np
@@ -20,6 +20,11 @@ from zlperf.analysis.model import Observations, Table, table_len
 from zlperf.analysis.options import AnalysisOptions
 from zlperf.analysis.result import AnalysisResult, CallerKey, Group, ZoneKey
 from zlperf.events import Chunk, TraceInfo
+
+#: Stock kernels: waits kept while their lock is not known as a zone lock (see AnalysisOptions.max_held_waits).
+MAX_HELD_WAITS = 50_000
+#: Task names kept between intervals.
+MAX_TASK_NAMES = 65_536
 
 
 @dataclass
@@ -90,6 +95,9 @@ class IntervalAnalyzer(Analyzer):
 
     def __init__(self, info: TraceInfo, options: Optional[AnalysisOptions] = None,
                  zone_names: Callable[[], Mapping[int, tuple[int, str]]] = dict):
+        options = options or AnalysisOptions()
+        if options.max_held_waits is None:  # a stream without an end must not keep every other lock's wait
+            options = replace(options, max_held_waits=MAX_HELD_WAITS)
         super().__init__(info, options)
         self.zone_names = zone_names
         self.lanes = [(adapter, _IntervalAggregate(self.options)) for adapter, _ in self.lanes]
@@ -131,6 +139,8 @@ class IntervalAnalyzer(Analyzer):
         self.missed_events = self.missed_unknown_gaps = 0
         self.missed_by_cpu = {}
         self.first_ts = self.last_ts = None
+        if len(self.comms) > MAX_TASK_NAMES:  # pids come and go: forget the names of old ones
+            self.comms = dict(self.info.cmdlines)
         return interval
 
     def _zone_callers(self, builder: ResultBuilder, agg: _IntervalAggregate) -> list[ZoneCaller]:
