@@ -22,9 +22,11 @@ from zlperf.live.zonenames import ZoneNamer
 from zlperf.recipes import Recipe
 from zlperf.record.signals import StopSignals
 
-#: How often the ring buffers are read between intervals: often enough that a 16 MiB-per-CPU buffer
-#: does not wrap at a few million events per second.
+#: Shortest time between two reads of the ring buffers (and how often a stop signal is looked for).
 POLL_SECONDS = 0.2
+#: Reads come as rarely as this share of a CPU's ring buffer allows at the rate it filled since the last read
+#: (a read costs a few milliseconds however little it finds), and at the end of every interval.
+FILL_BEFORE_READ = 0.25
 
 
 @dataclass
@@ -55,6 +57,7 @@ class LiveSession:
         self.namer = ZoneNamer(say)
         self.signals = StopSignals(lambda _sig: None)
         self._started = 0.0
+        self._polled = 0.0
         self._ticks = 0
 
     @property
@@ -76,7 +79,7 @@ class LiveSession:
             self.source = source
             source.start()
             self.analyzer = IntervalAnalyzer(source.info, self.options, zone_names=self.namer.names)
-            self._started = time.monotonic()
+            self._started = self._polled = time.monotonic()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -102,13 +105,20 @@ class LiveSession:
                 self.analyzer.feed(chunk)
 
     def wait(self, until: float) -> bool:
-        """Poll until ``time.monotonic()`` reaches ``until``; False as soon as a stop signal arrived."""
+        """Read the buffers until ``time.monotonic()`` reaches ``until``, as often as their fill rate needs;
+        False as soon as a stop signal arrived."""
         while not self.stopped:
             self.poll()
-            left = until - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            elapsed, self._polled = now - self._polled, now
+            if until <= now:
                 return True
-            time.sleep(min(POLL_SECONDS, left))
+            assert self.source is not None
+            rate = self.source.last_read_bytes / max(elapsed, 1e-3)  # bytes per second on the busiest CPU
+            gap = FILL_BEFORE_READ * self.source.buffer_bytes / rate if rate else until - now
+            next_read = now + max(POLL_SECONDS, min(gap, until - now))
+            while not self.stopped and time.monotonic() < next_read:
+                time.sleep(min(POLL_SECONDS, max(0.0, next_read - time.monotonic())))
         return False
 
     def take(self) -> Tick:

@@ -11,6 +11,7 @@ __all__ = ["LiveSource", "SourceStats", "live_tracefs", "stale_instances", "defa
 import errno
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -95,6 +96,10 @@ class LiveSource:
         self.stats = SourceStats()
         self._fds: dict[int, int] = {}
         self._buf = bytearray()
+        self._saved: dict[int, str] = {}
+        self._saved_at = -1e9
+        self.buffer_bytes = (recipe.buffer_size_kb or 1408) * 1024  #: ring buffer per CPU (kernel default 1.4 MB)
+        self.last_read_bytes = 0  #: most bytes one CPU had in the last :meth:`read`
         self._seq = 0
         self._comms: dict[int, str] = {0: "<idle>"}
         self._created = False
@@ -183,10 +188,12 @@ class LiveSource:
     # -- reading --------------------------------------------------------------------------------------------
     def read(self) -> Iterator[Chunk]:
         """A chunk per CPU of what its ring buffer holds now (CPUs with nothing new yield nothing)."""
+        self.last_read_bytes = 0
         for cpu, fd in self._fds.items():
             data = self._pages(fd)
             if data is None:
                 continue
+            self.last_read_bytes = max(self.last_read_bytes, len(data))
             out = self.decoder.decode(data, self.page_size, cpu, self._seq)
             self._seq += out.used
             chunk = out.chunk
@@ -244,27 +251,27 @@ class LiveSource:
             return
         if len(self._comms) > 65536:  # pids are reused: forget old names rather than grow without bound
             self._comms = {0: "<idle>"}
-        saved: Optional[dict[int, str]] = None
         for pid in new:
             try:
                 name = Path(f"/proc/{pid}/comm").read_text().strip()
             except OSError:
-                if saved is None:
-                    saved = self._saved_cmdlines()
-                name = saved.get(pid, "")
+                name = self._saved_cmdlines().get(pid, "")
             self._comms[pid] = chunk.comms[pid] = name or "<...>"
 
     def _saved_cmdlines(self) -> dict[int, str]:
-        try:
-            text = (self.tfs.root / "saved_cmdlines").read_text()
-        except OSError:
-            return {}
-        out = {}
-        for line in text.splitlines():
-            pid, _, comm = line.partition(" ")
-            if pid.isdigit():
-                out[int(pid)] = comm
-        return out
+        """tracefs's saved_cmdlines (thousands of lines): read again at most once a second."""
+        now = time.monotonic()
+        if now - self._saved_at > 1.0:
+            self._saved_at, self._saved = now, {}
+            try:
+                text = (self.tfs.root / "saved_cmdlines").read_text()
+            except OSError:
+                text = ""
+            for line in text.splitlines():
+                pid, _, comm = line.partition(" ")
+                if pid.isdigit():
+                    self._saved[int(pid)] = comm
+        return self._saved
 
     def kernel_overrun(self) -> int:
         """Events the kernel overwrote before they were read (per_cpu/cpuN/stats ``overrun``), all CPUs."""
