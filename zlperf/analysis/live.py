@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ["IntervalAnalyzer", "Interval", "ZoneCaller"]
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -52,6 +52,7 @@ class _IntervalAggregate(Aggregate):
         self.by_zone: dict[int, DimStats] = {}  # zone code -> DimStats by caller address
 
     def account(self, obs: Observations) -> None:
+        """Add one chunk's observations, also per (zone, caller)."""
         super().account(obs)
         self._cross(obs.contended, "contended_events")
         self._cross(obs.acquired, "acquisitions")
@@ -68,7 +69,7 @@ class _IntervalAggregate(Aggregate):
                 dim.distribute(dim.codes(table["caller"][rows]), table[col][rows], which)
 
     @staticmethod
-    def _zones(table: Table):
+    def _zones(table: Table) -> Iterator[tuple[int, np.ndarray]]:
         zone = table["zone"].astype(np.int64)
         ok = np.flatnonzero(zone >= 0)  # rows without a zone (-1) belong to no zone
         if not len(ok):

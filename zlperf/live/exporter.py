@@ -161,9 +161,11 @@ class MetricsServer:
         return f"http://{host}:{self.port}/metrics"
 
     def start(self) -> None:
+        """Serve in a daemon thread."""
         self.thread.start()
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
