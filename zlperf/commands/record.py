@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["register", "run"]
 
 import argparse
+import math
 
 from zlperf.errors import ZlperfError, warn
 
@@ -48,14 +49,15 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from zlperf.recipes import load_recipe
+    from zlperf.recipes.validate import MAX_DURATION
     from zlperf.record import RecordOptions, record
     from zlperf.record.tracefs import event_format_here
 
     command = list(args.command or [])
     if command and command[0] == "--":
         command = command[1:]
-    if args.duration is not None and args.duration <= 0:
-        raise ZlperfError(f"--duration {args.duration:g}: give a number of seconds above 0")
+    if args.duration is not None and not (math.isfinite(args.duration) and 0 < args.duration <= MAX_DURATION):
+        raise ZlperfError(f"--duration {args.duration:g}: give a number of seconds above 0 (at most {MAX_DURATION:g})")
     recipe = load_recipe(Path(args.recipe) if args.recipe else args.profile, lookup=event_format_here, warn=warn)
     opts = RecordOptions(recipe, output=args.output, duration=args.duration, backend=args.backend,
                          command=command, dry_run=args.dry_run)
