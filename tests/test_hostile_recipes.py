@@ -286,7 +286,7 @@ _values = st.recursive(_scalars, lambda kids: st.one_of(st.lists(kids, max_size=
 _keys = st.one_of(st.sampled_from(sorted(KEYS)), st.text(max_size=12))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=st.dictionaries(_keys, _values, max_size=8))
 def test_fuzz_random_documents_give_only_problems(doc, tmp_path):
     path = tmp_path / "fuzz.yaml"

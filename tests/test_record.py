@@ -136,6 +136,42 @@ def test_defaults_follow_the_recipe_then_the_backend():
     assert RecordOptions(pc, command=["true"], duration=2).seconds == 2
 
 
+def test_repair_of_a_killed_recorder_on_a_stand_in_machine(tmp_path, monkeypatch):
+    """What the next recording undoes, on stand-in files (no root, nothing of the machine touched)."""
+    import json
+
+    from zlperf.record import guard
+
+    root = tmp_path / "tracefs"
+    (root / "instances" / "zlperf-999999999").mkdir(parents=True)  # a pid that cannot exist
+    (root / "tracing_on").write_text("0\n")  # left at 0 by a killed extract
+    kptr = tmp_path / "kptr_restrict"
+    kptr.write_text("0\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setattr(guard, "STATE_DIR", state)
+    monkeypatch.setattr(guard, "KPTR_RESTRICT", kptr)
+    work = tmp_path / "out" / ".t.dat.zlperf-abcdef12"
+    work.mkdir(parents=True)
+    (work / "t.dat.cpu0").write_bytes(b"partial")
+    boot = guard.read_value(Path("/proc/sys/kernel/random/boot_id"))
+    dead = {"pid": 999999999, "start": "1", "boot": boot, "instance": "zlperf-999999999", "workdir": str(work),
+            "phase": "extract", "tracing_on": "1", "kptr_restrict": "2"}
+    (state / "record-999999999.json").write_text(json.dumps(dead))
+    me = {"pid": os.getpid(), "start": guard._start_time(os.getpid()), "boot": boot, "instance": "zlperf-1"}
+    (state / f"record-{os.getpid()}.json").write_text(json.dumps(me))  # alive: left alone
+    (state / "record-12.json").write_text("{damaged")
+    said = []
+    guard.repair_leftovers(root, said.append)
+    assert len(said) == 1 and said[0].startswith("repaired what a killed zlperf record (pid 999999999) left"), said
+    assert not (root / "instances" / "zlperf-999999999").exists() and not work.exists()
+    assert (root / "tracing_on").read_text().strip() == "1" and kptr.read_text().strip() == "2"
+    assert sorted(p.name for p in state.iterdir()) == [f"record-{os.getpid()}.json"]
+    said.clear()
+    guard.repair_leftovers(root, said.append)  # nothing left to repair: nothing said
+    assert said == []
+
+
 def test_workload_starts_fast_and_reports(tmp_path):
     t = time.monotonic()
     res = subprocess.run([*WORKLOAD, "--procs", "2", "--seconds", "0.3", "--mb", "4"], capture_output=True, text=True, timeout=60)

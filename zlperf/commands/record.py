@@ -18,10 +18,13 @@ _EXAMPLES = """examples:
   zlperf record --profile page-churn -o big.dat -- python3 -m zlperf.workload --seconds 3   # ~1.5 M kmem events
 
 Where `trace-cmd record` is refused (it cannot write /proc/sys/kernel/ftrace_enabled), zlperf records
-through a tracefs instance of its own and `trace-cmd extract`, and says so. Ctrl-C or SIGTERM stop the
-recording and still leave a complete file. --dry-run changes nothing: it reads tracefs, runs
-`trace-cmd --version` / `perf --version`, and writes back the value /proc/sys/kernel/ftrace_enabled
-already has (the refusal probe, a no-op for the kernel).
+through a tracefs instance of its own and `trace-cmd extract`, and says so; it then writes to tracefs only
+inside that instance. Ctrl-C or SIGTERM stop the recording and still leave a complete file. OUT and the
+files beside it are checked before CMD runs and written under a temporary name, renamed when complete: a
+failed recording leaves no partial file, and a symlink at any of them is refused. What a recording killed
+with SIGKILL leaves (its instance, partial files), the next `zlperf record` removes, and says so.
+--dry-run changes nothing: it reads tracefs, runs `trace-cmd --version` / `perf --version`, and writes
+back the value /proc/sys/kernel/ftrace_enabled already has (the refusal probe, a no-op for the kernel).
 """
 
 

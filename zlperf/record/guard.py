@@ -31,6 +31,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 from zlperf.errors import RecordError, ZlperfError
 from zlperf.record.outputs import is_workdir_name
+from zlperf.record.tracefs import write_kernel_file
 from zlperf.safeio import atomic_write, read_text_limited
 
 #: Where recorders keep their lock and state files (root only; cleared at boot, as is the kernel state).
@@ -50,11 +51,7 @@ def read_value(path: Path) -> Optional[str]:
 
 def _write_value(path: Path, value: str) -> bool:
     try:
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
+        write_kernel_file(path, value)
         return True
     except OSError:
         return False
@@ -88,7 +85,8 @@ class RecorderLock:
 
     @contextlib.contextmanager
     def held(self, say: Callable[[str], None], what: str) -> Iterator[None]:
-        """Hold the lock for the block, saying once (with the holder's pid) when another recorder has it."""
+        """Hold the lock for the block (``what`` it protects, for the message saying once, with the holder's
+        pid, that another recorder has it)."""
         folder = _state_dir()
         if folder is None:
             yield  # not root: nothing machine-wide to protect (perf as a user)
@@ -105,7 +103,7 @@ class RecorderLock:
                         raise RecordError(f"{folder}/record.lock: cannot lock ({exc.strerror})") from None
                 if not waited:
                     holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                    say(f"waiting for zlperf record (pid {holder}) to finish its {what} step first")
+                    say(f"waiting for zlperf record pid {holder} (one recorder at a time may {what})")
                     waited = True
                 time.sleep(0.05)
             os.ftruncate(fd, 0)

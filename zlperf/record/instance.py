@@ -23,7 +23,7 @@ from zlperf.record.guard import KPTR_RESTRICT, read_value
 from zlperf.record.isolation import isolated, prepare
 from zlperf.record.session import Session, last_line
 from zlperf.record.signals import StopSignals, die_with_parent
-from zlperf.record.tracefs import Instance
+from zlperf.record.tracefs import Instance, write_kernel_file
 
 
 def instance_name(pid: int) -> str:
@@ -82,7 +82,7 @@ def _extract(s: Session, name: str) -> None:
     argv = [s.pf.tool, "extract", "-k", "-B", name, "-o", str(target)]
     if "compression" in topts and version != 6:
         argv += ["--compression", str(topts["compression"])]
-    with s.lock.held(s.say, "trace-cmd extract") if not s.opts.dry_run else _nothing():
+    with s.lock.held(s.say, "run trace-cmd extract") if not s.opts.dry_run else _nothing():
         # Note the machine-wide values first: a kill from here on is repaired by the next recording.
         s.remember(phase="extract", tracing_on=read_value(s.pf.tracefs.root / "tracing_on"),
                    kptr_restrict=read_value(KPTR_RESTRICT))
@@ -150,7 +150,7 @@ def _check_unchanged(s: Session) -> None:
         found, now = s.state.doc.get(key), read_value(path)
         if isinstance(found, str) and now is not None and now != found:
             try:
-                path.write_text(found)
+                write_kernel_file(path, found)
                 warn(f"{path} changed from {found} to {now} during trace-cmd extract: set back to {found}")
             except OSError as exc:
                 warn(f"{path} changed from {found} to {now} during trace-cmd extract and cannot be set back "

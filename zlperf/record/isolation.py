@@ -20,6 +20,7 @@ from typing import Callable, List, Optional, Tuple
 
 from zlperf.record.guard import KPTR_RESTRICT, read_value
 from zlperf.record.signals import die_with_parent
+from zlperf.record.tracefs import write_kernel_file
 
 KALLSYMS = Path("/proc/kallsyms")
 #: (snapshot file, the file it is bound over) pairs.
@@ -49,10 +50,10 @@ def prepare(folder: Path) -> Binds:
     found = read_value(KPTR_RESTRICT)
     if text.startswith("0000000000000000 ") and found == "2":
         try:
-            KPTR_RESTRICT.write_text("1")
+            write_kernel_file(KPTR_RESTRICT, "1")
             text = KALLSYMS.read_text()
         finally:
-            KPTR_RESTRICT.write_text(found)
+            write_kernel_file(KPTR_RESTRICT, found)
     own = folder / "isolation"  # apart from the recording's files, whatever OUT is called
     own.mkdir(exist_ok=True)
     snapshot, kptr = own / "kallsyms", own / "kptr_restrict"

@@ -22,7 +22,7 @@ from zlperf.recipes import Recipe, check_filter
 from zlperf.recipes.known_events import ZONE_LOCK_PATCH_EVENTS, ZONE_LOCK_SERIES_EVENTS
 from zlperf.record.options import RecordOptions
 from zlperf.record.outputs import Outputs
-from zlperf.record.tracefs import DEFAULT_MOUNT, Tracefs, find_tracefs
+from zlperf.record.tracefs import DEFAULT_MOUNT, Tracefs, find_tracefs, write_kernel_file
 
 #: trace-cmd record writes 1 here before it starts (tracecmd/trace-record.c, set_ftrace_proc); machines
 #: locked down against the function tracer refuse the write with EPERM.
@@ -58,11 +58,7 @@ def trace_cmd_refused() -> Optional[str]:
     except OSError as exc:
         return f"reading {FTRACE_ENABLED}: {exc.strerror}"
     try:
-        fd = os.open(FTRACE_ENABLED, os.O_WRONLY)
-        try:
-            os.write(fd, current.encode())
-        finally:
-            os.close(fd)
+        write_kernel_file(FTRACE_ENABLED, current)
     except OSError as exc:
         return f"writing {FTRACE_ENABLED} gives {errno.errorcode.get(exc.errno or 0, exc.errno)}"
     return None

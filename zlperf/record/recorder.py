@@ -65,7 +65,7 @@ class _Recorder:
             else:
                 s.state = RecorderState()
                 s.remember(output=str(s.outputs.final))
-                with s.lock.held(s.say, "repair"):
+                with s.lock.held(s.say, "repair what killed recorders left"):
                     repair_leftovers(s.pf.tracefs.root, s.say)
                 s.outputs.make_workdir()
                 s.remember(workdir=str(s.outputs.workdir))

@@ -20,7 +20,8 @@ from zlperf.record.guard import RecorderLock, RecorderState
 from zlperf.record.options import RecordOptions
 from zlperf.record.outputs import Outputs
 from zlperf.record.preflight import Preflight
-from zlperf.record.signals import StopSignals, exit_status, finish_child, foreground_of_terminal, send_signal
+from zlperf.record.signals import (StopSignals, die_with_parent, exit_status, finish_child, foreground_of_terminal,
+                                  send_signal)
 
 
 class Session:
@@ -77,7 +78,8 @@ class Session:
             return 0
         if self.opts.command:
             try:
-                self.child = subprocess.Popen(self.opts.command)
+                # SIGTERM to the command if zlperf is killed: without its recorder it would run on for nothing.
+                self.child = subprocess.Popen(self.opts.command, preexec_fn=die_with_parent(signal.SIGTERM))
             except OSError as exc:
                 raise RecordError(f"cannot run {self.opts.command[0]}: {exc.strerror}")
             rc = self.wait(self.child, sigs, on_deadline=lambda: None)

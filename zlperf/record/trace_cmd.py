@@ -57,7 +57,7 @@ def record_trace_cmd(s: Session) -> int:
         s.plan(shlex.join(argv) + s.dry_wait_note())
         return 0
     # trace-cmd record changes the top-level buffer's settings and restores them when it ends: one at a time.
-    with s.lock.held(s.say, "trace-cmd record"):
+    with s.lock.held(s.say, "use the top-level buffer"):
         start = time.monotonic()
         captured: List[str] = []
         # If zlperf is killed, trace-cmd gets the SIGINT that makes it finish its file and restore tracefs,
