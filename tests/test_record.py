@@ -144,7 +144,7 @@ def test_repair_of_a_killed_recorder_on_a_stand_in_machine(tmp_path, monkeypatch
 
     root = tmp_path / "tracefs"
     (root / "instances" / "zlperf-999999999").mkdir(parents=True)  # a pid that cannot exist
-    (root / "tracing_on").write_text("0\n")  # left at 0 by a killed extract
+    (root / "tracing_on").write_text("0\n")  # stopped on purpose by someone: never zlperf's to change
     kptr = tmp_path / "kptr_restrict"
     kptr.write_text("0\n")
     state = tmp_path / "state"
@@ -156,7 +156,7 @@ def test_repair_of_a_killed_recorder_on_a_stand_in_machine(tmp_path, monkeypatch
     (work / "t.dat.cpu0").write_bytes(b"partial")
     boot = guard.read_value(Path("/proc/sys/kernel/random/boot_id"))
     dead = {"pid": 999999999, "start": "1", "boot": boot, "instance": "zlperf-999999999", "workdir": str(work),
-            "phase": "extract", "tracing_on": "1", "kptr_restrict": "2"}
+            "kptr_restrict_restore": "2"}
     (state / "record-999999999.json").write_text(json.dumps(dead))
     me = {"pid": os.getpid(), "start": guard._start_time(os.getpid()), "boot": boot, "instance": "zlperf-1"}
     (state / f"record-{os.getpid()}.json").write_text(json.dumps(me))  # alive: left alone
@@ -165,11 +165,16 @@ def test_repair_of_a_killed_recorder_on_a_stand_in_machine(tmp_path, monkeypatch
     guard.repair_leftovers(root, said.append)
     assert len(said) == 1 and said[0].startswith("repaired what a killed zlperf record (pid 999999999) left"), said
     assert not (root / "instances" / "zlperf-999999999").exists() and not work.exists()
-    assert (root / "tracing_on").read_text().strip() == "1" and kptr.read_text().strip() == "2"
+    assert (root / "tracing_on").read_text().strip() == "0" and kptr.read_text().strip() == "2"
+    # A value raised since (or by someone else) is never lowered by a repair.
+    dead["kptr_restrict_restore"] = "1"
+    (state / "record-999999999.json").write_text(json.dumps(dead))
+    guard.repair_leftovers(root, said.append)
+    assert kptr.read_text().strip() == "2"
     assert sorted(p.name for p in state.iterdir()) == [f"record-{os.getpid()}.json"]
     said.clear()
     guard.repair_leftovers(root, said.append)  # nothing left to repair: nothing said
-    assert said == []
+    assert said == [] and sorted(p.name for p in state.iterdir()) == [f"record-{os.getpid()}.json"]
 
 
 def test_workload_starts_fast_and_reports(tmp_path):

@@ -1,9 +1,10 @@
 """Recordings that fail halfway, outputs that are traps, and recorders that run together or get killed.
 
-Live (root, tracefs, trace-cmd): each test owns its zlperf processes, instance and files. The tests of the
-machine-wide values zlperf protects (the top-level ``tracing_on``, ``kernel.kptr_restrict``) read exactly
-those values, and put them back in a ``finally`` should zlperf not have. Mounts made here are unmounted
-whatever happens.
+Live (root, tracefs, trace-cmd): each test owns its zlperf processes, instance and files. What zlperf must
+not change on the machine is proven from what it did, not from shared state other tracers also change:
+the recorders run under strace, and every successful write, mkdir or rmdir into tracefs must be inside
+their own instance. The tests still read the top-level ``tracing_on`` (the value they protect) and put it
+back in a ``finally`` if the trace shows zlperf wrote it. Mounts made here are unmounted whatever happens.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterable, List
 
 import pytest
 
@@ -32,25 +34,55 @@ pytestmark = [
     pytest.mark.skipif(not (TRACEFS / "instances").is_dir(), reason="tracefs not mounted"),
     pytest.mark.skipif(not have_tool("trace-cmd"), reason="trace-cmd not installed"),
 ]
+requires_strace = pytest.mark.skipif(not have_tool("strace"), reason="strace not installed")
 
 TOP_TRACING_ON = TRACEFS / "tracing_on"
+_TRACEFS_PATH = re.compile(r"<(/sys/kernel/tracing[^>]*)>|(?:mkdir|rmdir)\(\"(/sys/kernel/tracing[^\"]*)\"")
+
+
+def traced(log: Path, *args) -> List[str]:
+    """argv running ``zlperf ARGS`` under strace, logging its and its children's writes into tracefs."""
+    return ["strace", "-f", "-y", "-qq", "-e", "trace=write,mkdir,rmdir", "-e", "signal=none", "-o", str(log),
+            *ZLPERF, *map(str, args)]
+
+
+def tracefs_writes_outside(log: Path, own: Iterable[str]) -> List[str]:
+    """Successful writes, mkdirs and rmdirs into tracefs outside the instances named ``own``."""
+    mine = [str(TRACEFS / "instances" / name) for name in own]
+    found = []
+    for line in log.read_text().splitlines():
+        if "= -1" in line:
+            continue
+        for groups in _TRACEFS_PATH.findall(line):
+            path = next(g for g in groups if g)
+            if not any(path == m or path.startswith(m + "/") for m in mine):
+                found.append(line)
+    return found
 
 
 @contextlib.contextmanager
-def machine_values_kept():
-    """Yield the top-level tracing_on and kptr_restrict as found; put them back afterwards if they changed
-    (then fail: zlperf should have)."""
-    found = {TOP_TRACING_ON: TOP_TRACING_ON.read_text().strip(), KPTR_RESTRICT: KPTR_RESTRICT.read_text().strip()}
-    changed = {}
+def top_level_kept(*logs: Path):
+    """Read the top-level tracing_on first; afterwards write it back only if a log shows zlperf wrote it
+    (never clobbering what another tracer set meanwhile)."""
+    found = TOP_TRACING_ON.read_text().strip()
     try:
         yield found
     finally:
-        for path, value in found.items():
-            now = path.read_text().strip()
-            if now != value:
-                changed[path] = (value, now)
-                path.write_text(value)
-    assert not changed, f"left changed (now restored): {changed}"
+        if any(log.exists() and f"<{TOP_TRACING_ON}>" in log.read_text() for log in logs):
+            TOP_TRACING_ON.write_text(found)
+
+
+@contextlib.contextmanager
+def kptr_restrict_kept():
+    """kernel.kptr_restrict as found afterwards (put back, and the test fails, if it changed)."""
+    found = KPTR_RESTRICT.read_text().strip()
+    try:
+        yield
+    finally:
+        now = KPTR_RESTRICT.read_text().strip()
+        if now != found:
+            KPTR_RESTRICT.write_text(found)
+            pytest.fail(f"kernel.kptr_restrict left at {now} (was {found}; put back)")
 
 
 @contextlib.contextmanager
@@ -66,6 +98,11 @@ def tmpfs(where: Path, *options: str):
     finally:
         if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def own_instances(stderr: str) -> List[str]:
+    """The instances a recorder said it records into."""
+    return re.findall(r"tracefs instance (zlperf-\d+)", stderr)
 
 
 def error_line(res: subprocess.CompletedProcess) -> str:
@@ -87,29 +124,22 @@ def _fork_recipe(tmp_path: Path) -> Path:
 # What zlperf writes into tracefs: only its own instance (traced with strace, not inferred from state)
 
 
-@pytest.mark.skipif(not have_tool("strace"), reason="strace not installed")
+@requires_strace
 @pytest.mark.parametrize("dry_run", [False, True], ids=["record", "dry-run"])
 def test_zlperf_writes_to_tracefs_only_inside_its_own_instance(dry_run, tmp_path):
     log = tmp_path / "strace.log"
     out = tmp_path / "s.dat"
-    argv = ["strace", "-f", "-y", "-qq", "-e", "trace=write,mkdir,rmdir", "-e", "signal=none", "-o", str(log),
-            *ZLPERF, "record", "--profile", "stock", *(["--dry-run"] if dry_run else []), "-o", str(out), "--",
-            *WORKLOAD, "--procs", "1", "--seconds", "0.2", "--mb", "8"]
-    with machine_values_kept():
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    with top_level_kept(log), kptr_restrict_kept():
+        res = subprocess.run(traced(log, "record", "--profile", "stock", *(["--dry-run"] if dry_run else []),
+                                    "-o", out, "--", *WORKLOAD, "--procs", "1", "--seconds", "0.2", "--mb", "8"),
+                             capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    m = re.search(r"instance (zlperf-\d+)", res.stderr)
-    assert m, res.stderr
-    own = str(TRACEFS / "instances" / m.group(1))
-    touched = []
-    for line in log.read_text().splitlines():
-        for path in re.findall(r"<(/sys/kernel/tracing[^>]*)>|(?:mkdir|rmdir)\(\"(/sys/kernel/tracing[^\"]*)\"", line):
-            p = next(x for x in path if x)
-            if "= -1" not in line and p != own and not p.startswith(own + "/"):
-                touched.append(line)
-    assert touched == [], "zlperf wrote outside its own instance:\n" + "\n".join(touched[:20])
+    own = own_instances(res.stderr)
+    assert len(own) == 1, res.stderr
+    outside = tracefs_writes_outside(log, own)
+    assert outside == [], "zlperf wrote outside its own instance:\n" + "\n".join(outside[:20])
     if dry_run:
-        assert not any(own in line for line in log.read_text().splitlines()), "a dry run touched tracefs"
+        assert tracefs_writes_outside(log, []) == [], "a dry run wrote into tracefs"
         assert list(tmp_path.iterdir()) == [log]
 
 
@@ -131,64 +161,86 @@ def _extract_of(zlperf_pid: int):
     return None
 
 
+@requires_strace
 def test_sigkill_during_extract_leaves_tracing_on_and_the_next_record_repairs(tmp_path):
     recipe = tmp_path / "big.yaml"  # enough data that extract runs for a while
     recipe.write_text("events: [kmem:mm_page_alloc, kmem:mm_page_free]\nbuffer_size_kb: 32768\n")
     out = tmp_path / "out" / "k.dat"
     out.parent.mkdir()
-    with machine_values_kept():
-        proc = subprocess.Popen([*ZLPERF, "record", "--recipe", str(recipe), "-o", str(out), "--", *WORKLOAD,
-                                 "--procs", "2", "--seconds", "0.5", "--mb", "16"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log, next_log = tmp_path / "killed.strace", tmp_path / "next.strace"
+    with top_level_kept(log, next_log) as found, kptr_restrict_kept():
+        tracer = subprocess.Popen(traced(log, "record", "--recipe", recipe, "-o", out, "--", *WORKLOAD,
+                                         "--procs", "2", "--seconds", "0.5", "--mb", "16"),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
+            wait_for(lambda: _children(tracer.pid), 60, "zlperf to start under strace")
+            zpid = _children(tracer.pid)[0]
             extract = None
             deadline = time.monotonic() + 120
-            while extract is None and proc.poll() is None and time.monotonic() < deadline:
-                extract = _extract_of(proc.pid)
+            while extract is None and tracer.poll() is None and time.monotonic() < deadline:
+                extract = _extract_of(zpid)
                 time.sleep(0.002)
-            assert extract is not None, "never saw trace-cmd extract run: " + (proc.stderr.read() if proc.poll() is not None else "")
+            assert extract is not None, "never saw trace-cmd extract run"
             with contextlib.suppress(ProcessLookupError):
                 os.kill(extract, signal.SIGSTOP)  # hold it mid-file, then kill zlperf under it
-            proc.kill()
-            proc.wait(timeout=30)
+            os.kill(zpid, signal.SIGKILL)
+            tracer.communicate(timeout=60)  # strace ends once zlperf and extract (killed with it) are gone
         finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-        # extract dies with zlperf (SIGKILL on parent death, even while stopped).
-        wait_for(lambda: not Path(f"/proc/{extract}").exists() or
-                 (Path(f"/proc/{extract}/stat").read_text().split(")")[-1].split()[0] == "Z"), 30, "extract to die")
-        # tracing_on is as found right now (machine_values_kept checks it again at the end).
-    left = [p for p in out.parent.iterdir()]
-    assert all(p.name.startswith(".k.dat.zlperf-") for p in left), left  # only its private folder
-    assert not out.exists()
-    # The next recording repairs what the killed one left, in one line.
-    with machine_values_kept():
-        res, pid = run_zlperf("record", "--recipe", str(_fork_recipe(tmp_path)), "-o", str(tmp_path / "next.dat"),
-                              "--", *WORKLOAD, "--procs", "1", "--seconds", "0.1", "--mb", "4")
+            if tracer.poll() is None:
+                tracer.kill()
+                tracer.wait()
+        assert tracefs_writes_outside(log, [f"zlperf-{zpid}"]) == []  # the top-level tracing_on included
+        assert TOP_TRACING_ON.read_text().strip() == found
+        left = list(out.parent.iterdir())
+        assert [p.name for p in left if not p.name.startswith(".k.dat.zlperf-")] == [], left  # only its folder
+        # The next recording repairs what the killed one left, in one line.
+        res = subprocess.run(traced(next_log, "record", "--recipe", _fork_recipe(tmp_path), "-o", tmp_path / "n.dat",
+                                    "--", *WORKLOAD, "--procs", "1", "--seconds", "0.1", "--mb", "4"),
+                             capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    repaired = [ln for ln in res.stderr.splitlines() if f"killed zlperf record (pid {proc.pid})" in ln]
+    own = own_instances(res.stderr)
+    # Its own instance, and the killed one's: the only two it may touch.
+    assert tracefs_writes_outside(next_log, [*own, f"zlperf-{zpid}"]) == []
+    repaired = [ln for ln in res.stderr.splitlines() if f"killed zlperf record (pid {zpid})" in ln]
     if not repaired:  # another recorder on this machine got there first: then it left nothing either
-        assert not (STATE_DIR / f"record-{proc.pid}.json").exists(), res.stderr
+        assert not (STATE_DIR / f"record-{zpid}.json").exists(), res.stderr
     else:
-        assert len(repaired) == 1 and f"removed tracefs instance zlperf-{proc.pid}" in repaired[0], repaired
+        assert len(repaired) == 1 and f"removed tracefs instance zlperf-{zpid}" in repaired[0], repaired
         assert "partial files" in repaired[0], repaired
-    assert not instance_of(proc.pid).exists()
+    assert not instance_of(zpid).exists()
     assert list(out.parent.iterdir()) == []
-    assert_no_instance_left(pid)
+    for name in own:
+        assert not (TRACEFS / "instances" / name).exists()
 
 
+def _children(pid: int) -> List[int]:
+    """Direct children of ``pid``."""
+    kids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    kids.append(int(p.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return kids
+
+
+@requires_strace
 def test_two_recorders_started_together_both_record_and_leave_tracing_on(tmp_path):
     recipe = _fork_recipe(tmp_path)
-    with machine_values_kept():
-        procs = [subprocess.Popen([*ZLPERF, "record", "--recipe", str(recipe), "-o", str(tmp_path / f"{i}.dat"),
-                                   "--", *WORKLOAD, "--procs", "1", "--seconds", "0.3", "--mb", "4"],
+    logs = [tmp_path / f"{i}.strace" for i in range(2)]
+    with top_level_kept(*logs), kptr_restrict_kept():
+        procs = [subprocess.Popen(traced(logs[i], "record", "--recipe", recipe, "-o", tmp_path / f"{i}.dat", "--",
+                                         *WORKLOAD, "--procs", "1", "--seconds", "0.3", "--mb", "4"),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
         errs = [p.communicate(timeout=300)[1] for p in procs]
-    for p, err in zip(procs, errs):
+    for log, p, err in zip(logs, procs, errs):
         assert p.returncode == 0, err
         assert "Traceback" not in err
-        assert_no_instance_left(p.pid)
+        own = own_instances(err)
+        assert len(own) == 1 and tracefs_writes_outside(log, own) == []
+        assert not (TRACEFS / "instances" / own[0]).exists()
     for i in range(2):
         rep = subprocess.run(["trace-cmd", "report", str(tmp_path / f"{i}.dat")], capture_output=True, text=True)
         assert rep.returncode == 0 and "sched_process_fork" in rep.stdout, rep.stderr
@@ -198,17 +250,19 @@ def test_two_recorders_started_together_both_record_and_leave_tracing_on(tmp_pat
 # Full disks, read-only places, symlinks, file modes
 
 
+@requires_strace
 def test_recording_into_a_full_tmpfs_fails_in_one_line_and_leaves_nothing(tmp_path):
     # (Not through tests/hostile.py: its address-space cap alone makes trace-cmd extract fail.)
-    with tmpfs(tmp_path / "full", "size=256k") as full, machine_values_kept():
-        res, pid = run_zlperf("record", "--profile", "stock", "-o", str(full / "t.dat"), "--", *WORKLOAD,
-                              "--procs", "1", "--seconds", "0.2", "--mb", "4")
+    log = tmp_path / "full.strace"
+    with tmpfs(tmp_path / "full", "size=256k") as full, top_level_kept(log), kptr_restrict_kept():
+        res = subprocess.run(traced(log, "record", "--profile", "stock", "-o", full / "t.dat", "--", *WORKLOAD,
+                                    "--procs", "1", "--seconds", "0.2", "--mb", "4"),
+                             capture_output=True, text=True, timeout=300)
         assert "No space left on device" in error_line(res), res.stderr
         assert list(full.iterdir()) == []  # no OUT.cpuN, no OUT.zlperf-PID.cpuN, no temporary file
-        assert_no_instance_left(pid)
-    assert not list(STATE_DIR.glob("record-*.json")) or all(
-        Path(f"/proc/{m.group(1)}").exists() for m in
-        (re.fullmatch(r"record-(\d+)\.json", p.name) for p in STATE_DIR.glob("record-*.json")) if m)
+    own = own_instances(res.stderr)
+    assert len(own) == 1 and tracefs_writes_outside(log, own) == []
+    assert not (TRACEFS / "instances" / own[0]).exists()
 
 
 @pytest.mark.skipif(not have_tool("perf"), reason="perf not installed")

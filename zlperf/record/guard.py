@@ -1,16 +1,16 @@
 """What a recorder changes outside its own files, serialised between recorders and repaired after a kill.
 
-trace-cmd's finishing steps touch machine-wide settings: without ``-k``, ``trace-cmd extract`` turns the
-top-level ``tracing_on`` off and restores it only when it finishes (tracecmd/trace-record.c: trace_extract,
-finalize_record_trace), and it sets ``kernel.kptr_restrict`` to 0 while it copies /proc/kallsyms
-(lib/trace-cmd/trace-output.c: set_proc_kptr_restrict). A recorder killed in between, or two recorders
-interleaving their save/restore, would leave the value changed. So:
+zlperf never writes the top-level tracefs files (extract runs with ``-k``, see :mod:`zlperf.record.instance`).
+The one machine-wide value left is ``kernel.kptr_restrict``: zlperf lowers it from 2 to 1 for an instant
+to copy /proc/kallsyms (:mod:`zlperf.record.isolation`), and an extract run without that isolation sets it
+to 0 while it copies (lib/trace-cmd/trace-output.c: set_proc_kptr_restrict). A recorder killed in between,
+or two recorders interleaving their save/restore, would leave it lowered. So:
 
 - one lock (``flock`` on /run/zlperf/record.lock) serialises those steps between zlperf processes;
 - each recorder keeps a state file (/run/zlperf/record-PID.json) naming its instance, its private output
-  folder and the values it found before such a step;
-- the next recorder repairs what a dead one left (its instance, its partial files, a changed value) and
-  says so in one line.
+  folder and, while it may have lowered kptr_restrict, the value to put back;
+- the next recorder repairs what a dead one left (its instance, its partial files, a lowered value, only
+  ever raised back) and says so in one line.
 """
 
 from __future__ import annotations
@@ -187,11 +187,11 @@ def _repair_one(doc: dict, tracefs_root: Path) -> List[str]:
         if is_workdir_name(wd.name) and wd.is_dir() and not wd.is_symlink():
             shutil.rmtree(wd, ignore_errors=True)
             done.append(f"removed its partial files ({wd})")
-    if same_boot and doc.get("phase") == "extract":
-        for path, key in ((tracefs_root / "tracing_on", "tracing_on"), (KPTR_RESTRICT, "kptr_restrict")):
-            found, now = doc.get(key), read_value(path)
-            if isinstance(found, str) and now is not None and now != found and _write_value(path, found):
-                done.append(f"{path} back to {found} (it was {now})")
+    saved, now = doc.get("kptr_restrict_restore"), read_value(KPTR_RESTRICT)
+    # Only ever raised back: a value someone lowered on purpose since is never lowered further by this.
+    if (same_boot and isinstance(saved, str) and saved.isdigit() and now is not None and now.isdigit()
+            and int(now) < int(saved) and _write_value(KPTR_RESTRICT, saved)):
+        done.append(f"{KPTR_RESTRICT} back to {saved} (it was {now})")
     return done
 
 

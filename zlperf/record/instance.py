@@ -23,7 +23,7 @@ from zlperf.record.guard import KPTR_RESTRICT, read_value
 from zlperf.record.isolation import isolated, prepare
 from zlperf.record.session import Session, last_line
 from zlperf.record.signals import StopSignals, die_with_parent
-from zlperf.record.tracefs import Instance, write_kernel_file
+from zlperf.record.tracefs import Instance
 
 
 def instance_name(pid: int) -> str:
@@ -83,17 +83,12 @@ def _extract(s: Session, name: str) -> None:
     if "compression" in topts and version != 6:
         argv += ["--compression", str(topts["compression"])]
     with s.lock.held(s.say, "run trace-cmd extract") if not s.opts.dry_run else _nothing():
-        # Note the machine-wide values first: a kill from here on is repaired by the next recording.
-        s.remember(phase="extract", tracing_on=read_value(s.pf.tracefs.root / "tracing_on"),
-                   kptr_restrict=read_value(KPTR_RESTRICT))
         if s.opts.dry_run:
             s.plan("# zlperf runs the next command in a private mount namespace with copies of /proc/kallsyms "
                    "and /proc/sys/kernel/kptr_restrict bound over them")
             res = s.run_cmd(argv)
         else:
             res = _run_isolated(s, argv)
-        _check_unchanged(s)
-        s.remember(phase="extracted")
     if res.returncode != 0 or (not s.opts.dry_run and not target.is_file()):
         # trace-cmd says why on the line before its last one ("trace-cmd: No space left on device").
         raise RecordError(f"trace-cmd extract -B {name} failed: {last_line(res.stderr, 2)}"
@@ -124,37 +119,28 @@ def _run_isolated(s: Session, argv: List[str]) -> subprocess.CompletedProcess:
     """extract with a stable kallsyms and a private kptr_restrict (:mod:`zlperf.record.isolation`)."""
     assert s.outputs.workdir is not None
     try:
-        binds = prepare(s.outputs.workdir)
+        binds = prepare(s.outputs.workdir, s.remember)
     except OSError as exc:
-        warn(f"cannot snapshot /proc/kallsyms ({exc.strerror}): trace-cmd extract reads the live one")
-        binds = None
-    try:
-        return s.run_cmd(argv, start_new_session=True, preexec_fn=isolated(binds))
-    except subprocess.SubprocessError:
-        warn("cannot give trace-cmd extract a private mount namespace here: it reads the live /proc/kallsyms "
-             "(a BPF program loaded meanwhile makes it fail) and sets kernel.kptr_restrict while it copies it")
-        return _run_finishing_step(s, argv)
+        why = f"cannot snapshot /proc/kallsyms ({exc.strerror})"
+    else:
+        try:
+            return s.run_cmd(argv, start_new_session=True, preexec_fn=isolated(binds))
+        except subprocess.SubprocessError:  # the namespace or a bind mount was refused in the child
+            why = "cannot give it a private mount namespace here"
+    warn(f"{why}: trace-cmd extract reads the live /proc/kallsyms (a BPF program loaded meanwhile makes it "
+         "fail) and lowers kernel.kptr_restrict while it copies it")
+    # It restores kptr_restrict itself when it finishes; should both it and zlperf be killed first, the
+    # next recording puts the value back.
+    s.remember(kptr_restrict_restore=read_value(KPTR_RESTRICT))
+    res = _run_finishing_step(s, argv)
+    s.remember(kptr_restrict_restore=None)
+    return res
 
 
 def _run_finishing_step(s: Session, argv: List[str]) -> subprocess.CompletedProcess:
     """Run extract or convert in its own session (a second Ctrl-C cannot cut the file short), dying with
     zlperf (a kill of zlperf must not leave it running on; the next run repairs what is left)."""
     return s.run_cmd(argv, start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL))
-
-
-def _check_unchanged(s: Session) -> None:
-    """Restore the top-level tracing_on and kptr_restrict if they changed during extract (they should not)."""
-    if s.state is None:
-        return
-    for path, key in ((s.pf.tracefs.root / "tracing_on", "tracing_on"), (KPTR_RESTRICT, "kptr_restrict")):
-        found, now = s.state.doc.get(key), read_value(path)
-        if isinstance(found, str) and now is not None and now != found:
-            try:
-                write_kernel_file(path, found)
-                warn(f"{path} changed from {found} to {now} during trace-cmd extract: set back to {found}")
-            except OSError as exc:
-                warn(f"{path} changed from {found} to {now} during trace-cmd extract and cannot be set back "
-                     f"({exc.strerror}): echo {found} > {path}")
 
 
 def _space_hint(out: Path, message: str) -> str:

@@ -39,21 +39,23 @@ except (OSError, AttributeError):
     _unshare = _mount = None
 
 
-def prepare(folder: Path) -> Binds:
+def prepare(folder: Path, remember: Callable[..., None]) -> Binds:
     """Write the snapshots into ``folder`` (the recording's private folder); the binds for :func:`isolated`.
 
     With kernel.kptr_restrict at 2 even root reads zero addresses: then it is lowered to 1 (root may read)
-    for the copy and put back at once. The caller holds the recorders' lock and has noted the value found,
-    so that a kill in between is repaired by the next recording.
+    for the copy and put back at once. The caller holds the recorders' lock; ``remember`` notes the value
+    to put back in the state file, so that a kill in between is repaired by the next recording.
     """
     text = KALLSYMS.read_text()
     found = read_value(KPTR_RESTRICT)
     if text.startswith("0000000000000000 ") and found == "2":
+        remember(kptr_restrict_restore=found)
         try:
             write_kernel_file(KPTR_RESTRICT, "1")
             text = KALLSYMS.read_text()
         finally:
             write_kernel_file(KPTR_RESTRICT, found)
+            remember(kptr_restrict_restore=None)
     own = folder / "isolation"  # apart from the recording's files, whatever OUT is called
     own.mkdir(exist_ok=True)
     snapshot, kptr = own / "kallsyms", own / "kptr_restrict"
