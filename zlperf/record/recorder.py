@@ -34,6 +34,7 @@ class _Recorder:
 
     # -- tracefs mount
     def mount(self) -> None:
+        """Mount tracefs where trace-cmd would when it is not mounted (preflight said so), then check the kernel."""
         s = self.s
         if not s.pf.mount_needed:
             return
@@ -47,6 +48,7 @@ class _Recorder:
             check_kernel(s.recipe, s.pf.tracefs, s.opts.backend_name)
 
     def unmount(self) -> None:
+        """Unmount what :meth:`mount` mounted."""
         s = self.s
         if self.mounted or (s.opts.dry_run and s.pf.mount_needed):
             res = s.run_cmd(["umount", str(s.pf.tracefs.root)])
@@ -56,6 +58,7 @@ class _Recorder:
 
     # -- one entry point
     def run(self) -> int:
+        """The whole recording; the exit status. Cleans up whatever happens."""
         s = self.s
         try:
             self.mount()
