@@ -256,9 +256,12 @@ def _drain(fd, seconds: float, buf: bytearray) -> None:
         r, _, _ = select.select([fd], [], [], 0.05)
         if r:
             try:
-                buf += os.read(fd, 65536)
-            except OSError:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
                 return
+            if not chunk:
+                return
+            buf += chunk
 
 
 STOPS = [("trace-cmd", "SIGINT"), ("trace-cmd", "SIGTERM"), ("trace-cmd", "Ctrl-C at a terminal"), ("perf", "SIGINT")]
@@ -297,26 +300,28 @@ def test_stop_mid_recording_leaves_a_readable_file_and_no_instance(backend, how,
         sent = time.monotonic()
         if terminal:
             os.write(fd, b"\x03")  # the tty sends SIGINT to the whole foreground job
-            while time.monotonic() - sent < 60:
+            while time.monotonic() - sent < 120:
                 _drain(fd, 0.1, buf)
                 done, st = os.waitpid(pid, os.WNOHANG)
                 if done:
                     status = os.waitstatus_to_exitcode(st)
                     break
+            _drain(fd, 5, buf)  # what it wrote just before exiting (the read ends with EIO once all is read)
             err = buf.decode(errors="replace")
         else:
             assert proc.poll() is None, proc.stderr.read()
             proc.send_signal(getattr(signal, how))
-            _, err = proc.communicate(timeout=60)
+            _, err = proc.communicate(timeout=120)
             status = proc.returncode
     finally:
         if status is None:
             os.kill(pid, signal.SIGKILL)
         if fd is not None:
             os.close(fd)
-    assert time.monotonic() - sent < 30
     assert status == 0, err
     assert "the file is complete" in err and "Traceback" not in err
+    # Stopped, not run to its end ~29 s later (said by the workload itself, not by a clock on a busy machine).
+    assert "workload: interrupted" in err, err
     if backend == "perf":
         script = subprocess.run(["perf", "script", "-i", str(out)], capture_output=True, text=True, timeout=300)
         assert script.returncode == 0, script.stderr
