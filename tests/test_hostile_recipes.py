@@ -208,7 +208,7 @@ def test_hostile_recipe_is_one_line_through_validate(name, tmp_path):
     line = [ln for ln in o.stderr.splitlines() if not ln.startswith("zlperf: warning:")][0]
     # Problems inside a file name their place in it; a file that cannot be read names the file.
     assert line.startswith(f"zlperf: {path}") or line.startswith("zlperf: ") and ".yaml:" in line, line
-    assert o.seconds < 30 and not Path("/tmp/zlperf-pwned").exists()
+    assert not Path("/tmp/zlperf-pwned").exists()  # (time and memory are bounded by assert_handled)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
