@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -168,49 +169,58 @@ def test_sigkill_during_extract_leaves_tracing_on_and_the_next_record_repairs(tm
     out = tmp_path / "out" / "k.dat"
     out.parent.mkdir()
     log, next_log = tmp_path / "killed.strace", tmp_path / "next.strace"
-    with top_level_kept(log, next_log) as found, kptr_restrict_kept():
-        tracer = subprocess.Popen(traced(log, "record", "--recipe", recipe, "-o", out, "--", *WORKLOAD,
-                                         "--procs", "2", "--seconds", "0.5", "--mb", "16"),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            wait_for(lambda: _children(tracer.pid), 60, "zlperf to start under strace")
-            zpid = _children(tracer.pid)[0]
-            extract = None
-            deadline = time.monotonic() + 120
-            while extract is None and tracer.poll() is None and time.monotonic() < deadline:
-                extract = _extract_of(zpid)
-                time.sleep(0.002)
-            assert extract is not None, "never saw trace-cmd extract run"
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(extract, signal.SIGSTOP)  # hold it mid-file, then kill zlperf under it
-            os.kill(zpid, signal.SIGKILL)
-            tracer.communicate(timeout=60)  # strace ends once zlperf and extract (killed with it) are gone
-        finally:
-            if tracer.poll() is None:
-                tracer.kill()
-                tracer.wait()
-        assert tracefs_writes_outside(log, [f"zlperf-{zpid}"]) == []  # the top-level tracing_on included
-        assert TOP_TRACING_ON.read_text().strip() == found
-        left = list(out.parent.iterdir())
-        assert [p.name for p in left if not p.name.startswith(".k.dat.zlperf-")] == [], left  # only its folder
-        # The next recording repairs what the killed one left, in one line.
-        res = subprocess.run(traced(next_log, "record", "--recipe", _fork_recipe(tmp_path), "-o", tmp_path / "n.dat",
-                                    "--", *WORKLOAD, "--procs", "1", "--seconds", "0.1", "--mb", "4"),
-                             capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    own = own_instances(res.stderr)
-    # Its own instance, and the killed one's: the only two it may touch.
-    assert tracefs_writes_outside(next_log, [*own, f"zlperf-{zpid}"]) == []
-    repaired = [ln for ln in res.stderr.splitlines() if f"killed zlperf record (pid {zpid})" in ln]
-    if not repaired:  # another recorder on this machine got there first: then it left nothing either
-        assert not (STATE_DIR / f"record-{zpid}.json").exists(), res.stderr
-    else:
-        assert len(repaired) == 1 and f"removed tracefs instance zlperf-{zpid}" in repaired[0], repaired
-        assert "partial files" in repaired[0], repaired
-    assert not instance_of(zpid).exists()
-    assert list(out.parent.iterdir()) == []
-    for name in own:
-        assert not (TRACEFS / "instances" / name).exists()
+    zpid = 0
+    try:
+        with top_level_kept(log, next_log) as found, kptr_restrict_kept():
+            tracer = subprocess.Popen(traced(log, "record", "--recipe", recipe, "-o", out, "--", *WORKLOAD,
+                                             "--procs", "2", "--seconds", "0.5", "--mb", "16"),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                wait_for(lambda: _children(tracer.pid), 60, "zlperf to start under strace")
+                zpid = _children(tracer.pid)[0]
+                extract = None
+                deadline = time.monotonic() + 120
+                while extract is None and tracer.poll() is None and time.monotonic() < deadline:
+                    extract = _extract_of(zpid)
+                    time.sleep(0.002)
+                assert extract is not None, "never saw trace-cmd extract run"
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(extract, signal.SIGSTOP)  # hold it mid-file, then kill zlperf under it
+                os.kill(zpid, signal.SIGKILL)
+                tracer.communicate(timeout=60)  # strace ends once zlperf and extract (killed with it) are gone
+            finally:
+                if tracer.poll() is None:
+                    tracer.kill()
+                    tracer.wait()
+            assert tracefs_writes_outside(log, [f"zlperf-{zpid}"]) == []  # the top-level tracing_on included
+            assert TOP_TRACING_ON.read_text().strip() == found
+            left = list(out.parent.iterdir())
+            assert [p.name for p in left if not p.name.startswith(".k.dat.zlperf-")] == [], left  # only its folder
+            # The next recording repairs what the killed one left, in one line.
+            res = subprocess.run(traced(next_log, "record", "--recipe", _fork_recipe(tmp_path), "-o", tmp_path / "n.dat",
+                                        "--", *WORKLOAD, "--procs", "1", "--seconds", "0.1", "--mb", "4"),
+                                 capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr
+        own = own_instances(res.stderr)
+        # Its own instance, and the killed one's: the only two it may touch.
+        assert tracefs_writes_outside(next_log, [*own, f"zlperf-{zpid}"]) == []
+        repaired = [ln for ln in res.stderr.splitlines() if f"killed zlperf record (pid {zpid})" in ln]
+        if not repaired:  # another recorder on this machine got there first: then it left nothing either
+            assert not (STATE_DIR / f"record-{zpid}.json").exists(), res.stderr
+        else:
+            assert len(repaired) == 1 and f"removed tracefs instance zlperf-{zpid}" in repaired[0], repaired
+            assert "partial files" in repaired[0], repaired
+        assert not instance_of(zpid).exists()
+        assert list(out.parent.iterdir()) == []
+        for name in own:
+            assert not (TRACEFS / "instances" / name).exists()
+    finally:  # a failure before the repair must not leave the killed recorder's instance and files
+        if zpid and instance_of(zpid).exists():
+            subprocess.run(["rmdir", str(instance_of(zpid))], capture_output=True)
+        for leftover in out.parent.glob(".k.dat.zlperf-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if zpid:
+            (STATE_DIR / f"record-{zpid}.json").unlink(missing_ok=True)
 
 
 def _children(pid: int) -> List[int]:
