@@ -23,8 +23,11 @@ SEQUENCE_ID = 0x7A6C
 _CLEARED, _NEEDS = 1, 2
 #: Packets written per batch: the file grows as the slices are made; memory stays bounded.
 BATCH = 8192
+#: Distinct packet templates kept (slice begins/ends that differ only in their timestamp); cleared when full.
+TEMPLATES = 1 << 16
 
 ArgValue = Union[str, int]
+_BEGIN, _END = 0, 1
 
 
 class PacketWriter:
@@ -44,6 +47,10 @@ class PacketWriter:
             "event_names", "debug_annotation_names", "debug_annotation_string_values", "function_names",
             "frames", "callstacks")}
         self._type = pb.TrackEvent
+        # Most slices repeat a few (track, name, arguments) combinations: the first is built field by field
+        # (interning its strings), later ones are that packet's bytes merged in, then their timestamp set.
+        # Hot path: this is what keeps millions of holds affordable in Python.
+        self._templates: dict[tuple, bytes] = {}
         first = self._packet(flags=_CLEARED)
         first.first_packet_on_sequence = True
         first.incremental_state_cleared = True
@@ -104,6 +111,26 @@ class PacketWriter:
         stack.frame_ids.extend(frame_ids)
         return iid
 
+    # -- templates ---------------------------------------------------------------------------------
+    def _from_template(self, key: tuple, ts: int) -> bool:
+        blob = self._templates.get(key)
+        if blob is None:
+            return False
+        p = self._packet()
+        p.MergeFromString(blob)
+        p.timestamp = ts
+        return True
+
+    def _remember(self, key: tuple, packet) -> None:
+        """Keep ``packet`` without its timestamp and interned data (defined once, already written)."""
+        if len(self._templates) >= TEMPLATES:
+            self._templates.clear()
+        copy = self._pb.TracePacket()
+        copy.CopyFrom(packet)
+        copy.ClearField("timestamp")
+        copy.ClearField("interned_data")
+        self._templates[key] = copy.SerializeToString()
+
     # -- tracks ------------------------------------------------------------------------------------
     def track(self, uuid: int, name: str, parent: Optional[int] = None, rank: Optional[int] = None,
               explicit_order: bool = False, counter: bool = False) -> None:
@@ -136,6 +163,11 @@ class PacketWriter:
               counters: Sequence[tuple[int, int]] = ()) -> None:
         """TYPE_SLICE_BEGIN of a slice named ``name``; ``callstack`` (outermost frame first) with its
         ``weight``; ``counters``: (counter track, value) pairs set at the same time."""
+        key = None
+        if not callstack:
+            key = (_BEGIN, track, name, tuple(args), tuple(counters))
+            if self._from_template(key, ts):
+                return
         p = self._packet(ts)
         e = p.track_event
         e.type = self._type.TYPE_SLICE_BEGIN
@@ -149,11 +181,18 @@ class PacketWriter:
         for uuid, value in counters:
             e.extra_counter_track_uuids.append(uuid)
             e.extra_counter_values.append(value)
+        if key is not None:
+            self._remember(key, p)
 
     def end(self, track: int, ts: int, flows: Sequence[int] = (), terminating: Sequence[int] = (),
             counters: Sequence[tuple[int, int]] = ()) -> None:
         """TYPE_SLICE_END of the innermost open slice of ``track``; ``flows`` start at this slice,
         ``terminating`` end at it (the trace processor binds flow ids of an end event to the slice it closes)."""
+        key = None
+        if not flows and not terminating:
+            key = (_END, track, tuple(counters))
+            if self._from_template(key, ts):
+                return
         p = self._packet(ts)
         e = p.track_event
         e.type = self._type.TYPE_SLICE_END
@@ -165,6 +204,8 @@ class PacketWriter:
         for uuid, value in counters:
             e.extra_counter_track_uuids.append(uuid)
             e.extra_counter_values.append(value)
+        if key is not None:
+            self._remember(key, p)
 
     def instant(self, track: int, ts: int, name: str, args: Iterable[tuple[str, ArgValue]] = ()) -> None:
         """TYPE_INSTANT event (a point in time, e.g. a contended-lock event without a measured wait)."""
