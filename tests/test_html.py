@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import cdp
-from conftest import FULL_DAT, FULL_PERF_DATA, FULL_PERF_KALLSYMS, REPO, STOCK_DAT
+from conftest import FULL_PERF_DATA, FULL_PERF_KALLSYMS, REPO, STOCK_DAT
 
 pytest.importorskip("plotly", reason="plotly is not installed (pip install 'zlperf[html]')")
 needs_chromium = pytest.mark.skipif(not cdp.available(), reason="chromium is not installed (apt-get install chromium; "
