@@ -44,8 +44,6 @@ _ZONES = ROOT + 0x10_0000
 _LANES = ROOT + 0x20_0000
 #: sibling ranks under the root: CPU n has rank n; zone counters come after every CPU.
 _ZONE_RANK = 1 << 20
-#: ABIs whose wait rows carry the wait's start (lock:contention_begin) rather than the acquisition.
-_WAIT_TS_IS_START = {"stock"}
 _WAIT, _HOLD = 0, 1
 
 
@@ -253,15 +251,15 @@ class _Exporter:
         n = len(t["ts"])
         ts = t["ts"].astype(np.int64)
         wait = t["wait_ns"].astype(np.int64)
-        start, end = (ts, ts + wait) if self.abi in _WAIT_TS_IS_START else (np.maximum(ts - wait, 0), ts)
+        start, end = np.maximum(ts - wait, 0), ts  # a wait row's ts is when it ended (every ABI)
         zones, callers = self._zone_labels(t["zone"]), t["caller"].tolist()
         pids, cpus = t["pid"].tolist(), t["cpu"].tolist()
         rows = self.flows.wait_rows(t["seq"]) if "seq" in t else np.full(n, -1, np.int64)
         holders = self.flows.att is not None
         stacks = None
         c = obs.contended
-        if c is not None and "stack" in c and table_len(c) == n and (c["ts"] == t["ts"]).all():
-            stacks = c["stack"]  # stock: one contended row per wait, in the same order
+        if c is not None and "stack" in c and table_len(c) == n and (c["ts"] == t["ts"] - t["wait_ns"]).all():
+            stacks = c["stack"]  # stock: one contended row (dated at its begin) per wait, in the same order
         for code in np.unique(t["zone"]).tolist():  # every wait is written: its span counts now
             m = t["zone"] == code
             self.waiting.setdefault(zones[int(np.flatnonzero(m)[0])], []).append(np.stack([start[m], end[m]], axis=1))
