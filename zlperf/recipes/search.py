@@ -140,9 +140,10 @@ def find_recipe(ref: str, base_dir: Optional[Path] = None, exclude: Optional[str
         pack, ref = qualified
         sources = [s for s in sources if s.qualifier == pack]
         if not sources:
-            packs = sorted(s.qualifier for s in _sources() if s.qualifier)
-            raise RecipeError(f"no recipe pack named {pack!r} is installed (packs: {', '.join(packs)}; "
-                              "`zlperf recipes list` shows their recipes)")
+            packs = sorted(s.qualifier for s in _sources() if s.qualifier and s.qualifier not in RESERVED_PACK_NAMES)
+            raise RecipeError(f"no recipe pack named {one_line(pack)!r} is installed (installed packs: "
+                              f"{', '.join(packs) or 'none'}; builtin:NAME names zlperf's own; "
+                              "pip install the pack, or see `zlperf recipes list`)")
     names = []
     for src in sources:
         for p in _recipe_files(src.folder):
