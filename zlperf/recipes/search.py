@@ -155,7 +155,7 @@ def find_recipe(ref: str, base_dir: Optional[Path] = None, exclude: Optional[str
     hint = f"; did you mean {' or '.join(close)}?" if close else "; `zlperf recipes list` shows them"
     shown = one_line(ref)[:100]
     if qualified is not None:
-        raise RecipeError(f"pack {qualified[0]} ({where}) has no recipe named {shown!r}{hint}")
+        raise RecipeError(f"no recipe named {shown!r} in {where}{hint}")
     raise RecipeError(f"no recipe named {shown!r} on the search path ({where}){hint}")
 
 
