@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import subprocess
 import sys
@@ -303,3 +304,31 @@ def test_measured_values_are_the_truth_not_rounded(tmp_path):
     assert f"measured {m['wait_ns.p99']} ns" in res.stdout and res.returncode == 1
     assert math.isfinite(m["contended_per_sec"])
     assert json.loads(zlperf("report", FULL_V6_DAT, "--json").stdout)["totals"]["wait_ns"]["p99"] == m["wait_ns.p99"]
+
+
+_DOC = REPO / "docs" / "check_example.txt"
+_BLOCK = re.compile(r"^--- output: zlperf (?P<args>[^\n]+) ---\n(?P<body>.*?)^--- end of output ---$", re.M | re.S)
+
+
+def _doc_output(args: str) -> str:
+    """What `zlperf ARGS` prints from the repository's top folder, stderr merged in order, and its exit status."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    res = subprocess.run([sys.executable, "-m", "zlperf", *args.split()], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env, timeout=300)
+    return res.stdout + f"(exit status {res.returncode})\n"
+
+
+def test_check_example_is_what_the_code_prints():
+    text = _DOC.read_text()
+    blocks = list(_BLOCK.finditer(text))
+    assert len(blocks) == 3
+    new, last = [], 0
+    for m in blocks:
+        body = _doc_output(m.group("args"))
+        new += [text[last:m.start("body")], body]
+        last = m.end("body")
+        if not os.environ.get("ZLPERF_UPDATE_DOCS") == "1":
+            assert m.group("body") == body, (f"docs/check_example.txt no longer shows what `zlperf {m.group('args')}` "
+                                             "prints; rerun with ZLPERF_UPDATE_DOCS=1 after checking the change")
+    if os.environ.get("ZLPERF_UPDATE_DOCS") == "1":
+        _DOC.write_text("".join(new) + text[last:])

@@ -9,9 +9,12 @@ import socket
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Optional, TextIO
 
 from zlperf.errors import ZlperfError, warn
+
+if TYPE_CHECKING:
+    from zlperf.recipes import Recipe
 
 _EXAMPLES = """examples:
   zlperf check trace.dat --profile acme:ci-stock      # a pack's recipe: exit 1 when over one of its budgets
@@ -53,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _analyze(args: argparse.Namespace):  # -> Callable[[str], dict]
+def _analyze(args: argparse.Namespace) -> Callable[[str], dict]:
+    """Analyse a trace with the command's options (ABI, reader, kallsyms, the recipe's zone_lock_frames)."""
+
     def analyze_trace(path: str) -> dict:
         from zlperf.commands.report import analyze_file
         from zlperf.report import build_document
@@ -63,7 +68,7 @@ def _analyze(args: argparse.Namespace):  # -> Callable[[str], dict]
     return analyze_trace
 
 
-def check_and_print(path: str, args: argparse.Namespace, recipe, out: TextIO = sys.stdout,
+def check_and_print(path: str, args: argparse.Namespace, recipe: "Recipe", out: TextIO = sys.stdout,
                     junit: Optional[str] = None, verbose: bool = False) -> int:
     """Check ``path`` against ``recipe``'s budgets, print the outcome lines and the summary; the exit status."""
     from zlperf.check import check_document, document_of, exit_status, summary_line, write_junit
@@ -93,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from zlperf.recipes import is_path_ref, load_recipe
+    from zlperf.safeio import check_output
 
+    if args.junit:
+        check_output(args.junit, "JUnit report")  # before the analysis, not after it
     ref = args.recipe or args.profile
     if args.recipe and (is_path_ref(args.recipe) or Path(args.recipe).exists()):
         recipe = load_recipe(Path(args.recipe), warn=warn)
