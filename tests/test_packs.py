@@ -178,6 +178,35 @@ def test_files_in_a_pack_that_are_not_regular_are_not_recipes(isolated, monkeypa
 
 
 # ---------------------------------------------------------------------------------------------
+# requires: checked first, before anything is touched
+
+
+def test_kernel_versions_compare_as_numbers():
+    from zlperf.record.requires import _compare, kernel_version
+
+    assert kernel_version("6.18.44-fc-v1045") == (6, 18, 44) and kernel_version("5.19") == (5, 19)
+    assert _compare((6, 18, 44), ">=", (5, 19)) and not _compare((5, 4), ">=", (5, 19))
+    assert _compare((5, 19, 0), "==", (5, 19)) and _compare((6, 1), "<", (6, 10))
+
+
+@pytest.mark.skipif(not (is_root() and find_tracefs()), reason="needs root and tracefs")
+def test_record_says_every_missing_requirement_first_and_touches_nothing(tmp_path):
+    recipe = tmp_path / "gate.yaml"
+    recipe.write_text("extends: stock\nrequires:\n  - lock:contention_begin\n  - kernel >= 99.1\n"
+                      "  - nosys:noevent\n  - config:CONFIG_ZLPERF_NO_SUCH_OPTION\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-m", "zlperf", "record", "--recipe", str(recipe), "--dry-run",
+                          "-o", str(tmp_path / "o.dat"), "--", "true"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.returncode == 2 and res.stdout == ""  # nothing planned, nothing run
+    [line] = res.stderr.splitlines()
+    assert line.startswith(f"zlperf: {recipe}:3:3: requires: recipe gate needs what this machine lacks: ")
+    assert f"kernel >= 99.1 (this is {os.uname().release})" in line and "event nosys:noevent (no " in line
+    assert "lock:contention_begin" not in line  # present here
+    assert "CONFIG_ZLPERF_NO_SUCH_OPTION (not set in " in line or "CONFIG_ZLPERF_NO_SUCH_OPTION" not in line
+
+
+# ---------------------------------------------------------------------------------------------
 # The example pack in a fresh venv
 
 
