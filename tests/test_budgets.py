@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import truth
 from conftest import FULL_DAT, FULL_V6_DAT, MINIMAL_DAT, REPO, WAIT_DAT, requires_trace_cmd
@@ -22,7 +24,7 @@ from zlperf.analysis import AnalysisOptions, analyze
 from zlperf.check import check_document, exit_status, junit_xml
 from zlperf.errors import RecipeError
 from zlperf.readers import open_trace
-from zlperf.recipes import budget_list, load_recipe, validate_file
+from zlperf.recipes import METRICS, budget_list, load_recipe, validate_file
 from zlperf.report import build_document
 
 pytestmark = requires_trace_cmd
@@ -256,6 +258,7 @@ def test_limits_in_units(tmp_path):
     ({"wait_ns.p99": 10**30}, "larger than any measured value"),
     ({"zones": ["1:Normal"]}, "must be a mapping of zone name"),
     ({"zones": {"1:Normal": 5}}, "must be a mapping of METRIC: LIMIT"),
+    ({"zones": {"wait_ns.p99": 5}}, "name the zone first, e.g. zones: {'*': {wait_ns.p99: ...}}"),
     ({"zones": {"a b": {"wait_ns.p99": 1}}}, "is not a zone name"),
     ({"callers": {"\x1b[2J": {"wait_ns.p99": 1}}}, "is not a caller name"),
     ({f"wait_ns.p{i}": 1 for i in range(3)}, "unknown metric"),
@@ -269,6 +272,26 @@ def test_bad_budgets_are_one_line_each_with_their_place(budgets, problem, tmp_pa
         assert e.startswith(f"{path}:") and "\n" not in e and "\x1b" not in e
     with pytest.raises(RecipeError):
         load_recipe(path)
+
+
+_metric_keys = st.sampled_from(sorted(METRICS) + ["zones", "callers", "*", "1:Normal", "free_one_page"])
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12),
+                  st.sampled_from(["50us", "2%", "1 s", "-1ms", "1e400", "nan%"]))
+_budget_values = st.recursive(_leaf, lambda kids: st.dictionaries(st.one_of(_metric_keys, st.text(max_size=8)), kids,
+                                                                  max_size=4), max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(budgets=st.dictionaries(_metric_keys, _budget_values, max_size=6))
+def test_fuzz_budgets_give_problems_or_budgets_never_a_traceback(budgets, tmp_path):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump({"extends": "hold-time", "budgets": budgets}, allow_unicode=True))
+    errors, warnings = validate_file(path)
+    for line in [*errors, *warnings]:
+        assert line.startswith(f"{path}:") and "\n" not in line, line
+    if not errors:
+        for b in budget_list(load_recipe(path)):
+            assert b.metric in METRICS and 0 <= b.limit < 2**63 and b.scope in ("total", "zones", "callers")
 
 
 def test_too_many_budgets_is_one_error(tmp_path):

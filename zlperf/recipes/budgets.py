@@ -177,7 +177,9 @@ def parse_budgets(value: Any, doc: YamlDoc, errs: Problems) -> Optional[Dict[str
                     out[key][sel] = None  # removes the inherited budgets of this zone / caller
                     continue
                 if not isinstance(metrics, dict):
-                    errs.error(doc.vmark(spath), spath, "must be a mapping of METRIC: LIMIT")
+                    hint = (f" ({sel} is a metric: name the {key[:-1]} first, e.g. {key}: {{'*': {{{sel}: ...}}}})"
+                            if sel in METRICS else "")
+                    errs.error(doc.vmark(spath), spath, f"must be a mapping of METRIC: LIMIT{hint}")
                     continue
                 out[key][sel] = _metrics(metrics, spath, key, doc, errs)
                 count += len(out[key][sel])
