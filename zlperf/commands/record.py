@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["register", "run"]
 
 import argparse
+import math
 import shlex
 import sys
 from typing import TYPE_CHECKING
@@ -31,10 +32,13 @@ the lines over budget and a summary are printed, and the exit status is the reco
 could not be evaluated. --no-check records only. A recipe's `requires:` are checked before anything else.
 
 Where `trace-cmd record` is refused (it cannot write /proc/sys/kernel/ftrace_enabled), zlperf records
-through a tracefs instance of its own and `trace-cmd extract`, and says so. Ctrl-C or SIGTERM stop the
-recording and still leave a complete file. --dry-run changes nothing: it reads tracefs, runs
-`trace-cmd --version` / `perf --version`, and writes back the value /proc/sys/kernel/ftrace_enabled
-already has (the refusal probe, a no-op for the kernel).
+through a tracefs instance of its own and `trace-cmd extract`, and says so; it then writes to tracefs only
+inside that instance. Ctrl-C or SIGTERM stop the recording and still leave a complete file. OUT and the
+files beside it are checked before CMD runs and written under a temporary name, renamed when complete: a
+failed recording leaves no partial file, and a symlink at any of them is refused. What a recording killed
+with SIGKILL leaves (its instance, partial files), the next `zlperf record` removes, and says so.
+--dry-run changes nothing: it reads tracefs, runs `trace-cmd --version` / `perf --version`, and writes
+back the value /proc/sys/kernel/ftrace_enabled already has (the refusal probe, a no-op for the kernel).
 """
 
 
@@ -64,14 +68,15 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from zlperf.recipes import load_recipe
+    from zlperf.recipes.validate import MAX_DURATION
     from zlperf.record import RecordOptions, record
     from zlperf.record.tracefs import event_format_here
 
     command = list(args.command or [])
     if command and command[0] == "--":
         command = command[1:]
-    if args.duration is not None and args.duration <= 0:
-        raise ZlperfError(f"--duration {args.duration:g}: give a number of seconds above 0")
+    if args.duration is not None and not (math.isfinite(args.duration) and 0 < args.duration <= MAX_DURATION):
+        raise ZlperfError(f"--duration {args.duration:g}: give a number of seconds above 0 (at most {MAX_DURATION:g})")
     recipe = load_recipe(Path(args.recipe) if args.recipe else args.profile, lookup=event_format_here, warn=warn)
     opts = RecordOptions(recipe, output=args.output, duration=args.duration, backend=args.backend,
                          command=command, dry_run=args.dry_run)
