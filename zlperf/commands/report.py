@@ -68,13 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the zlperf.report/1 JSON document")
     fmt.add_argument("--csv", action="store_true", help="print the --by table as CSV")
-    p.add_argument("--by", default="zone,caller",
-                   help="group tables: zone,caller,cpu,task,holder (comma list; --csv: the first)")
-    p.add_argument("--top", type=non_negative, default=10, metavar="N",
-                   help="rows per table and worst cases (default 10)")
+    p.add_argument("--by", default=None,
+                   help="group tables: zone,caller,cpu,task,holder (comma list; --csv: the first; "
+                        "default: the recipe's report.by, else zone,caller)")
+    p.add_argument("--top", type=non_negative, default=None, metavar="N",
+                   help="rows per table and worst cases (default: the recipe's report.top, else 10)")
     p.add_argument("--since", metavar="SECS", help="ignore events before this trace timestamp")
     p.add_argument("--until", metavar="SECS", help="ignore events after this trace timestamp")
-    p.add_argument("--zone", metavar="NODE:NAME", help="only this zone, e.g. 1:Normal")
+    p.add_argument("--zone", metavar="NODE:NAME", help="only this zone, e.g. 1:Normal (default: the recipe's report.zone)")
     p.add_argument("--abi", choices=["auto", "kmem", "series", "stock"], default="auto",
                    help="which events to read when a file has several ABIs (default: the patch's kmem events, "
                         "then zone_lock:*, then lock:contention_*)")
@@ -82,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trace.dat reader (default: the fast numpy reader)")
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
     rec = p.add_mutually_exclusive_group()
-    rec.add_argument("--recipe", metavar="FILE", help="take analysis settings (zone_lock_frames) from this recipe")
+    rec.add_argument("--recipe", metavar="FILE",
+                     help="take analysis settings (zone_lock_frames) and report defaults (by, top, zone) from this recipe")
     rec.add_argument("--profile", metavar="NAME", help="the same, from a recipe found by name")
     p.add_argument("--folded", metavar="FILE",
                    help="write contended stacks as folded lines (flamegraph.pl, speedscope) to FILE")
@@ -131,10 +133,27 @@ def analyze_file(path: str, args: argparse.Namespace) -> "AnalysisResult":
         return analyze(reader, options)
 
 
+def apply_report_defaults(args: argparse.Namespace) -> None:
+    """Fill --by, --top and --zone not given on the command line from the recipe's ``report:`` defaults."""
+    ref = getattr(args, "recipe", None) or getattr(args, "profile", None)
+    defaults: dict = {}
+    if ref:
+        from zlperf.recipes import load_recipe
+
+        defaults = load_recipe(ref).report
+    if getattr(args, "by", None) is None:
+        args.by = defaults.get("by", "zone,caller")
+    if getattr(args, "top", None) is None:
+        args.top = defaults.get("top", 10)
+    if getattr(args, "zone", None) is None:
+        args.zone = defaults.get("zone")
+
+
 def run(args: argparse.Namespace) -> int:
     from zlperf.report import build_document
 
     path = str(example_path()) if args.example else (args.input or args.file or "trace.dat")
+    apply_report_defaults(args)
     dims = _dimensions(args.by)
     outputs = figure_outputs(args)  # checked before the analysis: a missing library or bad path fails fast
     doc = build_document(analyze_file(path, args))

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from zlperf.errors import RecordError
+from zlperf.errors import RecordError, warn
 from zlperf.recipes import Recipe, check_filter
 from zlperf.recipes.known_events import ZONE_LOCK_PATCH_EVENTS, ZONE_LOCK_SERIES_EVENTS
 from zlperf.record.options import RecordOptions
 from zlperf.record.outputs import Outputs
+from zlperf.record.requires import check_requires_here, requires_message
 from zlperf.record.tracefs import DEFAULT_MOUNT, Tracefs, find_tracefs, write_kernel_file
 
 #: trace-cmd record writes 1 here before it starts (tracecmd/trace-record.c, set_ftrace_proc); machines
@@ -193,7 +194,13 @@ def _check_buffer_memory(recipe: Recipe) -> None:
 
 
 def check_kernel(recipe: Recipe, tfs: Tracefs, backend: str) -> None:
-    """Events present, filters valid against the live formats, clock offered; RecordError otherwise."""
+    """The recipe's ``requires`` first, then events present, filters valid against the live formats, clock
+    offered; RecordError otherwise."""
+    lacking, unchecked = check_requires_here(recipe, tfs)
+    if lacking:
+        raise RecordError(requires_message(recipe, lacking))
+    for what in unchecked:
+        warn(f"recipe {recipe.name} requires {what}: not checked")
     missing = [e for e in recipe.events if not tfs.has_event(e)]
     if missing:
         raise RecordError(_missing_event_message(missing, tfs))
