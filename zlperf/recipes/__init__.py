@@ -10,15 +10,6 @@ requires, report defaults), ``budgets``, ``filters`` (tracefs filter grammar), `
 
 from __future__ import annotations
 
-from zlperf.recipes.budgets import METRICS, Budget, budget_list
-from zlperf.recipes.filters import FILTER_PSEUDO_FIELDS, check_filter
-from zlperf.recipes.known_events import KNOWN_EVENTS, known_format
-from zlperf.recipes.load import load_recipe, recipe_yaml, validate_file
-from zlperf.recipes.model import BACKENDS, KEYS, Recipe, RecipeEntry
-from zlperf.recipes.packs import ENTRY_POINT_GROUP, Pack, installed_packs
-from zlperf.recipes.search import SYSTEM_DIR, find_recipe, is_path_ref, list_recipes, search_path, split_qualified
-from zlperf.recipes.validate import FormatLookup
-
 __all__ = [
     "Recipe",
     "RecipeEntry",
@@ -45,3 +36,44 @@ __all__ = [
     "is_path_ref",
     "split_qualified",
 ]
+
+
+#: public name -> the submodule defining it. Imported on first use: ``zlperf -h`` and the subcommands that
+#: only register their options must not pay for YAML, numpy and the filter grammar.
+_HOME = {
+    "METRICS": "budgets",
+    "Budget": "budgets",
+    "budget_list": "budgets",
+    "FILTER_PSEUDO_FIELDS": "filters",
+    "check_filter": "filters",
+    "KNOWN_EVENTS": "known_events",
+    "known_format": "known_events",
+    "load_recipe": "load",
+    "recipe_yaml": "load",
+    "validate_file": "load",
+    "BACKENDS": "model",
+    "KEYS": "model",
+    "Recipe": "model",
+    "RecipeEntry": "model",
+    "ENTRY_POINT_GROUP": "packs",
+    "Pack": "packs",
+    "installed_packs": "packs",
+    "SYSTEM_DIR": "search",
+    "find_recipe": "search",
+    "is_path_ref": "search",
+    "list_recipes": "search",
+    "search_path": "search",
+    "split_qualified": "search",
+    "FormatLookup": "validate",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'zlperf.recipes' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"zlperf.recipes.{home}"), name)
+    globals()[name] = value
+    return value
