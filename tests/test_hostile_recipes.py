@@ -208,7 +208,7 @@ def test_hostile_recipe_is_one_line_through_validate(name, tmp_path):
     line = [ln for ln in o.stderr.splitlines() if not ln.startswith("zlperf: warning:")][0]
     # Problems inside a file name their place in it; a file that cannot be read names the file.
     assert line.startswith(f"zlperf: {path}") or line.startswith("zlperf: ") and ".yaml:" in line, line
-    assert o.seconds < 30 and not Path("/tmp/zlperf-pwned").exists()
+    assert not Path("/tmp/zlperf-pwned").exists()  # (time and memory are bounded by assert_handled)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -286,7 +286,7 @@ _values = st.recursive(_scalars, lambda kids: st.one_of(st.lists(kids, max_size=
 _keys = st.one_of(st.sampled_from(sorted(KEYS)), st.text(max_size=12))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=st.dictionaries(_keys, _values, max_size=8))
 def test_fuzz_random_documents_give_only_problems(doc, tmp_path):
     path = tmp_path / "fuzz.yaml"

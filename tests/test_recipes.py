@@ -363,13 +363,18 @@ def test_cli_list_show_validate(tmp_path):
     env.pop("ZLPERF_RECIPES", None)
     res = _zlperf("recipes", "list", cwd=tmp_path, env=env)
     assert res.returncode == 0
-    listed = {line.split()[0]: line.split()[1] for line in res.stdout.splitlines()}
+    header, *rows = res.stdout.splitlines()
+    assert header.split() == ["NAME", "VERSION", "OWNER", "ORIGIN", "DESCRIPTION"]
+    listed = {line.split()[0]: line.split()[3] for line in rows}
     assert set(listed) == set(BUILTINS) and set(listed.values()) == {"built-in"}
-    res = _zlperf("recipes", "show", "hold-time", cwd=tmp_path, env=env)
+    res = _zlperf("recipes", "show", "hold-time", "--resolved", cwd=tmp_path, env=env)
     assert res.returncode == 0
     shown = yaml.safe_load(res.stdout)
     assert shown["events"] == load_recipe("hold-time", lookup=table_only).events
     assert "merged from" in res.stdout  # hold-time extends wait-time
+    res = _zlperf("recipes", "show", "hold-time", cwd=tmp_path, env=env)  # as written
+    assert res.returncode == 0 and "extends: wait-time" in res.stdout
+    assert yaml.safe_load(res.stdout) == yaml.safe_load((BUILTIN_DIR / "hold-time.yaml").read_text())
     res = _zlperf("recipes", "validate", str(GOOD / "base.yaml"), str(BAD / "unknown-key.yaml"), cwd=tmp_path, env=env)
     assert res.returncode == 1
     assert f"{GOOD / 'base.yaml'}: ok" in res.stdout

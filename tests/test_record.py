@@ -136,6 +136,47 @@ def test_defaults_follow_the_recipe_then_the_backend():
     assert RecordOptions(pc, command=["true"], duration=2).seconds == 2
 
 
+def test_repair_of_a_killed_recorder_on_a_stand_in_machine(tmp_path, monkeypatch):
+    """What the next recording undoes, on stand-in files (no root, nothing of the machine touched)."""
+    import json
+
+    from zlperf.record import guard
+
+    root = tmp_path / "tracefs"
+    (root / "instances" / "zlperf-999999999").mkdir(parents=True)  # a pid that cannot exist
+    (root / "tracing_on").write_text("0\n")  # stopped on purpose by someone: never zlperf's to change
+    kptr = tmp_path / "kptr_restrict"
+    kptr.write_text("0\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setattr(guard, "STATE_DIR", state)
+    monkeypatch.setattr(guard, "KPTR_RESTRICT", kptr)
+    work = tmp_path / "out" / ".t.dat.zlperf-abcdef12"
+    work.mkdir(parents=True)
+    (work / "t.dat.cpu0").write_bytes(b"partial")
+    boot = guard.read_value(Path("/proc/sys/kernel/random/boot_id"))
+    dead = {"pid": 999999999, "start": "1", "boot": boot, "instance": "zlperf-999999999", "workdir": str(work),
+            "kptr_restrict_restore": "2"}
+    (state / "record-999999999.json").write_text(json.dumps(dead))
+    me = {"pid": os.getpid(), "start": guard._start_time(os.getpid()), "boot": boot, "instance": "zlperf-1"}
+    (state / f"record-{os.getpid()}.json").write_text(json.dumps(me))  # alive: left alone
+    (state / "record-12.json").write_text("{damaged")
+    said = []
+    guard.repair_leftovers(root, said.append)
+    assert len(said) == 1 and said[0].startswith("repaired what a killed zlperf record (pid 999999999) left"), said
+    assert not (root / "instances" / "zlperf-999999999").exists() and not work.exists()
+    assert (root / "tracing_on").read_text().strip() == "0" and kptr.read_text().strip() == "2"
+    # A value raised since (or by someone else) is never lowered by a repair.
+    dead["kptr_restrict_restore"] = "1"
+    (state / "record-999999999.json").write_text(json.dumps(dead))
+    guard.repair_leftovers(root, said.append)
+    assert kptr.read_text().strip() == "2"
+    assert sorted(p.name for p in state.iterdir()) == [f"record-{os.getpid()}.json"]
+    said.clear()
+    guard.repair_leftovers(root, said.append)  # nothing left to repair: nothing said
+    assert said == [] and sorted(p.name for p in state.iterdir()) == [f"record-{os.getpid()}.json"]
+
+
 def test_workload_starts_fast_and_reports(tmp_path):
     t = time.monotonic()
     res = subprocess.run([*WORKLOAD, "--procs", "2", "--seconds", "0.3", "--mb", "4"], capture_output=True, text=True, timeout=60)
@@ -215,9 +256,12 @@ def _drain(fd, seconds: float, buf: bytearray) -> None:
         r, _, _ = select.select([fd], [], [], 0.05)
         if r:
             try:
-                buf += os.read(fd, 65536)
-            except OSError:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
                 return
+            if not chunk:
+                return
+            buf += chunk
 
 
 STOPS = [("trace-cmd", "SIGINT"), ("trace-cmd", "SIGTERM"), ("trace-cmd", "Ctrl-C at a terminal"), ("perf", "SIGINT")]
@@ -256,26 +300,28 @@ def test_stop_mid_recording_leaves_a_readable_file_and_no_instance(backend, how,
         sent = time.monotonic()
         if terminal:
             os.write(fd, b"\x03")  # the tty sends SIGINT to the whole foreground job
-            while time.monotonic() - sent < 60:
+            while time.monotonic() - sent < 120:
                 _drain(fd, 0.1, buf)
                 done, st = os.waitpid(pid, os.WNOHANG)
                 if done:
                     status = os.waitstatus_to_exitcode(st)
                     break
+            _drain(fd, 5, buf)  # what it wrote just before exiting (the read ends with EIO once all is read)
             err = buf.decode(errors="replace")
         else:
             assert proc.poll() is None, proc.stderr.read()
             proc.send_signal(getattr(signal, how))
-            _, err = proc.communicate(timeout=60)
+            _, err = proc.communicate(timeout=120)
             status = proc.returncode
     finally:
         if status is None:
             os.kill(pid, signal.SIGKILL)
         if fd is not None:
             os.close(fd)
-    assert time.monotonic() - sent < 30
     assert status == 0, err
     assert "the file is complete" in err and "Traceback" not in err
+    # Stopped, not run to its end ~29 s later (said by the workload itself, not by a clock on a busy machine).
+    assert "workload: interrupted" in err, err
     if backend == "perf":
         script = subprocess.run(["perf", "script", "-i", str(out)], capture_output=True, text=True, timeout=300)
         assert script.returncode == 0, script.stderr

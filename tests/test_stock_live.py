@@ -60,6 +60,34 @@ def _caller_function(frames: list[str]) -> str | None:
     return None
 
 
+def _stackless_waits_from_trace_cmd(path: Path) -> Counter:
+    """From trace-cmd report: lock_addr -> waits (a begin later ended on its CPU) whose begin has no stack."""
+    text = subprocess.run(["trace-cmd", "report", str(path)], capture_output=True, text=True, check=True).stdout
+    opened: dict = defaultdict(list)  # (cpu, addr) -> [has a stack] of begins not yet ended
+    last_begin: dict = {}  # cpu -> its latest begin's entry, until the next event on that CPU
+    out: Counter = Counter()
+    for line in text.splitlines():
+        m = re.search(r"\[(\d+)\]\s+[\d.]+:\s+(\w+):\s+(.*)", line)
+        if not m:
+            continue
+        cpu, event, rest = m.groups()
+        begin = last_begin.pop(cpu, None)
+        if event == "kernel_stack":
+            if begin is not None:
+                begin[0] = True
+            continue
+        if event == "contention_begin":
+            entry = [False]
+            opened[(cpu, rest.split()[0])].append(entry)
+            last_begin[cpu] = entry
+        elif event == "contention_end":
+            waiting = opened.get((cpu, rest.split()[0]))
+            if waiting:
+                if not waiting.pop()[0]:
+                    out[rest.split()[0]] += 1
+    return out
+
+
 def _stacks_by_lock_from_trace_cmd(path: Path) -> tuple[dict[str, list[list[str]]], Counter]:
     """From trace-cmd report: lock_addr -> stacks (function names) of its contention_begin events, and
     lock_addr -> how many of its contention_begin/end events have no kernel_stack after them.
@@ -122,15 +150,19 @@ def test_stock_trace_cmd_attributes_zone_lock_waits_only(tmp_path, pcp_lists_shr
         callers = Counter(_caller_function(s) for s in stacks[_addr_key(stacks, addr)])
         assert any(c in ZONE_LOCK_FRAMES for c in callers), callers
         assert not any(c in LRUVEC_FRAMES for c in callers), callers
-    # A zone filter on the lock's label keeps exactly its waits, and its stacks account for them: all of
-    # them, or all but the few the kernel recorded no stack for (counted above from trace-cmd's text).
+    # A zone filter on the lock's label keeps exactly its waits, and its stacks account for every one of them:
+    # waits the kernel recorded no stack for (counted above from trace-cmd's text) are the "(no stack)" entry.
     z = doc["zones"][0]
-    no_stack = stackless[_addr_key(stackless, z["lock_addr"])] if _addr_key(stackless, z["lock_addr"]) else 0
+    stackless_waits = _stackless_waits_from_trace_cmd(out)
+    key = _addr_key(stackless_waits, z["lock_addr"])
+    no_stack = stackless_waits[key] if key else 0
     with open_trace(str(out)) as reader:
         only = build_document(analyze(reader, AnalysisOptions(zone=z["label"])))
     assert only["totals"]["contended_events"] == z["contended_events"]
     in_stacks = sum(st["count"] for st in only["contended_stacks"])
-    assert 0 <= z["contended_events"] - in_stacks <= no_stack, (z["contended_events"], in_stacks, no_stack)
+    assert in_stacks == z["contended_events"]
+    stackless_entry = sum(st["count"] for st in only["contended_stacks"] if st["frames"] == ["(no stack)"])
+    assert stackless_entry == no_stack, (stackless_entry, no_stack)
     # The frame table is the recipe's to replace: a table matching nothing attributes nothing.
     recipe = tmp_path / "frames.yaml"
     recipe.write_text("description: no frame marks zone->lock\nextends: stock\nzone_lock_frames: [zlperf_nothing]\n")
@@ -144,8 +176,9 @@ def test_stock_trace_cmd_attributes_zone_lock_waits_only(tmp_path, pcp_lists_shr
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     lines = folded.read_text().splitlines()
-    all_no_stack = sum(n for a, n in stackless.items() if _addr_key(attributed, a))
-    assert 0 <= total - sum(int(line.rsplit(" ", 1)[1]) for line in lines) <= all_no_stack
+    all_no_stack = sum(n for a, n in stackless_waits.items() if _addr_key(attributed, a))
+    assert total == sum(int(line.rsplit(" ", 1)[1]) for line in lines)
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("(no stack) ")) == all_no_stack
     # Nearly all run through the table's paths; the rest are other zone->lock users on the same lock
     # (compaction, isolation), attributed by the lock's address.
     through_table = sum(int(line.rsplit(" ", 1)[1]) for line in lines

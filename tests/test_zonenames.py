@@ -234,6 +234,7 @@ def test_side_program_reports_only_zones_and_stops_promptly(pcp_lists_shrunk):
         t = time.monotonic()
         locks = watcher.stop()
         took = time.monotonic() - t
-    assert watcher.proc.returncode is not None and took < 10
+    # stop() escalates to SIGKILL within seconds; the bound only catches a hang, not a slow machine.
+    assert watcher.proc.returncode is not None and took < 60
     assert locks
     assert {v for v in locks.values()} <= machine_zones()

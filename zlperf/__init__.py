@@ -26,6 +26,8 @@ __all__ = [
     "LiveSession", "IntervalAnalyzer",
     # the report document
     "SCHEMA", "build_document", "load_result", "merge_results", "diff_documents",
+    # recipes and budgets
+    "load_recipe", "check_document",
     # rendering
     "render_text", "render_csv", "render_diff", "render_folded",
     # errors
@@ -42,6 +44,7 @@ _HOME = {
     "LiveSession": "zlperf.live", "IntervalAnalyzer": "zlperf.analysis.live",
     "SCHEMA": "zlperf.report", "build_document": "zlperf.report", "load_result": "zlperf.report",
     "merge_results": "zlperf.report", "diff_documents": "zlperf.report",
+    "load_recipe": "zlperf.recipes", "check_document": "zlperf.check",
     "render_text": "zlperf.render.text", "render_diff": "zlperf.render.text", "render_folded": "zlperf.render.text",
     "render_csv": "zlperf.render.csv",
     "ZlperfError": "zlperf.errors", "TraceFormatError": "zlperf.errors", "RecipeError": "zlperf.errors",

@@ -259,8 +259,13 @@ class ResultBuilder:
         return out
 
     def timeline(self) -> TimelineBins:
-        start, width, sums = self.agg.timeline.rebinned(("all", 0), self.lo, self.hi, TIMELINE_BINS)
-        return TimelineBins(start_ns=start, bin_ns=width, columns=TIMELINE_COLUMNS, values=sums)
+        tl = self.agg.timeline
+        start, width, sums = tl.rebinned(("all", 0), self.lo, self.hi, TIMELINE_BINS)
+        buckets = sorted(key[1] for key in tl.series if key[0] == "wait_log2")
+        heat = np.zeros((len(sums), buckets[-1] + 1 if buckets else 0), dtype=np.int64)
+        for b in buckets:  # the same round bins as the counters: same axis, same window
+            heat[:, b] = tl.rebinned(("wait_log2", b), self.lo, self.hi, TIMELINE_BINS)[2][:, 2].astype(np.int64)
+        return TimelineBins(start_ns=start, bin_ns=width, columns=TIMELINE_COLUMNS, values=sums, wait_log2=heat)
 
     def worst(self, top: TopN, col: str) -> list[WorstCase]:
         rows = []

@@ -72,8 +72,10 @@ class LiveSession:
             for name in stale_instances(tfs, self.prefix):
                 self.say(f"stale instance {tfs.root}/instances/{name} from a killed zlperf: rmdir it to free its buffers")
             source = LiveSource(self.recipe, tfs, f"{self.prefix}-{os.getpid()}", self.say)  # checks, touches nothing
-            if source.info.symbols is not None:
-                len(source.info.symbols)  # parse kallsyms now, not in the first interval
+            if source.info.symbols is None or not len(source.info.symbols):  # parsed now, not in the first interval
+                self.say("/proc/kallsyms shows no addresses (kernel.kptr_restrict=2?): callers show as addresses"
+                         + (" and zone-lock waits cannot be told from others' (sysctl kernel.kptr_restrict=1)"
+                            if "lock:contention_begin" in self.recipe.events else ""))
             if "lock:contention_begin" in self.recipe.events:
                 self.namer.start()
             self.source = source

@@ -15,10 +15,11 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import yaml
 
 from zlperf.errors import RecipeError
+from zlperf.recipes.budgets import merge_budgets
 from zlperf.recipes.known_events import known_format
 from zlperf.recipes.model import Mark, Recipe
-from zlperf.recipes.search import (builtin_recipe, check_recipe_file, find_recipe, is_path_ref, read_recipe,
-                                   realpath, recipe_stem)
+from zlperf.recipes.search import (check_recipe_file, find_all, find_recipe, is_path_ref, read_recipe, realpath,
+                                   recipe_stem, split_qualified)
 from zlperf.recipes.validate import FormatLookup, check_recipe, check_types
 from zlperf.recipes.yamldoc import Problems, YamlDoc
 
@@ -97,6 +98,9 @@ def _merge(base: Optional[Recipe], src: Any, origin: str, doc: YamlDoc, values: 
         recipe.backend = base.backend
         recipe.backend_options = {k: dict(v) for k, v in base.backend_options.items()}
         recipe.zone_lock_frames = list(base.zone_lock_frames)
+        recipe.requires = list(base.requires)
+        recipe.budgets = merge_budgets({}, base.budgets)
+        recipe.report = dict(base.report)
         recipe.chain = list(base.chain)
         recipe.marks = dict(base.marks)
     recipe.chain.append(fname)
@@ -120,6 +124,22 @@ def _merge(base: Optional[Recipe], src: Any, origin: str, doc: YamlDoc, values: 
                 for opt in opts:
                     recipe.marks[f"backend_options.{backend}.{opt}"] = doc.vmark(f"backend_options.{backend}.{opt}")
             continue
+        if key == "budgets":
+            # Budgets merge per metric, per zone and per caller; null removes one inherited.
+            recipe.budgets = merge_budgets(recipe.budgets, value)
+            for path in _budget_paths(value):
+                recipe.marks[path] = doc.vmark(path)
+            continue
+        if key == "requires":
+            # What the base needs, the extension needs too.
+            recipe.requires += [r for r in value if r not in recipe.requires]
+            recipe.marks["requires"] = doc.vmark(key)
+            continue
+        if key == "report":
+            recipe.report.update(value)
+            for k in value:
+                recipe.marks[f"report.{k}"] = doc.vmark(f"report.{k}")
+            continue
         if key == "events":
             recipe.events = list(value)
             for i in range(len(value)):
@@ -133,6 +153,15 @@ def _merge(base: Optional[Recipe], src: Any, origin: str, doc: YamlDoc, values: 
         recipe.marks[key] = doc.vmark(key)
     recipe.marks[""] = (fname, 1, 1)  # whole-recipe problems are reported on the file being loaded
     return recipe
+
+
+def _budget_paths(budgets: dict) -> List[str]:
+    """The recipe key paths of a file's budgets (for their marks)."""
+    out = [f"budgets.{m}" for m in budgets.get("total", {})]
+    for scope in ("zones", "callers"):
+        for sel, metrics in budgets.get(scope, {}).items():
+            out += [f"budgets.{scope}.{sel}.{m}" for m in (metrics or {})]
+    return out
 
 
 def _short(path: str) -> str:
@@ -166,9 +195,20 @@ def load_recipe(
     if warn is not None:
         for w in errs.warnings:
             warn(w)
-        if origin != "built-in" and isinstance(ref, str) and not is_path_ref(ref) and builtin_recipe(ref) is not None:
-            warn(f"{src} ({origin}) shadows the built-in recipe {ref!r}: it comes first on the search path")
+        if isinstance(ref, str) and not is_path_ref(ref) and split_qualified(ref) is None:
+            _warn_shadowing(ref, src, origin, warn)
     return recipe
+
+
+def _warn_shadowing(ref: str, src: Any, origin: str, warn: Callable[[str], None]) -> None:
+    """Say so when the recipe found for ``ref`` hides another of the same name further down the path."""
+    hidden = [(p, o, q) for p, o, q in find_all(ref) if realpath(p) != realpath(src)]
+    if not hidden:
+        return
+    p, o, qualifier = hidden[0]
+    what = "the built-in recipe" if o == "built-in" else f"the recipe of {o}"
+    other = f"{qualifier}:{ref}" if qualifier else str(p)
+    warn(f"{src} ({origin}) shadows {what} {ref!r}: it comes first on the search path ({other} names that one)")
 
 
 def validate_file(path: Union[str, Path], lookup: Optional[FormatLookup] = None) -> Tuple[List[str], List[str]]:

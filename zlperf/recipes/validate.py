@@ -14,7 +14,9 @@ import re
 from typing import Any, Callable, Dict, Optional
 
 from zlperf.formats import EventFormat
+from zlperf.recipes.budgets import parse_budgets
 from zlperf.recipes.filters import check_filter
+from zlperf.recipes.metadata import check_owner, check_report, check_requires, check_version
 from zlperf.recipes.model import BACKEND_OPTIONS, BACKENDS, KEYS, Recipe
 from zlperf.recipes.yamldoc import Problems, YamlDoc
 
@@ -62,6 +64,11 @@ def check_types(doc: YamlDoc, errs: Problems) -> Dict[str, Any]:
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(KEYS)})"
             errs.error(km, key, f"unknown key{hint}")
             continue
+        if key in _STRUCTURED:  # read into their merged form here; each bad part is reported at its place
+            parsed = _STRUCTURED[key](value, doc, errs)
+            if parsed is not None:
+                good[key] = parsed
+            continue
         problem = _type_problem(key, value, doc, errs)
         if problem:
             errs.error(vm, key, problem)
@@ -70,8 +77,20 @@ def check_types(doc: YamlDoc, errs: Problems) -> Dict[str, Any]:
     return good
 
 
+#: Keys whose value is read into another form (budgets: by scope; report: normalised defaults).
+_STRUCTURED: Dict[str, Callable[[Any, YamlDoc, Problems], Any]] = {
+    "budgets": parse_budgets,
+    "requires": check_requires,
+    "report": check_report,
+}
+
+
 def _type_problem(key: str, value: Any, doc: YamlDoc, errs: Problems) -> Optional[str]:
     """What is wrong with the type or range of ``value`` for ``key`` (None if fine)."""
+    if key == "version":
+        return check_version(value)
+    if key == "owner":
+        return check_owner(value)
     if key in ("description", "extends", "clock", "output", "backend"):
         if not isinstance(value, str) or not value.strip():
             return f"must be text, got {_typename(value)}"

@@ -15,18 +15,19 @@ import subprocess
 from pathlib import Path
 from typing import List
 
-from zlperf.errors import RecordError, warn
+from zlperf.errors import RecordError, ZlperfError, warn
 from zlperf.record.options import kallsyms_path
 from zlperf.record.preflight import PERF_CLOCKS
 from zlperf.record.session import Session
-from zlperf.record.signals import StopSignals, send_signal
+from zlperf.record.signals import StopSignals, die_with_parent, send_signal
+from zlperf.safeio import atomic_write
 
 
 def perf_argv(s: Session) -> List[str]:
     """The ``perf record`` command line for the session's recipe, output and command."""
     r = s.recipe
     popts = r.backend_options.get("perf", {})
-    argv = [s.pf.tool, "record", "-a", "-o", str(s.opts.output_path)]
+    argv = [s.pf.tool, "record", "-a", "-o", str(s.target)]
     if r.stacks:
         argv.append("-g")
         if popts.get("kernel_callchains_only"):
@@ -52,28 +53,30 @@ def perf_argv(s: Session) -> List[str]:
 def record_perf(s: Session) -> int:
     """Record with ``perf record -a``; the exit status (the command's, or 0 when stopped by us)."""
     argv = perf_argv(s)
-    out = s.opts.output_path
-    syms = kallsyms_path(out)
+    syms = kallsyms_path(s.outputs.final)
     s.say(f"recording with perf record (perf {s.pf.tool_version}){s.until()}; kernel symbols go to {syms}")
     if s.opts.dry_run:
         s.plan(shlex.join(argv) + s.dry_wait_note())
         s.plan(f"cp /proc/kallsyms {shlex.quote(str(syms))}")
         return 0
-    proc = subprocess.Popen(argv)
+    # If zlperf is killed, perf gets the SIGINT that makes it finish its file.
+    proc = subprocess.Popen(argv, preexec_fn=die_with_parent(signal.SIGINT, ignore_sigpipe=True))
     # perf record finishes its file on SIGINT and SIGTERM alike; forward what we got.
     with StopSignals(lambda sig: send_signal(proc, signal.SIGINT if sig == signal.SIGHUP else sig)) as sigs:
         rc = s.wait(proc, sigs, on_deadline=lambda: send_signal(proc, signal.SIGINT))
         # perf re-raises the SIGINT/SIGTERM that stopped it once its file is written.
         stopped_by_us = sigs.stopped or s.stop_reason == "duration"
-        if rc != 0 and not (stopped_by_us and rc in (-signal.SIGINT, -signal.SIGTERM) and out.exists()):
+        if rc != 0 and not (stopped_by_us and rc in (-signal.SIGINT, -signal.SIGTERM) and s.target.exists()):
             raise RecordError(f"perf record failed with status {rc} (its message is above)")
-        _save_kallsyms(syms)
+        s.outputs.commit()
+        _save_kallsyms(syms, s.outputs.mode())
     s.done(sigs)
     return 0 if stopped_by_us else rc
 
 
-def _save_kallsyms(dest: Path) -> None:
-    """perf.data carries no kallsyms: keep a copy beside it (zlperf report --kallsyms)."""
+def _save_kallsyms(dest: Path, mode: int) -> None:
+    """perf.data carries no kallsyms: keep a copy beside it (zlperf report --kallsyms), readable by those who
+    may read the recording (``mode``: the addresses defeat KASLR). A failure costs the names, not the recording."""
     try:
         text = Path("/proc/kallsyms").read_text()
     except OSError as exc:
@@ -81,4 +84,8 @@ def _save_kallsyms(dest: Path) -> None:
         return
     if text.startswith("0000000000000000 "):
         warn("/proc/kallsyms shows zero addresses (kernel.kptr_restrict): callers will stay numeric")
-    dest.write_text(text)
+    try:
+        atomic_write(dest, text, "kernel symbols", mode=mode)
+    except ZlperfError as exc:
+        warn(f"{exc}: the recording is kept; callers will stay numeric unless you give --kallsyms a copy "
+             "of /proc/kallsyms taken before the next reboot")

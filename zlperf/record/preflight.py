@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from zlperf.errors import RecordError
+from zlperf.errors import RecordError, warn
 from zlperf.recipes import Recipe, check_filter
 from zlperf.recipes.known_events import ZONE_LOCK_PATCH_EVENTS, ZONE_LOCK_SERIES_EVENTS
 from zlperf.record.options import RecordOptions
-from zlperf.record.tracefs import DEFAULT_MOUNT, Tracefs, find_tracefs
+from zlperf.record.outputs import Outputs
+from zlperf.record.requires import check_requires_here, requires_message
+from zlperf.record.tracefs import DEFAULT_MOUNT, Tracefs, find_tracefs, write_kernel_file
 
 #: trace-cmd record writes 1 here before it starts (tracecmd/trace-record.c, set_ftrace_proc); machines
 #: locked down against the function tracer refuse the write with EPERM.
@@ -57,11 +59,7 @@ def trace_cmd_refused() -> Optional[str]:
     except OSError as exc:
         return f"reading {FTRACE_ENABLED}: {exc.strerror}"
     try:
-        fd = os.open(FTRACE_ENABLED, os.O_WRONLY)
-        try:
-            os.write(fd, current.encode())
-        finally:
-            os.close(fd)
+        write_kernel_file(FTRACE_ENABLED, current)
     except OSError as exc:
         return f"writing {FTRACE_ENABLED} gives {errno.errorcode.get(exc.errno or 0, exc.errno)}"
     return None
@@ -132,17 +130,11 @@ def preflight(opts: RecordOptions) -> Preflight:
         check_kernel(recipe, tfs, backend)
     tool, version = _tool_version(backend, "trace-cmd" if backend == "trace-cmd" else "linux-perf")
     if opts.command:
-        exe = shutil.which(opts.command[0])
-        if exe is None:
-            raise RecordError(f"command not found: {opts.command[0]} (give it as -- CMD ARGS..., with a path if it is not on PATH)")
         # perf and trace-cmd put their own directories first on PATH before running CMD: pass it resolved,
         # so `python3` means the same interpreter as in the user's shell.
-        opts.command = [exe, *opts.command[1:]]
-    out = opts.output_path
-    if not out.parent.exists():
-        raise RecordError(f"{out}: directory {out.parent} does not exist")
-    if out.exists() and out.is_dir():
-        raise RecordError(f"{out} is a directory; give -o a file name")
+        opts.command = [_resolve_command(opts.command[0]), *opts.command[1:]]
+    # Every output, before anything runs: a bad -o found after the workload would waste the recording.
+    Outputs(opts).check(probe=not opts.dry_run)
     _check_buffer_memory(recipe)
     pf = Preflight(tfs, mount_needed, tool, version, notes=notes)
     if backend == "trace-cmd":
@@ -161,6 +153,25 @@ def preflight(opts: RecordOptions) -> Preflight:
                 f"perf record -a of tracepoints needs root (kernel.perf_event_paranoid is {paranoid}); run with sudo"
             )
     return pf
+
+
+def _resolve_command(name: str) -> str:
+    """The executable ``name`` runs as; RecordError saying what is wrong when it cannot run."""
+    exe = shutil.which(name)
+    if exe is not None:
+        return exe
+    if os.sep in name:
+        candidates = [Path(name)]
+    else:
+        candidates = [Path(d or ".") / name for d in os.environ.get("PATH", os.defpath).split(os.pathsep)]
+    for c in candidates:
+        if c.is_dir():
+            raise RecordError(f"{c} is a directory, not a command to run")
+        if c.exists():
+            raise RecordError(f"{c} is not executable (chmod +x {c}, or run it through its interpreter: "
+                              f"-- sh {c} ...)")
+    where = "" if os.sep in name else " on PATH"
+    raise RecordError(f"command not found{where}: {name} (give it as -- CMD ARGS..., with a path if it is not on PATH)")
 
 
 def _check_buffer_memory(recipe: Recipe) -> None:
@@ -183,7 +194,13 @@ def _check_buffer_memory(recipe: Recipe) -> None:
 
 
 def check_kernel(recipe: Recipe, tfs: Tracefs, backend: str) -> None:
-    """Events present, filters valid against the live formats, clock offered; RecordError otherwise."""
+    """The recipe's ``requires`` first, then events present, filters valid against the live formats, clock
+    offered; RecordError otherwise."""
+    lacking, unchecked = check_requires_here(recipe, tfs)
+    if lacking:
+        raise RecordError(requires_message(recipe, lacking))
+    for what in unchecked:
+        warn(f"recipe {recipe.name} requires {what}: not checked")
     missing = [e for e in recipe.events if not tfs.has_event(e)]
     if missing:
         raise RecordError(_missing_event_message(missing, tfs))

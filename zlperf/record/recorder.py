@@ -1,7 +1,8 @@
 """Recording a recipe from start to end: mount tracefs if needed, name zone locks, run one backend, clean up.
 
 Nothing is touched before every check passed; whatever the recorder sets up (an instance, a tracefs
-mount, the bpftrace side program) is undone on success, errors, Ctrl-C and SIGTERM.
+mount, the bpftrace side program, its private output folder) is undone on success, errors, Ctrl-C and
+SIGTERM; what a SIGKILL leaves, the next recording repairs (:mod:`zlperf.record.guard`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from typing import Optional, TextIO
 
 from zlperf.errors import RecordError, ZlperfError, warn
+from zlperf.record.guard import RecorderState, dead_instances, repair_leftovers
 from zlperf.record.instance import record_instance
 from zlperf.record.options import RecordOptions
 from zlperf.record.perf import record_perf
@@ -32,6 +34,7 @@ class _Recorder:
 
     # -- tracefs mount
     def mount(self) -> None:
+        """Mount tracefs where trace-cmd would when it is not mounted (preflight said so), then check the kernel."""
         s = self.s
         if not s.pf.mount_needed:
             return
@@ -45,6 +48,7 @@ class _Recorder:
             check_kernel(s.recipe, s.pf.tracefs, s.opts.backend_name)
 
     def unmount(self) -> None:
+        """Unmount what :meth:`mount` mounted."""
         s = self.s
         if self.mounted or (s.opts.dry_run and s.pf.mount_needed):
             res = s.run_cmd(["umount", str(s.pf.tracefs.root)])
@@ -54,8 +58,20 @@ class _Recorder:
 
     # -- one entry point
     def run(self) -> int:
+        """The whole recording; the exit status. Cleans up whatever happens."""
+        s = self.s
         try:
             self.mount()
+            if s.opts.dry_run:
+                for name in dead_instances(s.pf.tracefs.root):
+                    s.plan(f"# first: rmdir {s.pf.tracefs.root}/instances/{name}   (left by a killed zlperf record)")
+            else:
+                s.state = RecorderState()
+                s.remember(output=str(s.outputs.final))
+                with s.lock.held(s.say, "repair what killed recorders left"):
+                    repair_leftovers(s.pf.tracefs.root, s.say)
+                s.outputs.make_workdir()
+                s.remember(workdir=str(s.outputs.workdir))
             zones = self._zone_names_start()
             try:
                 rc = self._record()
@@ -66,6 +82,9 @@ class _Recorder:
             self._zone_names_finish(zones)
             return rc
         finally:
+            s.outputs.cleanup()  # partial files of a failed recording; empty after a good one
+            if s.state is not None:
+                s.state.remove()
             self.unmount()
 
     def _record(self) -> int:
@@ -109,12 +128,12 @@ class _Recorder:
         if watcher is None:
             return
         locks = watcher.stop()
-        if not s.opts.output_path.exists():
+        if not s.outputs.final.exists():
             return
         try:
-            side = write_zone_locks(s.opts.output_path, locks)
-        except OSError as exc:
-            warn(f"could not write the zone names ({exc.strerror}): zone locks will show as addresses")
+            side = write_zone_locks(s.outputs.final, locks, mode=s.outputs.mode())
+        except ZlperfError as exc:
+            warn(f"{exc}: the recording is kept; zone locks will show as addresses")
             return
         names = ", ".join(sorted({f"{n}:{z}" for n, z in locks.values()}))
         s.say(f"wrote {side}: {len(locks)} zone lock{'s' if len(locks) != 1 else ''} named{' (' + names + ')' if names else ''}")

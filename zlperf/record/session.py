@@ -12,12 +12,16 @@ import shlex
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Callable, Optional, Sequence, TextIO
 
 from zlperf.errors import RecordError, warn
+from zlperf.record.guard import RecorderLock, RecorderState
 from zlperf.record.options import RecordOptions
+from zlperf.record.outputs import Outputs
 from zlperf.record.preflight import Preflight
-from zlperf.record.signals import StopSignals, finish_child, foreground_of_terminal, send_signal
+from zlperf.record.signals import (StopSignals, die_with_parent, exit_status, finish_child, foreground_of_terminal,
+                                  send_signal)
 
 
 class Session:
@@ -29,9 +33,22 @@ class Session:
         self.recipe = opts.recipe
         self.out = out
         self.err = err
+        self.outputs = Outputs(opts)  #: OUT and the files beside it
+        self.lock = RecorderLock()  #: serialises steps that touch machine-wide settings
+        self.state: Optional[RecorderState] = None  #: what a later run repairs if this one is killed
         self.child: Optional[subprocess.Popen] = None  #: the user's command, once started
         self.stop_reason: Optional[str] = None  #: "signal" or "duration" once either ended the recording
         self.forwarded = False  #: a stop signal was already passed on to the command
+
+    @property
+    def target(self) -> Path:
+        """The file the backend writes: inside the private folder (renamed to OUT at the end); OUT in a dry run."""
+        return self.outputs.work_file if self.outputs.workdir is not None else self.outputs.final
+
+    def remember(self, **values: object) -> None:
+        """Note in the state file what a later run must repair should this one be killed."""
+        if self.state is not None:
+            self.state.update(**values)
 
     # -- output
     def say(self, msg: str) -> None:
@@ -61,7 +78,8 @@ class Session:
             return 0
         if self.opts.command:
             try:
-                self.child = subprocess.Popen(self.opts.command)
+                # SIGTERM to the command if zlperf is killed: without its recorder it would run on for nothing.
+                self.child = subprocess.Popen(self.opts.command, preexec_fn=die_with_parent(signal.SIGTERM))
             except OSError as exc:
                 raise RecordError(f"cannot run {self.opts.command[0]}: {exc.strerror}")
             rc = self.wait(self.child, sigs, on_deadline=lambda: None)
@@ -69,8 +87,11 @@ class Session:
                 first = None if (self.forwarded or self._terminal_sigint(sigs)) else signal.SIGINT
                 rc = finish_child(self.child, first, self.say)
             if rc != 0 and not sigs.stopped and self.stop_reason != "duration":
-                warn(f"command {self.opts.command[0]} exited with status {rc}")
-                return rc
+                if rc < 0:
+                    warn(f"command {self.opts.command[0]} was killed by {signal.Signals(-rc).name}")
+                else:
+                    warn(f"command {self.opts.command[0]} exited with status {rc}")
+                return exit_status(rc)
             return 0
         self.wait(None, sigs, on_deadline=lambda: None)
         return 0
@@ -143,13 +164,13 @@ class Session:
         """Say what was written."""
         if self.opts.dry_run:
             return
-        out = self.opts.output_path
+        out = self.outputs.final
         size = out.stat().st_size if out.exists() else 0
         stopped = " (stopped by a signal; the file is complete)" if sigs.stopped else ""
         self.say(f"wrote {out} ({size / 1e6:.1f} MB){stopped}")
 
 
-def last_line(text: str) -> str:
-    """The last non-empty line of a tool's output, for one-line errors."""
+def last_line(text: str, count: int = 1) -> str:
+    """The last ``count`` non-empty lines of a tool's output joined with '; ', for one-line errors."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else "no message"
+    return "; ".join(lines[-count:]) if lines else "no message"

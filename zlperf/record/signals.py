@@ -6,8 +6,10 @@ zlperf alone is forwarded. A child that does not stop gets SIGTERM, then SIGKILL
 
 from __future__ import annotations
 
-__all__ = ["STOP_SIGNALS", "StopSignals", "foreground_of_terminal", "send_signal", "finish_child"]
+__all__ = ["STOP_SIGNALS", "StopSignals", "foreground_of_terminal", "send_signal", "finish_child", "die_with_parent",
+           "exit_status"]
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -27,6 +29,8 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         try:
             for s in STOP_SIGNALS:
+                if s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN:
+                    continue  # started under nohup: a hangup must not stop the recording
                 self._old[s] = signal.signal(s, self._handler)
         except ValueError:
             pass  # not the main thread (zlperf used as a library): no handlers, KeyboardInterrupt as usual
@@ -83,3 +87,29 @@ def finish_child(proc: subprocess.Popen, first: Optional[int], say: Callable[[st
         except subprocess.TimeoutExpired:
             continue
     return proc.wait()
+
+
+_PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def die_with_parent(sig: int, ignore_sigpipe: bool = False) -> Callable[[], None]:
+    """A ``preexec_fn`` making the child get ``sig`` when zlperf dies (PR_SET_PDEATHSIG), so that no
+    tool outlives a killed zlperf; with ``ignore_sigpipe`` its writes to a closed pipe fail instead of
+    killing it (a tool finishing its file must not die on a message to zlperf's gone stderr)."""
+
+    def setup() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if ignore_sigpipe:
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    return setup
+
+
+def exit_status(returncode: int) -> int:
+    """A child's status as a shell gives it: 128 + N for a child killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode

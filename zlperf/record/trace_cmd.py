@@ -19,7 +19,7 @@ from typing import List, TextIO
 from zlperf.errors import RecordError
 from zlperf.record.instance import record_instance
 from zlperf.record.session import Session, last_line
-from zlperf.record.signals import StopSignals, send_signal
+from zlperf.record.signals import StopSignals, die_with_parent, send_signal
 
 # What trace-cmd record prints when the machine refuses it (trace-cmd 3.1.6, lib/trace-cmd and tracecmd/).
 _REFUSAL_RE = re.compile(r"Can't enable ftrace|opening to '.*set_ftrace_filter'|set_ftrace_filter|Operation not permitted")
@@ -28,7 +28,7 @@ _REFUSAL_RE = re.compile(r"Can't enable ftrace|opening to '.*set_ftrace_filter'|
 def trace_cmd_argv(s: Session) -> List[str]:
     """The ``trace-cmd record`` command line for the session's recipe, output and command."""
     r = s.recipe
-    argv = [s.pf.tool, "record", "-o", str(s.opts.output_path)]
+    argv = [s.pf.tool, "record", "-o", str(s.target)]
     if r.buffer_size_kb:
         argv += ["-b", str(r.buffer_size_kb)]
     if r.clock:
@@ -56,22 +56,28 @@ def record_trace_cmd(s: Session) -> int:
     if s.opts.dry_run:
         s.plan(shlex.join(argv) + s.dry_wait_note())
         return 0
-    start = time.monotonic()
-    captured: List[str] = []
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, errors="replace")
-    relay = threading.Thread(target=_relay, args=(proc.stderr, s.err, captured), daemon=True)
-    relay.start()
-    # trace-cmd finishes its file on SIGINT; a SIGTERM to zlperf becomes a SIGINT to it.
-    with StopSignals(lambda sig: send_signal(proc, signal.SIGINT)) as sigs:
-        rc = s.wait(proc, sigs, on_deadline=lambda: send_signal(proc, signal.SIGINT))
-    relay.join(timeout=5)
+    # trace-cmd record changes the top-level buffer's settings and restores them when it ends: one at a time.
+    with s.lock.held(s.say, "use the top-level buffer"):
+        start = time.monotonic()
+        captured: List[str] = []
+        # If zlperf is killed, trace-cmd gets the SIGINT that makes it finish its file and restore tracefs,
+        # and its messages to zlperf's gone stderr do not kill it first.
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, errors="replace",
+                                preexec_fn=die_with_parent(signal.SIGINT, ignore_sigpipe=True))
+        relay = threading.Thread(target=_relay, args=(proc.stderr, s.err, captured), daemon=True)
+        relay.start()
+        # trace-cmd finishes its file on SIGINT; a SIGTERM to zlperf becomes a SIGINT to it.
+        with StopSignals(lambda sig: send_signal(proc, signal.SIGINT)) as sigs:
+            rc = s.wait(proc, sigs, on_deadline=lambda: send_signal(proc, signal.SIGINT))
+        relay.join(timeout=5)
     text = "".join(captured)
-    if rc != 0 and time.monotonic() - start < 10 and _REFUSAL_RE.search(text) and not s.opts.output_path.exists():
+    if rc != 0 and time.monotonic() - start < 10 and _REFUSAL_RE.search(text) and not s.target.exists():
         # A refusal the probe did not foresee: trace-cmd dies during setup, before starting the command.
         return record_instance(s, f"trace-cmd record was refused ({last_line(text)})")
     stopped_by_us = sigs.stopped or s.stop_reason == "duration"
-    if rc != 0 and not (stopped_by_us and rc in (-signal.SIGINT, -signal.SIGTERM) and s.opts.output_path.exists()):
+    if rc != 0 and not (stopped_by_us and rc in (-signal.SIGINT, -signal.SIGTERM) and s.target.exists()):
         raise RecordError(f"trace-cmd record failed with status {rc}: {last_line(text)}")
+    s.outputs.commit()
     s.done(sigs)
     return 0 if stopped_by_us else rc
 

@@ -6,7 +6,8 @@ writes inside its own ``instances/NAME`` folder and prints instead of writing un
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MOUNT", "Tracefs", "Instance", "find_tracefs", "live_event_format", "event_format_here"]
+__all__ = ["DEFAULT_MOUNT", "Tracefs", "Instance", "find_tracefs", "live_event_format", "event_format_here",
+           "write_kernel_file"]
 
 import errno
 import os
@@ -21,6 +22,18 @@ from zlperf.recipes.known_events import known_format
 
 #: Where trace-cmd mounts tracefs when nothing else has (and where Linux >= 4.1 puts it).
 DEFAULT_MOUNT = Path("/sys/kernel/tracing")
+
+
+def write_kernel_file(path: Path, value: str, truncate: bool = False) -> None:
+    """Write ``value`` to a tracefs or /proc/sys file in one write(2), as ``echo`` would; OSError on refusal.
+
+    ``truncate`` (O_TRUNC) replaces the content of filter-like files; tracefs and sysctl ignore it elsewhere.
+    """
+    fd = os.open(path, os.O_WRONLY | (os.O_TRUNC if truncate else 0))
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
 
 def find_tracefs(mounts: str = "/proc/mounts") -> Optional[Path]:
@@ -155,12 +168,7 @@ class Instance:
             self.say(f"echo {_shell_quote(value)} > {target}")
             return
         try:
-            # O_TRUNC matters for filter/set_event-like files; tracefs ignores it elsewhere.
-            fd = os.open(target, os.O_WRONLY | os.O_TRUNC)
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
+            write_kernel_file(target, value, truncate=True)
         except OSError as exc:
             detail = self._error_log_tail() if exc.errno == errno.EINVAL else ""
             raise RecordError(f"writing {value!r} to {target} failed: {exc.strerror}{detail}")

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from zlperf.errors import ZlperfError
 from zlperf.record.btf import BTF_PATH, Btf
+from zlperf.record.signals import die_with_parent
 
 #: What a zone name looks like (the kernel's are DMA, DMA32, Normal, HighMem, Movable, Device).
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}")
@@ -110,16 +111,6 @@ def side_channel_unavailable(bpftrace: str = "bpftrace", btf_path: Path = BTF_PA
     return None
 
 
-def _parent_death_sigint() -> None:
-    """In the child: get SIGINT if zlperf dies, so that bpftrace never outlives it."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class ZoneLockWatcher:
     """Runs the bpftrace side program and collects lock address -> (node, zone name)."""
 
@@ -143,7 +134,7 @@ class ZoneLockWatcher:
             # Own session: a Ctrl-C at the terminal must not stop it before the recording ends.
             self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                          errors="replace", env=self.env, start_new_session=True,
-                                         preexec_fn=_parent_death_sigint)
+                                         preexec_fn=die_with_parent(signal.SIGINT))
         except OSError as exc:
             raise ZlperfError(f"cannot run {self.argv[0]}: {exc.strerror}")
         self._threads = [threading.Thread(target=self._read_out, daemon=True),
