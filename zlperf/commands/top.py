@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-i", "--interval", type=positive_seconds, default=1.0, metavar="SECS",
                    help="seconds per interval (default 1)")
     p.add_argument("-n", "--count", type=_positive_int, metavar="COUNT", help="stop after COUNT intervals")
-    p.add_argument("--by", default="zone,caller", help="tables: zone,caller,cpu,task,holder (default zone,caller)")
+    p.add_argument("--by", help="tables: zone,caller,cpu,task,holder (default zone,caller, and holder when the recipe "
+                                "records who held the lock)")
     p.add_argument("--top", type=_positive_int, default=5, metavar="N", help="rows of the caller/task/holder tables")
     p.add_argument("--plain", action="store_true", help="interval blocks one after another even on a terminal")
     p.set_defaults(func=run)
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from zlperf.live.screen import FullScreen, render_tick
     from zlperf.live.session import LiveSession
 
-    tables = _tables(args.by)
+    tables = _tables(args.by) if args.by is not None else None
     recipe = live_recipe(args)
     out = sys.stdout
     full = out.isatty() and not args.plain
@@ -136,10 +137,12 @@ def run(args: argparse.Namespace) -> int:
                 if not session.wait(due):
                     break
                 tick = session.take()
-                last = render_tick(tick, tables, args.top)
+                shown_tables = tables or (("zone", "caller", "holder") if tick.interval.result.holders is not None
+                                          else ("zone", "caller"))
+                last = render_tick(tick, shown_tables, args.top)
                 caps = tick.interval.result.capabilities
                 if not cannot and tick.interval.events and caps.cannot:
-                    cannot = "not shown (\"-\"): " + "; ".join(caps.cannot)
+                    cannot = "these events cannot show (\"-\" in the tables): " + "; ".join(caps.cannot)
                     if screen is None:
                         _say(cannot)
                 # Like sleep(interval) loops (bcc's tools): a late interval is not made up by a short next one.
