@@ -131,23 +131,12 @@ class LiveSource:
         r, inst = self.recipe, self.instance
         inst.create()
         self._created = True
-        inst.write("tracing_on", "0")
-        if r.buffer_size_kb:
-            inst.write("buffer_size_kb", str(r.buffer_size_kb))
-        if r.clock:
-            inst.write("trace_clock", r.clock)
+        inst.configure(r)
         sub = inst.path / "buffer_subbuf_size_kb"  # Linux 6.8+: a sub-buffer may be larger than a page
         try:
             self.page_size = int(sub.read_text().strip()) * 1024
         except (OSError, ValueError):
             pass  # older kernels: one page, as header_page says
-        if r.stacks:
-            inst.write("options/stacktrace", "1")
-        for ev in r.events:
-            sysname, evname = ev.split(":", 1)
-            if ev in r.filters:
-                inst.write(f"events/{sysname}/{evname}/filter", r.filters[ev])
-            inst.write(f"events/{sysname}/{evname}/enable", "1")
         for cpu_dir in sorted(inst.path.glob("per_cpu/cpu*"), key=lambda p: int(p.name[3:])):
             try:
                 self._fds[int(cpu_dir.name[3:])] = os.open(cpu_dir / "trace_pipe_raw", os.O_RDONLY | os.O_NONBLOCK)

@@ -43,18 +43,7 @@ def record_instance(s: Session, why: str) -> int:
         try:
             s.remember(instance=name)  # before mkdir: a kill right after it leaves an instance to remove
             inst.create()
-            inst.write("tracing_on", "0")
-            if r.buffer_size_kb:
-                inst.write("buffer_size_kb", str(r.buffer_size_kb))
-            if r.clock:
-                inst.write("trace_clock", r.clock)
-            if r.stacks:
-                inst.write("options/stacktrace", "1")
-            for ev in r.events:
-                sysname, evname = ev.split(":", 1)
-                if ev in r.filters:
-                    inst.write(f"events/{sysname}/{evname}/filter", r.filters[ev])
-                inst.write(f"events/{sysname}/{evname}/enable", "1")
+            inst.configure(r)
             if sigs.stopped:
                 raise KeyboardInterrupt
             inst.write("tracing_on", "1")

@@ -14,11 +14,14 @@ import os
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 from zlperf.errors import RecordError
 from zlperf.formats import EventFormat, parse_event_format
 from zlperf.recipes.known_events import known_format
+
+if TYPE_CHECKING:
+    from zlperf.recipes.model import Recipe
 
 #: Where trace-cmd mounts tracefs when nothing else has (and where Linux >= 4.1 puts it).
 DEFAULT_MOUNT = Path("/sys/kernel/tracing")
@@ -172,6 +175,24 @@ class Instance:
         except OSError as exc:
             detail = self._error_log_tail() if exc.errno == errno.EINVAL else ""
             raise RecordError(f"writing {value!r} to {target} failed: {exc.strerror}{detail}")
+
+    def configure(self, recipe: "Recipe") -> None:
+        """Set up the (stopped) instance as ``recipe`` says: buffer size, clock, stacks, filters, events.
+
+        Tracing stays off; the caller turns ``tracing_on`` on when its readers are ready.
+        """
+        self.write("tracing_on", "0")
+        if recipe.buffer_size_kb:
+            self.write("buffer_size_kb", str(recipe.buffer_size_kb))
+        if recipe.clock:
+            self.write("trace_clock", recipe.clock)
+        if recipe.stacks:
+            self.write("options/stacktrace", "1")
+        for ev in recipe.events:
+            sysname, evname = ev.split(":", 1)
+            if ev in recipe.filters:
+                self.write(f"events/{sysname}/{evname}/filter", recipe.filters[ev])
+            self.write(f"events/{sysname}/{evname}/enable", "1")
 
     def _error_log_tail(self) -> str:
         """The kernel's explanation of a rejected write (the last "error: ..." line of error_log)."""
