@@ -6,7 +6,7 @@ and every field a numpy column of it, strings through the one interner (:mod:`zl
 
 from __future__ import annotations
 
-__all__ = ["event_format", "decode_fields"]
+__all__ = ["event_format", "decode_fields", "SYNTHESIZED"]
 
 from typing import Optional, Sequence
 
@@ -18,6 +18,9 @@ from zlperf.readers.strings import Interner
 
 # enum tep_format_flags (event-parse.h)
 _IS_ARRAY, _IS_SIGNED, _IS_DYNAMIC, _IS_RELATIVE = 1, 4, 16, 256
+
+#: Formats libtracecmd makes up rather than reads from the file (trace-blk-hack.c).
+SYNTHESIZED = frozenset({"ftrace:blktrace"})
 
 #: Cells of the byte matrix gathered at once for dynamic strings (bounds its temporaries).
 _STRING_CELLS = 8 << 20

@@ -27,10 +27,10 @@ import numpy as np
 
 from zlperf.errors import TraceFormatError, ZlperfError
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
-from zlperf.formats import EventFormat
+from zlperf.formats import EventFormat, format_problem
 from zlperf.kallsyms import Kallsyms
 from zlperf.readers.libtracecmd.bindings import REC_HEAD, load_library
-from zlperf.readers.libtracecmd.decode import decode_fields, event_format
+from zlperf.readers.libtracecmd.decode import SYNTHESIZED, decode_fields, event_format
 from zlperf.readers.libtracecmd.safety import open_checked
 from zlperf.readers.metadata import default_buffer, parse_cpustats
 
@@ -57,13 +57,14 @@ class LibTraceCmdReader:
         self.chunk_events = chunk_events
         self._handle = None
         self._lib = load_library()
-        self._handle = open_checked(self._lib, str(path), name=self.path)
+        self._handle, notes = open_checked(self._lib, str(path), name=self.path)
         try:
             self._tep = self._lib.tracecmd_get_tep(self._handle)
             self._big = bool(self._lib.tep_is_file_bigendian(self._tep))
             self._instances: dict[str, int] = {}
             self._formats_by_id: dict[int, EventFormat] = {}
             self.info = self._read_info(kallsyms, zone_locks)
+            self.info.warnings[:0] = notes  # what zlperf's own checks of the file noticed
         except BaseException:
             self.close()
             raise
@@ -90,8 +91,7 @@ class LibTraceCmdReader:
                 continue
             ef = event_format(ev_p.contents)
             self._formats_by_id[ef.id] = ef
-            if ef.full_name == "ftrace:blktrace":
-                # Synthesized by libtracecmd's blk hack (trace-blk-hack.c), not stored in the file.
+            if ef.full_name in SYNTHESIZED:  # made up by libtracecmd, not stored in the file
                 continue
             formats[ef.full_name] = ef
         warnings: list[str] = []
@@ -201,6 +201,9 @@ class LibTraceCmdReader:
                     formats[ef.id] = ef
         wanted = None if events is None else set(events)
         keep = {eid for eid, ef in formats.items() if wanted is None or ef.full_name in wanted}
+        damaged = {eid: problem for eid in keep if (problem := format_problem(formats[eid]))}
+        keep -= set(damaged)
+        unusable: dict[int, int] = {}
         type_fmt = next(iter(formats.values())).field("common_type") if formats else None
         type_off = type_fmt.offset if type_fmt else 0
         type_size = type_fmt.size if type_fmt else 2
@@ -250,6 +253,8 @@ class LibTraceCmdReader:
                     n += 1
                 elif eid not in formats:
                     unknown[eid] = unknown.get(eid, 0) + 1
+                elif eid in damaged:
+                    unusable[eid] = unusable.get(eid, 0) + 1
                 seq += 1
                 if n >= limit:
                     yield self._build(pending, missed, formats, looked_up)
@@ -267,6 +272,9 @@ class LibTraceCmdReader:
             for eid, count in unknown.items():
                 self.info.warnings.append(
                     f"{self.path}: {count} record(s) with event id {eid} that has no format were skipped")
+            for eid, count in unusable.items():
+                self.info.warnings.append(f"{count} {formats[eid].full_name} record(s) skipped: its format is "
+                                          f"damaged ({damaged[eid]})")
 
     def _build(self, pending: dict[int, list], missed: list, formats: dict[int, EventFormat],
                looked_up: set[int]) -> Chunk:

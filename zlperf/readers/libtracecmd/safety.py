@@ -26,23 +26,33 @@ _USE_FAST = "the fast reader (the default, without --reader libtracecmd) reads w
 _REFUSED = "libtracecmd cannot read this trace.dat (truncated or damaged headers, sections or CPU data)"
 
 
-def check_file(path: str, name: Optional[str] = None) -> None:
+def check_file(path: str, name: Optional[str] = None) -> list[str]:
     """zlperf's own container checks; a :class:`TraceFormatError` for a file libtracecmd must not see.
 
     A file the fast reader can only read around (CPU data cut short, an unreadable section or
-    buffer, an implausible CPU count) is refused too: libtracecmd does not survive such damage.
+    buffer, an implausible CPU count, a bad chunk header) is refused too: libtracecmd does not
+    survive such damage. Returns the notes the checks made (what is assumed, what is cut that
+    nothing reads), for the caller's warnings.
     """
     from zlperf.readers.tracedat.container import TraceDatFile
+    from zlperf.readers.tracedat.pages import chunk_problem
 
     f = TraceDatFile(path, name)
     try:
         damage = list(f.damage)
+        for buf in f.buffers:
+            for cd in buf.cpus if buf.compressed else ():
+                problem = cd.size and chunk_problem(f, buf, cd)
+                if problem:
+                    damage.append(f"buffer {buf.name!r}: {problem}")
+        notes = list(f.warnings)
     finally:
         f.close()
     if damage:
         more = f" (and {len(damage) - 1} more problem(s))" if len(damage) > 1 else ""
-        raise TraceFormatError(name or path, None, f"damaged: {damage[0]}{more}; libtracecmd does not read damaged files "
-                               "safely", _USE_FAST)
+        raise TraceFormatError(name or path, None, f"damaged: {damage[0]}{more}; libtracecmd does not read damaged "
+                               "files safely", _USE_FAST)
+    return notes
 
 
 def probe_open(path: str, flags: int = OPEN_FLAGS, timeout: float = PROBE_SECONDS, name: Optional[str] = None) -> None:
@@ -56,6 +66,8 @@ def probe_open(path: str, flags: int = OPEN_FLAGS, timeout: float = PROBE_SECOND
     if pid == 0:  # the child: nothing Python-level may run after this (no flush, no atexit)
         code = 4
         try:
+            null = os.open(os.devnull, os.O_WRONLY)  # libtracecmd prints its own complaints ("mmap: ...")
+            os.dup2(null, 2)
             lib = load_library()
             handle = lib.tracecmd_open(path.encode(), flags)
             code = 3
@@ -81,10 +93,11 @@ def probe_open(path: str, flags: int = OPEN_FLAGS, timeout: float = PROBE_SECOND
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
-            name = signal.Signals(sig).name
+            signame = signal.Signals(sig).name
         except ValueError:
-            name = f"signal {sig}"
-        raise TraceFormatError(name, None, f"libtracecmd crashes on this file ({name} in tracecmd_open)", _USE_FAST)
+            signame = f"signal {sig}"
+        raise TraceFormatError(name, None, f"libtracecmd crashes on this file ({signame} while opening it)",
+                               _USE_FAST)
     code = os.WEXITSTATUS(status)
     if code == 3:
         raise TraceFormatError(name, None, _REFUSED, "check it with `trace-cmd dump --summary`; " + _USE_FAST)
@@ -92,15 +105,16 @@ def probe_open(path: str, flags: int = OPEN_FLAGS, timeout: float = PROBE_SECOND
         raise TraceFormatError(name, None, f"libtracecmd could not be probed (exit {code})", _USE_FAST)
 
 
-def open_checked(lib: TraceCmdLib, path: str, flags: int = OPEN_FLAGS, name: Optional[str] = None) -> int:
-    """A tracecmd_open handle of ``path`` after :func:`check_file` and :func:`probe_open`
-    (``name``: the path to show in messages)."""
+def open_checked(lib: TraceCmdLib, path: str, flags: int = OPEN_FLAGS,
+                 name: Optional[str] = None) -> tuple[int, list[str]]:
+    """A tracecmd_open handle of ``path`` after :func:`check_file` and :func:`probe_open`, and the
+    notes of the checks (``name``: the path to show in messages)."""
     name = name or path
     if not os.path.isfile(path):
         raise TraceFormatError(name, None, "no such file", "give the path of a trace.dat")
-    check_file(path, name)
+    notes = check_file(path, name)
     probe_open(path, flags, name=name)
     handle = lib.tracecmd_open(path.encode(), flags)
     if not handle:
         raise TraceFormatError(name, None, _REFUSED, "check it with `trace-cmd dump --summary`; " + _USE_FAST)
-    return handle
+    return handle, notes

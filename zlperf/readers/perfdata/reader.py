@@ -105,7 +105,7 @@ class PerfDataReader:
         attrs = self.header.attrs
         decode = {a.index for a in attrs
                   if a.type == TYPE_TRACEPOINT and a.format is not None and (wanted is None or a.name in wanted)}
-        missing = {a.name for a in attrs if a.type == TYPE_TRACEPOINT and a.format is None}
+        missing = {a.name for a in attrs if a.type == TYPE_TRACEPOINT and a.format is None and a.problem is None}
         for name in sorted(missing):
             note = f"{name}: no format in the file's tracing data; its samples were skipped"
             if note not in self.info.warnings:

@@ -16,7 +16,7 @@ import numpy as np
 
 from zlperf.errors import TraceFormatError
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
-from zlperf.formats import EventFormat
+from zlperf.formats import EventFormat, format_problem
 from zlperf.kallsyms import Kallsyms
 from zlperf.readers.metadata import default_buffer
 from zlperf.readers.tracedat.container import TraceDatFile
@@ -74,19 +74,44 @@ def _prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
 
 
 class _Wanted:
-    """Event id -> format for the events asked for (None for the others and for unknown ids)."""
+    """Event id -> format for the events asked for (None for the others, for unknown ids and for
+    damaged formats); counts the records skipped for want of a usable format."""
 
     def __init__(self, file: TraceDatFile, wanted: Optional[set[str]]):
         self._formats = file.formats
         self._wanted = wanted
         self._cache: dict[int, Optional[EventFormat]] = {}
+        self.unknown: dict[int, int] = {}  #: event id without a format -> records skipped
+        self.unusable: dict[str, list] = {}  #: event name -> [records skipped, what is wrong]
 
     def get(self, ev_id: int) -> Optional[EventFormat]:
         if ev_id not in self._cache:
             name = self._formats.name_of(ev_id)
-            ok = name is not None and (self._wanted is None or name in self._wanted)
-            self._cache[ev_id] = self._formats.by_id(ev_id) if ok else None
+            fmt = None
+            if name is not None and (self._wanted is None or name in self._wanted):
+                fmt = self._formats.by_id(ev_id)
+                problem = format_problem(fmt) if fmt is not None else None
+                if problem is not None:
+                    self.unusable[name] = [0, problem]
+                    fmt = None
+            self._cache[ev_id] = fmt
         return self._cache[ev_id]
+
+    def skipped(self, ev_id: int, n: int) -> None:
+        """Count ``n`` records of ``ev_id`` that :meth:`get` gave no format for, if they were wanted."""
+        name = self._formats.name_of(ev_id)
+        if name is None:
+            self.unknown[ev_id] = self.unknown.get(ev_id, 0) + n
+        elif name in self.unusable:
+            self.unusable[name][0] += n
+
+    def warnings(self) -> list[str]:
+        """What was skipped, one line per event."""
+        out = [f"{count} record(s) with event id {eid} that has no format in the file were skipped"
+               for eid, count in sorted(self.unknown.items())]
+        out += [f"{count} {name} record(s) skipped: its format is damaged ({problem})"
+                for name, (count, problem) in sorted(self.unusable.items())]
+        return out
 
 
 class FastTraceReader:
@@ -149,14 +174,13 @@ class FastTraceReader:
         f = self._file
         wanted = None if events is None else set(events)
         fmts = _Wanted(f, wanted)
-        unknown: dict[int, int] = {}
         seq = 0
         warn = self.info.warnings.append
         big = f.big_endian
         try:
             for cd in sorted(buf.cpus, key=lambda c: c.cpu):
                 for run in _prefetch(f.page_runs(buf, cd, warn, self.run_bytes)):
-                    chunk, used = self._decode_run(run.data, buf.page_size, cd.cpu, seq, fmts, unknown, big,
+                    chunk, used = self._decode_run(run.data, buf.page_size, cd.cpu, seq, fmts, big,
                                                    run.file_offset, run.first_page, run.gap_before)
                     seq += used
                     run = None  # type: ignore[assignment]  # free the pages before the next run
@@ -164,11 +188,11 @@ class FastTraceReader:
                         yield chunk
                     chunk = None  # type: ignore[assignment]
         finally:
-            for eid, count in sorted(unknown.items()):
-                warn(f"{count} record(s) with event id {eid} that has no format in the file were skipped")
+            for note in fmts.warnings():
+                warn(note)
 
     def _decode_run(self, data: np.ndarray, page_size: int, cpu: int, seq0: int, fmts: "_Wanted",
-                    unknown: dict[int, int], big: bool, file_offset: int, first_page: int,
+                    big: bool, file_offset: int, first_page: int,
                     gap_before: bool = False) -> tuple[Chunk, int]:
         f = self._file
         dec = decode_pages(data, page_size, f.header_page, big, gap_before)
@@ -206,8 +230,7 @@ class FastTraceReader:
         for eid, idx in groups:
             ef = fmts.get(eid)
             if ef is None:
-                if f.formats.name_of(eid) is None:
-                    unknown[eid] = unknown.get(eid, 0) + idx.shape[0]
+                fmts.skipped(eid, idx.shape[0])
                 continue
             off = dec.off[idx]
             dictionary: dict = {}
