@@ -31,7 +31,7 @@ from zlperf.formats import EventFormat, format_problem
 from zlperf.kallsyms import Kallsyms
 from zlperf.readers.libtracecmd.bindings import REC_HEAD, load_library
 from zlperf.readers.libtracecmd.decode import SYNTHESIZED, decode_fields, event_format
-from zlperf.readers.libtracecmd.safety import open_checked
+from zlperf.readers.libtracecmd.safety import in_child, open_checked
 from zlperf.readers.metadata import default_buffer, parse_cpustats
 
 #: Events per yielded chunk: big enough for numpy to pay off, small enough to keep memory flat.
@@ -187,7 +187,15 @@ class LibTraceCmdReader:
         return self._instance(buffer), True
 
     def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "") -> Iterator[Chunk]:
-        """Yield ``buffer``'s events in time order (libtracecmd merges the CPUs), in chunks."""
+        """Yield ``buffer``'s events in time order (libtracecmd merges the CPUs), in chunks.
+
+        libtracecmd reads them in a forked child (:func:`.safety.in_child`): should it crash on
+        damage no check found, the stream ends with a warning instead of the interpreter.
+        """
+        return in_child(lambda: self._read(events, buffer), self.info.warnings, self.path)
+
+    def _read(self, events: Optional[Collection[str]], buffer: str) -> Iterator[Chunk]:
+        """The record loop behind :meth:`chunks` (runs in the child)."""
         lib = self._lib
         handle, own = self._buffer_handle(buffer)
         tep = lib.tracecmd_get_tep(handle) if own else self._tep

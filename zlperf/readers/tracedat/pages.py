@@ -7,7 +7,7 @@ A damaged chunk costs its own pages only: its sizes say where the next one start
 
 from __future__ import annotations
 
-__all__ = ["PageRun", "page_runs", "chunk_problem", "RUN_BYTES", "CHUNK_LIMIT"]
+__all__ = ["PageRun", "page_runs", "RUN_BYTES", "CHUNK_LIMIT"]
 
 import struct
 from dataclasses import dataclass
@@ -71,39 +71,6 @@ def _chunk_sizes(csize: int, usize: int, page_size: int, room: int) -> Optional[
         return f"compressed size {csize} runs past the CPU's data ({room} bytes left)"
     if usize == 0 or usize > CHUNK_LIMIT or usize % page_size:
         return f"uncompressed size {usize} is not 1 to {CHUNK_LIMIT // page_size} whole pages"
-    return None
-
-
-def chunk_problem(f: "TraceDatFile", buf: BufferInfo, cd: CpuData) -> Optional[str]:
-    """What is wrong with one CPU's compressed data, or None: every chunk header is checked and
-    every chunk inflated (bounded, into its stated size) and thrown away."""
-    end = cd.offset + 4 + cd.size
-    order = ">" if f.big_endian else "<"
-    zs = ZstdInto.load() if f.compression == "zstd" else None
-    room = np.empty(CHUNK_LIMIT, np.uint8) if zs is not None else None
-    try:
-        count = struct.unpack(order + "I", f.pread(cd.offset, 4, "chunk count"))[0]
-        if count * 8 > cd.size:
-            return f"cpu {cd.cpu}: chunk count {count} does not fit its {cd.size} bytes"
-        pos = cd.offset + 4
-        for _ in range(count):
-            csize, usize = struct.unpack(order + "II", f.pread(pos, 8, "chunk header"))
-            problem = _chunk_sizes(csize, usize, buf.page_size, end - pos - 8)
-            frame = f.pread(pos + 8, csize, "compressed chunk") if problem is None else b""
-            if problem is None and zs is not None:
-                if not zs.into(memoryview(frame), room, 0, usize):
-                    problem = "its data does not inflate to its stated size"
-            elif problem is None:
-                assert f.inflater is not None
-                try:
-                    f.inflater.inflate(frame, usize)
-                except ValueError as exc:
-                    problem = f"its data does not inflate ({exc})"
-            if problem:
-                return f"cpu {cd.cpu}: chunk at offset {pos:#x}: {problem}"
-            pos += 8 + csize
-    except TraceFormatError as exc:
-        return f"cpu {cd.cpu}: {exc.problem}"
     return None
 
 
