@@ -570,11 +570,67 @@ def test_a_crash_while_reading_ends_the_stream_with_a_warning():
     from zlperf.readers.libtracecmd.safety import in_child
 
     def produce():
+        import faulthandler
+
         yield 1
         yield 2
+        faulthandler.disable()  # pytest's handler would print the child's stack
         os.kill(os.getpid(), signal.SIGSEGV)
         yield 3
 
     warnings: list[str] = []
     assert list(in_child(produce, warnings, "t.dat")) == [1, 2]
     assert len(warnings) == 1 and "crashed (SIGSEGV)" in warnings[0] and "lost" in warnings[0]
+
+
+# ----- side files and pipes ------------------------------------------------------------------------
+def _kallsyms_cases(root) -> dict[str, str]:
+    """Bad ``--kallsyms`` files: cut gzip, gzip bomb, a device, a FIFO, a directory."""
+    import gzip
+    import os
+
+    good = FULL_PERF_KALLSYMS.read_bytes()
+    cut = root / "cut.kallsyms.gz"
+    cut.write_bytes(good[:len(good) // 2])
+    bomb = root / "bomb.kallsyms.gz"
+    with gzip.open(bomb, "wb", compresslevel=1) as gz:
+        for _ in range(1024):
+            gz.write(b"0" * (1 << 20))  # 1 GiB of one character: ~1 MiB on disk
+    fifo = root / "fifo.kallsyms"
+    os.mkfifo(fifo)
+    return {"cut_gzip": str(cut), "gzip_bomb_1GiB": str(bomb), "dev_zero": "/dev/zero", "fifo": str(fifo),
+            "directory": str(root)}
+
+
+@pytest.mark.parametrize("trace", [MINIMAL_DAT, FULL_PERF_DATA], ids=lambda p: p.name)
+def test_bad_kallsyms_files_are_one_line(trace, tmp_path):
+    """``--kallsyms`` given a cut .gz, a gzip bomb, /dev/zero, a FIFO or a directory: one line, bounded."""
+    for name, path in _kallsyms_cases(tmp_path).items():
+        o = run_zlperf(["report", "--kallsyms", path, str(trace)], timeout=60)
+        assert assert_handled(o, allow_partial=False) == "error", name
+        assert path in o.stderr, (name, o.stderr)
+
+
+@pytest.mark.parametrize("reader", ["fast", "libtracecmd"])
+def test_pipes_read_like_files_and_an_idle_fifo_does_not_hang(reader, tmp_path):
+    """``report <(cat f)`` and ``cat f | report /dev/stdin`` give the file's report; a FIFO nobody
+    writes to is one line, not a hang."""
+    import os
+    import shlex
+
+    def doc(cmd: str) -> dict:
+        o = run_zlperf([], argv0=["bash", "-c", cmd], timeout=120)
+        assert o.returncode == 0, o.describe()
+        d = json.loads(o.stdout)
+        d.pop("source")
+        return d
+
+    zl = f"{shlex.quote(sys.executable)} -m zlperf report --json --reader {reader}"
+    f = shlex.quote(str(MINIMAL_DAT))
+    want = doc(f"{zl} {f}")
+    assert doc(f"{zl} <(cat {f})") == want
+    assert doc(f"cat {f} | {zl} /dev/stdin") == want
+    fifo = tmp_path / "fifo.dat"
+    os.mkfifo(fifo)
+    o = run_zlperf(["report", "--reader", reader, str(fifo)], timeout=30)
+    assert assert_handled(o, allow_partial=False) == "error" and str(fifo) in o.stderr

@@ -173,15 +173,16 @@ def parse_event_format(text: str, system: str = "") -> EventFormat:
 MAX_RECORD = 1 << 16
 
 
-def format_problem(fmt: EventFormat) -> Optional[str]:
+def format_problem(fmt: EventFormat, max_record: int = MAX_RECORD) -> Optional[str]:
     """Why ``fmt`` cannot describe real records (a damaged format), or None when it can.
 
-    A field must lie inside a record; an integer (not a struct, union or char array) must be 1, 2,
-    4 or 8 bytes; a ``__data_loc``/``__rel_loc`` field is its u32 location word.
+    A field must lie inside a record, which lies inside one ring-buffer page (``max_record``: the
+    file's page size); an integer (not a struct, union or char array) must be 1, 2, 4 or 8 bytes;
+    a ``__data_loc``/``__rel_loc`` field is its u32 location word.
     """
     for f in fmt.fields:
         where = f"field {f.name!r} (offset {f.offset}, size {f.size})"
-        if f.offset + f.size > MAX_RECORD:
+        if f.offset + f.size > min(max_record, MAX_RECORD):
             return f"{where} lies past any record"
         if f.data_loc or f.rel_loc:
             if f.size != 4:

@@ -209,7 +209,8 @@ class LibTraceCmdReader:
                     formats[ef.id] = ef
         wanted = None if events is None else set(events)
         keep = {eid for eid, ef in formats.items() if wanted is None or ef.full_name in wanted}
-        damaged = {eid: problem for eid in keep if (problem := format_problem(formats[eid]))}
+        page_size = int(lib.tracecmd_page_size(handle)) or self.info.page_size
+        damaged = {eid: problem for eid in keep if (problem := format_problem(formats[eid], page_size))}
         keep -= set(damaged)
         unusable: dict[int, int] = {}
         type_fmt = next(iter(formats.values())).field("common_type") if formats else None
@@ -226,7 +227,6 @@ class LibTraceCmdReader:
         head_size = REC_HEAD.size
         cpu_out = ctypes.c_int()
         cpu_ref = ctypes.byref(cpu_out)
-        page_size = int(lib.tracecmd_page_size(handle)) or self.info.page_size
         corrupt: list[tuple[int, int]] = []
         pending: defaultdict[int, list] = defaultdict(list)
         missed: list = []
@@ -297,7 +297,7 @@ class LibTraceCmdReader:
             ef = formats[eid]
             ts, cpu, seq, datas = zip(*rows)
             dictionary: dict = {}
-            cols = decode_fields(ef, datas, self._big, dictionary)
+            cols = decode_fields(ef, datas, self._big, dictionary, self.info.warnings)
             pid_col = cols.get("common_pid")
             pid = pid_col.astype(np.int32) if pid_col is not None else np.full(len(ts), -1, np.int32)
             chunk.batches[ef.full_name] = EventBatch(

@@ -216,7 +216,7 @@ def read_header(path: str, buf) -> PerfHeaderInfo:
         if a.type == TYPE_TRACEPOINT:
             a.format = hdr.formats.by_id(a.config)
             a.name = a.format.full_name if a.format else f"tracepoint#{a.config}"
-            a.problem = format_problem(a.format) if a.format else None
+            a.problem = format_problem(a.format, hdr.page_size) if a.format else None
             if a.problem:
                 hdr.warnings.append(f"{a.name}: its format is damaged ({a.problem}); its samples are skipped")
                 a.format = None

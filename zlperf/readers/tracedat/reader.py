@@ -77,8 +77,9 @@ class _Wanted:
     """Event id -> format for the events asked for (None for the others, for unknown ids and for
     damaged formats); counts the records skipped for want of a usable format."""
 
-    def __init__(self, file: TraceDatFile, wanted: Optional[set[str]]):
+    def __init__(self, file: TraceDatFile, wanted: Optional[set[str]], page_size: int):
         self._formats = file.formats
+        self._page_size = page_size
         self._wanted = wanted
         self._cache: dict[int, Optional[EventFormat]] = {}
         self.unknown: dict[int, int] = {}  #: event id without a format -> records skipped
@@ -90,7 +91,7 @@ class _Wanted:
             fmt = None
             if name is not None and (self._wanted is None or name in self._wanted):
                 fmt = self._formats.by_id(ev_id)
-                problem = format_problem(fmt) if fmt is not None else None
+                problem = format_problem(fmt, self._page_size) if fmt is not None else None
                 if problem is not None:
                     self.unusable[name] = [0, problem]
                     fmt = None
@@ -173,7 +174,7 @@ class FastTraceReader:
             return
         f = self._file
         wanted = None if events is None else set(events)
-        fmts = _Wanted(f, wanted)
+        fmts = _Wanted(f, wanted, buf.page_size)
         seq = 0
         warn = self.info.warnings.append
         big = f.big_endian
@@ -234,7 +235,8 @@ class FastTraceReader:
                 continue
             off = dec.off[idx]
             dictionary: dict = {}
-            cols = gather_fields(data, off, dec.length[idx], ef, big, f.header_page.commit_size, dictionary)
+            cols = gather_fields(data, off, dec.length[idx], ef, big, f.header_page.commit_size, dictionary,
+                                 self.info.warnings)
             pid_col = cols.get("common_pid")
             pid = pid_col.astype(np.int32) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
             chunk.batches[ef.full_name] = EventBatch(
