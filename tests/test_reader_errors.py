@@ -279,7 +279,7 @@ def _mutation(draw):
     return which, edits, cut
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mutation())
 def test_fuzz_mutated_files_raise_only_trace_format_error(m):
     which, edits, cut = m
