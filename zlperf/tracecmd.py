@@ -26,6 +26,7 @@ from typing import Iterator, Optional
 from zlperf.errors import TraceFormatError, warn
 from zlperf.formats import format_problem
 from zlperf.readers.libtracecmd import load_library, open_checked, record_fits
+from zlperf.readers.libtracecmd.bindings import HandleOwner
 from zlperf.readers.libtracecmd.decode import SYNTHESIZED, event_format
 
 _IS_DYNAMIC, _IS_RELATIVE = 16, 256
@@ -274,8 +275,11 @@ class Event(Mapping):
         return _text(self._raw[ff.offset:ff.offset + ff.size])
 
 
-class Trace:
-    """A trace.dat file, read through libtracecmd (upstream's ``tracecmd.Trace``)."""
+class Trace(HandleOwner):
+    """A trace.dat file, read through libtracecmd (upstream's ``tracecmd.Trace``); a context manager.
+
+    Events hold a reference to their Trace, so none is alive when it is collected and closed.
+    """
 
     def __init__(self, filename: str, buffer: Optional[str] = None):
         self._lib = load_library()
@@ -360,16 +364,3 @@ class Trace:
         if self._top:
             lib.tracecmd_close(self._top)
         self._handle = self._top = None
-
-    def __enter__(self) -> "Trace":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # Events hold a reference to their Trace, so none is alive when this runs.
-        try:
-            self.close()
-        except Exception:
-            pass

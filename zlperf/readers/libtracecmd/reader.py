@@ -29,7 +29,7 @@ from zlperf.errors import TraceFormatError, ZlperfError
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
 from zlperf.formats import EventFormat, format_problem
 from zlperf.kallsyms import Kallsyms
-from zlperf.readers.libtracecmd.bindings import REC_HEAD, load_library
+from zlperf.readers.libtracecmd.bindings import REC_HEAD, HandleOwner, load_library
 from zlperf.readers.libtracecmd.decode import SYNTHESIZED, decode_fields, event_format
 from zlperf.readers.libtracecmd.safety import in_child, open_checked
 from zlperf.readers.metadata import default_buffer, parse_cpustats
@@ -42,7 +42,7 @@ def _s(b: Optional[bytes]) -> str:
     return b.decode("utf-8", "replace") if b else ""
 
 
-class LibTraceCmdReader:
+class LibTraceCmdReader(HandleOwner):
     """A :class:`zlperf.events.TraceReader` over libtracecmd (the reference implementation)."""
 
     def __init__(self, path: str, *, kallsyms: Optional[str] = None,
@@ -320,15 +320,3 @@ class LibTraceCmdReader:
         if getattr(self, "_handle", None):
             self._lib.tracecmd_close(self._handle)
             self._handle = None
-
-    def __enter__(self) -> "LibTraceCmdReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
