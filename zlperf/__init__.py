@@ -24,6 +24,8 @@ __all__ = [
     "analyze", "Analyzer", "AnalysisOptions", "AnalysisResult",
     # the report document
     "SCHEMA", "build_document", "load_result", "merge_results", "diff_documents",
+    # recipes and budgets
+    "load_recipe", "check_document",
     # rendering
     "render_text", "render_csv", "render_diff", "render_folded",
     # errors
@@ -39,6 +41,7 @@ _HOME = {
     "AnalysisResult": "zlperf.analysis",
     "SCHEMA": "zlperf.report", "build_document": "zlperf.report", "load_result": "zlperf.report",
     "merge_results": "zlperf.report", "diff_documents": "zlperf.report",
+    "load_recipe": "zlperf.recipes", "check_document": "zlperf.check",
     "render_text": "zlperf.render.text", "render_diff": "zlperf.render.text", "render_folded": "zlperf.render.text",
     "render_csv": "zlperf.render.csv",
     "ZlperfError": "zlperf.errors", "TraceFormatError": "zlperf.errors", "RecipeError": "zlperf.errors",

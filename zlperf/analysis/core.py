@@ -8,15 +8,15 @@ accumulates them, and :meth:`Analyzer.result` turns the chosen one into the publ
 
 from __future__ import annotations
 
-__all__ = ["Analyzer", "analyze"]
+__all__ = ["Analyzer", "analyze", "window"]
 
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from zlperf.analysis.abi import AbiAdapter, make_adapters
+from zlperf.analysis.abi import AbiAdapter, concerns, make_adapters
 from zlperf.analysis.aggregate import Aggregate, GroupStats, TopN
-from zlperf.analysis.holders import holder_of, summarize
+from zlperf.analysis.holders import Attributed, holder_of, summarize
 from zlperf.analysis.model import Capabilities, Observations, Table, ZoneTable, table_len
 from zlperf.analysis.options import ABIS, AnalysisOptions
 from zlperf.analysis.result import (
@@ -30,13 +30,31 @@ from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo, TraceReader
 TIMELINE_BINS = 40
 
 
-def _filter(table: Optional[Table], mask_fn: Callable[[Table], np.ndarray]) -> Optional[Table]:
-    if not table_len(table):
-        return table
-    mask = mask_fn(table)
-    if mask.all():
-        return table
-    return {k: v[mask] for k, v in table.items()}
+def window(obs: Observations, options: AnalysisOptions, zones: ZoneTable) -> Observations:
+    """``obs`` restricted to the options' time window and zone (releases stay whole: a wait in the
+    window may be behind a holder that released before it)."""
+    zone_code = None
+    if options.zone is not None:
+        zone_code = zones.find(options.zone)
+        if zone_code is None:
+            zone_code = -2  # not seen (yet): filters everything of this chunk out
+    if options.since_ns is None and options.until_ns is None and zone_code is None:
+        return obs
+
+    def keep(t: Optional[Table]) -> Optional[Table]:
+        if not table_len(t):
+            return t
+        m = np.ones(len(t["ts"]), dtype=bool)
+        if options.since_ns is not None:
+            m &= t["ts"] >= np.uint64(options.since_ns)
+        if options.until_ns is not None:
+            m &= t["ts"] <= np.uint64(options.until_ns)
+        if zone_code is not None:
+            m &= t["zone"] == zone_code
+        return t if m.all() else {k: v[m] for k, v in t.items()}
+
+    return Observations(**{k: getattr(obs, k) if k == "releases" else keep(getattr(obs, k))
+                           for k in obs.__dataclass_fields__})
 
 
 class Analyzer:
@@ -57,6 +75,9 @@ class Analyzer:
             (adapter, Aggregate(self.options)) for adapter in make_adapters(self.zones, info, self.options)]
         self._chosen: Optional[tuple[AbiAdapter, Aggregate, bool]] = None  # (adapter, aggregate, its events seen)
         self._result: Optional[AnalysisResult] = None
+        #: after :meth:`result`: every wait of the window with its holder (hold-time recordings), for
+        #: exporters that draw or store each hand-off; None when the recording cannot tell
+        self.attributed: Optional[Attributed] = None
         self.comms: dict[int, str] = dict(info.cmdlines)  #: pid -> comm, updated from each chunk
         self.event_counts: dict[str, int] = {}
         self.missed_events = 0
@@ -82,11 +103,8 @@ class Analyzer:
             lo, hi = int(batch.ts.min()), int(batch.ts.max())
             self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
             self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
-        # Each lane sees the chunks that can matter to it: its events, gaps, and stacks (a begin's
-        # kernel_stack may open the next chunk).
-        stacks = any(name.endswith(":kernel_stack") for name in chunk.batches)
         for adapter, agg in self.lanes:
-            if stacks or MISSED_EVENTS in chunk.batches or any(name in chunk.batches for name in adapter.events):
+            if concerns(adapter, chunk):
                 agg.account(self._window(adapter.observe(chunk)))
 
     def _count_missed(self, batch) -> None:
@@ -98,28 +116,7 @@ class Analyzer:
             self.missed_by_cpu[cpu] = self.missed_by_cpu.get(cpu, 0) + max(c, 0)
 
     def _window(self, obs: Observations) -> Observations:
-        opts = self.options
-        zone_code = None
-        if opts.zone is not None:
-            zone_code = self.zones.find(opts.zone)
-            if zone_code is None:
-                zone_code = -2  # not seen (yet): filters everything of this chunk out
-        if opts.since_ns is None and opts.until_ns is None and zone_code is None:
-            return obs
-
-        def mask(t: Table) -> np.ndarray:
-            m = np.ones(len(t["ts"]), dtype=bool)
-            if opts.since_ns is not None:
-                m &= t["ts"] >= np.uint64(opts.since_ns)
-            if opts.until_ns is not None:
-                m &= t["ts"] <= np.uint64(opts.until_ns)
-            if zone_code is not None:
-                m &= t["zone"] == zone_code
-            return m
-
-        # Releases stay whole: a wait in the window may be behind a holder that released before it.
-        return Observations(**{k: getattr(obs, k) if k == "releases" else _filter(getattr(obs, k), mask)
-                               for k in obs.__dataclass_fields__})
+        return window(obs, self.options, self.zones)
 
     # -- result ------------------------------------------------------------------------------
     def _choose(self) -> tuple[AbiAdapter, Aggregate, bool]:
@@ -214,7 +211,7 @@ class _ResultBuilder:
             warnings.append(f"{len(agg.timeline.untracked)} zones/callers beyond the first "
                             f"{agg.timeline.max_series} have no time slices (no noise estimate for zlperf diff)")
         symbols = info.symbols
-        attributed = agg.holders.finish() if self.caps.holds else None
+        attributed = an.attributed = agg.holders.finish() if self.caps.holds else None
         top_waits = self.worst(agg.top_waits, "wait_ns") if self.caps.waits else []
         if attributed is not None:
             for w, h in zip(top_waits, holder_of(attributed, [r["seq"] for r in agg.top_waits.sorted_rows("wait_ns")],
@@ -255,8 +252,13 @@ class _ResultBuilder:
         return out
 
     def timeline(self) -> TimelineBins:
-        start, width, sums = self.agg.timeline.rebinned(("all", 0), self.lo, self.hi, TIMELINE_BINS)
-        return TimelineBins(start_ns=start, bin_ns=width, columns=TIMELINE_COLUMNS, values=sums)
+        tl = self.agg.timeline
+        start, width, sums = tl.rebinned(("all", 0), self.lo, self.hi, TIMELINE_BINS)
+        buckets = sorted(key[1] for key in tl.series if key[0] == "wait_log2")
+        heat = np.zeros((len(sums), buckets[-1] + 1 if buckets else 0), dtype=np.int64)
+        for b in buckets:  # the same round bins as the counters: same axis, same window
+            heat[:, b] = tl.rebinned(("wait_log2", b), self.lo, self.hi, TIMELINE_BINS)[2][:, 2].astype(np.int64)
+        return TimelineBins(start_ns=start, bin_ns=width, columns=TIMELINE_COLUMNS, values=sums, wait_log2=heat)
 
     def worst(self, top: TopN, col: str) -> list[WorstCase]:
         rows = []

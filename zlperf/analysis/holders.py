@@ -16,8 +16,9 @@ Rules (exactly these, so the numbers can be checked from ``trace-cmd report`` te
   hand-offs are convoys.
 
 Releases are kept for the whole recording (readers deliver CPUs one after another, and a wait on one
-CPU needs the releases of all others) in compact columns, about 40 bytes each; the attribution itself
-is a sort and a searchsorted per zone at the end.
+CPU needs the releases of all others), per zone and CPU in the order they came: a CPU's order is time
+order, so the attribution at the end is a searchsorted per zone and CPU, with no global sort. About 45
+bytes per release.
 """
 
 from __future__ import annotations
@@ -46,17 +47,19 @@ RELEASE_COLUMNS = {
     "count": np.int32,  # the acquisition's batch size; -1 unknown
     "holder_contended": np.bool_,  # the acquisition waited itself
 }
+#: What is kept of each release until the end (zone and CPU are the group's; ts is searched).
+_KEPT = ("ts", "pid", "holder_caller", "holder_seq", "hold_ns", "count", "holder_contended")
 _WAIT_COLUMNS = {"ts": np.uint64, "cpu": np.int32, "pid": np.int32, "zone": np.int32, "caller": np.uint64,
                  "wait_ns": np.uint64, "seq": np.int64}
 
 
 @dataclass
 class Attributed:
-    """Every wait of the window with its holder (row-aligned arrays; ``holder`` -1 = not traced)."""
+    """Every wait of the window with its holder's release, row by row (``traced`` False: not traced)."""
 
     waits: Table  #: the waits: ts cpu pid zone caller wait_ns seq
-    holder: np.ndarray  #: index into ``releases`` or -1
-    releases: Table  #: every release, sorted by zone then file order
+    traced: np.ndarray  #: bool: a holder was found
+    holder: Table  #: the holder's release, aligned with ``waits`` (RELEASE_COLUMNS but seq; junk where not traced)
     parent: np.ndarray  #: the wait (index) whose acquisition this one waited behind, -1 if none in the window
     chain: np.ndarray  #: back-to-back contended acquisitions in the chain ending with this wait (1: no hand-off)
 
@@ -66,20 +69,45 @@ class Attributed:
         index[keep] = np.arange(int(keep.sum()))
         parent = self.parent[keep]
         parent = np.where(parent >= 0, index[np.maximum(parent, 0)], -1)
-        return Attributed({k: v[keep] for k, v in self.waits.items()}, self.holder[keep], self.releases, parent,
-                          self.chain[keep])
+        return Attributed({k: v[keep] for k, v in self.waits.items()}, self.traced[keep],
+                          {k: v[keep] for k, v in self.holder.items()}, parent, self.chain[keep])
 
-    def holder_rows(self, rows: np.ndarray) -> Table:
-        """Release columns of the holders of waits ``rows`` (rows whose holder is -1 are left out)."""
-        h = self.holder[rows]
-        return {k: v[h[h >= 0]] for k, v in self.releases.items()}
+
+class _Group:
+    """The releases of one zone on one CPU, in the CPU's own order (which is time order), chunk by chunk."""
+
+    __slots__ = ("parts", "ts")
+
+    def __init__(self) -> None:
+        self.parts: list[Table] = []
+        self.ts: Optional[np.ndarray] = None
+
+    def seal(self) -> None:
+        """Join the timestamps (only they are searched); keep the other columns per chunk."""
+        self.ts = np.concatenate([p["ts"] for p in self.parts])
+
+    def rows(self, pos: np.ndarray) -> Table:
+        """Kept columns of releases at positions ``pos`` (sorted or not) of the joined order."""
+        ends = np.cumsum([len(p["ts"]) for p in self.parts])
+        part = np.searchsorted(ends, pos, side="right")
+        start = ends - np.array([len(p["ts"]) for p in self.parts])
+        out = {k: np.empty(len(pos), dtype=self.parts[0][k].dtype) for k in _KEPT}
+        for i in np.unique(part).tolist():
+            sel = part == i
+            for k in _KEPT:
+                out[k][sel] = self.parts[i][k][pos[sel] - start[i]]
+        return out
 
 
 class HolderAttribution:
-    """Collects releases (all of them) and waits (windowed) chunk by chunk; attributes at the end."""
+    """Collects releases (all of them) and waits (windowed) chunk by chunk; attributes at the end.
+
+    Releases are kept per (zone, CPU): each CPU's releases come in its own order, which is time
+    order, so the end needs no global sort, only a searchsorted per CPU.
+    """
 
     def __init__(self) -> None:
-        self._releases: list[Table] = []
+        self._groups: dict[tuple[int, int], _Group] = {}
         self._waits: list[Table] = []
         self.seen_releases = False  #: whether the recording has releases at all (hold-time recordings)
 
@@ -87,7 +115,18 @@ class HolderAttribution:
         """One chunk: its releases (not windowed: a holder may precede the window) and its waits."""
         if table_len(releases):
             self.seen_releases = True
-            self._releases.append({k: np.asarray(releases[k], dtype=dt) for k, dt in RELEASE_COLUMNS.items()})
+            zone, cpu = releases["zone"], releases["cpu"]
+            if (zone == zone[0]).all() and (cpu == cpu[0]).all():  # the fast reader: one CPU per chunk
+                splits = [((int(zone[0]), int(cpu[0])), None)]
+            else:
+                order = np.lexsort((releases["seq"], cpu, zone))
+                z, c = zone[order], cpu[order]
+                cuts = np.flatnonzero((z[1:] != z[:-1]) | (c[1:] != c[:-1])) + 1
+                splits = [((int(z[a]), int(c[a])), order[a:b])
+                          for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(z)].tolist())]
+            for key, rows in splits:
+                part = {k: releases[k] if rows is None else releases[k][rows] for k in _KEPT}
+                self._groups.setdefault(key, _Group()).parts.append(part)
         if table_len(waits) and "seq" in waits:
             self._waits.append({k: np.asarray(waits[k], dtype=dt) for k, dt in _WAIT_COLUMNS.items()})
 
@@ -95,37 +134,46 @@ class HolderAttribution:
         """Attribute every wait; None when the recording has no releases (no holders can be known)."""
         if not self.seen_releases:
             return None
-        rel = _concat(self._releases, RELEASE_COLUMNS)
         waits = _concat(self._waits, _WAIT_COLUMNS)
-        self._releases, self._waits = [], []
-        # Zone, then file order: timestamp, CPU, place in the CPU's stream.
-        order = np.lexsort((rel["seq"], rel["cpu"], rel["ts"], rel["zone"]))
-        rel = {k: v[order] for k, v in rel.items()}
-        holder = np.full(table_len(waits), -1, dtype=np.int64)
-        if table_len(waits) and table_len(rel):
-            zone_starts = np.flatnonzero(np.r_[True, rel["zone"][1:] != rel["zone"][:-1]])
-            zone_ends = np.r_[zone_starts[1:], len(rel["zone"])]
-            # Start of each run of consecutive releases on one CPU (within a zone): the latest release
-            # before position i on another CPU than i's is the one just before i's run.
-            run_start = np.flatnonzero(np.r_[True, (rel["cpu"][1:] != rel["cpu"][:-1]) |
-                                             (rel["zone"][1:] != rel["zone"][:-1])])
-            run_of = np.repeat(run_start, np.diff(np.r_[run_start, len(rel["cpu"])]))
-            for start, end in zip(zone_starts.tolist(), zone_ends.tolist()):
-                mine = np.flatnonzero(waits["zone"] == rel["zone"][start])
-                if not len(mine):
-                    continue
-                t = waits["ts"][mine]
-                idx = start + np.searchsorted(rel["ts"][start:end], t, side="right") - 1
-                ok = idx >= start
-                same_cpu = ok & (rel["cpu"][np.maximum(idx, 0)] == waits["cpu"][mine])
-                idx = np.where(same_cpu, run_of[np.maximum(idx, 0)] - 1, idx)
-                ok &= idx >= start
-                safe = np.maximum(idx, 0)
-                began = t.astype(np.int64) - waits["wait_ns"][mine].astype(np.int64)
-                ok &= rel["ts"][safe].astype(np.int64) >= began
-                holder[mine] = np.where(ok, idx, -1)
-        parent, chain = _chains(waits, holder, rel)
-        return Attributed(waits=waits, holder=holder, releases=rel, parent=parent, chain=chain)
+        self._waits = []
+        n = table_len(waits)
+        best_group = np.full(n, -1, dtype=np.int64)
+        best_pos = np.zeros(n, dtype=np.int64)
+        best_ts = np.zeros(n, dtype=np.uint64)
+        groups = sorted(self._groups.items())  # by zone, then CPU ascending: the file order of equal times
+        for gi, ((zone, cpu), g) in enumerate(groups):
+            g.seal()
+            mine = np.flatnonzero((waits["zone"] == zone) & (waits["cpu"] != cpu))
+            if not len(mine):
+                continue
+            ts = g.ts
+            if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # a clock that stepped back: search a sorted copy
+                order = np.argsort(ts, kind="stable")
+                ts = ts[order]
+            else:
+                order = None
+            pos = np.searchsorted(ts, waits["ts"][mine], side="right") - 1
+            found = pos >= 0
+            cand = ts[np.maximum(pos, 0)]
+            # The latest so far; on equal timestamps the higher CPU (iterated later) is later in file order.
+            better = found & ((best_group[mine] < 0) | (cand >= best_ts[mine]))
+            take = mine[better]
+            best_group[take] = gi
+            best_pos[take] = pos[better] if order is None else order[pos[better]]
+            best_ts[take] = cand[better]
+        began = waits["ts"].astype(np.int64) - waits["wait_ns"].astype(np.int64)
+        traced = (best_group >= 0) & (best_ts.astype(np.int64) >= began)
+        holder = {k: np.zeros(n, dtype=dt) for k, dt in RELEASE_COLUMNS.items() if k != "seq"}
+        for gi in np.unique(best_group[traced]).tolist():
+            (zone, cpu), g = groups[gi]
+            rows = np.flatnonzero(traced & (best_group == gi))
+            for k, v in g.rows(best_pos[rows]).items():
+                holder[k][rows] = v
+            holder["zone"][rows] = zone
+            holder["cpu"][rows] = cpu
+        self._groups = {}
+        parent, chain = _chains(waits, traced, holder)
+        return Attributed(waits=waits, traced=traced, holder=holder, parent=parent, chain=chain)
 
 
 def _concat(parts: list[Table], columns: dict) -> Table:
@@ -134,23 +182,23 @@ def _concat(parts: list[Table], columns: dict) -> Table:
     return {k: np.concatenate([p[k] for p in parts]) for k in columns}
 
 
-def _chains(waits: Table, holder: np.ndarray, rel: Table) -> tuple[np.ndarray, np.ndarray]:
+def _chains(waits: Table, traced: np.ndarray, holder: Table) -> tuple[np.ndarray, np.ndarray]:
     """(parent, length) per wait: the wait whose acquisition it waited behind (-1: none in the window),
     and the number of back-to-back contended acquisitions in the chain ending with it (1: no hand-off).
 
     The holder's acquisition is found among the waits by its stream position (seq); lengths follow by
     pointer doubling: a few vectorised passes however long the chains.
     """
-    n = len(holder)
+    n = len(traced)
     parent = np.full(n, -1, dtype=np.int64)
     length = np.ones(n, dtype=np.int64)
     if not n:
         return parent, length
     by_seq = np.argsort(waits["seq"], kind="stable")
     seqs = waits["seq"][by_seq]
-    has = np.flatnonzero(holder >= 0)
-    handoff = rel["holder_contended"][holder[has]]
-    hseq = rel["holder_seq"][holder[has]]
+    has = np.flatnonzero(traced)
+    handoff = holder["holder_contended"][has]
+    hseq = holder["holder_seq"][has]
     pos = np.minimum(np.searchsorted(seqs, hseq), n - 1)
     found = handoff & (seqs[pos] == hseq)
     parent[has[found]] = by_seq[pos[found]]
@@ -179,20 +227,15 @@ def summarize(att: Attributed, sym: Callable[[int], str], comm: Callable[[int], 
 
     uncontended = 0
     if not waits_are_contended:
-        traced_mask = att.holder >= 0
-        uncontended = int((~traced_mask).sum())
-        att = att.only(traced_mask)
+        uncontended = int((~att.traced).sum())
+        att = att.only(att.traced)
     w = att.waits
-    n = len(att.holder)
-    traced = att.holder >= 0
-    h = att.holder[traced]
+    n = len(att.traced)
+    traced = att.traced
     wait_ns = w["wait_ns"].astype(np.int64)
-    holder_caller = np.zeros(n, dtype=np.uint64)
-    holder_caller[traced] = att.releases["holder_caller"][h]
-    no_acq = np.zeros(n, dtype=bool)
-    no_acq[traced] = att.releases["holder_seq"][h] < 0
-    handed = np.zeros(n, dtype=bool)
-    handed[traced] = att.releases["holder_contended"][h]
+    holder_caller = np.where(traced, att.holder["holder_caller"], 0).astype(np.uint64)
+    no_acq = traced & (att.holder["holder_seq"] < 0)
+    handed = traced & att.holder["holder_contended"]
 
     def holder_name(addr: int, traced_row: bool, no_acquisition: bool) -> str:
         if not traced_row:
@@ -216,10 +259,11 @@ def summarize(att: Attributed, sym: Callable[[int], str], comm: Callable[[int], 
 
     # Costliest holders: (holder caller, releasing task, CPU).
     costs: dict[tuple, list[int]] = {}
-    if len(h):
-        rel = att.releases
+    if traced.any():
+        rel = att.holder
         hk = np.stack([holder_caller[traced], no_acq[traced].astype(np.uint64),
-                       rel["pid"][h].astype(np.int64).view(np.uint64), rel["cpu"][h].astype(np.uint64)], axis=1)
+                       rel["pid"][traced].astype(np.int64).view(np.uint64), rel["cpu"][traced].astype(np.uint64)],
+                      axis=1)
         uniq, inverse = np.unique(hk, axis=0, return_inverse=True)
         inverse = inverse.ravel()
         counts = np.bincount(inverse, minlength=len(uniq))
@@ -275,11 +319,10 @@ def holder_of(att: Attributed, seqs: list[int], sym: Callable[[int], str], comm:
             out.append(None)
             continue
         i = int(order[pos])
-        h = int(att.holder[i])
-        if h < 0:
+        if not att.traced[i]:
             out.append(HolderOf(caller=NOT_TRACED))
             continue
-        r = {k: v[h].item() for k, v in att.releases.items()}
+        r = {k: v[i].item() for k, v in att.holder.items()}
         seen = r["holder_seq"] >= 0
         out.append(HolderOf(caller=sym(r["holder_caller"]) if seen else NO_ACQUISITION, pid=r["pid"],
                             comm=comm(r["pid"]), cpu=r["cpu"], release_ts_ns=r["ts"],

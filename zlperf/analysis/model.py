@@ -96,7 +96,8 @@ class Observations:
     contended:  ts cpu pid zone caller [stack]              (a contended-lock event; its kernel stack
                                                             as uint64 frames, innermost first, if recorded)
     acquired:   ts cpu pid zone caller count contended      (every traced acquisition)
-    waits:      ts cpu pid zone caller wait_ns              (one row per contended wait)
+    waits:      ts cpu pid zone caller wait_ns              (one row per contended wait; ts = when it ended,
+                                                            i.e. the acquisition, in every ABI)
     holds:      ts cpu pid zone caller count hold_ns        (ts and caller of the acquisition)
     unmatched:  ts cpu pid zone caller                      (a release with no acquisition before it)
     unreleased: ts cpu pid zone caller                      (an acquisition never seen released)

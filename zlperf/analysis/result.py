@@ -215,6 +215,9 @@ class TimelineBins:
     bin_ns: int
     columns: tuple[str, ...]
     values: np.ndarray  #: (bins, len(columns)) float64
+    #: (bins, log2 buckets) waits per bin and log2 bucket of wait_ns (bucket as in hist_log2): the latency
+    #: heatmap; None when unknown (documents written without it)
+    wait_log2: Optional[np.ndarray] = None
 
 
 @dataclass

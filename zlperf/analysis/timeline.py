@@ -9,7 +9,7 @@ number of distinct callers, and each series costs max_bins x columns floats.
 
 from __future__ import annotations
 
-__all__ = ["Timeline", "COLUMNS"]
+__all__ = ["Timeline", "COLUMNS", "ALWAYS_TRACKED"]
 
 from typing import Hashable, Optional
 
@@ -17,6 +17,9 @@ import numpy as np
 
 #: Counters kept per bin, in this order.
 COLUMNS = ("contended_events", "acquisitions", "waits", "wait_sum_ns", "holds", "hold_sum_ns")
+#: Series dimensions never left untracked: the whole recording, and its waits per log2 bucket (the latency
+#: heatmap: series ("wait_log2", bucket), counted in the "waits" column; at most 65 buckets).
+ALWAYS_TRACKED = ("all", "wait_log2")
 
 
 class Timeline:
@@ -89,7 +92,7 @@ class Timeline:
                     key = (dim, keys[code])
                     data = self.series.get(key)
                     if data is None:
-                        if dim != "all" and len(self.series) > self.max_series:
+                        if dim not in ALWAYS_TRACKED and len(self.series) > self.max_series:
                             self.untracked.add(key)
                             continue
                         data = self.series[key] = np.zeros((self.n, len(COLUMNS)))

@@ -87,15 +87,15 @@ def _slices(g: Group) -> Optional[dict[str, list]]:
 
 def _timeline(r: AnalysisResult) -> dict:
     tl = r.timeline
-    return {
-        "bin_ns": tl.bin_ns,
-        "start_ns": tl.start_ns,
-        "bins": [
-            {"t_ns": tl.start_ns + i * tl.bin_ns,
+    bins = [{"t_ns": tl.start_ns + i * tl.bin_ns,
              **{c: (float(v) if c.endswith("_ns") else int(v)) for c, v in zip(tl.columns, row)}}
-            for i, row in enumerate(tl.values)
-        ],
-    }
+            for i, row in enumerate(tl.values)]
+    if tl.wait_log2 is not None:  # the latency heatmap: each bin's waits per log2 bucket (trailing zeros dropped)
+        for b, hist in zip(bins, tl.wait_log2.tolist()):
+            while hist and not hist[-1]:
+                hist.pop()
+            b["wait_hist_log2"] = [int(x) for x in hist]
+    return {"bin_ns": tl.bin_ns, "start_ns": tl.start_ns, "bins": bins}
 
 
 def _worst(rows, col: str, holders: bool) -> list[dict]:

@@ -100,13 +100,18 @@ def _timeline(results: list[AnalysisResult]) -> TimelineBins:
         return TimelineBins(0, 0, columns, np.zeros((0, len(columns))))
     ends = [len(r.timeline.values) * r.timeline.bin_ns for r in results]
     out = np.zeros((max(1, math.ceil(max(ends) / width)), len(columns)))
+    heats = [r.timeline.wait_log2 for r in results]
+    known = all(h is not None for h in heats)  # the heatmap only when every recording has one
+    heat = np.zeros((len(out), max((h.shape[1] for h in heats if h is not None), default=0)), dtype=np.int64)
     for r in results:
         tl = r.timeline
         if not len(tl.values):
             continue
         target = (np.arange(len(tl.values)) * tl.bin_ns) // width
         np.add.at(out, target, tl.values)
-    return TimelineBins(0, width, columns, out)
+        if known and tl.wait_log2 is not None and tl.wait_log2.size:
+            np.add.at(heat[:, :tl.wait_log2.shape[1]], target, tl.wait_log2)
+    return TimelineBins(0, width, columns, out, wait_log2=heat if known else None)
 
 
 def _holders(results: list[AnalysisResult], names: list[str]) -> Optional[Holders]:

@@ -363,10 +363,22 @@ def _timeline(c: _Checker, v: Any) -> TimelineBins:
     d = c.obj(v, "timeline")
     bins = c.lst(d.get("bins", []), "timeline.bins", _MAX_BINS)
     values = np.zeros((len(bins), len(TIMELINE_COLUMNS)))
+    heat: Optional[list[list[int]]] = []  # the latency heatmap, when every bin has it
     for i, b in enumerate(bins):
         b = c.obj(b, f"timeline.bins[{i}]")
         for j, col in enumerate(TIMELINE_COLUMNS):
             values[i, j] = c.num(b.get(col, 0), f"timeline.bins[{i}].{col}")  # type: ignore[assignment]
+        if heat is not None and "wait_hist_log2" in b:
+            where = f"timeline.bins[{i}].wait_hist_log2"
+            heat.append([c.int_(x, f"{where}[{k}]") for k, x in  # type: ignore[misc]
+                         enumerate(c.lst(b["wait_hist_log2"], where, _LOG2_BUCKETS))])
+        else:
+            heat = None  # documents written before the heatmap existed
+    wait_log2 = None
+    if heat is not None:
+        wait_log2 = np.zeros((len(heat), max((len(h) for h in heat), default=0)), dtype=np.int64)
+        for i, h in enumerate(heat):
+            wait_log2[i, :len(h)] = h
     return TimelineBins(start_ns=c.int_(d.get("start_ns", 0), "timeline.start_ns"),  # type: ignore[arg-type]
                         bin_ns=c.int_(d.get("bin_ns", 0), "timeline.bin_ns"),  # type: ignore[arg-type]
-                        columns=TIMELINE_COLUMNS, values=values)
+                        columns=TIMELINE_COLUMNS, values=values, wait_log2=wait_log2)

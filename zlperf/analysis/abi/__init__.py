@@ -8,13 +8,14 @@ and stock kernels' ``lock:contention_*`` found by stack frames (:mod:`.stock`). 
 
 from __future__ import annotations
 
-__all__ = ["AbiAdapter", "ADAPTERS", "make_adapters"]
+__all__ = ["AbiAdapter", "ADAPTERS", "make_adapters", "concerns"]
 
 from typing import TYPE_CHECKING, ClassVar, Mapping, Protocol
 
 from zlperf.analysis.abi.kmem import KmemZoneLockABI
 from zlperf.analysis.abi.series import ZoneLockSeriesABI
 from zlperf.analysis.abi.stock import StockContentionABI
+from zlperf.events import MISSED_EVENTS
 
 if TYPE_CHECKING:
     from zlperf.analysis.model import Capabilities, Observations, ZoneTable
@@ -55,3 +56,11 @@ ADAPTERS: tuple[type, ...] = (KmemZoneLockABI, ZoneLockSeriesABI, StockContentio
 def make_adapters(zones: "ZoneTable", info: "TraceInfo", options: "AnalysisOptions") -> list[AbiAdapter]:
     """One fresh adapter per ABI, sharing one zone table."""
     return [cls(zones, info, options) for cls in ADAPTERS]
+
+
+def concerns(adapter: AbiAdapter, chunk: "Chunk") -> bool:
+    """Whether ``chunk`` can matter to ``adapter``: its events, ring-buffer gaps, or kernel stacks (the
+    stack of an event that ended the previous chunk may open this one)."""
+    names = chunk.batches
+    return (MISSED_EVENTS in names or any(name in names for name in adapter.events)
+            or any(name.endswith(":kernel_stack") for name in names))

@@ -129,7 +129,7 @@ class StockContentionABI:
         codes = np.array([self.zones.code(Zone(*named.get(e[0][3], (None, None)), lock_addr=e[0][3])) for e in emit],
                          dtype=np.int32)
         base: Table = {
-            "ts": np.array([e[0][0] for e in emit], np.uint64),
+            "ts": np.array([e[0][0] for e in emit], np.uint64),  # the contended event: contention_begin
             "cpu": np.array([e[0][1] for e in emit], np.int32),
             "pid": np.array([e[0][2] for e in emit], np.int32),
             "zone": codes,
@@ -137,6 +137,7 @@ class StockContentionABI:
         }
         waits_t = dict(base)
         waits_t["wait_ns"] = np.array([e[0][4] for e in emit], np.uint64)
+        waits_t["ts"] = base["ts"] + waits_t["wait_ns"]  # a wait is dated when it ended, as in every ABI
         contended = dict(base)
         contended["stack"] = np.empty(len(emit), dtype=object)
         contended["stack"][:] = [e[0][5] for e in emit]

@@ -1,7 +1,8 @@
 """Built-in table of the event ABIs zlperf knows, to validate recipes offline.
 
-When an event exists in the running kernel its tracefs format wins (see :mod:`zlperf.tracefs`); this
-table covers the zone-lock ABIs of kernels other than this one, so `zlperf recipes validate` works anywhere.
+When an event exists in the running kernel its tracefs format wins (``zlperf record`` passes
+:func:`zlperf.record.tracefs.event_format_here`); this table covers the zone-lock ABIs of kernels other
+than this one, so `zlperf recipes validate` works anywhere.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Dict, Optional
 
 from zlperf.formats import EventFormat, parse_event_format
 
-#: Fields every event has (tracefs filters also accept the pseudo-fields CPU/COMM, see tracefs.FILTER_PSEUDO_FIELDS).
+#: Fields every event has (tracefs filters also accept the pseudo-fields CPU/COMM, see filters.FILTER_PSEUDO_FIELDS).
 COMMON_FIELDS = """\
 \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
 \tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
@@ -24,7 +25,8 @@ COMMON_FIELDS = """\
 # Each entry: the event's own fields as tracefs prints them (offsets as on x86_64). Offsets are only
 # used here to build a FieldFormat; readers always take them from the recorded file.
 _FIELDS: Dict[str, str] = {
-    # The seed patch (EVENTS.md §1; format files of the 6.12 lab kernel in tests/data/formats).
+    # The seed patch "mm/page_alloc: add tracepoints for zone->lock acquisitions" (its 6.12 port is
+    # lab/patches/zone-lock-tracepoints-6.12.patch; the lab kernel's format files are in tests/data/formats).
     "kmem:mm_zone_lock_contended": """\
 \tfield:int node_id;\toffset:8;\tsize:4;\tsigned:1;
 \tfield:__data_loc char[] name;\toffset:12;\tsize:4;\tsigned:0;
@@ -45,7 +47,7 @@ _FIELDS: Dict[str, str] = {
 \tfield:int count;\toffset:16;\tsize:4;\tsigned:1;
 \tfield:unsigned long caller;\toffset:24;\tsize:8;\tsigned:0;
 """,
-    # The rival series in review in 2026 (EVENTS.md §2; lab/patches/zone-lock-series-6.12.patch).
+    # The rival zone_lock:* series in review in 2026 (its 6.12 port is lab/patches/zone-lock-series-6.12.patch).
     "zone_lock:zone_lock_start_locking": """\
 \tfield:struct zone * zone;\toffset:8;\tsize:8;\tsigned:0;
 """,

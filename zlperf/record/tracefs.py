@@ -1,19 +1,13 @@
 """The kernel's tracefs: where it is mounted, which events and clocks it has, and zlperf's own instances.
 
-Reads are cached per process; every write goes through :class:`Instance`, which can print instead of
-writing (``--dry-run``) and keeps a log so that the recorder can undo exactly what it did.
+Event formats are read once per process; every write goes through :class:`Instance`, which only ever
+writes inside its own ``instances/NAME`` folder and prints instead of writing under ``--dry-run``.
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_MOUNT",
-    "Tracefs",
-    "Instance",
-    "find_tracefs",
-    "live_event_format",
-    "FILTER_PSEUDO_FIELDS",
-]
+__all__ = ["DEFAULT_MOUNT", "Tracefs", "Instance", "find_tracefs", "live_event_format", "event_format_here",
+           "write_kernel_file"]
 
 import errno
 import os
@@ -24,13 +18,22 @@ from typing import Callable, Dict, List, Optional
 
 from zlperf.errors import RecordError
 from zlperf.formats import EventFormat, parse_event_format
+from zlperf.recipes.known_events import known_format
 
 #: Where trace-cmd mounts tracefs when nothing else has (and where Linux >= 4.1 puts it).
 DEFAULT_MOUNT = Path("/sys/kernel/tracing")
 
-#: Names a tracefs filter accepts besides the event's fields (kernel/trace/trace_events_filter.c):
-#: the CPU and the task's comm; common_* fields are in every format already.
-FILTER_PSEUDO_FIELDS = {"CPU": "numeric", "cpu": "numeric", "COMM": "string", "comm": "string"}
+
+def write_kernel_file(path: Path, value: str, truncate: bool = False) -> None:
+    """Write ``value`` to a tracefs or /proc/sys file in one write(2), as ``echo`` would; OSError on refusal.
+
+    ``truncate`` (O_TRUNC) replaces the content of filter-like files; tracefs and sysctl ignore it elsewhere.
+    """
+    fd = os.open(path, os.O_WRONLY | (os.O_TRUNC if truncate else 0))
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
 
 
 def find_tracefs(mounts: str = "/proc/mounts") -> Optional[Path]:
@@ -127,11 +130,16 @@ def live_event_format(event: str) -> Optional[EventFormat]:
     return tfs.event_format(event) if tfs is not None else None
 
 
+def event_format_here(event: str) -> Optional[EventFormat]:
+    """The running kernel's format of ``SYS:NAME`` when it has the event, else zlperf's built-in table's."""
+    return live_event_format(event) or known_format(event)
+
+
 class Instance:
     """A tracefs instance that zlperf creates, configures and removes.
 
     With ``dry_run`` every operation is printed through ``say`` (as the shell command that would do it)
-    and nothing is touched. ``created`` tells cleanup whether there is anything to remove.
+    and nothing is touched.
     """
 
     def __init__(self, tracefs: Tracefs, name: str, dry_run: bool = False, say: Callable[[str], None] = print):
@@ -140,7 +148,6 @@ class Instance:
         self.path = tracefs.root / "instances" / name
         self.dry_run = dry_run
         self.say = say
-        self.created = False
 
     def create(self) -> None:
         """mkdir the instance; an existing one of the same name is an error (never reuse someone's)."""
@@ -153,7 +160,6 @@ class Instance:
             raise RecordError(f"{self.path} already exists: another zlperf is recording; remove it with rmdir if stale")
         except OSError as exc:
             raise RecordError(f"cannot create tracefs instance {self.path}: {exc.strerror}")
-        self.created = True
 
     def write(self, rel: str, value: str) -> None:
         """Write ``value`` to the instance file ``rel``; a refusal names the file and the kernel's reason."""
@@ -162,21 +168,10 @@ class Instance:
             self.say(f"echo {_shell_quote(value)} > {target}")
             return
         try:
-            # O_TRUNC matters for filter/set_event-like files; tracefs ignores it elsewhere.
-            fd = os.open(target, os.O_WRONLY | os.O_TRUNC)
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
+            write_kernel_file(target, value, truncate=True)
         except OSError as exc:
             detail = self._error_log_tail() if exc.errno == errno.EINVAL else ""
             raise RecordError(f"writing {value!r} to {target} failed: {exc.strerror}{detail}")
-
-    def read(self, rel: str) -> str:
-        """Text of the instance file ``rel`` ('' in a dry run)."""
-        if self.dry_run:
-            return ""
-        return (self.path / rel).read_text()
 
     def _error_log_tail(self) -> str:
         """The kernel's explanation of a rejected write (the last "error: ..." line of error_log)."""
