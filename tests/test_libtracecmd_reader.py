@@ -375,12 +375,14 @@ def test_missing_library_gives_the_install_hint(monkeypatch):
         ltc.load_library()
 
 
-def test_corrupted_record_length_is_skipped_with_a_warning(tmp_path):
-    """A record header whose length runs past its page: skipped and reported, never copied."""
+def test_corrupted_record_length_is_refused_before_libtracecmd_sees_it(tmp_path):
+    """A record header whose length runs past its page: libtracecmd is never handed the file (it does
+    not survive such damage); the error names the page, and the fast reader reads around it."""
     import ctypes
     import struct
 
     import zlperf.tracecmd as tracecmd
+    from zlperf.readers import open_trace
 
     src = FULL_V6_DAT.read_bytes()  # v6: record offsets are file offsets
     lib = ltc.load_library()
@@ -388,7 +390,7 @@ def test_corrupted_record_length_is_skipped_with_a_warning(tmp_path):
     cpu = ctypes.c_int()
     for _ in range(100):
         rp = lib.tracecmd_read_next_data(h, ctypes.byref(cpu))
-        off = int(rp.contents.offset)
+        off, rec_cpu = int(rp.contents.offset), int(rp.contents.cpu)
         lib.tracecmd_free_record(rp)
     lib.tracecmd_close(h)
     bad = bytearray(src)
@@ -396,19 +398,23 @@ def test_corrupted_record_length_is_skipped_with_a_warning(tmp_path):
     struct.pack_into("<II", bad, off, word & ~31, 0x10000000)  # type_len 0: length in the next word
     p = tmp_path / "badlen.dat"
     p.write_bytes(bytes(bad))
-    with LibTraceCmdReader(str(FULL_V6_DAT)) as r:
-        whole = sum(len(c) for c in r.chunks())
-    with LibTraceCmdReader(str(p)) as r:
-        n = sum(len(c) for c in r.chunks())
-        warnings = r.info.warnings
-    assert any("impossible length" in w and f"{off:#x}" in w for w in warnings)
-    with LibTraceCmdReader(str(p)) as r:
-        page = r.info.page_size
-    assert whole - page // 16 < n < whole  # the rest of that one page at most is lost
-    t = tracecmd.Trace(str(p))
-    with pytest.raises(tracecmd.FileFormatError, match="impossible length"):
-        while t.read_next_event():
-            pass
+    with pytest.raises(TraceFormatError, match=f"damaged: cpu {rec_cpu}: page \\d+: .*runs off the page") as ei:
+        LibTraceCmdReader(str(p))
+    assert str(p) in str(ei.value) and "\n" not in str(ei.value)
+    with pytest.raises(tracecmd.FileFormatError, match="damaged"):
+        tracecmd.Trace(str(p))
+    with open_trace(p) as fast, open_trace(FULL_V6_DAT) as whole:
+        n = sum(len(c) for c in fast.chunks())
+        assert any(f"cpu {rec_cpu}: page" in w and "lost" in w for w in fast.info.warnings)
+        assert 0 < sum(len(c) for c in whole.chunks()) - n < 4096 // 16  # the rest of that one page
+
+
+def test_record_fits_rejects_records_past_their_page():
+    """The reader's last line of defence (records are checked again as libtracecmd hands them out)."""
+    assert ltc.record_fits(4096 * 3 + 16, 24, 20, 4096)
+    assert not ltc.record_fits(4096 * 3 + 4080, 24, 20, 4096)  # runs off the page
+    assert not ltc.record_fits(16, 24, 28, 4096)  # payload longer than the record
+    assert not ltc.record_fits(16, 24, -1, 4096)
 
 
 def _record_offsets(path: Path, count: int) -> list[tuple[int, int]]:

@@ -6,7 +6,8 @@ being read, so a later version of an event that adds or moves fields is still re
 
 from __future__ import annotations
 
-__all__ = ["FieldFormat", "EventFormat", "format_identity", "parse_event_format", "parse_header_page", "HeaderPage"]
+__all__ = ["FieldFormat", "EventFormat", "format_identity", "parse_event_format", "format_problem", "parse_header_page",
+           "HeaderPage", "MAX_RECORD"]
 
 import re
 from dataclasses import dataclass, field
@@ -165,6 +166,37 @@ def parse_event_format(text: str, system: str = "") -> EventFormat:
         elif stripped.startswith("print fmt:"):
             print_fmt = stripped[len("print fmt:"):].strip()
     return EventFormat(system, ident[0], ident[1], fields, print_fmt)
+
+
+#: Largest extent of a record's fixed fields: a record lives in one ring-buffer page, and the
+#: u16 offsets of __data_loc fields cannot reach past 64 KiB.
+MAX_RECORD = 1 << 16
+
+
+def format_problem(fmt: EventFormat, max_record: int = MAX_RECORD) -> Optional[str]:
+    """Why ``fmt`` cannot describe real records (a damaged format), or None when it can.
+
+    A field must lie inside a record, which lies inside one ring-buffer page (``max_record``: the
+    file's page size); an integer (not a struct, union or char array) must be 1, 2, 4 or 8 bytes;
+    a ``__data_loc``/``__rel_loc`` field is its u32 location word.
+    """
+    for f in fmt.fields:
+        where = f"field {f.name!r} (offset {f.offset}, size {f.size})"
+        if f.offset + f.size > min(max_record, MAX_RECORD):
+            return f"{where} lies past any record"
+        if f.data_loc or f.rel_loc:
+            if f.size != 4:
+                return f"{where} is a dynamic field whose location word is not 4 bytes"
+            continue
+        base = f.type.replace("const", "").replace("volatile", "").strip()
+        if f.is_string or base.startswith(("struct ", "union ")) or "*" in base and f.size in (4, 8):
+            continue
+        if f.array_len:
+            if f.size % f.array_len or f.elem_size not in (1, 2, 4, 8):
+                return f"{where} is an array of {f.array_len} elements no integer size divides"
+        elif f.array_len is None and f.size not in (1, 2, 4, 8):
+            return f"{where} is an integer of a size no integer has"
+    return None
 
 
 @dataclass(frozen=True)

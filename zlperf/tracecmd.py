@@ -23,10 +23,26 @@ import ctypes
 from collections.abc import Mapping
 from typing import Iterator, Optional
 
-from zlperf.errors import TraceFormatError
+from zlperf.errors import TraceFormatError, warn
+from zlperf.formats import format_problem
 from zlperf.readers.libtracecmd import load_library, open_checked, record_fits
+from zlperf.readers.libtracecmd.bindings import HandleOwner
+from zlperf.readers.libtracecmd.decode import SYNTHESIZED, event_format
 
 _IS_DYNAMIC, _IS_RELATIVE = 16, 256
+
+
+def _format_problems(lib, tep: int) -> list[str]:
+    """One line per event whose format is damaged (its fields then read as None or garbage)."""
+    out = []
+    for i in range(int(lib.tep_get_events_count(tep))):
+        ev = lib.tep_get_event(tep, i)
+        if ev:
+            fmt = event_format(ev.contents)
+            problem = None if fmt.full_name in SYNTHESIZED else format_problem(fmt)
+            if problem:
+                out.append(f"event {fmt.full_name}: its format is damaged ({problem}); do not trust its fields")
+    return out
 
 
 class FileFormatError(TraceFormatError):
@@ -259,8 +275,11 @@ class Event(Mapping):
         return _text(self._raw[ff.offset:ff.offset + ff.size])
 
 
-class Trace:
-    """A trace.dat file, read through libtracecmd (upstream's ``tracecmd.Trace``)."""
+class Trace(HandleOwner):
+    """A trace.dat file, read through libtracecmd (upstream's ``tracecmd.Trace``); a context manager.
+
+    Events hold a reference to their Trace, so none is alive when it is collected and closed.
+    """
 
     def __init__(self, filename: str, buffer: Optional[str] = None):
         self._lib = load_library()
@@ -268,9 +287,11 @@ class Trace:
         self._top = None
         self.filename = str(filename)
         try:  # zlperf's own checks and a probe in a child first: libtracecmd crashes on some damaged files
-            top = open_checked(self._lib, self.filename)
+            top, notes = open_checked(self._lib, self.filename)
         except TraceFormatError as exc:
             raise FileFormatError(exc.path, exc.offset, exc.problem, exc.hint) from None
+        for note in notes + _format_problems(self._lib, self._lib.tracecmd_get_tep(top)):
+            warn(f"{self.filename}: {note}")
         self._top = top
         names = [self._lib.tracecmd_buffer_instance_name(top, i).decode()
                  for i in range(self._lib.tracecmd_buffer_instances(top))]
@@ -343,16 +364,3 @@ class Trace:
         if self._top:
             lib.tracecmd_close(self._top)
         self._handle = self._top = None
-
-    def __enter__(self) -> "Trace":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # Events hold a reference to their Trace, so none is alive when this runs.
-        try:
-            self.close()
-        except Exception:
-            pass

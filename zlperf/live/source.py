@@ -115,15 +115,20 @@ class LiveSource:
             self.header_page = parse_header_page((tfs.root / "events" / "header_page").read_text())
         except OSError as exc:
             raise RecordError(f"cannot read {tfs.root}/events/header_page: {exc.strerror}")
-        by_id = {f.id: f for f in self.formats.values()}
+        self._by_id = by_id = {f.id: f for f in self.formats.values()}
         type_field = next((f.field("common_type") for f in self.formats.values() if f.field("common_type")), None)
-        self.decoder = RunDecoder(self.header_page, type_field, by_id.get, by_id.__contains__)
+        self.skipped: dict[int, int] = {}  #: event id without a format here -> records skipped
+        self.decoder = RunDecoder(self.header_page, type_field, by_id.get, self._skipped)
         self.page_size = self.header_page.data_offset + self.header_page.data_size
         self.info = TraceInfo(
             path=f"{tfs.root}/instances/{name}", format="live tracefs instance (per_cpu/cpuN/trace_pipe_raw)",
             clock=recipe.clock or "local", long_size=self.header_page.commit_size, page_size=self.page_size,
             cpus=os.cpu_count() or 1, buffers=(name,), formats=dict(self.formats), symbols=_kallsyms(),
             cmdlines={0: "<idle>"}, uname=" ".join(os.uname()))
+
+    def _skipped(self, ev_id: int, n: int) -> None:
+        if ev_id not in self._by_id:
+            self.skipped[ev_id] = self.skipped.get(ev_id, 0) + n
 
     # -- setting up and tearing down ---------------------------------------------------------------------
     def start(self) -> None:

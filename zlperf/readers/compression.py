@@ -22,6 +22,8 @@ Bytes = Union[bytes, memoryview]
 #: the decoder allocate libzstd's default 128 MiB.
 _WINDOW_LOG_MAX = 24
 _ZSTD_D_WINDOW_LOG_MAX = 100  # enum ZSTD_dParameter in zstd.h
+#: Output handed on at a time by a stream.
+_STEP = 1 << 20
 
 
 class Inflater:
@@ -157,6 +159,8 @@ class ZstdStream(_Context):
     so no piece can produce more than ``room`` bytes.
     """
 
+    _dst: "ctypes.Array[ctypes.c_char] | None" = None
+
     def feed(self, data: bytes, room: int, sink: Callable[[bytes], None]) -> int:
         """Inflate ``data``; ValueError when it is damaged or its output passes ``room`` bytes.
 
@@ -164,8 +168,10 @@ class ZstdStream(_Context):
         """
         lib = self._lib
         src = ctypes.create_string_buffer(data, len(data))
-        step = min(room, 1 << 20) or 1
-        dst = ctypes.create_string_buffer(step)
+        step = min(room, _STEP) or 1
+        dst = self._dst
+        if dst is None:
+            dst = self._dst = ctypes.create_string_buffer(_STEP)  # one output room per stream, reused
         inb = _InBuffer(ctypes.addressof(src), len(data), 0)
         total = 0
         while True:

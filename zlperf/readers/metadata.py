@@ -6,7 +6,7 @@ disagree on what a file means.
 
 from __future__ import annotations
 
-__all__ = ["MAX_CPUS", "parse_cpustats", "default_buffer", "plausible_cpu_count"]
+__all__ = ["MAX_CPUS", "STACK_CELLS", "parse_cpustats", "default_buffer", "plausible_cpu_count"]
 
 from typing import Callable, Optional, Sequence
 
@@ -15,6 +15,10 @@ from zlperf.events import CpuStats
 #: Largest CPU count Linux builds for (CONFIG_NR_CPUS is at most 8192, x86's MAXSMP): a file
 #: claiming more is damaged, and CPU ids at or above it are not CPUs.
 MAX_CPUS = 8192
+
+#: Cells (8 bytes each) one batch's kernel_stack ``caller`` matrix may have (stacks x the deepest):
+#: real stacks are tens of frames; a few damaged record lengths must not make it gigabytes.
+STACK_CELLS = 16 << 20
 
 _CPUSTAT_KEYS = {"entries": "entries", "overrun": "overrun", "commit overrun": "commit_overrun",
                  "dropped events": "dropped_events", "read events": "read_events"}

@@ -7,7 +7,7 @@ tests/test_libtracecmd_reader.py compiles offsetof() checks against the installe
 from __future__ import annotations
 
 __all__ = ["TraceCmdLib", "load_library", "record_fits", "TepRecord", "TepEvent", "TepFormat", "TepFormatField",
-           "REC_HEAD", "OPEN_FLAGS"]
+           "REC_HEAD", "OPEN_FLAGS", "HandleOwner"]
 
 import ctypes
 import ctypes.util
@@ -189,3 +189,23 @@ def load_library() -> TraceCmdLib:
         raise ZlperfError(f"libtracecmd.so.1 lacks {exc}: install libtracecmd1 >= 1.3, "
                           "or use the fast reader") from None
     return _LIB
+
+
+class HandleOwner:
+    """A holder of libtracecmd handles: a context manager that calls ``close()`` on exit, and
+    again (errors ignored) when collected."""
+
+    def close(self) -> None:
+        """Release the handles (idempotent)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # the interpreter may be shutting down: nothing left to report to
+            pass

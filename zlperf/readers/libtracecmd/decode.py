@@ -6,7 +6,7 @@ and every field a numpy column of it, strings through the one interner (:mod:`zl
 
 from __future__ import annotations
 
-__all__ = ["event_format", "decode_fields"]
+__all__ = ["event_format", "decode_fields", "SYNTHESIZED"]
 
 from typing import Optional, Sequence
 
@@ -14,10 +14,14 @@ import numpy as np
 
 from zlperf.formats import EventFormat, FieldFormat
 from zlperf.readers.libtracecmd.bindings import TepEvent, TepFormatField
+from zlperf.readers.metadata import STACK_CELLS
 from zlperf.readers.strings import Interner
 
 # enum tep_format_flags (event-parse.h)
 _IS_ARRAY, _IS_SIGNED, _IS_DYNAMIC, _IS_RELATIVE = 1, 4, 16, 256
+
+#: Formats libtracecmd makes up rather than reads from the file (trace-blk-hack.c).
+SYNTHESIZED = frozenset({"ftrace:blktrace"})
 
 #: Cells of the byte matrix gathered at once for dynamic strings (bounds its temporaries).
 _STRING_CELLS = 8 << 20
@@ -57,11 +61,11 @@ def event_format(ev: TepEvent) -> EventFormat:
 
 
 def decode_fields(ef: EventFormat, datas: Sequence[bytes], big_endian: bool = False,
-                  dictionary: Optional[dict] = None) -> dict[str, np.ndarray]:
+                  dictionary: Optional[dict] = None, notes: Optional[list] = None) -> dict[str, np.ndarray]:
     """Columns of every field of ``ef`` from raw record payloads (EventBatch type conventions).
 
     String fields are interned; with ``dictionary`` given, their (codes, values) go there
-    (the :attr:`EventBatch.dictionary` encoding).
+    (the :attr:`EventBatch.dictionary` encoding). What had to be cut goes to ``notes``.
     """
     n = len(datas)
     lengths = np.fromiter((len(d) for d in datas), dtype=np.int64, count=n)
@@ -70,7 +74,7 @@ def decode_fields(ef: EventFormat, datas: Sequence[bytes], big_endian: bool = Fa
     raw = np.frombuffer(b"".join(d.ljust(width, b"\0") for d in datas), dtype=np.uint8).reshape(n, width)
     cols: dict[str, np.ndarray] = {}
     for f in ef.fields:
-        col = _decode_field(ef, f, raw, lengths, datas, big_endian)
+        col = _decode_field(ef, f, raw, lengths, datas, big_endian, notes)
         if isinstance(col, tuple):
             codes, values = col
             if dictionary is not None:
@@ -108,7 +112,7 @@ def _dynamic_strings(raw: np.ndarray, start: np.ndarray, length: np.ndarray) -> 
 
 
 def _decode_field(ef: EventFormat, f: FieldFormat, raw: np.ndarray, lengths: np.ndarray,
-                  datas: Sequence[bytes], big: bool):
+                  datas: Sequence[bytes], big: bool, notes: Optional[list]):
     """One column; string fields come as (codes, values)."""
     n = raw.shape[0]
     end = f.offset + f.size
@@ -130,7 +134,7 @@ def _decode_field(ef: EventFormat, f: FieldFormat, raw: np.ndarray, lengths: np.
         interner = Interner()
         return interner.byte_rows(np.ascontiguousarray(raw[:, f.offset:end])), interner.values()
     if ef.full_name == "ftrace:kernel_stack" and f.name == "caller":
-        return _kernel_stack(ef, f, datas, big)
+        return _kernel_stack(ef, f, datas, big, notes)
     block = np.ascontiguousarray(raw[:, f.offset:end])
     dt = f.dtype(not big)
     if f.array_len:
@@ -144,11 +148,13 @@ def _decode_field(ef: EventFormat, f: FieldFormat, raw: np.ndarray, lengths: np.
     return _native(block.view(dt)).reshape(n)
 
 
-def _kernel_stack(ef: EventFormat, f: FieldFormat, datas: Sequence[bytes], big: bool) -> np.ndarray:
+def _kernel_stack(ef: EventFormat, f: FieldFormat, datas: Sequence[bytes], big: bool,
+                  notes: Optional[list]) -> np.ndarray:
     """ftrace ``kernel_stack``: ``caller`` runs past its declared [8] to the record's end.
 
     The kernel stores ``size`` entries (older kernels end the list with ULONG_MAX instead);
-    returned 2-D uint64, innermost frame first, zero-padded, as wide as the deepest stack.
+    returned 2-D uint64, innermost frame first, zero-padded, as wide as the deepest stack (cut
+    when damaged lengths would make the matrix larger than :data:`STACK_CELLS`, said in ``notes``).
     """
     word = f.elem_size or 8
     size_f = ef.field("size")
@@ -167,6 +173,13 @@ def _kernel_stack(ef: EventFormat, f: FieldFormat, datas: Sequence[bytes], big: 
             vals = vals[: stop[0]]
         stacks.append(vals)
     depth = max([f.array_len or 0] + [len(s) for s in stacks])
+    if len(stacks) * depth > STACK_CELLS:
+        cap = max(STACK_CELLS // len(stacks), 1)
+        if notes is not None:
+            notes.append(f"{sum(len(s) > cap for s in stacks)} kernel stack(s) claim more than {cap} frames "
+                         f"(a damaged record length?): cut to {cap}")
+        stacks = [s[:cap] for s in stacks]
+        depth = cap
     out = np.zeros((len(stacks), depth), dtype=np.uint64)
     for i, s in enumerate(stacks):
         out[i, : len(s)] = s

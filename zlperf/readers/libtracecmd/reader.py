@@ -27,11 +27,11 @@ import numpy as np
 
 from zlperf.errors import TraceFormatError, ZlperfError
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
-from zlperf.formats import EventFormat
+from zlperf.formats import EventFormat, format_problem
 from zlperf.kallsyms import Kallsyms
-from zlperf.readers.libtracecmd.bindings import REC_HEAD, load_library
-from zlperf.readers.libtracecmd.decode import decode_fields, event_format
-from zlperf.readers.libtracecmd.safety import open_checked
+from zlperf.readers.libtracecmd.bindings import REC_HEAD, HandleOwner, load_library
+from zlperf.readers.libtracecmd.decode import SYNTHESIZED, decode_fields, event_format
+from zlperf.readers.libtracecmd.safety import in_child, open_checked
 from zlperf.readers.metadata import default_buffer, parse_cpustats
 
 #: Events per yielded chunk: big enough for numpy to pay off, small enough to keep memory flat.
@@ -42,7 +42,7 @@ def _s(b: Optional[bytes]) -> str:
     return b.decode("utf-8", "replace") if b else ""
 
 
-class LibTraceCmdReader:
+class LibTraceCmdReader(HandleOwner):
     """A :class:`zlperf.events.TraceReader` over libtracecmd (the reference implementation)."""
 
     def __init__(self, path: str, *, kallsyms: Optional[str] = None,
@@ -57,13 +57,14 @@ class LibTraceCmdReader:
         self.chunk_events = chunk_events
         self._handle = None
         self._lib = load_library()
-        self._handle = open_checked(self._lib, str(path), name=self.path)
+        self._handle, notes = open_checked(self._lib, str(path), name=self.path)
         try:
             self._tep = self._lib.tracecmd_get_tep(self._handle)
             self._big = bool(self._lib.tep_is_file_bigendian(self._tep))
             self._instances: dict[str, int] = {}
             self._formats_by_id: dict[int, EventFormat] = {}
             self.info = self._read_info(kallsyms, zone_locks)
+            self.info.warnings[:0] = notes  # what zlperf's own checks of the file noticed
         except BaseException:
             self.close()
             raise
@@ -90,8 +91,7 @@ class LibTraceCmdReader:
                 continue
             ef = event_format(ev_p.contents)
             self._formats_by_id[ef.id] = ef
-            if ef.full_name == "ftrace:blktrace":
-                # Synthesized by libtracecmd's blk hack (trace-blk-hack.c), not stored in the file.
+            if ef.full_name in SYNTHESIZED:  # made up by libtracecmd, not stored in the file
                 continue
             formats[ef.full_name] = ef
         warnings: list[str] = []
@@ -187,7 +187,15 @@ class LibTraceCmdReader:
         return self._instance(buffer), True
 
     def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "") -> Iterator[Chunk]:
-        """Yield ``buffer``'s events in time order (libtracecmd merges the CPUs), in chunks."""
+        """Yield ``buffer``'s events in time order (libtracecmd merges the CPUs), in chunks.
+
+        libtracecmd reads them in a forked child (:func:`.safety.in_child`): should it crash on
+        damage no check found, the stream ends with a warning instead of the interpreter.
+        """
+        return in_child(lambda: self._read(events, buffer), self.info.warnings, self.path)
+
+    def _read(self, events: Optional[Collection[str]], buffer: str) -> Iterator[Chunk]:
+        """The record loop behind :meth:`chunks` (runs in the child)."""
         lib = self._lib
         handle, own = self._buffer_handle(buffer)
         tep = lib.tracecmd_get_tep(handle) if own else self._tep
@@ -201,6 +209,10 @@ class LibTraceCmdReader:
                     formats[ef.id] = ef
         wanted = None if events is None else set(events)
         keep = {eid for eid, ef in formats.items() if wanted is None or ef.full_name in wanted}
+        page_size = int(lib.tracecmd_page_size(handle)) or self.info.page_size
+        damaged = {eid: problem for eid in keep if (problem := format_problem(formats[eid], page_size))}
+        keep -= set(damaged)
+        unusable: dict[int, int] = {}
         type_fmt = next(iter(formats.values())).field("common_type") if formats else None
         type_off = type_fmt.offset if type_fmt else 0
         type_size = type_fmt.size if type_fmt else 2
@@ -215,7 +227,6 @@ class LibTraceCmdReader:
         head_size = REC_HEAD.size
         cpu_out = ctypes.c_int()
         cpu_ref = ctypes.byref(cpu_out)
-        page_size = int(lib.tracecmd_page_size(handle)) or self.info.page_size
         corrupt: list[tuple[int, int]] = []
         pending: defaultdict[int, list] = defaultdict(list)
         missed: list = []
@@ -250,6 +261,8 @@ class LibTraceCmdReader:
                     n += 1
                 elif eid not in formats:
                     unknown[eid] = unknown.get(eid, 0) + 1
+                elif eid in damaged:
+                    unusable[eid] = unusable.get(eid, 0) + 1
                 seq += 1
                 if n >= limit:
                     yield self._build(pending, missed, formats, looked_up)
@@ -267,6 +280,9 @@ class LibTraceCmdReader:
             for eid, count in unknown.items():
                 self.info.warnings.append(
                     f"{self.path}: {count} record(s) with event id {eid} that has no format were skipped")
+            for eid, count in unusable.items():
+                self.info.warnings.append(f"{count} {formats[eid].full_name} record(s) skipped: its format is "
+                                          f"damaged ({damaged[eid]})")
 
     def _build(self, pending: dict[int, list], missed: list, formats: dict[int, EventFormat],
                looked_up: set[int]) -> Chunk:
@@ -281,7 +297,7 @@ class LibTraceCmdReader:
             ef = formats[eid]
             ts, cpu, seq, datas = zip(*rows)
             dictionary: dict = {}
-            cols = decode_fields(ef, datas, self._big, dictionary)
+            cols = decode_fields(ef, datas, self._big, dictionary, self.info.warnings)
             pid_col = cols.get("common_pid")
             pid = pid_col.astype(np.int32) if pid_col is not None else np.full(len(ts), -1, np.int32)
             chunk.batches[ef.full_name] = EventBatch(
@@ -304,15 +320,3 @@ class LibTraceCmdReader:
         if getattr(self, "_handle", None):
             self._lib.tracecmd_close(self._handle)
             self._handle = None
-
-    def __enter__(self) -> "LibTraceCmdReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from zlperf.errors import TraceFormatError
-from zlperf.formats import EventFormat
+from zlperf.formats import EventFormat, format_problem
 from zlperf.readers.cursor import ByteCursor
 from zlperf.readers.metadata import MAX_CPUS
 from zlperf.readers.tracingdata import EventFormats, read_tracing_data, read_tracing_header
@@ -58,7 +58,8 @@ class PerfAttr:
     sample_id_all: bool
     ids: list[int] = field(default_factory=list)
     name: str = ""  #: "kmem:mm_zone_locked" for tracepoints (from the stored format)
-    format: Optional[EventFormat] = None
+    format: Optional[EventFormat] = None  #: None when the file has none, or a damaged one
+    problem: Optional[str] = None  #: what is wrong with the stored format
 
 
 @dataclass
@@ -215,4 +216,8 @@ def read_header(path: str, buf) -> PerfHeaderInfo:
         if a.type == TYPE_TRACEPOINT:
             a.format = hdr.formats.by_id(a.config)
             a.name = a.format.full_name if a.format else f"tracepoint#{a.config}"
+            a.problem = format_problem(a.format, hdr.page_size) if a.format else None
+            if a.problem:
+                hdr.warnings.append(f"{a.name}: its format is damaged ({a.problem}); its samples are skipped")
+                a.format = None
     return hdr

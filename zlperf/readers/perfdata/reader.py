@@ -60,6 +60,8 @@ class PerfDataReader:
             if not any(a.type == TYPE_TRACEPOINT for a in h.attrs):
                 warnings.append("no tracepoint events in this perf.data (record with -e SYS:EVENT)")
             self._index = self._walk(h, warnings)
+            self._drop_pages(self._mm)
+            self._drop_pages(self._inflated)
             symbols = find_kallsyms(self.path, h, kallsyms, self._index.kernel_ref, warnings)
         except BaseException:
             self.close()
@@ -77,14 +79,16 @@ class PerfDataReader:
         self._views = DataViews(self._mm, h.data_offset, h.data_size)
         try:
             return index_records(self._views.words, self._views.u8, h.data_size, h.data_offset, self.path,
-                                 h.attrs, h.saved_cmdlines, warnings)
+                                 h.attrs, h.saved_cmdlines, warnings,
+                                 lambda n: self._drop_pages(self._mm, h.data_offset + n))
         except Compressed:
             pass
         self._inflated, size = inflate_data_section(self._mm, h.data_offset, h.data_size, self.path,
                                                     h.compressed_mmap_len, warnings)
+        self._drop_pages(self._mm)
         self._views = DataViews(self._inflated, 0, size)
         return index_records(self._views.words, self._views.u8, size, 0, self.path, h.attrs, h.saved_cmdlines,
-                             warnings)
+                             warnings, lambda n: self._drop_pages(self._inflated, n))
 
     @property
     def reordered(self) -> bool:
@@ -105,7 +109,7 @@ class PerfDataReader:
         attrs = self.header.attrs
         decode = {a.index for a in attrs
                   if a.type == TYPE_TRACEPOINT and a.format is not None and (wanted is None or a.name in wanted)}
-        missing = {a.name for a in attrs if a.type == TYPE_TRACEPOINT and a.format is None}
+        missing = {a.name for a in attrs if a.type == TYPE_TRACEPOINT and a.format is None and a.problem is None}
         for name in sorted(missing):
             note = f"{name}: no format in the file's tracing data; its samples were skipped"
             if note not in self.info.warnings:
@@ -135,8 +139,23 @@ class PerfDataReader:
             missed = self._lost_in(lo, hi, n)
             if missed is not None:
                 chunk.batches[MISSED_EVENTS] = missed
+            self._drop_pages(self._inflated or self._mm)
             if chunk.batches:
                 yield chunk
+
+    @staticmethod
+    def _drop_pages(mm: "mmap.mmap | bytes", upto: Optional[int] = None) -> None:
+        """Unmap the pages of ``mm`` below ``upto`` (all: None) from this process; they stay in the
+        page cache and come back if read again. Batches are copies, so resident memory stays what
+        the index and one chunk need, not the file's size."""
+        if not isinstance(mm, mmap.mmap):
+            return
+        length = len(mm) if upto is None else min(upto, len(mm)) // mmap.PAGESIZE * mmap.PAGESIZE
+        try:
+            if length:
+                mm.madvise(mmap.MADV_DONTNEED, 0, length)
+        except (AttributeError, OSError, ValueError):  # no madvise here: the pages just stay
+            pass
 
     def _lost_in(self, lo: int, hi: int, n: int) -> Optional[EventBatch]:
         """The gaps whose next sample is in rows [lo, hi) (the last chunk also takes trailing gaps)."""

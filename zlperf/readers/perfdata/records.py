@@ -18,7 +18,7 @@ __all__ = ["RecordIndex", "Compressed", "index_records", "walk", "COMPRESSED_TYP
 
 import struct
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -46,21 +46,36 @@ class _Other:
     size: int
 
 
-def walk(words: np.ndarray, nbytes: int, base: int, warnings: list[str]) -> tuple[list[np.ndarray], list[_Other]]:
-    """Record starts in the data section: (runs of sample word positions, other records).
+@dataclass
+class _Walk:
+    """What :func:`walk` found."""
+
+    pos: np.ndarray  #: int64 word index of each sample record
+    heads: dict[int, np.ndarray]  #: word j of every sample (the header slots asked for)
+    others: list[_Other]
+
+
+def walk(words: np.ndarray, nbytes: int, base: int, warnings: list[str], slots: list[int],
+         release: Optional[Callable[[int], None]] = None) -> _Walk:
+    """Record starts in the data section, the header words ``slots`` of every sample, the other records.
 
     Records are variable length, so a plain walk is one Python step per record. Instead, every
     8-byte word that *could* start a sample (type 9, sane size) is a candidate; a run of
     candidates each ending exactly where the next starts is a run of real records, taken whole.
     The Python loop only steps over the other records (COMM, FORK, FINISHED_ROUND, ...) and over
     false candidates inside payloads, which the walk skips because it never lands on them.
-    Raises :class:`Compressed` at the first compressed record.
+    The section is read a window at a time; after each, ``release(n)`` is told the first ``n``
+    bytes are done with. Raises :class:`Compressed` at the first compressed record.
     """
     nwords = nbytes // 8
+    last_word = nwords - 1
     samples: list[np.ndarray] = []
+    parts: dict[int, list[np.ndarray]] = {j: [] for j in slots}
     others: list[_Other] = []
+    offsets = np.array(slots, dtype=np.int64)
     pos = 0  # word index, always a real record start
-    while pos < nwords:
+    damaged = False
+    while pos < nwords and not damaged:
         wend = min(pos + _WALK_WINDOW, nwords)
         w = words[pos:wend]
         # The low half of each little-endian word is a record type if a record starts there.
@@ -71,13 +86,14 @@ def walk(words: np.ndarray, nbytes: int, base: int, warnings: list[str]) -> tupl
         nxt = cand + (size >> 3)
         breaks = np.flatnonzero(nxt[:-1] != cand[1:])
         ncand = len(cand)
+        runs: list[np.ndarray] = []
         p = pos
         while p < wend:
             k = int(np.searchsorted(cand, p))
             if k < ncand and cand[k] == p:
                 bi = int(np.searchsorted(breaks, k))
                 last = int(breaks[bi]) if bi < len(breaks) else ncand - 1
-                samples.append(cand[k:last + 1])
+                runs.append(cand[k:last + 1])
                 p = int(nxt[last])
                 continue
             hw = int(words[p])
@@ -87,17 +103,30 @@ def walk(words: np.ndarray, nbytes: int, base: int, warnings: list[str]) -> tupl
             if rsize < 8 or rsize % 8:
                 warnings.append(f"data section damaged at offset {base + 8 * p:#x} (record type {rtype}, size "
                                 f"{rsize}): the rest of the file was not read")
-                return samples, others
+                damaged = True
+                break
             others.append(_Other(8 * p, rtype, rsize))
             p += rsize >> 3
+        if runs:  # this window's samples and their header words, gathered while its pages are in
+            found = np.concatenate(runs)
+            samples.append(found)
+            if len(offsets):
+                grid = words[np.minimum(found[:, None] + offsets, last_word)]
+                for i, j in enumerate(slots):
+                    parts[j].append(grid[:, i])
+        if release is not None:
+            release(8 * min(p, nwords))
         pos = p
-    if pos > nwords:
+    out = _Walk(np.concatenate(samples).astype(np.int64, copy=False) if samples else np.empty(0, np.int64),
+                {j: np.concatenate(v) if v else np.empty(0, np.uint64) for j, v in parts.items()}, others)
+    if pos > nwords and not damaged:
         warnings.append("the last record of the data section is cut off (file truncated)")
-        if samples and len(samples[-1]) and samples[-1][-1] * 8 + 8 > nbytes:
-            samples[-1] = samples[-1][:-1]
+        if len(out.pos) and out.pos[-1] * 8 + 8 > nbytes:
+            out.pos = out.pos[:-1]
+            out.heads = {j: v[:-1] for j, v in out.heads.items()}
         if others and others[-1].pos + others[-1].size > nbytes:
             others.pop()
-    return samples, others
+    return out
 
 
 @dataclass
@@ -134,14 +163,10 @@ class RecordIndex:
         return out
 
 
-def _head_columns(words: np.ndarray, pos: np.ndarray, attrs: list[PerfAttr]) -> dict[int, np.ndarray]:
-    """The header words every later step reads (id, tid, time, cpu) for all samples, in one gather."""
-    slots = sorted({j for a in attrs for lay in (SampleLayout(a),)
-                    for j in (lay.identifier, lay.id, lay.tid, lay.time, lay.cpu) if j is not None})
-    if not slots or not len(pos):
-        return {}
-    grid = words[np.minimum(pos[:, None] + np.array(slots, dtype=np.int64), len(words) - 1)]
-    return {j: grid[:, i] for i, j in enumerate(slots)}
+def _slots(attrs: list[PerfAttr]) -> list[int]:
+    """The header words every later step reads (id, tid, time, cpu) of a sample of any attr."""
+    return sorted({j for a in attrs for lay in (SampleLayout(a),)
+                   for j in (lay.identifier, lay.id, lay.tid, lay.time, lay.cpu) if j is not None})
 
 
 def _attr_index(path: str, heads: dict[int, np.ndarray], attrs: list[PerfAttr], n: int,
@@ -364,11 +389,12 @@ def _place_gaps(idx: RecordIndex, lost_pos: np.ndarray, lost_time: list[Optional
 
 
 def index_records(words: np.ndarray, raw: np.ndarray, nbytes: int, base: int, path: str, attrs: list[PerfAttr],
-                  saved_cmdlines: dict[int, str], warnings: list[str]) -> RecordIndex:
-    """Walk the data section once (``words``/``raw``: its u64 and u8 views) and index it."""
-    runs, others = walk(words, nbytes, base, warnings)
-    pos = np.concatenate(runs).astype(np.int64, copy=False) if runs else np.empty(0, np.int64)
-    heads = _head_columns(words, pos, attrs)
+                  saved_cmdlines: dict[int, str], warnings: list[str],
+                  release: Optional[Callable[[int], None]] = None) -> RecordIndex:
+    """Walk the data section once (``words``/``raw``: its u64 and u8 views) and index it
+    (``release``: see :func:`walk`)."""
+    found = walk(words, nbytes, base, warnings, _slots(attrs), release)
+    pos, heads, others = found.pos, found.heads, found.others
     attr_of = _attr_index(path, heads, attrs, len(pos), warnings)
     layouts = {ai: SampleLayout(a) for ai, a in enumerate(attrs)}
     time, cpu = _time_and_cpu(words, pos, heads, attr_of, layouts)

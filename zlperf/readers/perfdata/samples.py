@@ -178,6 +178,8 @@ def decode_samples(views: DataViews, attr: PerfAttr, pos: np.ndarray, ts: np.nda
 
     def span(offset: int, nbytes: int) -> np.ndarray:
         """(n, nbytes) uint8: the bytes at raw offset ``offset`` of every record."""
+        if nbytes <= 0:
+            return np.zeros((n, 0), np.uint8)
         b = rel + offset
         j0, j1 = b // 8, (b + nbytes - 1) // 8
         stacked = np.stack([word(j) for j in range(j0, j1 + 1)], axis=1)

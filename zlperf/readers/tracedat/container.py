@@ -64,6 +64,7 @@ class TraceDatFile:
         self.kallsyms = ""
         self.cmdlines: dict[int, str] = {}
         self.cpus = 0
+        self._section_end = 0  # v7: where the last section read ends
         self._map: Optional[mmap.mmap] = None
         try:
             if self.file_size:
@@ -252,6 +253,7 @@ class TraceDatFile:
         if size > cur.left:
             raise cur.error(f"{kind} section size {size} runs past the end of the file ({cur.left} bytes left; "
                             "cut short?)", at=offset + 8)
+        self._section_end = max(self._section_end, cur.pos + size)
         limit = SECTION_LIMITS[kind]
         if not flags & _SEC_FL_COMPRESS:
             if size > limit:
@@ -312,6 +314,24 @@ class TraceDatFile:
                 self.damage.append(f"saved cmdlines unreadable, tasks shown by pid: {exc}")
         self._v7_buffers(buf)
 
+    def _check_tail(self, buf) -> None:
+        """What follows the last section read: trace-cmd ends a file with its STRINGS section (the
+        section descriptions, not needed here); one cut short says the file was truncated."""
+        end = self._section_end
+        if end >= self.file_size:
+            return
+        cur = ByteCursor(buf, self.path, "last section", start=end, big_endian=self.big_endian)
+        if cur.left < _SECTION_HEADER:
+            self.warnings.append(f"offset {end:#x}: {cur.left} byte(s) after the last section are no section "
+                                 "(the file is cut short?)")
+            return
+        sid = cur.u16()
+        cur.skip(6)
+        size = cur.u64()
+        if size > cur.left:
+            self.warnings.append(f"offset {end:#x}: the file is cut short: its last section (id {sid}) needs {size} "
+                                 f"bytes, {cur.left} are there; nothing zlperf reads was in it")
+
     def _section_cursor(self, buf, sid: int) -> ByteCursor:
         at = self._opts.sections[sid]
         payload = self._section(buf, at, SECTION_IDS[sid], sid)
@@ -329,6 +349,8 @@ class TraceDatFile:
                 cur.need(_SECTION_HEADER)
                 cur.skip(2)  # the section id
                 flags = cur.u16()
+                cur.skip(4)
+                self._section_end = max(self._section_end, min(cur.pos + 8 + cur.u64(), self.file_size + 1))
                 b.compressed = bool(flags & _SEC_FL_COMPRESS)
                 if b.compressed and self.inflater is None:
                     raise cur.error("compressed data in an uncompressed file", "the file is damaged", at=b.offset)
@@ -339,6 +361,7 @@ class TraceDatFile:
                 b.cpus = []
         if not self.cpus:
             self.cpus = self._opts.cpus or max((len(b.cpus) for b in self.buffers), default=0)
+        self._check_tail(buf)
         if self.buffers and self.buffers[0].name != "":
             top = [b for b in self.buffers if b.name == ""]
             if top:  # the top buffer first, as in v6

@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from zlperf.formats import EventFormat, FieldFormat
+from zlperf.readers.metadata import STACK_CELLS
 from zlperf.readers.strings import Interner
 
 
@@ -101,8 +102,11 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
 
 
 def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: EventFormat, big: bool,
-                  long_size: int = 8, dictionary: Optional[dict] = None) -> dict[str, np.ndarray]:
+                  long_size: int = 8, dictionary: Optional[dict] = None,
+                  notes: Optional[list] = None) -> dict[str, np.ndarray]:
     """Decode every field of ``fmt`` for the records at ``off`` (payload offsets, 4-byte aligned).
+
+    What had to be cut goes to ``notes``.
 
     String fields' dictionary encodings go into ``dictionary`` when given.
     """
@@ -120,7 +124,7 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
             cols[f.name] = table[f.name]
             continue
         if stack and f.name == "caller":
-            cols[f.name] = _stack(data, off, length, f, big, long_size)
+            cols[f.name] = _stack(data, off, length, f, big, long_size, notes)
             continue
         if f.data_loc or f.rel_loc:
             loc_col = table.get(_LOC + f.name)
@@ -214,12 +218,23 @@ def _records(data: np.ndarray, off: np.ndarray, fmt: EventFormat, big: bool, sta
 
 
 def _stack(data: np.ndarray, off: np.ndarray, length: np.ndarray, f: FieldFormat, big: bool,
-           long_size: int) -> np.ndarray:
+           long_size: int, notes: Optional[list] = None) -> np.ndarray:
     """ftrace kernel_stack ``caller``: the record holds as many addresses as fit (the format's [8]
-    is nominal); trace-cmd stops at the record end or at an all-ones entry. Zero-padded, 2-D."""
+    is nominal); trace-cmd stops at the record end or at an all-ones entry. Zero-padded, 2-D.
+
+    The matrix is as wide as the deepest stack: should a few damaged record lengths make it
+    larger than :data:`STACK_CELLS`, those stacks are cut (said in ``notes``).
+    """
     n = off.shape[0]
     depth = np.maximum((length - f.offset) // long_size, 0)
     width = int(depth.max()) if n else 0
+    if n * width > STACK_CELLS:
+        cap = max(STACK_CELLS // n, 1)
+        if notes is not None:
+            notes.append(f"{int((depth > cap).sum())} kernel stack(s) of one run claim more than {cap} frames "
+                         f"(a damaged record length?): cut to {cap}")
+        depth = np.minimum(depth, cap)
+        width = cap
     if n and int(off.max()) + f.offset + (width + 1) * long_size > len(data) // 4 * 4:
         data = np.concatenate([data, np.zeros(f.offset + (width + 2) * long_size, np.uint8)])
     views: dict = {}

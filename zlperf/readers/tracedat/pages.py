@@ -7,7 +7,7 @@ A damaged chunk costs its own pages only: its sizes say where the next one start
 
 from __future__ import annotations
 
-__all__ = ["PageRun", "page_runs", "RUN_BYTES"]
+__all__ = ["PageRun", "page_runs", "RUN_BYTES", "CHUNK_LIMIT"]
 
 import struct
 from dataclasses import dataclass
@@ -65,6 +65,15 @@ def page_runs(f: "TraceDatFile", buf: BufferInfo, cd: CpuData, warn: Callable[[s
         page += n // psize
 
 
+def _chunk_sizes(csize: int, usize: int, page_size: int, room: int) -> Optional[str]:
+    """What is wrong with a chunk header's sizes, or None."""
+    if csize > room:
+        return f"compressed size {csize} runs past the CPU's data ({room} bytes left)"
+    if usize == 0 or usize > CHUNK_LIMIT or usize % page_size:
+        return f"uncompressed size {usize} is not 1 to {CHUNK_LIMIT // page_size} whole pages"
+    return None
+
+
 class _Chunks:
     """The compressed chunks of one CPU, inflated a run at a time."""
 
@@ -105,8 +114,9 @@ class _Chunks:
                         win_at = pos
                         win = f.pread(pos, min(end - pos, max(run_bytes // 4, 8)), "compressed pages")
                     csize, usize = struct.unpack_from(self.order + "II", win, pos - win_at)
-                    if pos + 8 + csize > end or usize > CHUNK_LIMIT or usize % psize:
-                        raise TraceFormatError(f.path, pos, f"chunk sizes {csize}/{usize} do not fit", "")
+                    problem = _chunk_sizes(csize, usize, psize, end - pos - 8)
+                    if problem:
+                        raise TraceFormatError(f.path, pos, f"chunk header: {problem}", "")
                     if pos + 8 + csize > win_at + len(win):
                         win_at = pos
                         win = f.pread(pos, min(end - pos, max(run_bytes // 4, 8 + csize)), "compressed pages")

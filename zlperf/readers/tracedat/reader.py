@@ -16,7 +16,7 @@ import numpy as np
 
 from zlperf.errors import TraceFormatError
 from zlperf.events import Chunk, TraceInfo
-from zlperf.formats import EventFormat
+from zlperf.formats import EventFormat, format_problem
 from zlperf.kallsyms import Kallsyms
 from zlperf.readers.metadata import default_buffer
 from zlperf.readers.tracedat.container import TraceDatFile
@@ -70,19 +70,45 @@ def _prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
 
 
 class _Wanted:
-    """Event id -> format for the events asked for (None for the others and for unknown ids)."""
+    """Event id -> format for the events asked for (None for the others, for unknown ids and for
+    damaged formats); counts the records skipped for want of a usable format."""
 
-    def __init__(self, file: TraceDatFile, wanted: Optional[set[str]]):
+    def __init__(self, file: TraceDatFile, wanted: Optional[set[str]], page_size: int):
         self._formats = file.formats
+        self._page_size = page_size
         self._wanted = wanted
         self._cache: dict[int, Optional[EventFormat]] = {}
+        self.unknown: dict[int, int] = {}  #: event id without a format -> records skipped
+        self.unusable: dict[str, list] = {}  #: event name -> [records skipped, what is wrong]
 
     def get(self, ev_id: int) -> Optional[EventFormat]:
         if ev_id not in self._cache:
             name = self._formats.name_of(ev_id)
-            ok = name is not None and (self._wanted is None or name in self._wanted)
-            self._cache[ev_id] = self._formats.by_id(ev_id) if ok else None
+            fmt = None
+            if name is not None and (self._wanted is None or name in self._wanted):
+                fmt = self._formats.by_id(ev_id)
+                problem = format_problem(fmt, self._page_size) if fmt is not None else None
+                if problem is not None:
+                    self.unusable[name] = [0, problem]
+                    fmt = None
+            self._cache[ev_id] = fmt
         return self._cache[ev_id]
+
+    def skipped(self, ev_id: int, n: int) -> None:
+        """Count ``n`` records of ``ev_id`` that :meth:`get` gave no format for, if they were wanted."""
+        name = self._formats.name_of(ev_id)
+        if name is None:
+            self.unknown[ev_id] = self.unknown.get(ev_id, 0) + n
+        elif name in self.unusable:
+            self.unusable[name][0] += n
+
+    def warnings(self) -> list[str]:
+        """What was skipped, one line per event."""
+        out = [f"{count} record(s) with event id {eid} that has no format in the file were skipped"
+               for eid, count in sorted(self.unknown.items())]
+        out += [f"{count} {name} record(s) skipped: its format is damaged ({problem})"
+                for name, (count, problem) in sorted(self.unusable.items())]
+        return out
 
 
 class FastTraceReader:
@@ -144,9 +170,9 @@ class FastTraceReader:
             return
         f = self._file
         wanted = None if events is None else set(events)
-        fmts = _Wanted(f, wanted)
-        decoder = RunDecoder(f.header_page, self._type_field, fmts.get, lambda eid: f.formats.name_of(eid) is not None,
-                             big=f.big_endian, ts_offset=f.ts_offset)
+        fmts = _Wanted(f, wanted, buf.page_size)
+        decoder = RunDecoder(f.header_page, self._type_field, fmts.get, fmts.skipped, big=f.big_endian,
+                             ts_offset=f.ts_offset, notes=self.info.warnings)
         seq = 0
         warn = self.info.warnings.append
         try:
@@ -160,8 +186,8 @@ class FastTraceReader:
                         yield chunk
                     chunk = None  # type: ignore[assignment]
         finally:
-            for eid, count in sorted(decoder.unknown.items()):
-                warn(f"{count} record(s) with event id {eid} that has no format in the file were skipped")
+            for note in fmts.warnings():
+                warn(note)
 
     def _decode_run(self, decoder: RunDecoder, data: np.ndarray, page_size: int, cpu: int, seq0: int,
                     file_offset: int, first_page: int, gap_before: bool = False) -> tuple[Chunk, int]:

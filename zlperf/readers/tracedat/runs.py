@@ -34,20 +34,21 @@ class DecodedChunk:
 class RunDecoder:
     """Decodes runs of pages of one ring buffer (fixed page layout, byte order and event formats).
 
-    ``lookup`` gives the format of an event id to decode, or None to skip its records; ``known`` says
-    whether an id has a format at all (records of ids without one are counted in :attr:`unknown`).
+    ``lookup`` gives the format of an event id to decode, or None to skip its records; ``skipped(id, n)``
+    is told of every ``n`` records skipped that way (the caller says which were wanted and why).
+    ``notes`` receives what field gathering had to cut (damaged lengths).
     """
 
     def __init__(self, header_page: HeaderPage, type_field: Optional[FieldFormat],
-                 lookup: Callable[[int], Optional[EventFormat]], known: Callable[[int], bool], *,
-                 big: bool = False, ts_offset: int = 0):
+                 lookup: Callable[[int], Optional[EventFormat]], skipped: Callable[[int, int], None], *,
+                 big: bool = False, ts_offset: int = 0, notes: Optional[list] = None):
         self.header_page = header_page
         self.type_field = type_field
         self.lookup = lookup
-        self.known = known
+        self.skipped = skipped
         self.big = big
         self.ts_offset = ts_offset
-        self.unknown: dict[int, int] = {}  #: event id without a format -> records skipped
+        self.notes = notes
 
     def decode(self, data: np.ndarray, page_size: int, cpu: int, seq0: int, gap_before: bool = False) -> DecodedChunk:
         """The chunk of the whole pages in ``data`` (uint8) of CPU ``cpu``; stream positions from ``seq0``."""
@@ -84,12 +85,12 @@ class RunDecoder:
         for eid, idx in groups:
             ef = self.lookup(eid)
             if ef is None:
-                if not self.known(eid):
-                    self.unknown[eid] = self.unknown.get(eid, 0) + idx.shape[0]
+                self.skipped(eid, idx.shape[0])
                 continue
             off = dec.off[idx]
             dictionary: dict = {}
-            cols = gather_fields(data, off, dec.length[idx], ef, big, self.header_page.commit_size, dictionary)
+            cols = gather_fields(data, off, dec.length[idx], ef, big, self.header_page.commit_size, dictionary,
+                                 self.notes)
             pid_col = cols.get("common_pid")
             pid = pid_col.astype(np.int32) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
             chunk.batches[ef.full_name] = EventBatch(
