@@ -71,6 +71,10 @@ def group_entry(g: Group, caps: Capabilities, duration_ns: int, merged: bool = F
     }
     if isinstance(g.key, (ZoneKey, CallerKey)):
         entry["slices"] = _slices(g)
+    else:  # CPUs and tasks are per host, never pooled by merge: their log-linear histograms would be dead weight
+        for s in ("wait_ns", "hold_ns"):
+            if entry[s] is not None and isinstance(g.key, (CpuKey, TaskKey)):
+                entry[s].pop("hist_loglinear", None)
     if merged:
         entry["hosts"] = g.hosts
     return entry

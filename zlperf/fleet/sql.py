@@ -1,0 +1,247 @@
+"""The fleet's SQL: one text for every engine, the few dialect differences (integer division, text
+aggregation, the string type) behind :class:`Dialect`.
+
+Exact percentiles by nearest rank over the pooled values: the values of a group are counted per distinct
+value, a running count is taken in value order, and the p-th percentile is the smallest value whose running
+count reaches rank = ceil(p/100 * n). With integers that is ``upto * 100 >= n * p`` (``upto * 1000 >= n *
+999`` for p99.9): no division, no rounding, and the same answer on DuckDB and Spark.
+
+The views the queries read: ``acquisitions``, ``contended``, ``stock_waits``, ``pairing`` (every host's
+Parquet files, docs/schema.md) and ``params`` (one row per host: its timeline's bin width and window).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Dialect", "DUCKDB", "SPARK", "KEYS", "KEY_COLUMNS", "PERCENT", "extent", "counters", "values",
+           "stats", "histograms", "timeline", "slices", "worst", "holder_totals", "handoffs", "top_holders",
+           "convoys", "stacks"]
+
+from dataclasses import dataclass
+
+from zlperf.export.schema import NO_ACQUISITION, NOT_TRACED
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the engines' SQL."""
+
+    name: str
+    string: str  #: the string type in CAST
+    int_div: str  #: integer division operator (both truncate; every operand here is non-negative)
+    text_agg: str  #: aggregate joining texts with commas, ``{}`` for the expression
+
+    def idiv(self, a: str, b: str) -> str:
+        return f"(({a}) {self.int_div} ({b}))"
+
+    def agg(self, expr: str) -> str:
+        return self.text_agg.format(expr)
+
+
+DUCKDB = Dialect("duckdb", "VARCHAR", "//", "string_agg({}, ',')")
+SPARK = Dialect("spark", "STRING", "div", "concat_ws(',', collect_list({}))")
+
+#: The generic key columns every grouped query returns, and their types.
+KEY_COLUMNS = (("k_host", "s"), ("k_zone", "s"), ("k_node", "INT"), ("k_zname", "s"), ("k_lock", "s"),
+               ("k_ptr", "s"), ("k_caller", "s"), ("k_addr", "s"), ("k_int", "BIGINT"), ("k_comm", "s"))
+#: Which key columns identify a group of each dimension (the rest are null).
+KEYS = {
+    "total": (), "host": ("k_host",),
+    "zone": ("k_zone", "k_node", "k_zname", "k_lock", "k_ptr"),
+    "caller": ("k_caller", "k_addr"),
+    "cpu": ("k_host", "k_int"), "task": ("k_host", "k_int", "k_comm"), "batch": ("k_int",),
+}
+#: Where each key column comes from in the event tables (k_int: per dimension).
+_SOURCE = {"k_host": "host", "k_zone": "zone", "k_node": "node", "k_zname": "zone_name", "k_lock": "lock_addr",
+           "k_ptr": "zone_ptr", "k_caller": "caller", "k_addr": "caller_addr", "k_comm": "comm"}
+_INT = {"cpu": "CAST(cpu AS BIGINT)", "task": "CAST(pid AS BIGINT)", "batch": "bucket"}
+#: Percentiles as (label, numerator, denominator): p = numerator / denominator percent.
+PERCENT = (("p50", 50, 1), ("p90", 90, 1), ("p99", 99, 1), ("p999", 999, 10))
+_GROUPED = ", ".join(name for name, _ in KEY_COLUMNS)
+_EVENT = "host, ts_ns, cpu, pid, comm, zone, node, zone_name, lock_addr, zone_ptr, caller, caller_addr"
+
+
+def _keys(d: Dialect, dim: str, with_host: bool = False, caller_addr: bool = True) -> str:
+    """The generic key columns of one dimension's rows (the others typed nulls)."""
+    wanted = set(KEYS[dim]) | ({"k_host"} if with_host else set())
+    out = []
+    for name, kind in KEY_COLUMNS:
+        type_ = d.string if kind == "s" else kind
+        if name not in wanted or (name == "k_addr" and not caller_addr):
+            out.append(f"CAST(NULL AS {type_}) AS {name}")
+        elif name == "k_int":
+            out.append(f"{_INT[dim]} AS k_int")
+        else:
+            out.append(f"CAST({_SOURCE[name]} AS {type_}) AS {name}")
+    return ", ".join(out)
+
+
+def _bits(expr: str) -> str:
+    """log2 bucket (bit length) of a non-negative integer: 0 for 0."""
+    return f"CASE WHEN {expr} <= 0 THEN 0 ELSE LENGTH(BIN({expr})) END"
+
+
+def extent() -> str:
+    """Per host: first and last timestamp of the rows the report's timeline counts."""
+    return ("SELECT host, MIN(ts_ns), MAX(ts_ns) FROM (SELECT host, ts_ns FROM contended UNION ALL "
+            "SELECT host, ts_ns FROM stock_waits UNION ALL SELECT host, ts_ns FROM acquisitions) t GROUP BY host")
+
+
+def counters(d: Dialect) -> str:
+    """Per host and group of each dimension: contended events, acquisitions, contended ones, pairing
+    anomalies, and holds with a batch size (dimension "batch": per batch-size bucket)."""
+    ind = "ce, acq, cont, um, ur, br, hb"
+    rows = " UNION ALL ".join([
+        f"SELECT {_EVENT}, CAST(NULL AS INT) AS batch, 1 AS ce, 0 AS acq, 0 AS cont, 0 AS um, 0 AS ur, 0 AS br, "
+        "0 AS hb FROM contended",
+        f"SELECT {_EVENT}, CAST(NULL AS INT), 1, 0, 0, 0, 0, 0, 0 FROM stock_waits",
+        f"SELECT {_EVENT}, batch, 0, 1, CASE WHEN contended THEN 1 ELSE 0 END, 0, 0, 0, "
+        "CASE WHEN hold_ns IS NOT NULL AND batch IS NOT NULL THEN 1 ELSE 0 END FROM acquisitions",
+        f"SELECT {_EVENT}, CAST(NULL AS INT), 0, 0, 0, CASE WHEN kind = 'unmatched_unlock' THEN 1 ELSE 0 END, "
+        "CASE WHEN kind = 'unreleased' THEN 1 ELSE 0 END, CASE WHEN kind = 'broken_by_missed' THEN 1 ELSE 0 END, "
+        "0 FROM pairing"])
+    sums = ", ".join(f"SUM({c})" for c in ind.split(", "))
+    parts = []
+    for dim in ("total", "zone", "caller", "cpu", "task", "batch"):
+        where = " WHERE hb = 1" if dim == "batch" else ""
+        parts.append(f"SELECT '{dim}' AS dim, {_keys(d, dim, with_host=True)}, {ind} FROM ev{where}")
+    return (f"WITH ev AS (SELECT *, {_bits('batch')} AS bucket FROM ({rows}) r), "
+            f"k AS ({' UNION ALL '.join(parts)}) SELECT dim, {_GROUPED}, {sums} FROM k GROUP BY dim, {_GROUPED}")
+
+
+def values(d: Dialect, one_host: bool) -> str:
+    """Every wait and hold value once per group it belongs to, counted per distinct value: the table the
+    percentiles and histograms are read from (materialized as ``vc``). Callers are pooled by symbol
+    across hosts (their addresses differ between kernels); CPUs and tasks stay per host."""
+    samples = " UNION ALL ".join([
+        f"SELECT {_EVENT}, 'wait' AS which, wait_ns AS v, CAST(NULL AS INT) AS batch FROM acquisitions "
+        "WHERE wait_ns IS NOT NULL",
+        f"SELECT {_EVENT}, 'wait', wait_ns, CAST(NULL AS INT) FROM stock_waits",
+        f"SELECT {_EVENT}, 'hold', hold_ns, batch FROM acquisitions WHERE hold_ns IS NOT NULL"])
+    parts = []
+    for dim in ("total", "zone", "caller", "cpu", "task", "batch", "host"):
+        where = " WHERE which = 'hold' AND batch IS NOT NULL" if dim == "batch" else ""
+        parts.append(f"SELECT '{dim}' AS dim, {_keys(d, dim, caller_addr=one_host)}, which, v FROM s{where}")
+    return (f"WITH s AS (SELECT *, {_bits('batch')} AS bucket FROM ({samples}) r), k AS ({' UNION ALL '.join(parts)}) "
+            f"SELECT dim, {_GROUPED}, which, v, COUNT(*) AS cnt FROM k GROUP BY dim, {_GROUPED}, which, v")
+
+
+def stats() -> str:
+    """count, exact sum, min, max and the nearest-rank percentiles of every group of ``vc``."""
+    part = f"PARTITION BY dim, {_GROUPED}, which"
+    pcts = ", ".join(f"MIN(CASE WHEN upto * {100 * den} >= n * {num} THEN v END) AS {label}"
+                     for label, num, den in PERCENT)
+    return (f"WITH c AS (SELECT dim, {_GROUPED}, which, v, cnt, "
+            f"SUM(cnt) OVER ({part} ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto, "
+            f"SUM(cnt) OVER ({part}) AS n FROM vc) "
+            f"SELECT dim, {_GROUPED}, which, MAX(n), SUM(CAST(v AS DECIMAL(38, 0)) * cnt), MIN(v), MAX(v), {pcts} "
+            f"FROM c GROUP BY dim, {_GROUPED}, which")
+
+
+def histograms(d: Dialect, kind: str) -> str:
+    """Per group of ``vc``: its log2 histogram (``kind`` "log2": bucket = bit length) or its log-linear one
+    ("loglinear": bucket = the value with all but its 7 most significant bits cleared) as "bucket:count,..."
+    texts. Log-linear histograms only for the groups merge can pool (not CPUs, tasks or hosts)."""
+    bits = _bits("v")
+    bucket = bits if kind == "log2" else f"v - v % CAST(POWER(2, GREATEST({bits} - 7, 0)) AS BIGINT)"
+    where = "" if kind == "log2" else " WHERE dim IN ('total', 'zone', 'caller', 'batch')"
+    text = f"CAST(b AS {d.string}) || ':' || CAST(c AS {d.string})"
+    return (f"SELECT dim, {_GROUPED}, which, {d.agg(text)} FROM (SELECT dim, {_GROUPED}, which, {bucket} AS b, "
+            f"SUM(cnt) AS c FROM vc{where} GROUP BY dim, {_GROUPED}, which, {bucket}) h GROUP BY dim, {_GROUPED}, which")
+
+
+def _binned_rows(extra: str = "") -> str:
+    """The rows the timeline counts, with its six counters (zlperf.analysis.timeline.COLUMNS) as columns."""
+    return " UNION ALL ".join([
+        f"SELECT {_EVENT}{extra}, 1 AS ce, 0 AS acq, 0 AS w, 0 AS wv, 0 AS h, 0 AS hv FROM contended",
+        f"SELECT {_EVENT}{extra}, 1, 0, 1, wait_ns, 0, 0 FROM stock_waits",
+        f"SELECT {_EVENT}{extra}, 0, 1, CASE WHEN wait_ns IS NULL THEN 0 ELSE 1 END, COALESCE(wait_ns, 0), "
+        "CASE WHEN hold_ns IS NULL THEN 0 ELSE 1 END, COALESCE(hold_ns, 0) FROM acquisitions"])
+
+
+_SUMS = "SUM(ce), SUM(acq), SUM(w), SUM(wv), SUM(h), SUM(hv)"
+
+
+def timeline(d: Dialect) -> str:
+    """Per host and report bin: the timeline counters. A row's bin is its fine bin (ts // bin_ns, the width
+    the analysis' timeline ended with) counted from the window's first, ``factor`` fine bins per report bin."""
+    fine = d.idiv("r.ts_ns", "p.bin_ns")
+    return (f"SELECT r.host, {d.idiv(f'{fine} - p.lo_bin', 'p.factor')} AS b, {_SUMS} FROM ({_binned_rows()}) r "
+            "JOIN params p ON r.host = p.host GROUP BY r.host, b")
+
+
+def slices(d: Dialect) -> str:
+    """Per host, zone and caller: the counters over ten equal slices of the window. A fine bin goes to the
+    slice its centre falls in, computed in doubles exactly as zlperf.analysis.timeline.Timeline.slices does:
+    floor(((bin + 0.5) * bin_ns - first) * 10 / span)."""
+    fine = d.idiv("r.ts_ns", "p.bin_ns")
+    slice_ = (f"CAST(FLOOR((((CAST({fine} AS DOUBLE) + 0.5) * CAST(p.bin_ns AS DOUBLE) - CAST(p.lo AS DOUBLE)) "
+              "* 10.0) / CAST(p.span AS DOUBLE)) AS BIGINT)")
+    inner = f"SELECT r.*, {slice_} AS sl FROM ({_binned_rows()}) r JOIN params p ON r.host = p.host"
+    zone = "host, zone, node, zone_name, lock_addr, zone_ptr"
+    return (f"WITH t AS ({inner}) "
+            f"SELECT 'zone' AS dim, {zone}, CAST(NULL AS {d.string}) AS caller, CAST(NULL AS {d.string}) AS "
+            f"caller_addr, sl, {_SUMS} FROM t WHERE sl >= 0 AND sl < 10 GROUP BY {zone}, sl UNION ALL "
+            f"SELECT 'caller', host, CAST(NULL AS {d.string}), CAST(NULL AS INT), CAST(NULL AS {d.string}), "
+            f"CAST(NULL AS {d.string}), CAST(NULL AS {d.string}), caller, caller_addr, sl, {_SUMS} FROM t "
+            "WHERE sl >= 0 AND sl < 10 GROUP BY host, caller, caller_addr, sl")
+
+
+_HOLDER = ("holder_caller, holder_pid, holder_comm, holder_cpu, holder_release_ts_ns, holder_hold_ns, holder_batch, "
+           "holder_waited")
+
+
+def worst(d: Dialect, top: int) -> str:
+    """Per host: the ``top`` longest waits and holds (with the wait's holder), longest first."""
+    n = f"CAST(NULL AS {d.string})"
+    holder_nulls = (f"{n}, CAST(NULL AS INT), {n}, CAST(NULL AS INT), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), "
+                    "CAST(NULL AS INT), CAST(NULL AS BOOLEAN)")
+    rows = " UNION ALL ".join([
+        f"SELECT 'wait' AS which, wait_ns AS v, {_EVENT}, CAST(NULL AS INT) AS batch, seq, {_HOLDER} "
+        "FROM acquisitions WHERE wait_ns IS NOT NULL",
+        f"SELECT 'wait', wait_ns, {_EVENT}, CAST(NULL AS INT), CAST(0 AS BIGINT), {holder_nulls} FROM stock_waits",
+        f"SELECT 'hold', hold_ns, {_EVENT}, batch, seq, {holder_nulls} FROM acquisitions WHERE hold_ns IS NOT NULL"])
+    return (f"SELECT * FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY host, which ORDER BY v DESC, ts_ns, cpu, seq) "
+            f"AS rn FROM ({rows}) r) t WHERE rn <= {int(top)} ORDER BY host, which, rn")
+
+
+_NT = f"'{NOT_TRACED}'"
+_NA = f"'{NO_ACQUISITION}'"
+
+
+def holder_totals() -> str:
+    """Per host: attributed waits, their wait, those not traced (and their wait), those behind a release
+    without an acquisition, and hand-offs."""
+    return (f"SELECT host, COUNT(*), SUM(wait_ns), SUM(CASE WHEN holder_caller = {_NT} THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN holder_caller = {_NT} THEN wait_ns ELSE 0 END), "
+            f"SUM(CASE WHEN holder_caller = {_NA} THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN holder_waited THEN 1 ELSE 0 END) FROM acquisitions WHERE holder_caller IS NOT NULL "
+            "GROUP BY host")
+
+
+def handoffs() -> str:
+    """Per host: waits and wait per (waiter caller, holder caller)."""
+    return ("SELECT host, caller, holder_caller, COUNT(*), SUM(wait_ns) FROM acquisitions "
+            "WHERE holder_caller IS NOT NULL GROUP BY host, caller, holder_caller")
+
+
+def top_holders(top: int) -> str:
+    """Per host: the ``top`` holders (caller, task, CPU) that cost the most wait."""
+    return ("SELECT * FROM (SELECT host, holder_caller, holder_pid, holder_cpu, MAX(holder_comm) AS comm, "
+            "COUNT(*) AS waits, SUM(wait_ns) AS s, ROW_NUMBER() OVER (PARTITION BY host ORDER BY SUM(wait_ns) DESC, "
+            "COUNT(*) DESC, holder_caller, holder_pid, holder_cpu) AS rn FROM acquisitions "
+            f"WHERE holder_caller IS NOT NULL AND holder_caller <> {_NT} "
+            f"GROUP BY host, holder_caller, holder_pid, holder_cpu) t WHERE rn <= {int(top)} ORDER BY host, rn")
+
+
+def convoys() -> str:
+    """Per host: how many maximal chains of back-to-back contended acquisitions had each length (also by
+    whether the last wait had a traced holder, which the zone_lock:* series needs)."""
+    return (f"SELECT host, convoy_length, CASE WHEN holder_caller = {_NT} THEN 1 ELSE 0 END AS nt, COUNT(*) "
+            "FROM acquisitions WHERE convoy_end GROUP BY host, convoy_length, "
+            f"CASE WHEN holder_caller = {_NT} THEN 1 ELSE 0 END")
+
+
+def stacks() -> str:
+    """Per host and stack: contended events with that kernel stack."""
+    return ("SELECT host, stack_id, COUNT(*) FROM (SELECT host, stack_id FROM contended UNION ALL "
+            "SELECT host, stack_id FROM stock_waits) s WHERE stack_id IS NOT NULL GROUP BY host, stack_id")
