@@ -107,12 +107,15 @@ class SparkEngine:
         log4j = os.path.join(self._tmp, "log4j2.properties")
         with open(log4j, "w") as fh:
             fh.write(_LOG4J)
-        builder = (sql.SparkSession.builder.appName("zlperf fleet").master(master or "local[*]")
-                   .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-                   .config("spark.sql.session.timeZone", "UTC")
-                   .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
-                   .config("spark.local.dir", self._tmp))
-        for k, v in (conf or {}).items():
+        settings = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+                    "spark.sql.session.timeZone": "UTC", "spark.local.dir": self._tmp,
+                    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}"}
+        if not master or master.startswith("local"):
+            # One machine: a shuffle partition per core, not Spark's 200 (each is a task to schedule).
+            settings["spark.sql.shuffle.partitions"] = str(max(2, os.cpu_count() or 2))
+        settings.update(conf or {})
+        builder = sql.SparkSession.builder.appName("zlperf fleet").master(master or "local[*]")
+        for k, v in settings.items():
             builder = builder.config(k, v)
         try:
             self.spark = builder.getOrCreate()
