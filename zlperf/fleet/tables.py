@@ -32,7 +32,7 @@ class HostTables:
 
 
 def find_hosts(paths: list[str]) -> list[HostTables]:
-    """Every host folder under ``paths``, checked, in the order given (folders of hosts: by name)."""
+    """Every host folder under ``paths``, checked, ordered by host name."""
     if not paths:
         raise ZlperfError(f"fleet: give at least one folder of Parquet tables ({_HOW})")
     folders: list[Path] = []
@@ -56,7 +56,7 @@ def find_hosts(paths: list[str]) -> list[HostTables]:
             raise ZlperfError(f"{h.folder}: host {h.host!r} is also in {seen[h.host]}; each host once "
                               "(export the other under another --host)")
         seen[h.host] = h.folder
-    return out
+    return sorted(out, key=lambda h: h.host)  # a fleet is a set: the report does not depend on the order given
 
 
 def _read_host(folder: Path) -> HostTables:
