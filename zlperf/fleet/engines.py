@@ -134,6 +134,7 @@ class SparkEngine:
         self.spark.createDataFrame(list(rows), schema).createOrReplaceTempView(view)
 
     def materialize(self, name: str, sql: str) -> None:
+        self.spark.catalog.dropTempView(name)  # an earlier report's, in a reused session (uncached too)
         self.spark.sql(f"CACHE TABLE {name} AS {sql}")
 
     def rows(self, sql: str) -> list[tuple]:
