@@ -58,12 +58,17 @@ class _Answers:
         engine.register_rows("params", [(c, "string" if c == "host" else "bigint") for c in _PARAMS],
                              [(host, *(p[c] for c in _PARAMS[1:])) for host, p in self.params.items()])
         self.counters = _by_host(engine.rows(sql.counters(d)), 1)
-        engine.materialize("vc", sql.values(d, one_host=len(hosts) == 1))
-        self.stats = read_stats(engine.rows(sql.stats()), engine.rows(sql.histograms(d, "log2")),
-                                engine.rows(sql.histograms(d, "loglinear")))
+        one = len(hosts) == 1
+        stats, hists = [], []
+        for dim in sql.DIMENSIONS:  # "host" last: the worst cases are read from its values
+            engine.materialize("vc", sql.values(dim, one))
+            stats += engine.rows(sql.stats(d, dim, one))
+            hists += engine.rows(sql.histograms(d, dim, one))
+        self.stats = read_stats(stats, hists)
+        self.worst = _by_host([dict(zip(_WORST, r)) for r in engine.rows(sql.worst(d, top))], "host")
+        engine.materialize("vc", "SELECT 1 AS done")  # free the last values
         self.timeline = _by_host(engine.rows(sql.timeline(d)), 0)
         self.slices = _by_host(engine.rows(sql.slices(d)), 1)
-        self.worst = _by_host([dict(zip(_WORST, r)) for r in engine.rows(sql.worst(d, top))], "host")
         self.holder_totals = _by_host(engine.rows(sql.holder_totals()), 0)
         self.handoffs = _by_host(engine.rows(sql.handoffs()), 0)
         self.top_holders = _by_host(engine.rows(sql.top_holders(top)), 0)

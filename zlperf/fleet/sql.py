@@ -7,12 +7,13 @@ count reaches rank = ceil(p/100 * n). With integers that is ``upto * 100 >= n * 
 999`` for p99.9): no division, no rounding, and the same answer on DuckDB and Spark.
 
 The views the queries read: ``acquisitions``, ``contended``, ``stock_waits``, ``pairing`` (every host's
-Parquet files, docs/schema.md) and ``params`` (one row per host: its timeline's bin width and window).
+Parquet files, docs/schema.md), ``params`` (one row per host: its timeline's bin width and window), and
+``vc``, each dimension's values counted, materialized on the way.
 """
 
 from __future__ import annotations
 
-__all__ = ["Dialect", "DUCKDB", "SPARK", "KEYS", "KEY_COLUMNS", "PERCENT", "extent", "counters", "values",
+__all__ = ["Dialect", "DUCKDB", "SPARK", "KEYS", "KEY_COLUMNS", "PERCENT", "DIMENSIONS", "extent", "counters", "values",
            "stats", "histograms", "timeline", "slices", "worst", "holder_totals", "handoffs", "top_holders",
            "convoys", "stacks"]
 
@@ -108,45 +109,74 @@ def counters(d: Dialect) -> str:
             f"k AS ({' UNION ALL '.join(parts)}) SELECT dim, {_GROUPED}, {sums} FROM k GROUP BY dim, {_GROUPED}")
 
 
-def values(d: Dialect, one_host: bool) -> str:
-    """Every wait and hold value once per group it belongs to, counted per distinct value: the table the
-    percentiles and histograms are read from (materialized as ``vc``). Callers are pooled by symbol
-    across hosts (their addresses differ between kernels); CPUs and tasks stay per host."""
+DIMENSIONS = ("total", "zone", "caller", "batch", "cpu", "task", "host")
+_DIM_SOURCE = {
+    "total": (), "zone": (("k_zone", "zone"), ("k_node", "node"), ("k_zname", "zone_name"), ("k_lock", "lock_addr"),
+                          ("k_ptr", "zone_ptr")),
+    "caller": (("k_caller", "caller"), ("k_addr", "caller_addr")), "batch": (("k_int", "bucket"),),
+    "cpu": (("k_host", "host"), ("k_int", "CAST(cpu AS BIGINT)")),
+    "task": (("k_host", "host"), ("k_int", "CAST(pid AS BIGINT)"), ("k_comm", "comm")), "host": (("k_host", "host"),),
+}
+
+
+def _dim_keys(dim: str, one_host: bool) -> list[tuple[str, str]]:
+    """(key column, its expression) of a dimension: callers pooled by symbol across hosts (their addresses
+    differ between kernels); CPUs, tasks and hosts per host."""
+    return [(k, e) for k, e in _DIM_SOURCE[dim] if one_host or k != "k_addr"]
+
+
+def values(dim: str, one_host: bool) -> str:
+    """The dimension's groups' wait and hold values counted per distinct value (materialized as ``vc``, one
+    dimension at a time: narrow rows, so a thousand hosts' values fit)."""
     samples = " UNION ALL ".join([
-        f"SELECT {_EVENT}, 'wait' AS which, wait_ns AS v, CAST(NULL AS INT) AS batch FROM acquisitions "
-        "WHERE wait_ns IS NOT NULL",
-        f"SELECT {_EVENT}, 'wait', wait_ns, CAST(NULL AS INT) FROM stock_waits",
-        f"SELECT {_EVENT}, 'hold', hold_ns, batch FROM acquisitions WHERE hold_ns IS NOT NULL"])
-    parts = []
-    for dim in ("total", "zone", "caller", "cpu", "task", "batch", "host"):
-        where = " WHERE which = 'hold' AND batch IS NOT NULL" if dim == "batch" else ""
-        parts.append(f"SELECT '{dim}' AS dim, {_keys(d, dim, caller_addr=one_host)}, which, v FROM s{where}")
-    return (f"WITH s AS (SELECT *, {_bits('batch')} AS bucket FROM ({samples}) r), k AS ({' UNION ALL '.join(parts)}) "
-            f"SELECT dim, {_GROUPED}, which, v, COUNT(*) AS cnt FROM k GROUP BY dim, {_GROUPED}, which, v")
+        "SELECT host, zone, node, zone_name, lock_addr, zone_ptr, caller, caller_addr, cpu, pid, comm, "
+        "'wait' AS which, wait_ns AS v, CAST(NULL AS INT) AS batch FROM acquisitions WHERE wait_ns IS NOT NULL",
+        "SELECT host, zone, node, zone_name, lock_addr, zone_ptr, caller, caller_addr, cpu, pid, comm, 'wait', "
+        "wait_ns, CAST(NULL AS INT) FROM stock_waits",
+        "SELECT host, zone, node, zone_name, lock_addr, zone_ptr, caller, caller_addr, cpu, pid, comm, 'hold', "
+        "hold_ns, batch FROM acquisitions WHERE hold_ns IS NOT NULL"])
+    keys = _dim_keys(dim, one_host)
+    select = "".join(f"{e} AS {k}, " for k, e in keys)
+    names = "".join(f"{k}, " for k, _ in keys)
+    where = " WHERE which = 'hold' AND batch IS NOT NULL" if dim == "batch" else ""
+    return (f"SELECT {names}which, v, COUNT(*) AS cnt FROM (SELECT {select}which, v FROM "
+            f"(SELECT *, {_bits('batch')} AS bucket FROM ({samples}) r){where}) s GROUP BY {names}which, v")
 
 
-def stats() -> str:
-    """count, exact sum, min, max and the nearest-rank percentiles of every group of ``vc``."""
-    part = f"PARTITION BY dim, {_GROUPED}, which"
+def _generic(d: Dialect, dim: str, one_host: bool) -> str:
+    """The dimension's own key columns among the generic ones (the rest typed nulls), for the output rows."""
+    own = {k for k, _ in _dim_keys(dim, one_host)}
+    return ", ".join(name if name in own else f"CAST(NULL AS {d.string if kind == 's' else kind}) AS {name}"
+                     for name, kind in KEY_COLUMNS)
+
+
+def stats(d: Dialect, dim: str, one_host: bool) -> str:
+    """count, exact sum, min, max and the nearest-rank percentiles of every group in ``vc``."""
+    names = "".join(f"{k}, " for k, _ in _dim_keys(dim, one_host))
+    part = f"PARTITION BY {names}which"
     pcts = ", ".join(f"MIN(CASE WHEN upto * {100 * den} >= n * {num} THEN v END) AS {label}"
                      for label, num, den in PERCENT)
-    return (f"WITH c AS (SELECT dim, {_GROUPED}, which, v, cnt, "
+    return (f"WITH c AS (SELECT {names}which, v, cnt, "
             f"SUM(cnt) OVER ({part} ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto, "
             f"SUM(cnt) OVER ({part}) AS n FROM vc) "
-            f"SELECT dim, {_GROUPED}, which, MAX(n), SUM(CAST(v AS DECIMAL(38, 0)) * cnt), MIN(v), MAX(v), {pcts} "
-            f"FROM c GROUP BY dim, {_GROUPED}, which")
+            f"SELECT '{dim}' AS dim, {_generic(d, dim, one_host)}, which, MAX(n), SUM(CAST(v AS DECIMAL(38, 0)) * cnt), "
+            f"MIN(v), MAX(v), {pcts} FROM c GROUP BY {names}which")
 
 
-def histograms(d: Dialect, kind: str) -> str:
-    """Per group of ``vc``: its log2 histogram (``kind`` "log2": bucket = bit length) or its log-linear one
-    ("loglinear": bucket = the value with all but its 7 most significant bits cleared) as "bucket:count,..."
-    texts. Log-linear histograms only for the groups merge can pool (not CPUs, tasks or hosts)."""
+def histograms(d: Dialect, dim: str, one_host: bool) -> str:
+    """Every group's histograms in ``vc`` as "bucket:count,..." texts: log2 (bucket = bit length) and, for the
+    groups merge can pool (not CPUs, tasks or hosts), log-linear (bucket = the value with all but its 7 most
+    significant bits cleared)."""
+    names = "".join(f"{k}, " for k, _ in _dim_keys(dim, one_host))
     bits = _bits("v")
-    bucket = bits if kind == "log2" else f"v - v % CAST(POWER(2, GREATEST({bits} - 7, 0)) AS BIGINT)"
-    where = "" if kind == "log2" else " WHERE dim IN ('total', 'zone', 'caller', 'batch')"
+    kinds = {"log2": bits}
+    if dim in ("total", "zone", "caller", "batch"):
+        kinds["loglinear"] = f"v - v % CAST(POWER(2, GREATEST({bits} - 7, 0)) AS BIGINT)"
     text = f"CAST(b AS {d.string}) || ':' || CAST(c AS {d.string})"
-    return (f"SELECT dim, {_GROUPED}, which, {d.agg(text)} FROM (SELECT dim, {_GROUPED}, which, {bucket} AS b, "
-            f"SUM(cnt) AS c FROM vc{where} GROUP BY dim, {_GROUPED}, which, {bucket}) h GROUP BY dim, {_GROUPED}, which")
+    return " UNION ALL ".join(
+        f"SELECT '{dim}' AS dim, {_generic(d, dim, one_host)}, which, '{kind}' AS kind, {d.agg(text)} FROM "
+        f"(SELECT {names}which, {bucket} AS b, SUM(cnt) AS c FROM vc GROUP BY {names}which, {bucket}) h "
+        f"GROUP BY {names}which" for kind, bucket in kinds.items())
 
 
 def _binned_rows(extra: str = "") -> str:
@@ -191,7 +221,8 @@ _HOLDER = ("holder_caller, holder_pid, holder_comm, holder_cpu, holder_release_t
 
 
 def worst(d: Dialect, top: int) -> str:
-    """Per host: the ``top`` longest waits and holds (with the wait's holder), longest first."""
+    """Per host: the ``top`` longest waits and holds (with the wait's holder), longest first. Only rows at
+    or above the host's ``top``-th longest value (from the "host" dimension's ``vc``) are ranked."""
     n = f"CAST(NULL AS {d.string})"
     holder_nulls = (f"{n}, CAST(NULL AS INT), {n}, CAST(NULL AS INT), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), "
                     "CAST(NULL AS INT), CAST(NULL AS BOOLEAN)")
@@ -200,8 +231,13 @@ def worst(d: Dialect, top: int) -> str:
         "FROM acquisitions WHERE wait_ns IS NOT NULL",
         f"SELECT 'wait', wait_ns, {_EVENT}, CAST(NULL AS INT), CAST(0 AS BIGINT), {holder_nulls} FROM stock_waits",
         f"SELECT 'hold', hold_ns, {_EVENT}, batch, seq, {holder_nulls} FROM acquisitions WHERE hold_ns IS NOT NULL"])
-    return (f"SELECT * FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY host, which ORDER BY v DESC, ts_ns, cpu, seq) "
-            f"AS rn FROM ({rows}) r) t WHERE rn <= {int(top)} ORDER BY host, which, rn")
+    above = ("SELECT k_host AS host, which, v, SUM(cnt) OVER (PARTITION BY k_host, which ORDER BY v DESC "
+             "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS above FROM vc")
+    return (f"WITH a AS ({above}), th AS (SELECT host, which, MAX(v) AS t FROM a WHERE above >= {int(top)} "
+            "GROUP BY host, which) "
+            "SELECT * FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.host, r.which ORDER BY r.v DESC, r.ts_ns, "
+            f"r.cpu, r.seq) AS rn FROM ({rows}) r LEFT JOIN th ON r.host = th.host AND r.which = th.which "
+            f"WHERE r.v >= COALESCE(th.t, 0)) t WHERE rn <= {int(top)} ORDER BY host, which, rn")
 
 
 _NT = f"'{NOT_TRACED}'"

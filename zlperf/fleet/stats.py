@@ -1,7 +1,7 @@
 """Distributions an engine computed over pooled values: the report's :class:`Stats`, exact, from SQL rows.
 
 Each group's count, exact sum, minimum, maximum and nearest-rank percentiles come from the stats query;
-its log2 and log-linear histograms from the histogram queries (as "bucket:count,..." texts).
+its log2 and log-linear histograms from the histogram query (as "bucket:count,..." texts).
 """
 
 from __future__ import annotations
@@ -55,11 +55,10 @@ def _pairs(text: Optional[str]) -> list[tuple[int, int]]:
     return sorted(out)
 
 
-def read_stats(stats_rows: list[tuple], log2_rows: list[tuple],
-               loglinear_rows: list[tuple]) -> dict[StatsKey, EngineStats]:
-    """The distributions of every group from the three queries' rows."""
-    log2 = {group_key(r): _pairs(r[-1]) for r in log2_rows}
-    loglinear = {group_key(r): _pairs(r[-1]) for r in loglinear_rows}
+def read_stats(stats_rows: list[tuple], hist_rows: list[tuple]) -> dict[StatsKey, EngineStats]:
+    """The distributions of every group from the stats and histogram queries' rows."""
+    log2 = {group_key(r): _pairs(r[-1]) for r in hist_rows if r[-2] == "log2"}
+    loglinear = {group_key(r): _pairs(r[-1]) for r in hist_rows if r[-2] == "loglinear"}
     out: dict[StatsKey, EngineStats] = {}
     for r in stats_rows:
         key = group_key(r)
