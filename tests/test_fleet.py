@@ -185,3 +185,14 @@ def test_bad_folders_are_one_line(exported, tmp_path, damage, message):
     res = _zlperf("fleet", *args)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_the_core_imports_no_engine_library():
+    """perf's embedded Python imports the core: pyarrow, duckdb and pyspark are loaded only by exports and fleets."""
+    code = ("import sys, zlperf.analysis, zlperf.report, zlperf.render.text, zlperf.render.csv, zlperf.readers, "
+            "zlperf.cli, zlperf.commands.fleet, zlperf.commands.export, zlperf.export.parquet, zlperf.fleet; "
+            "zlperf.cli.build_parser(); "
+            "print(sorted(m for m in ('pyarrow', 'duckdb', 'pyspark') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
+    assert out.stdout.strip() == "[]"
