@@ -30,9 +30,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
-import zstandard
 
 from zlperf.analysis.model import Table, table_len
+
+try:  # a declared dependency; without it releases are kept uncompressed (more memory, same answers)
+    import zstandard
+except ImportError:  # pragma: no cover
+    zstandard = None
 
 if TYPE_CHECKING:
     from zlperf.analysis.result import Holders
@@ -86,11 +90,13 @@ def _pack(part: Table) -> bytes:
         if k in _DELTA and len(v):
             v = np.diff(v.view(np.uint64), prepend=np.uint64(0))  # modulo 2^64: any order round-trips
         cols.append(v.tobytes())
-    return zstandard.ZstdCompressor(level=1).compress(b"".join(cols))
+    raw = b"".join(cols)
+    return zstandard.ZstdCompressor(level=1).compress(raw) if zstandard is not None else raw
 
 
 def _unpack(blob: bytes, n: int, columns: tuple[str, ...] = _KEPT) -> Table:
-    raw = zstandard.ZstdDecompressor().decompress(blob, max_output_size=n * _KEPT_BYTES)
+    raw = (zstandard.ZstdDecompressor().decompress(blob, max_output_size=n * _KEPT_BYTES)
+           if zstandard is not None else blob)
     out, at = {}, 0
     for k in _KEPT:
         dt = np.dtype(RELEASE_COLUMNS[k])

@@ -83,6 +83,8 @@ class DuckDBEngine:
 
 
 _LOG4J = """rootLogger.level = error
+logger.repl.name = org.apache.spark.repl.Main
+logger.repl.level = error
 rootLogger.appenderRef.stderr.ref = console
 appender.console.type = Console
 appender.console.name = console

@@ -32,7 +32,6 @@ from zlperf.fleet.tables import HostTables
 from zlperf.report.merge import merge_results
 
 _EMPTY = Distribution()
-_INDEX = {name: i for i, (name, _) in enumerate(sql.KEY_COLUMNS)}
 _WORST = ("which", "v", "host", "ts_ns", "cpu", "pid", "comm", "zone", "node", "zone_name", "lock_addr", "zone_ptr",
           "caller", "caller_addr", "batch", "seq", "holder_caller", "holder_pid", "holder_comm", "holder_cpu",
           "holder_release_ts_ns", "holder_hold_ns", "holder_batch", "holder_waited", "rn")
@@ -53,11 +52,10 @@ class _Answers:
         d = engine.dialect
         for table in EVENT_TABLES:
             engine.register_files(table, [str(h.files[table]) for h in hosts])
-        extent = {r[0]: (int(r[1]), int(r[2])) for r in engine.rows(sql.extent())}
+        self.counters, extent = _roll_up(engine.rows(sql.counters()))
         self.params = {h.host: _params(h.run, extent.get(h.host)) for h in hosts}
         engine.register_rows("params", [(c, "string" if c == "host" else "bigint") for c in _PARAMS],
                              [(host, *(p[c] for c in _PARAMS[1:])) for host, p in self.params.items()])
-        self.counters = _by_host(engine.rows(sql.counters(d)), 1)
         one = len(hosts) == 1
         stats, hists = [], []
         for dim in sql.DIMENSIONS:  # "host" last: the worst cases are read from its values
@@ -80,6 +78,37 @@ class _Answers:
 
 
 _PARAMS = ("host", "lo", "bin_ns", "lo_bin", "factor", "span", "bins")
+_C = {name: i for i, name in enumerate(sql.COUNTED)}
+
+
+def _roll_up(rows: list[tuple]) -> tuple[dict, dict]:
+    """The counters of every group of every host, summed from the finest rows; and each host's timeline
+    extent (first and last timestamp of the rows it counts). Groups: host -> dimension -> key -> [contended
+    events, acquisitions, contended, unmatched, unreleased, broken, holds with a batch size]."""
+    groups: dict[str, dict[str, dict[tuple, list[int]]]] = {}
+    extent: dict[str, tuple[int, int]] = {}
+    n = len(sql.COUNTED)
+    for r in rows:
+        host = r[_C["host"]]
+        counts = [int(x) for x in r[n:n + 7]]
+        keys = {
+            "total": (host,),
+            "zone": (host, *r[_C["zone"]:_C["zone_ptr"] + 1]),
+            "caller": (host, r[_C["caller"]], r[_C["caller_addr"]]),
+            "cpu": (host, r[_C["cpu"]]),
+            "task": (host, r[_C["pid"]], r[_C["comm"]]),
+        }
+        if counts[6]:
+            keys["batch"] = (host, r[_C["bucket"]])
+        mine = groups.setdefault(host, {})
+        for dim, key in keys.items():
+            acc = mine.setdefault(dim, {}).setdefault(key, [0] * 7)
+            for i, c in enumerate(counts):
+                acc[i] += c
+        if r[n + 7] is not None:
+            lo, hi = extent.get(host, (r[n + 7], r[n + 8]))
+            extent[host] = (min(lo, int(r[n + 7])), max(hi, int(r[n + 8])))
+    return groups, extent
 
 
 def _params(run: dict, extent: Optional[tuple[int, int]]) -> dict[str, int]:
@@ -113,11 +142,7 @@ class _Host:
     def __init__(self, h: HostTables, a: _Answers, one_host: bool):
         self.h, self.a, self.run, self.one = h, a, h.run, one_host
         self.caps = _caps(self.run)
-        self.groups: dict[str, dict[tuple, tuple]] = {}
-        for r in a.counters.get(h.host, []):  # keys: (host, the dimension's own keys...)
-            dim = r[0]
-            keys = (h.host,) + tuple(r[1 + _INDEX[k]] for k in sql.KEYS[dim] if k != "k_host")
-            self.groups.setdefault(dim, {})[keys] = tuple(int(x) for x in r[-7:])
+        self.groups = a.counters.get(h.host, {})  # dimension -> (host, its own keys...) -> counters
 
     def stats(self, dim: str, keys: tuple, which: str) -> Stats:
         return self.a.stat((dim, keys, which)) if self.one else _EMPTY

@@ -13,7 +13,7 @@ Parquet files, docs/schema.md), ``params`` (one row per host: its timeline's bin
 
 from __future__ import annotations
 
-__all__ = ["Dialect", "DUCKDB", "SPARK", "KEYS", "KEY_COLUMNS", "PERCENT", "DIMENSIONS", "extent", "counters", "values",
+__all__ = ["Dialect", "DUCKDB", "SPARK", "KEYS", "KEY_COLUMNS", "PERCENT", "DIMENSIONS", "COUNTED", "counters", "values",
            "stats", "histograms", "timeline", "slices", "worst", "holder_totals", "handoffs", "top_holders",
            "convoys", "stacks"]
 
@@ -51,29 +51,9 @@ KEYS = {
     "caller": ("k_caller", "k_addr"),
     "cpu": ("k_host", "k_int"), "task": ("k_host", "k_int", "k_comm"), "batch": ("k_int",),
 }
-#: Where each key column comes from in the event tables (k_int: per dimension).
-_SOURCE = {"k_host": "host", "k_zone": "zone", "k_node": "node", "k_zname": "zone_name", "k_lock": "lock_addr",
-           "k_ptr": "zone_ptr", "k_caller": "caller", "k_addr": "caller_addr", "k_comm": "comm"}
-_INT = {"cpu": "CAST(cpu AS BIGINT)", "task": "CAST(pid AS BIGINT)", "batch": "bucket"}
 #: Percentiles as (label, numerator, denominator): p = numerator / denominator percent.
 PERCENT = (("p50", 50, 1), ("p90", 90, 1), ("p99", 99, 1), ("p999", 999, 10))
-_GROUPED = ", ".join(name for name, _ in KEY_COLUMNS)
 _EVENT = "host, ts_ns, cpu, pid, comm, zone, node, zone_name, lock_addr, zone_ptr, caller, caller_addr"
-
-
-def _keys(d: Dialect, dim: str, with_host: bool = False, caller_addr: bool = True) -> str:
-    """The generic key columns of one dimension's rows (the others typed nulls)."""
-    wanted = set(KEYS[dim]) | ({"k_host"} if with_host else set())
-    out = []
-    for name, kind in KEY_COLUMNS:
-        type_ = d.string if kind == "s" else kind
-        if name not in wanted or (name == "k_addr" and not caller_addr):
-            out.append(f"CAST(NULL AS {type_}) AS {name}")
-        elif name == "k_int":
-            out.append(f"{_INT[dim]} AS k_int")
-        else:
-            out.append(f"CAST({_SOURCE[name]} AS {type_}) AS {name}")
-    return ", ".join(out)
 
 
 def _bits(expr: str) -> str:
@@ -81,32 +61,28 @@ def _bits(expr: str) -> str:
     return f"CASE WHEN {expr} <= 0 THEN 0 ELSE LENGTH(BIN({expr})) END"
 
 
-def extent() -> str:
-    """Per host: first and last timestamp of the rows the report's timeline counts."""
-    return ("SELECT host, MIN(ts_ns), MAX(ts_ns) FROM (SELECT host, ts_ns FROM contended UNION ALL "
-            "SELECT host, ts_ns FROM stock_waits UNION ALL SELECT host, ts_ns FROM acquisitions) t GROUP BY host")
+#: The finest grouping the report's counters are sums of.
+COUNTED = ("host", "zone", "node", "zone_name", "lock_addr", "zone_ptr", "caller", "caller_addr", "cpu", "pid", "comm",
+           "bucket")
 
 
-def counters(d: Dialect) -> str:
-    """Per host and group of each dimension: contended events, acquisitions, contended ones, pairing
-    anomalies, and holds with a batch size (dimension "batch": per batch-size bucket)."""
-    ind = "ce, acq, cont, um, ur, br, hb"
+def counters() -> str:
+    """Per host, zone, caller, CPU, task and batch-size bucket: contended events, acquisitions, contended ones,
+    the three pairing anomalies, holds with a batch size, and the first and last timestamp of the rows the
+    timeline counts. Every group of the report sums these rows (a few hundred per host)."""
     rows = " UNION ALL ".join([
         f"SELECT {_EVENT}, CAST(NULL AS INT) AS batch, 1 AS ce, 0 AS acq, 0 AS cont, 0 AS um, 0 AS ur, 0 AS br, "
-        "0 AS hb FROM contended",
-        f"SELECT {_EVENT}, CAST(NULL AS INT), 1, 0, 0, 0, 0, 0, 0 FROM stock_waits",
+        "0 AS hb, 1 AS tl FROM contended",
+        f"SELECT {_EVENT}, CAST(NULL AS INT), 1, 0, 0, 0, 0, 0, 0, 1 FROM stock_waits",
         f"SELECT {_EVENT}, batch, 0, 1, CASE WHEN contended THEN 1 ELSE 0 END, 0, 0, 0, "
-        "CASE WHEN hold_ns IS NOT NULL AND batch IS NOT NULL THEN 1 ELSE 0 END FROM acquisitions",
+        "CASE WHEN hold_ns IS NOT NULL AND batch IS NOT NULL THEN 1 ELSE 0 END, 1 FROM acquisitions",
         f"SELECT {_EVENT}, CAST(NULL AS INT), 0, 0, 0, CASE WHEN kind = 'unmatched_unlock' THEN 1 ELSE 0 END, "
         "CASE WHEN kind = 'unreleased' THEN 1 ELSE 0 END, CASE WHEN kind = 'broken_by_missed' THEN 1 ELSE 0 END, "
-        "0 FROM pairing"])
-    sums = ", ".join(f"SUM({c})" for c in ind.split(", "))
-    parts = []
-    for dim in ("total", "zone", "caller", "cpu", "task", "batch"):
-        where = " WHERE hb = 1" if dim == "batch" else ""
-        parts.append(f"SELECT '{dim}' AS dim, {_keys(d, dim, with_host=True)}, {ind} FROM ev{where}")
-    return (f"WITH ev AS (SELECT *, {_bits('batch')} AS bucket FROM ({rows}) r), "
-            f"k AS ({' UNION ALL '.join(parts)}) SELECT dim, {_GROUPED}, {sums} FROM k GROUP BY dim, {_GROUPED}")
+        "0, 0 FROM pairing"])
+    sums = ", ".join(f"SUM({c})" for c in ("ce", "acq", "cont", "um", "ur", "br", "hb"))
+    keys = ", ".join(COUNTED)
+    return (f"SELECT {keys}, {sums}, MIN(CASE WHEN tl = 1 THEN ts_ns END), MAX(CASE WHEN tl = 1 THEN ts_ns END) "
+            f"FROM (SELECT *, {_bits('batch')} AS bucket FROM ({rows}) r) ev GROUP BY {keys}")
 
 
 DIMENSIONS = ("total", "zone", "caller", "batch", "cpu", "task", "host")
