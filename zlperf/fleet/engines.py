@@ -49,6 +49,13 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _failed(engine: str, exc: BaseException) -> ZlperfError:
+    """An engine's own error (out of memory, an unreadable file, a lost cluster) as one line."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return ZlperfError(f"{engine}: {first[:400]}")
+
+
 class DuckDBEngine:
     """DuckDB in this process; spills to a private temporary folder when the fleet outgrows memory."""
 
@@ -59,10 +66,14 @@ class DuckDBEngine:
         duckdb = require("duckdb", "duckdb")
         self._tmp = tempfile.mkdtemp(prefix="zlperf-duckdb-")
         self.con = duckdb.connect(":memory:", config={"temp_directory": self._tmp})
+        self._errors = (duckdb.Error,)
 
     def register_files(self, view: str, files: Sequence[str]) -> None:
         listed = ", ".join(_quote(f) for f in files)
-        self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet([{listed}])")
+        try:
+            self.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet([{listed}])")
+        except self._errors as exc:
+            raise _failed("duckdb", exc) from None
 
     def register_rows(self, view: str, columns: Sequence[tuple[str, str]], rows: Sequence[tuple]) -> None:
         pa = require("pyarrow", "duckdb")
@@ -72,10 +83,16 @@ class DuckDBEngine:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM {view}_arrow")
 
     def materialize(self, name: str, sql: str) -> None:
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        except self._errors as exc:
+            raise _failed("duckdb", exc) from None
 
     def rows(self, sql: str) -> list[tuple]:
-        return self.con.execute(sql).fetchall()
+        try:
+            return self.con.execute(sql).fetchall()
+        except self._errors as exc:
+            raise _failed("duckdb", exc) from None
 
     def close(self) -> None:
         self.con.close()
@@ -127,20 +144,31 @@ class SparkEngine:
             raise ZlperfError(f"spark: cannot start a session on {master or 'local[*]'} ({first}); Spark needs "
                               "Java 17 (JAVA_HOME or java on PATH)") from None
         self.spark.sparkContext.setLogLevel("ERROR")
+        errors = require("pyspark.errors", "spark")
+        self._errors = (errors.PySparkException, require("py4j.protocol", "spark").Py4JError)
 
     def register_files(self, view: str, files: Sequence[str]) -> None:
-        self.spark.read.parquet(*files).createOrReplaceTempView(view)
+        try:
+            self.spark.read.parquet(*files).createOrReplaceTempView(view)
+        except self._errors as exc:
+            raise _failed("spark", exc) from None
 
     def register_rows(self, view: str, columns: Sequence[tuple[str, str]], rows: Sequence[tuple]) -> None:
         schema = ", ".join(f"{name} {t}" for name, t in columns)
         self.spark.createDataFrame(list(rows), schema).createOrReplaceTempView(view)
 
     def materialize(self, name: str, sql: str) -> None:
-        self.spark.catalog.dropTempView(name)  # an earlier report's, in a reused session (uncached too)
-        self.spark.sql(f"CACHE TABLE {name} AS {sql}")
+        try:
+            self.spark.catalog.dropTempView(name)  # an earlier report's, in a reused session (uncached too)
+            self.spark.sql(f"CACHE TABLE {name} AS {sql}")
+        except self._errors as exc:
+            raise _failed("spark", exc) from None
 
     def rows(self, sql: str) -> list[tuple]:
-        return [tuple(r) for r in self.spark.sql(sql).collect()]
+        try:
+            return [tuple(r) for r in self.spark.sql(sql).collect()]
+        except self._errors as exc:
+            raise _failed("spark", exc) from None
 
     def close(self) -> None:
         self.spark.catalog.clearCache()
