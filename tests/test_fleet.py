@@ -145,6 +145,11 @@ def test_cli_text_csv_and_json(exported):
     assert len(csv.stdout.splitlines()) == 4
     doc = json.loads(_zlperf("fleet", str(root / "hold-time"), "--json").stdout)
     assert doc["schema"] == "zlperf.report/1" and len(doc["merged_from"]) == 3
+    pytest.importorskip("plotly")
+    page = root / "fleet.html"
+    res = _zlperf("fleet", str(root / "hold-time"), "--html", str(page))
+    assert res.returncode == 0, res.stderr
+    assert "fleet of 3 hosts" in page.read_text()
 
 
 @pytest.mark.parametrize("damage, message", [

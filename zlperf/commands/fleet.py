@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from zlperf.commands.report import _dimensions, non_negative
+from zlperf.commands.report import _dimensions, figure_outputs, non_negative, write_figures
 from zlperf.errors import ZlperfError
 
 _EXAMPLES = """examples:
@@ -15,6 +15,7 @@ _EXAMPLES = """examples:
   zlperf fleet a/host=web7 b/host=db2 --by zone,caller,host
   zlperf fleet fleet/ --json > fleet.json                # the zlperf.report/1 document, plus its hosts table
   zlperf fleet fleet/ --csv --by host                    # one row per host
+  zlperf fleet fleet/ --html fleet.html                  # also one offline HTML page: plots, sortable tables
   zlperf fleet hdfs-mounted/fleet --engine spark --master spark://head:7077   # on a Spark cluster
 """
 
@@ -39,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the zlperf.report/1 JSON document")
     fmt.add_argument("--csv", action="store_true", help="print the --by table as CSV")
+    p.add_argument("--html", metavar="OUT",
+                   help="also write a self-contained HTML report with interactive plots (pip install 'zlperf[html]')")
     p.add_argument("--by", default="zone,caller,host",
                    help="group tables: zone,caller,cpu,task,holder,host (comma list; --csv: the first)")
     p.add_argument("--top", type=non_negative, default=10, metavar="N",
@@ -68,9 +71,11 @@ def run(args: argparse.Namespace) -> int:
         raise ZlperfError(f"--by {args.by!r}: choose from zone, caller, cpu, task, holder, host (comma-separated)")
     if args.conf and args.engine != "spark":
         raise ZlperfError("--conf is for --engine spark")
+    outputs = figure_outputs(args)  # checked before any engine starts
     doc = build_document(fleet_report(args.paths, args.engine, args.master, args.top, _conf(args.conf)))
     for warning in doc["warnings"]:
         print(f"zlperf: warning: {warning}", file=sys.stderr)
+    write_figures(doc, outputs, args.top)
     if args.json:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -37,7 +37,8 @@ def _c(name: str, type_: str, doc: str, nullable: bool = False) -> Column:
 
 _EVENT = (
     _c("host", "string", "the host name given to zlperf export --host (also the folder's host=NAME)"),
-    _c("ts_ns", "int64", "trace-clock timestamp, ns (acquisitions, waits and holds: the acquisition's)"),
+    _c("ts_ns", "int64", "trace-clock timestamp, ns: the acquisition (its wait ended then, its hold began); "
+                         "the contended event; a stock wait's end (it began at ts_ns - wait_ns)"),
     _c("cpu", "int32", "CPU the event was recorded on"),
     _c("pid", "int32", "task (thread) id"),
     _c("comm", "string", "the task's name as the recording last knew it (what zlperf report shows)"),
@@ -79,7 +80,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         _c("stack_id", "int32", "the contended event's kernel stack (stacks table), null when none", True),
     ),
     "stock_waits": _EVENT + _ZONE + _CALLER + (
-        _c("wait_ns", "int64", "contention_begin -> contention_end on the same CPU and lock"),
+        _c("wait_ns", "int64", "contention_begin -> contention_end on the same CPU and lock (ts_ns is the end)"),
         _c("stack_id", "int32", "the begin's kernel stack (stacks table), null when none", True),
     ),
     "pairing": _EVENT + _ZONE + _CALLER + (

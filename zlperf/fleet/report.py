@@ -198,9 +198,16 @@ class _Host:
     def _timeline(self) -> TimelineBins:
         p = self.a.params[self.h.host]
         values = np.zeros((p["bins"], len(TIMELINE_COLUMNS)))
-        for r in self.a.timeline.get(self.h.host, []):
-            values[int(r[1])] = [float(x) for x in r[2:]]
-        return TimelineBins(p["lo_bin"] * p["bin_ns"], p["bin_ns"] * p["factor"], TIMELINE_COLUMNS, values)
+        rows = self.a.timeline.get(self.h.host, [])
+        buckets = [int(r[2]) for r in rows if r[2] is not None]
+        heat = np.zeros((p["bins"], max(buckets) + 1 if buckets else 0), dtype=np.int64)
+        for r in rows:
+            if r[2] is None:
+                values[int(r[1])] = [float(x) for x in r[3:]]
+            else:  # the latency heatmap: waits per bin and log2 bucket
+                heat[int(r[1]), int(r[2])] = int(r[3])
+        return TimelineBins(p["lo_bin"] * p["bin_ns"], p["bin_ns"] * p["factor"], TIMELINE_COLUMNS, values,
+                            wait_log2=heat)
 
     def _slices(self) -> dict:
         """(dim, key) -> (SLICES, 6) counters; {None: None} when the analysis could not track them all."""

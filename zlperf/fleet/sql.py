@@ -72,16 +72,19 @@ def counters() -> str:
     timeline counts. Every group of the report sums these rows (a few hundred per host)."""
     rows = " UNION ALL ".join([
         f"SELECT {_EVENT}, CAST(NULL AS INT) AS batch, 1 AS ce, 0 AS acq, 0 AS cont, 0 AS um, 0 AS ur, 0 AS br, "
-        "0 AS hb, 1 AS tl FROM contended",
-        f"SELECT {_EVENT}, CAST(NULL AS INT), 1, 0, 0, 0, 0, 0, 0, 1 FROM stock_waits",
+        "0 AS hb, 1 AS tl, CAST(NULL AS BIGINT) AS w0 FROM contended",
+        f"SELECT {_EVENT}, CAST(NULL AS INT), 1, 0, 0, 0, 0, 0, 0, 1, wait_ns FROM stock_waits",  # ts_ns: its end
         f"SELECT {_EVENT}, batch, 0, 1, CASE WHEN contended THEN 1 ELSE 0 END, 0, 0, 0, "
-        "CASE WHEN hold_ns IS NOT NULL AND batch IS NOT NULL THEN 1 ELSE 0 END, 1 FROM acquisitions",
+        "CASE WHEN hold_ns IS NOT NULL AND batch IS NOT NULL THEN 1 ELSE 0 END, 1, CAST(NULL AS BIGINT) "
+        "FROM acquisitions",
         f"SELECT {_EVENT}, CAST(NULL AS INT), 0, 0, 0, CASE WHEN kind = 'unmatched_unlock' THEN 1 ELSE 0 END, "
         "CASE WHEN kind = 'unreleased' THEN 1 ELSE 0 END, CASE WHEN kind = 'broken_by_missed' THEN 1 ELSE 0 END, "
-        "0, 0 FROM pairing"])
+        "0, 0, CAST(NULL AS BIGINT) FROM pairing"])
     sums = ", ".join(f"SUM({c})" for c in ("ce", "acq", "cont", "um", "ur", "br", "hb"))
     keys = ", ".join(COUNTED)
-    return (f"SELECT {keys}, {sums}, MIN(CASE WHEN tl = 1 THEN ts_ns END), MAX(CASE WHEN tl = 1 THEN ts_ns END) "
+    # The timeline's extent: stock waits are binned when they began (contended) and when they ended (waits).
+    first = "MIN(CASE WHEN tl = 1 THEN ts_ns - COALESCE(w0, 0) END)"
+    return (f"SELECT {keys}, {sums}, {first}, MAX(CASE WHEN tl = 1 THEN ts_ns END) "
             f"FROM (SELECT *, {_bits('batch')} AS bucket FROM ({rows}) r) ev GROUP BY {keys}")
 
 
@@ -155,24 +158,34 @@ def histograms(d: Dialect, dim: str, one_host: bool) -> str:
         f"GROUP BY {names}which" for kind, bucket in kinds.items())
 
 
-def _binned_rows(extra: str = "") -> str:
-    """The rows the timeline counts, with its six counters (zlperf.analysis.timeline.COLUMNS) as columns."""
+_KEYS_NO_TS = "host, cpu, pid, comm, zone, node, zone_name, lock_addr, zone_ptr, caller, caller_addr"
+
+
+def _binned_rows() -> str:
+    """The rows the timeline counts, with its six counters (zlperf.analysis.timeline.COLUMNS) as columns and
+    ``lb``, the wait's log2 bucket (the latency heatmap). A stock wait is two rows: its contended event when
+    it began (ts_ns - wait_ns), its wait when it ended (ts_ns), as the analysis dates them."""
     return " UNION ALL ".join([
-        f"SELECT {_EVENT}{extra}, 1 AS ce, 0 AS acq, 0 AS w, 0 AS wv, 0 AS h, 0 AS hv FROM contended",
-        f"SELECT {_EVENT}{extra}, 1, 0, 1, wait_ns, 0, 0 FROM stock_waits",
-        f"SELECT {_EVENT}{extra}, 0, 1, CASE WHEN wait_ns IS NULL THEN 0 ELSE 1 END, COALESCE(wait_ns, 0), "
-        "CASE WHEN hold_ns IS NULL THEN 0 ELSE 1 END, COALESCE(hold_ns, 0) FROM acquisitions"])
+        f"SELECT {_KEYS_NO_TS}, ts_ns, 1 AS ce, 0 AS acq, 0 AS w, 0 AS wv, 0 AS h, 0 AS hv, "
+        "CAST(NULL AS BIGINT) AS lb FROM contended",
+        f"SELECT {_KEYS_NO_TS}, ts_ns - wait_ns, 1, 0, 0, 0, 0, 0, CAST(NULL AS BIGINT) FROM stock_waits",
+        f"SELECT {_KEYS_NO_TS}, ts_ns, 0, 0, 1, wait_ns, 0, 0, {_bits('wait_ns')} FROM stock_waits",
+        f"SELECT {_KEYS_NO_TS}, ts_ns, 0, 1, CASE WHEN wait_ns IS NULL THEN 0 ELSE 1 END, COALESCE(wait_ns, 0), "
+        f"CASE WHEN hold_ns IS NULL THEN 0 ELSE 1 END, COALESCE(hold_ns, 0), {_bits('wait_ns')} FROM acquisitions"])
 
 
 _SUMS = "SUM(ce), SUM(acq), SUM(w), SUM(wv), SUM(h), SUM(hv)"
 
 
 def timeline(d: Dialect) -> str:
-    """Per host and report bin: the timeline counters. A row's bin is its fine bin (ts // bin_ns, the width
-    the analysis' timeline ended with) counted from the window's first, ``factor`` fine bins per report bin."""
+    """Per host and report bin: the timeline counters, then (rows with ``lb`` set) the waits per log2 bucket
+    of the latency heatmap. A row's bin is its fine bin (ts // bin_ns, the width the analysis' timeline ended
+    with) counted from the window's first, ``factor`` fine bins per report bin."""
     fine = d.idiv("r.ts_ns", "p.bin_ns")
-    return (f"SELECT r.host, {d.idiv(f'{fine} - p.lo_bin', 'p.factor')} AS b, {_SUMS} FROM ({_binned_rows()}) r "
-            "JOIN params p ON r.host = p.host GROUP BY r.host, b")
+    binned = (f"SELECT r.*, {d.idiv(f'{fine} - p.lo_bin', 'p.factor')} AS b FROM ({_binned_rows()}) r "
+              "JOIN params p ON r.host = p.host")
+    return (f"WITH t AS ({binned}) SELECT host, b, CAST(NULL AS BIGINT) AS lb, {_SUMS} FROM t GROUP BY host, b "
+            f"UNION ALL SELECT host, b, lb, SUM(w), 0, 0, 0, 0, 0 FROM t WHERE w = 1 GROUP BY host, b, lb")
 
 
 def slices(d: Dialect) -> str:
