@@ -3,7 +3,7 @@
 A document may come from anywhere (another host, a CI artefact, an attacker), so every field
 ``zlperf merge`` and ``zlperf diff`` use is checked for its type and range, and a bad one is one
 line naming the file and the field. Distributions read back are :class:`HistogramStats`: the
-document's own STATS, and its log2 histogram for merging.
+document's own STATS, and its histograms (log-linear, and log2 for documents written before it) for merging.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from zlperf.analysis.result import (
     AnalysisResult, BatchBucket, CallerKey, Counts, CpuKey, Group, Handoff, HolderCost, HolderOf, Holders, Missed,
     Source, StackCount, TaskKey, TimelineBins, WorstCase, Window, ZoneKey)
 from zlperf.analysis.holders import by_holder
-from zlperf.analysis.stats import PERCENTILES
+from zlperf.analysis.stats import LOGLINEAR_BITS, PERCENTILES
 from zlperf.analysis.timeline import COLUMNS as TIMELINE_COLUMNS
 from zlperf.errors import ZlperfError
 from zlperf.report.document import SCHEMA
@@ -30,6 +30,7 @@ from zlperf.safeio import read_limited
 MAX_DOCUMENT_BYTES = 64 << 20
 _MAX_INT = 1 << 63  # counts and nanoseconds fit int64 in the writer
 _LOG2_BUCKETS = 65  # bucket 0 (value 0) and 64 bit lengths
+_LOGLINEAR_BUCKETS = 128 + 64 * 57  # exact buckets below 2^7, then 64 per power of two up to 2^64
 _MAX_SLICES = 1000
 _MAX_BINS = 100_000
 
@@ -53,6 +54,12 @@ class HistogramStats:
     @property
     def hist_log2(self) -> list[int]:
         return list(self.stats["hist_log2"])
+
+    @property
+    def hist_loglinear(self) -> Optional[list[list[int]]]:
+        """``[[bucket lower bound, count], ...]``, or None for a document written before zlperf had it."""
+        hist = self.stats.get("hist_loglinear")
+        return None if hist is None else [list(pair) for pair in hist]
 
     def summary(self) -> Optional[dict]:
         return dict(self.stats) if self.count else None
@@ -152,6 +159,8 @@ class _Checker:
         out["mean"] = self.num(d.get("mean"), f"{where}.mean", null=True)
         hist = self.lst(d.get("hist_log2"), f"{where}.hist_log2", _LOG2_BUCKETS)
         out["hist_log2"] = [self.int_(x, f"{where}.hist_log2[{i}]") for i, x in enumerate(hist)]
+        if d.get("hist_loglinear") is not None:
+            out["hist_loglinear"] = self.loglinear(d["hist_loglinear"], f"{where}.hist_loglinear")
         out["percentiles_from"] = self.str_(d.get("percentiles_from", "exact"), f"{where}.percentiles_from")
         if out["count"]:
             order = ["min", *(label for label, _ in PERCENTILES), "max"]
@@ -161,7 +170,26 @@ class _Checker:
                 raise self.fail(where, "min <= p50 <= p90 <= p99 <= p999 <= max does not hold")
             if sum(out["hist_log2"]) != out["count"]:
                 raise self.fail(where, f"hist_log2 adds up to {sum(out['hist_log2'])}, not count {out['count']}")
+        if "hist_loglinear" in out and sum(c for _, c in out["hist_loglinear"]) != out["count"]:
+            raise self.fail(where, f"hist_loglinear adds up to {sum(c for _, c in out['hist_loglinear'])}, "
+                                   f"not count {out['count']}")
         return out
+
+    def loglinear(self, v: Any, where: str) -> list[list[int]]:
+        """A log-linear histogram: [lower bound, count] pairs, bounds increasing and each a bucket's own."""
+        pairs: list[list[int]] = []
+        for i, pair in enumerate(self.lst(v, where, _LOGLINEAR_BUCKETS)):
+            at = f"{where}[{i}]"
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise self.fail(at, f"expected a [lower bound, count] pair, found {_kind(pair)}")
+            low, count = self.int_(pair[0], f"{at}[0]"), self.int_(pair[1], f"{at}[1]")
+            shift = max(low.bit_length() - LOGLINEAR_BITS, 0)  # type: ignore[union-attr]
+            if (low >> shift) << shift != low:  # type: ignore[operator]
+                raise self.fail(f"{at}[0]", f"{low} is not the lower bound of a log-linear bucket")
+            if pairs and low <= pairs[-1][0]:
+                raise self.fail(f"{at}[0]", "bucket bounds must increase")
+            pairs.append([low, count])  # type: ignore[list-item]
+        return pairs
 
 
 def _kind(v: Any) -> str:
@@ -327,8 +355,8 @@ def result_from_document(doc: dict, path: str, host: Optional[str] = None) -> An
         holders=_holders(c, doc.get("holders"), doc.get("handoffs", []), host))
 
 
-_EMPTY: dict[str, Any] = {"count": 0, "sum": 0, "min": None, "max": None, "mean": None, "p50": None, "p90": None, "p99": None,
-          "p999": None, "hist_log2": [], "percentiles_from": "exact"}
+_EMPTY: dict[str, Any] = {"count": 0, "sum": 0, "min": None, "max": None, "mean": None, "p50": None, "p90": None,
+                          "p99": None, "p999": None, "hist_log2": [], "hist_loglinear": [], "percentiles_from": "exact"}
 
 
 def _holders(c: _Checker, v: Any, handoffs: Any, host: Optional[str]) -> Optional[Holders]:
