@@ -152,6 +152,22 @@ def test_cli_text_csv_and_json(exported):
     assert "fleet of 3 hosts" in page.read_text()
 
 
+def test_check_on_a_fleet_folder_judges_the_fleet_document(exported, tmp_path):
+    """`zlperf check FOLDER` evaluates the budgets on what `zlperf fleet --json` prints, pooled over hosts."""
+    root, _ = exported
+    fleet = root / "hold-time"
+    doc_file = tmp_path / "fleet.json"
+    doc_file.write_text(_zlperf("fleet", str(fleet), "--json").stdout)
+    ratio = json.loads(doc_file.read_text())["totals"]["contention_ratio"]
+    recipe = tmp_path / "ci.yaml"
+    for budget, status, verdict in ((ratio * 0.99, 1, "OVER BUDGET"), (ratio * 1.01, 0, "within")):
+        recipe.write_text(f"extends: hold-time\nbudgets:\n  contention_ratio: {budget!r}\n  hold_ns.p99: 1s\n")
+        on_folder, on_doc = (_zlperf("check", str(p), "--recipe", str(recipe), "-v") for p in (fleet, doc_file))
+        assert on_folder.returncode == on_doc.returncode == status, on_folder.stderr
+        assert verdict in on_folder.stdout.splitlines()[-1]
+        assert on_folder.stdout.splitlines()[:-1] == on_doc.stdout.splitlines()[:-1]
+
+
 @pytest.mark.parametrize("damage, message", [
     ("empty", "no zlperf tables here"),
     ("missing", "pairing.parquet: missing"),

@@ -21,6 +21,7 @@ _EXAMPLES = """examples:
   zlperf check trace.dat --recipe ci.yaml --junit check.xml   # and a JUnit file for the CI system
   zlperf check host1.json --recipe ci.yaml            # a `zlperf report --json` document (or a merged one)
   zlperf check trace.dat --recipe ci.yaml -v          # every budget, not only those over
+  zlperf check fleet/ --recipe ci.yaml                # a folder of hosts' Parquet tables (zlperf export --parquet)
 
 Budgets are upper limits in the recipe (see `zlperf recipes -h`):
   budgets:
@@ -43,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate a recipe's budgets on a trace.dat, perf.data or JSON report document.",
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", metavar="FILE", help="trace.dat, perf.data, or a zlperf report --json document")
+    p.add_argument("file", metavar="FILE", help="trace.dat, perf.data, a zlperf report --json document, or a folder "
+                                                "of Parquet tables (zlperf export --parquet)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--recipe", metavar="R", help="recipe file (or name) holding the budgets")
     which.add_argument("--profile", metavar="NAME", help="recipe name on the search path (PACK:NAME for a pack's)")
@@ -53,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which events to read when a file has several ABIs (as zlperf report)")
     p.add_argument("--reader", choices=["auto", "fast", "libtracecmd"], default="auto", help="trace.dat reader")
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
+    p.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                   help="a Parquet folder: the engine of zlperf fleet (default duckdb)")
+    p.add_argument("--master", metavar="URL", help="--engine spark: the cluster (default local[*])")
     p.set_defaults(func=run)
 
 
@@ -74,7 +79,7 @@ def check_and_print(path: str, args: argparse.Namespace, recipe: "Recipe", out: 
     from zlperf.check import check_document, document_of, exit_status, summary_line, write_junit
 
     started = time.monotonic()
-    doc = document_of(path, _analyze(args))
+    doc = document_of(path, _analyze(args), getattr(args, "engine", None), getattr(args, "master", None))
     for w in doc.get("warnings") or []:
         warn(f"{path}: {w}")
     outcomes = check_document(doc, recipe)

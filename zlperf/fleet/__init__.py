@@ -6,7 +6,7 @@ an engine (:mod:`.engines`: DuckDB embedded, or Spark) and builds the :class:`An
 
 from __future__ import annotations
 
-__all__ = ["fleet_report"]
+__all__ = ["fleet_report", "fleet_document"]
 
 from typing import Optional
 
@@ -27,3 +27,11 @@ def fleet_report(paths: list[str], engine: str = "duckdb", master: Optional[str]
         return fleet_result(hosts, runner, top)
     finally:
         runner.close()
+
+
+def fleet_document(paths: list[str], engine: Optional[str] = None, master: Optional[str] = None) -> dict:
+    """The ``zlperf.report/1`` document of the hosts under ``paths`` (what ``zlperf fleet --json`` prints);
+    ``zlperf check FOLDER`` evaluates budgets on it."""
+    from zlperf.report import build_document
+
+    return build_document(fleet_report(paths, engine or "duckdb", master))
