@@ -299,7 +299,7 @@ def fleet_result(hosts: list[HostTables], engine: Any, top: int = 10) -> Analysi
     notes["percentiles_note"] = (f"exact: nearest-rank percentiles computed by {engine.name} over the pooled "
                                  f"values of all {len(hosts)} hosts (not from histograms)")
     source = Source(path=f"fleet of {len(hosts)} hosts", format=f"{SCHEMA_VERSION} tables via {engine.name}",
-                    clock=None, cpus=merged.source.cpus, kallsyms=None)
+                    clock=merged.source.clock, cpus=merged.source.cpus, kallsyms=None)
     return dataclasses.replace(merged, source=source, merge_notes=notes, hosts=summaries)
 
 

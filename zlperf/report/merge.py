@@ -238,8 +238,10 @@ def merge_results(results: list[AnalysisResult], names: list[str], pooled: Optio
         notes["percentiles_note"] = ("percentiles of groups seen in several recordings come from the merged log2 "
                                      "histograms (bucket upper bounds: up to 2x the exact value), because a "
                                      "document lacks the log-linear histogram (written by an older zlperf)")
+    clocks = {r.source.clock for r in results}
     return AnalysisResult(
-        source=Source(path=f"merge of {len(merged_from)} reports", format=f"merged {SCHEMA}", clock=None,
+        source=Source(path=f"merge of {len(merged_from)} reports", format=f"merged {SCHEMA}",
+                      clock=clocks.pop() if len(clocks) == 1 else None,  # the recordings' clock when they share one
                       cpus=sum(r.source.cpus for r in results), kallsyms=None),
         capabilities=_capabilities(results, names),
         window=Window(0, duration),
