@@ -13,7 +13,7 @@ A hang (timeout), a signal (a native crash), a traceback or a peak RSS over the 
 from __future__ import annotations
 
 import os
-import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,9 +49,23 @@ class Outcome:
                 f"t={self.seconds:.1f}s timeout={self.timed_out}\n  stderr: " + "\n  ".join(tail))
 
 
-def _limit_child() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (_ADDRESS_SPACE_CAP, _ADDRESS_SPACE_CAP))
-    os.setsid()
+#: Runs the case in a grandchild and reports its rusage. The kernel counts a process's peak RSS from before its
+#: exec too (the forking parent's resident pages), so forking the case straight from this test process would
+#: charge the test process's own few hundred MB to every case; a small launcher forks it instead.
+_LAUNCHER = r"""
+import os, resource, sys
+cap, report_fd = int(sys.argv[1]), int(sys.argv[2])
+pid = os.fork()
+if pid == 0:
+    os.close(report_fd)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    try:
+        os.execv(sys.argv[3], sys.argv[3:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+os.write(report_fd, b"%d %d" % (os.waitstatus_to_exitcode(status), usage.ru_maxrss))
+"""
 
 
 def run_zlperf(args: Sequence[str], *, timeout: float = 120, stdin: Optional[int] = subprocess.DEVNULL,
@@ -59,9 +73,15 @@ def run_zlperf(args: Sequence[str], *, timeout: float = 120, stdin: Optional[int
     """Run ``python3 -m zlperf ARGS`` (or ``argv0 + ARGS``) and measure its own peak RSS with wait4."""
     argv = [*(argv0 or [sys.executable, "-m", "zlperf"]), *map(str, args)]
     full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    report_r, report_w = os.pipe()
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env,
-                            cwd=cwd, preexec_fn=_limit_child)
+    try:
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _LAUNCHER, str(_ADDRESS_SPACE_CAP), str(report_w),
+                                 shutil.which(argv[0]) or argv[0], *argv[1:]],
+                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd,
+                                start_new_session=True, pass_fds=(report_w,))
+    finally:
+        os.close(report_w)
     chunks: dict[str, list[bytes]] = {"out": [], "err": []}
 
     def drain(stream, key: str) -> None:
@@ -77,21 +97,23 @@ def run_zlperf(args: Sequence[str], *, timeout: float = 120, stdin: Optional[int
     def kill() -> None:
         timed_out.set()
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the case (one session)
         except ProcessLookupError:
             pass
 
     timer = threading.Timer(timeout, kill)
     timer.start()
     try:
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not a running maximum
+        launcher_status = proc.wait()
     finally:
         timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with os.fdopen(report_r, "rb") as fh:
+        report = fh.read().split()
+    returncode, maxrss_kb = (int(report[0]), int(report[1])) if len(report) == 2 else (launcher_status, 0)
     for t in readers:
         t.join(timeout=10)
     text = {k: b"".join(v).decode("utf-8", "replace") for k, v in chunks.items()}
-    return Outcome(argv, proc.returncode, text["out"], text["err"], usage.ru_maxrss / 1024,
+    return Outcome(argv, returncode, text["out"], text["err"], maxrss_kb / 1024,
                    time.monotonic() - start, timed_out.is_set())
 
 
