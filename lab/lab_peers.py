@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["SLOT_NS", "PEERS", "PENDING_PEERS", "PeerTable", "peer_table", "choose_window", "bucket_label",
+__all__ = ["SLOT_NS", "PEERS", "PENDING_PEERS", "PeerTable", "peer_table", "choose_window", "held_intervals",
+           "bucket_label",
            "parse_trace_cmd", "parse_hist", "bpftrace_counts", "hist_counts", "trace_cmd_counts", "zlperf_counts",
            "render", "as_json", "PeerError"]
 
@@ -132,26 +133,52 @@ def parse_trace_cmd(path: Path) -> Tuple[List[Event], int]:
     return events, lost
 
 
-def choose_window(times: Sequence[int], workload: dict, slot_ns: int) -> Window:
+def held_intervals(events: List[Event]) -> List[Tuple[int, int]]:
+    """(locked ts, unlock ts) of every hold seen (the unlock pairs with the locked event before it on its CPU)."""
+    last: Dict[int, Event] = {}
+    out = []
+    for e in events:
+        if e.name == LOCKED:
+            last[e.cpu] = e
+        elif e.name == UNLOCK:
+            prev = last.pop(e.cpu, None)
+            if prev is not None and prev.zone == e.zone:
+                out.append((prev.ts, e.ts))
+    return sorted(out)
+
+
+def choose_window(times: Sequence[int], workload: dict, slot_ns: int,
+                  held: Sequence[Tuple[int, int]] = ()) -> Window:
     """The slot-aligned window whose edges lie in the idle lead-in / lead-out, each as far as possible from
-    every recorded event (``times`` sorted)."""
+    every recorded event (``times`` sorted) and never while a lock is held (``held``: sorted intervals), so
+    that an acquisition and its release are on the same side."""
     mono = workload["mono_ns"]
+    starts = [a for a, _ in held]
+    reach, m = [], -1  # reach[i]: the latest release of the holds starting at or before starts[i]
+    for _, b in held:
+        m = max(m, b)
+        reach.append(m)
 
     def boundaries(lo: int, hi: int) -> range:
         return range(-(-lo // slot_ns) * slot_ns, hi + 1, slot_ns)
 
     def gap(x: int) -> int:
+        i = bisect.bisect_left(starts, x) - 1
+        if i >= 0 and reach[i] > x:
+            return -1  # a lock is held across x
         i = bisect.bisect_left(times, x)
         near = [abs(times[j] - x) for j in (i - 1, i) if 0 <= j < len(times)]
         return min(near) if near else 1 << 62
 
-    starts, ends = boundaries(mono["start"], mono["work_start"]), boundaries(mono["work_end"], mono["end"])
-    if not starts or not ends:
+    starts_c, ends_c = boundaries(mono["start"], mono["work_start"]), boundaries(mono["work_end"], mono["end"])
+    if not starts_c or not ends_c:
         raise PeerError(f"no {slot_ns / 1e6:g} ms slot boundary in the workload's lead-in or lead-out "
                         f"({(mono['work_start'] - mono['start']) / 1e9:.3f} s / {(mono['end'] - mono['work_end']) / 1e9:.3f} s):"
                         " give a longer --lead")
-    since = max(starts, key=lambda x: (gap(x), x))
-    until = max(ends, key=lambda x: (gap(x), -x))
+    since = max(starts_c, key=lambda x: (gap(x), x))
+    until = max(ends_c, key=lambda x: (gap(x), -x))
+    if gap(since) < 0 or gap(until) < 0:
+        raise PeerError("a zone lock was held across every slot boundary of the lead-in or lead-out: rerun the task")
     return Window(since, until, gap(since), gap(until))
 
 
@@ -353,7 +380,7 @@ def peer_table(folder: Path, profile: str, slot_ns: int = SLOT_NS) -> PeerTable:
             raise PeerError(f"{need}: missing (see {folder}/peers.log)")
     workload = json.loads((folder / "workload.json").read_text())
     events, lost = parse_trace_cmd(rec)
-    w = choose_window(sorted(e.ts for e in events), workload, slot_ns)
+    w = choose_window(sorted(e.ts for e in events), workload, slot_ns, held_intervals(events))
     zl, doc, cmd = zlperf_counts(rec, w, events_recorded)
     values = {"trace-cmd": trace_cmd_counts(events, w), "zlperf": zl,
               "bpftrace": bpftrace_counts(folder / "bpftrace.json", w, slot_ns), "hist trigger": hist_counts(folder, w)}
