@@ -395,6 +395,65 @@ def test_independent_counts_equal_zlperf_on_a_shared_fixture():
     assert {r: v for r, v in mine.items() if v} == {r: v for r, v in zl.items() if v}
 
 
+# ---------------------------------------------------------------- the lab's fixtures (tests/data/lab/)
+
+LAB_DATA = DATA / "lab"
+LAB_RECORDINGS = sorted(LAB_DATA.glob("*.dat")) + sorted(LAB_DATA.glob("*.data"))
+
+
+def _lab_section() -> str:
+    import lab_fixtures
+
+    text = (DATA / "PROVENANCE.md").read_text()
+    assert lab_fixtures.BEGIN in text and lab_fixtures.END in text, "PROVENANCE.md lacks the lab section"
+    return text[text.index(lab_fixtures.BEGIN):text.index(lab_fixtures.END)]
+
+
+@pytest.mark.skipif(not LAB_RECORDINGS, reason="no lab fixtures installed (lab/fixtures --install)")
+def test_lab_fixtures_were_made_by_zlperf_record():
+    section = _lab_section()
+    for path in LAB_RECORDINGS:
+        row = re.search(rf"^\| {re.escape(path.name)} \| `(zlperf record [^`]+)` \| (\w+) \|", section, re.M)
+        assert row, f"{path.name}: no provenance row naming its zlperf record command"
+        assert labmod._sha256(path).startswith(row.group(2)), f"{path.name} changed since its provenance was written"
+    # The shared fixtures stay: tests and docs rely on them byte for byte.
+    for shared in ("full.v6.dat", "wait.dat", "minimal.dat", "full.perf.data"):
+        assert (DATA / shared).exists()
+
+
+@pytest.mark.parametrize("path", [p for p in LAB_RECORDINGS if p.suffix == ".dat"], ids=lambda p: p.name)
+def test_lab_fixture_counts_equal_the_host_trace_cmd(path):
+    if not have_tool("trace-cmd"):
+        pytest.skip("no trace-cmd")
+    r = subprocess.run([sys.executable, "-m", "zlperf", "report", "--json", str(path)], capture_output=True, text=True,
+                       cwd=REPO, check=True)
+    events = json.loads(r.stdout)["events"]
+    host = _host_counts(path)
+    assert events and {k.split(":")[-1]: v for k, v in events.items()} == \
+        {k: v for k, v in host.items() if k.startswith(("mm_zone", "contention_"))}
+
+
+@pytest.mark.skipif(not (LAB_DATA / "peers-hold-time.json").exists(), reason="no lab peer fixture installed")
+def test_peer_fixture_zlperf_still_equals_bpftrace_and_hist_triggers():
+    """The lab's peer table of a real hold-time recording (made with bpftrace and hist triggers counting beside
+    `zlperf record`): today's zlperf, over the same window of the same file, still gives the peers' numbers."""
+    table = json.loads((LAB_DATA / "peers-hold-time.json").read_text())
+    assert table["ok"]
+    w = lab_peers.Window(*table["window_ns"], *table["edge_gaps_ns"])
+    zl, _, _ = lab_peers.zlperf_counts(LAB_DATA / "peers-hold-time.dat", w, lab_peers.PROFILE_EVENTS["hold-time"])
+    compared = 0
+    for row in table["rows"]:
+        key = (row["row"], row["label"])
+        for peer in ("bpftrace", "hist trigger", "trace-cmd"):
+            if row[peer] is not None:
+                assert zl.get(key, 0) == row[peer], (key, peer)
+                compared += 1
+    assert compared > 20
+    if have_tool("trace-cmd"):
+        events, _ = lab_peers.parse_trace_cmd(LAB_DATA / "peers-hold-time.dat")
+        assert lab_peers.trace_cmd_counts(events, w) == {k: v for k, v in zl.items() if v or k[0].startswith("holders")}
+
+
 # ---------------------------------------------------------------- end to end (pytest -m lab)
 
 def _host_counts(path: Path) -> dict:
@@ -408,11 +467,12 @@ def _host_counts(path: Path) -> dict:
 
 @pytest.mark.lab
 def test_lab_end_to_end(tmp_path):
-    """Build (cached), boot, record every profile with the real zlperf in the guest, regenerate fixtures."""
+    """Build (cached), boot, record every profile with the real zlperf in the guest, run the selftest peers
+    beside `zlperf record`, regenerate fixtures."""
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, str(LAB / "run"), "--out", str(out), "--seconds", "2"],
-                       capture_output=True, text=True, timeout=3600)
-    assert r.returncode == 0, r.stderr[-3000:]
+                       capture_output=True, text=True, timeout=7200)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
     info = json.loads((out / "lab.json").read_text())
     assert info["kernel"].startswith("6.12") and info["attempts"][-1]["boot_s"] is not None
     # The guest kernel's tracefs formats are the ABI the fixtures were recorded with.
@@ -430,11 +490,28 @@ def test_lab_end_to_end(tmp_path):
         for name, n in report["events"].items():
             assert host.get(name.split(":")[-1], 0) == n, (prof, name)
         assert (out / f"{prof}.report.txt").stat().st_size > 0
+    # The workload makes all three traced call sites contend (rmqueue_bulk is inlined into __rmqueue_pcplist).
+    callers = " ".join(c["caller"] for c in json.loads((out / "hold-time.report.json").read_text())["callers"]
+                       if c["contended"])
+    for site in ("free_pcppages_bulk", "free_one_page", "rmqueue"):
+        assert site in callers, (site, callers)
     assert (out / "full.perf.data").stat().st_size > 0 and (out / "full.v6.dat").stat().st_size > 0
+    # The peer table: zlperf equal to trace-cmd, bpftrace and the hist triggers in each kmem profile's window.
+    peers = json.loads((out / "peers.json").read_text())
+    assert [d["profile"] for d in peers] == ["minimal", "wait-time", "hold-time"]
+    for d in peers:
+        assert d["ok"] and not d["mismatches"], d
+        assert any(row["row"] == "mm_zone_lock_contended" and row["zlperf"] > 0 for row in d["rows"]), d["profile"]
+    rows = {(row["row"], row["label"]): row for row in peers[2]["rows"]}
+    assert rows[("holders: waits", "all")]["bpftrace"] == rows[("holders: waits", "all")]["zlperf"] > 0
+    assert "PASS" in (out / "peers.md").read_text() and "FAIL" not in (out / "peers.md").read_text()
     dest = tmp_path / "fixtures"
     r = subprocess.run([sys.executable, str(LAB / "fixtures"), "--from", str(out), "--dest", str(dest)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     prov = (dest / "PROVENANCE.md").read_text()
     assert info["kernel"] in prov and "sha256" in prov and "qemu-system-x86_64" in prov
-    assert (dest / "full.dat").exists() and (dest / "wait.dat").exists()
+    for name in ("minimal.dat", "wait-time.dat", "hold-time.dat", "hold-time.v6.dat", "hold-time.perf.data",
+                 "stock.dat", "peers-hold-time.dat"):
+        assert (dest / name).exists()
+        assert re.search(rf"^\| {re.escape(name)} \| `zlperf record ", prov, re.M), name
