@@ -390,6 +390,8 @@ def peer_table(folder: Path, profile: str, slot_ns: int = SLOT_NS) -> PeerTable:
     if UNLOCK in events_recorded:
         kinds += [UNLOCK, "holders: waits", "holders: not traced", "holders: handed off"]
     rows = sorted({r for v in values.values() for r in v if r[0] in kinds}, key=_row_order)
+    # bpftrace prints the empty buckets between its smallest and largest: no row where every peer has 0
+    rows = [r for r in rows if r[0] != "wait_ns" or any(v.get(r) for v in values.values())]
     # Each peer counts the rows it can (a zone or bucket it saw nothing of is 0); the in-kernel peers
     # cannot attribute holders, only count the waits.
     for p, v in values.items():
