@@ -335,6 +335,8 @@ def hist_counts(folder: Path, w: Window) -> Dict[Row, int]:
         for trigger, entries, dropped in parse_hist(path.read_text()):
             if dropped:
                 raise PeerError(f"{path}: hist trigger {trigger!r} dropped {dropped} entries (raise its size=)")
+            if ":clock=mono" not in trigger:  # a hist trigger stamps with its own clock= (default global)
+                raise PeerError(f"{path}: hist trigger {trigger!r} is not on the mono clock")
             c = re.search(r"if contended == (\d)", trigger)
             for e in entries:
                 if not _in(int(e["common_timestamp"]), w):

@@ -304,25 +304,31 @@ def test_hist_and_bpftrace_outputs_are_summed_over_the_window(tmp_path):
     assert trig is None  # the triggers are the guest's (lab/guest/peers.py); only their output is read here
     zone_rows = [([("common_timestamp", s * slot), ("node_id", 0), ("name", "Normal")], 10 + s) for s in range(6)]
     (tmp_path / "hist-mm_zone_lock_contended.txt").write_text(
-        _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:sort=hitcount:size=16384",
+        _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:sort=hitcount:size=16384:clock=mono",
                     zone_rows))
     (tmp_path / "hist-mm_zone_locked.txt").write_text(
-        _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:size=16384 if contended == 0",
+        _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:size=16384:clock=mono if contended == 0",
                     zone_rows)
-        + _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:size=16384 if contended == 1",
+        + _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:size=16384:clock=mono if contended == 1",
                       [([("common_timestamp", 3 * slot), ("node_id", 1), ("name", "DMA32")], 2)])
-        + _hist_block(f"hist:keys=common_timestamp.buckets={slot},wait_ns:vals=hitcount:size=32768 if contended == 1",
+        + _hist_block(f"hist:keys=common_timestamp.buckets={slot},wait_ns:vals=hitcount:size=32768:clock=mono if contended == 1",
                       [([("common_timestamp", 3 * slot), ("wait_ns", 1500)], 1),
                        ([("common_timestamp", 3 * slot), ("wait_ns", 2047)], 1),
                        ([("common_timestamp", 5 * slot), ("wait_ns", 9)], 4)]))
     (tmp_path / "hist-mm_zone_lock_unlock.txt").write_text(
-        _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:size=16384", []))
+        _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:size=16384:clock=mono", []))
     got = lab_peers.hist_counts(tmp_path, w)
     assert got == {("mm_zone_lock_contended", "0:Normal"): 12 + 13, ("mm_zone_locked contended=0", "0:Normal"): 25,
                    ("mm_zone_locked contended=1", "1:DMA32"): 2, ("holders: waits", "all"): 2,
                    ("wait_ns", "[1K, 2K)"): 2}
-    (tmp_path / "hist-mm_zone_lock_unlock.txt").write_text(_hist_block("hist:keys=x:vals=hitcount", [], dropped=3))
+    (tmp_path / "hist-mm_zone_lock_unlock.txt").write_text(
+        _hist_block("hist:keys=x:vals=hitcount:clock=mono", [], dropped=3))
     with pytest.raises(lab_peers.PeerError, match="dropped 3"):
+        lab_peers.hist_counts(tmp_path, w)
+    # A hist trigger without clock=mono stamps with the global clock (its default): not comparable, refused.
+    (tmp_path / "hist-mm_zone_lock_unlock.txt").write_text(
+        _hist_block("hist:keys=x:vals=hitcount:size=16384:clock=global", []))
+    with pytest.raises(lab_peers.PeerError, match="mono"):
         lab_peers.hist_counts(tmp_path, w)
     # bpftrace -f json: one line per map at exit, keys joined by commas, slots = nsecs / slot.
     bt = tmp_path / "bpftrace.json"

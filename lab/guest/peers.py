@@ -30,16 +30,20 @@ SELFTEST = "/lab/selftest.bt"
 
 
 def hist_triggers(slot_ns):
-    """event -> the hist trigger commands on it (keys: time slot, node, zone; one per contended state)."""
+    """event -> the hist trigger commands on it (keys: time slot, node, zone; one per contended state).
+
+    ``clock=mono`` on every one: a hist trigger sets its instance's trace clock to its own ``clock=``
+    attribute, "global" when none is given (kernel/trace/trace_events_hist.c), which would put the
+    timestamps on another clock than bpftrace's and the recording's."""
     keys = f"common_timestamp.buckets={slot_ns},node_id,name"
     return {
-        "mm_zone_lock_contended": [f"hist:keys={keys}:vals=hitcount:size=16384"],
-        "mm_zone_locked": [f"hist:keys={keys}:vals=hitcount:size=16384 if contended == 0",
-                           f"hist:keys={keys}:vals=hitcount:size=16384 if contended == 1",
+        "mm_zone_lock_contended": [f"hist:keys={keys}:vals=hitcount:size=16384:clock=mono"],
+        "mm_zone_locked": [f"hist:keys={keys}:vals=hitcount:size=16384:clock=mono if contended == 0",
+                           f"hist:keys={keys}:vals=hitcount:size=16384:clock=mono if contended == 1",
                            # exact wait values: the host buckets them (the kernel's .log2 rounds up)
                            f"hist:keys=common_timestamp.buckets={slot_ns},wait_ns:vals=hitcount:size=32768"
-                           " if contended == 1"],
-        "mm_zone_lock_unlock": [f"hist:keys={keys}:vals=hitcount:size=16384"],
+                           ":clock=mono if contended == 1"],
+        "mm_zone_lock_unlock": [f"hist:keys={keys}:vals=hitcount:size=16384:clock=mono"],
     }
 
 
@@ -68,6 +72,10 @@ class Hist:
         for ev, cmds in self.triggers.items():
             for cmd in cmds:
                 write(f"{INSTANCE}/events/kmem/{ev}/trigger", cmd, append=True)
+        with open(INSTANCE + "/trace_clock") as f:
+            clocks = f.read()
+        if "[mono]" not in clocks:
+            raise SystemExit(f"peers: the hist instance's trace clock is not mono: {clocks.strip()}")
 
     def read(self, out):
         for ev in self.triggers:
