@@ -428,6 +428,7 @@ def run_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--out", type=Path, default=CACHE / "runs" / time.strftime("%Y%m%d-%H%M%S"),
                    help="result folder (default lab/cache/runs/STAMP)")
     args = p.parse_args(argv)
+    args.out = args.out.resolve()
     if args.tasks is None:
         args.tasks = ",".join(ALL_TASKS + (SERIES_TASKS if args.variant == "series" else []))
     tasks = [t for t in args.tasks.split(",") if t]
