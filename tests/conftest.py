@@ -89,7 +89,7 @@ PCP_HIGH_FRACTION = Path("/proc/sys/vm/percpu_pagelist_high_fraction")
 
 @pytest.fixture
 def pcp_lists_shrunk():
-    """vm.percpu_pagelist_high_fraction=100000 (frequent zone->lock contention, ENVIRONMENT.md), then restored.
+    """vm.percpu_pagelist_high_fraction=100000 (it shrinks the per-CPU page lists, so zone->lock is contended often), then restored.
 
     An flock serialises every test (and test run) that changes it, so the value restored is the real
     original even when two pytest runs share the machine.

@@ -17,7 +17,7 @@ import pytest
 from conftest import FULL_DAT, STOCK_DAT, TRACE_DATS, is_root, requires_trace_cmd
 from zlperf.events import MISSED_EVENTS
 from zlperf.readers import open_trace
-from zlperf.readers.fast import FastTraceReader
+from zlperf.readers.tracedat import FastTraceReader
 
 pytestmark = requires_trace_cmd
 

@@ -81,9 +81,12 @@ def dump(path: Path, what: str) -> str:
                           text=True, errors="replace").stdout
 
 
-def stream(reader: LibTraceCmdReader, buffer: str = "") -> Iterator[tuple]:
-    """(seq, name, row, batch) for every event in stream order (chunks come in order)."""
+def stream(reader: LibTraceCmdReader, buffer: str = "", comms: dict | None = None) -> Iterator[tuple]:
+    """(seq, name, row, batch) for every event in stream order (chunks come in order); task names
+    the chunks carry go into ``comms`` before their events are yielded."""
     for chunk in reader.chunks(buffer=buffer):
+        if comms is not None:
+            comms.update(chunk.comms)
         rows = [(int(s), name, i, b) for name, b in chunk.batches.items() for i, s in enumerate(b.seq.tolist())]
         rows.sort(key=lambda t: t[0])
         yield from rows
@@ -104,10 +107,11 @@ def check_against_report(path: Path, buffer: str = "") -> tuple[int, float]:
     got_names: Counter = Counter()
     want_names: Counter = Counter()
     n = 0
+    comms: dict[int, str] = {}
     with LibTraceCmdReader(str(path)) as r:
         info = r.info
         t0 = time.perf_counter()
-        for seq, name, i, b in stream(r, buffer):
+        for seq, name, i, b in stream(r, buffer, comms):
             if name == MISSED_EVENTS:
                 missed.append((int(b.cpu[i]), int(b.fields["count"][i])))
                 continue
@@ -117,7 +121,7 @@ def check_against_report(path: Path, buffer: str = "") -> tuple[int, float]:
             got = (int(b.ts[i]), int(b.cpu[i]), int(b.pid[i]), name.split(":", 1)[1])
             assert got == (e["ts"], e["cpu"], e["pid"], e["event"]), (seq, e)
             if e["comm"] != "<...>":
-                assert info.cmdlines.get(e["pid"]) == e["comm"]
+                assert comms.get(e["pid"]) == e["comm"]
             check_fields(info, name, b, i, e)
             got_names[got[3]] += 1
             want_names[e["event"]] += 1
@@ -363,18 +367,22 @@ def test_unknown_buffer_name_is_a_clear_error():
 
 
 def test_missing_library_gives_the_install_hint(monkeypatch):
-    monkeypatch.setattr(ltc, "_LIB", None)
-    monkeypatch.setattr(ltc, "_SONAMES", (("libtracecmd-absent.so.1", "libtracecmd1"),))
+    from zlperf.readers.libtracecmd import bindings
+
+    monkeypatch.setattr(bindings, "_LIB", None)
+    monkeypatch.setattr(bindings, "_SONAMES", (("libtracecmd-absent.so.1", "libtracecmd1"),))
     with pytest.raises(ZlperfError, match="not found: apt install libtracecmd1, or use the fast reader"):
         ltc.load_library()
 
 
-def test_corrupted_record_length_is_skipped_with_a_warning(tmp_path):
-    """A record header whose length runs past its page: skipped and reported, never copied."""
+def test_corrupted_record_length_is_refused_before_libtracecmd_sees_it(tmp_path):
+    """A record header whose length runs past its page: libtracecmd is never handed the file (it does
+    not survive such damage); the error names the page, and the fast reader reads around it."""
     import ctypes
     import struct
 
     import zlperf.tracecmd as tracecmd
+    from zlperf.readers import open_trace
 
     src = FULL_V6_DAT.read_bytes()  # v6: record offsets are file offsets
     lib = ltc.load_library()
@@ -382,7 +390,7 @@ def test_corrupted_record_length_is_skipped_with_a_warning(tmp_path):
     cpu = ctypes.c_int()
     for _ in range(100):
         rp = lib.tracecmd_read_next_data(h, ctypes.byref(cpu))
-        off = int(rp.contents.offset)
+        off, rec_cpu = int(rp.contents.offset), int(rp.contents.cpu)
         lib.tracecmd_free_record(rp)
     lib.tracecmd_close(h)
     bad = bytearray(src)
@@ -390,19 +398,23 @@ def test_corrupted_record_length_is_skipped_with_a_warning(tmp_path):
     struct.pack_into("<II", bad, off, word & ~31, 0x10000000)  # type_len 0: length in the next word
     p = tmp_path / "badlen.dat"
     p.write_bytes(bytes(bad))
-    with LibTraceCmdReader(str(FULL_V6_DAT)) as r:
-        whole = sum(len(c) for c in r.chunks())
-    with LibTraceCmdReader(str(p)) as r:
-        n = sum(len(c) for c in r.chunks())
-        warnings = r.info.warnings
-    assert any("impossible length" in w and f"{off:#x}" in w for w in warnings)
-    with LibTraceCmdReader(str(p)) as r:
-        page = r.info.page_size
-    assert whole - page // 16 < n < whole  # the rest of that one page at most is lost
-    t = tracecmd.Trace(str(p))
-    with pytest.raises(tracecmd.FileFormatError, match="impossible length"):
-        while t.read_next_event():
-            pass
+    with pytest.raises(TraceFormatError, match=f"damaged: cpu {rec_cpu}: page \\d+: .*runs off the page") as ei:
+        LibTraceCmdReader(str(p))
+    assert str(p) in str(ei.value) and "\n" not in str(ei.value)
+    with pytest.raises(tracecmd.FileFormatError, match="damaged"):
+        tracecmd.Trace(str(p))
+    with open_trace(p) as fast, open_trace(FULL_V6_DAT) as whole:
+        n = sum(len(c) for c in fast.chunks())
+        assert any(f"cpu {rec_cpu}: page" in w and "lost" in w for w in fast.info.warnings)
+        assert 0 < sum(len(c) for c in whole.chunks()) - n < 4096 // 16  # the rest of that one page
+
+
+def test_record_fits_rejects_records_past_their_page():
+    """The reader's last line of defence (records are checked again as libtracecmd hands them out)."""
+    assert ltc.record_fits(4096 * 3 + 16, 24, 20, 4096)
+    assert not ltc.record_fits(4096 * 3 + 4080, 24, 20, 4096)  # runs off the page
+    assert not ltc.record_fits(16, 24, 28, 4096)  # payload longer than the record
+    assert not ltc.record_fits(16, 24, -1, 4096)
 
 
 def _record_offsets(path: Path, count: int) -> list[tuple[int, int]]:

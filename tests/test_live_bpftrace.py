@@ -3,6 +3,8 @@
 bpftrace counts lock:contention_begin/end per pid while `zlperf record --profile stock` records
 the workload. Every workload worker lives entirely inside the recording, so for each of them
 the recorded counts must equal bpftrace's exactly (and the recording must report no loss).
+The workers are found by the pids the workload prints, never by task name: other runs of the
+workload may be on the machine, and the kernel's cache of task names is shared and may be stale.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
 from conftest import have_tool, is_root
+from recording import assert_no_instance_left, run_zlperf, worker_pids
 from zlperf.readers import open_trace
-from zlperf.workload import WORKER_COMM
 
 pytestmark = [
     pytest.mark.live,
@@ -28,18 +30,28 @@ pytestmark = [
                        reason="tracefs not mounted or no lock:contention_begin in this kernel"),
 ]
 
-PROGRAM = "tracepoint:lock:contention_begin { @begin[pid] = count(); } " \
+# BEGIN runs once every probe is attached: its line says counting has started.
+PROGRAM = 'BEGIN { printf("counting\\n"); } ' \
+          "tracepoint:lock:contention_begin { @begin[pid] = count(); } " \
           "tracepoint:lock:contention_end { @end[pid] = count(); }"
 
 
 def _start_bpftrace() -> subprocess.Popen:
     proc = subprocess.Popen(["bpftrace", "-e", PROGRAM], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
-    deadline = time.time() + 60
-    line = proc.stdout.readline()  # "Attaching 2 probes..." once the probes are live
-    if "Attaching" not in line or time.time() > deadline:
+    counting = threading.Event()
+
+    def watch() -> None:
+        for line in proc.stdout:
+            if line.strip() == "counting":
+                counting.set()
+                return  # the maps printed at exit are read by _stop_bpftrace
+
+    threading.Thread(target=watch, daemon=True).start()
+    if not counting.wait(60):
         proc.kill()
-        pytest.skip(f"bpftrace did not attach: {line.strip()}")
+        proc.wait()
+        pytest.skip("bpftrace did not attach its probes within 60 s")
     return proc
 
 
@@ -56,15 +68,14 @@ def test_recorded_contention_events_equal_bpftrace_counts(tmp_path, pcp_lists_sh
     out = tmp_path / "stock.dat"
     bpf = _start_bpftrace()
     try:
-        rec = subprocess.run([sys.executable, "-m", "zlperf", "record", "--profile", "stock", "-o", str(out), "--",
-                              sys.executable, "-m", "zlperf.workload", "--procs", "2", "--seconds", "2"],
-                             capture_output=True, text=True, timeout=180)
+        rec, pid = run_zlperf("record", "--profile", "stock", "-o", str(out), "--",
+                              sys.executable, "-m", "zlperf.workload", "--procs", "2", "--seconds", "2")
     finally:
         counts = _stop_bpftrace(bpf)
     assert rec.returncode == 0, rec.stderr
+    assert_no_instance_left(pid)
     recorded: dict[str, dict[int, int]] = {"begin": {}, "end": {}}
     with open_trace(str(out)) as reader:
-        cmdlines = reader.info.cmdlines  # the kernel's saved cmdlines: past runs' pids too
         missed = 0
         for chunk in reader.chunks():
             for kind in ("begin", "end"):
@@ -75,10 +86,8 @@ def test_recorded_contention_events_equal_bpftrace_counts(tmp_path, pcp_lists_sh
             m = chunk.batches.get("zlperf:missed_events")
             missed += 0 if m is None else len(m)
     assert missed == 0, "the ring buffer dropped events: the comparison would be meaningless"
-    # This run's workers: pids seen by either counter, named as the workload names its workers.
-    seen = set(recorded["begin"]) | set(recorded["end"]) | set(counts["begin"]) | set(counts["end"])
-    workers = {pid for pid in seen if cmdlines.get(pid) == WORKER_COMM}
-    assert 1 <= len(workers) <= 2, workers
+    workers = worker_pids(rec.stderr)  # this run's two workers, as the workload reported them
+    assert len(workers) == 2, workers
     total = 0
     for pid in workers:
         for kind in ("begin", "end"):

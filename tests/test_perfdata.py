@@ -195,7 +195,7 @@ def test_reordered_file_is_sorted_per_cpu_and_gives_the_same_report(tmp_path):
     path.write_bytes(bytes(buf))
     shutil.copy(FULL_PERF_KALLSYMS, tmp_path / "reordered.perf.kallsyms.gz")
     with PerfDataReader(str(path)) as r:
-        assert r._order is not None, "the reader must notice the reordering"
+        assert r.reordered, "the reader must notice the reordering"
         got = analyze(r)
     with PerfDataReader(str(FULL_PERF_DATA)) as r:
         want = analyze(r)

@@ -90,7 +90,7 @@ def test_empty_file(tmp_path):
 
 
 def test_perf_data_is_not_a_trace_dat_to_the_fast_reader():
-    from zlperf.readers.fast import FastTraceReader
+    from zlperf.readers.tracedat import FastTraceReader
 
     with pytest.raises(TraceFormatError, match="wrong magic"):
         FastTraceReader(str(FULL_PERF_DATA))
@@ -279,16 +279,15 @@ def _mutation(draw):
     return which, edits, cut
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_mutation())
-def test_fuzz_mutated_files_raise_only_trace_format_error(m):
-    which, edits, cut = m
-    data = bytearray(_seed(which))
+def _read_mutated(seed: bytes, edits: list, cut, suffix: str) -> None:
+    """``seed`` with ``edits`` applied and cut at ``cut``, read to the end: only a one-line
+    TraceFormatError naming the file may escape, and every batch is whole."""
+    data = bytearray(seed)
     for at, b in edits:
         data[at:at + len(b)] = b
     if cut is not None:
         del data[cut:]
-    with tempfile.NamedTemporaryFile(suffix=".dat") as tf:
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tf:
         tf.write(data)
         tf.flush()
         try:
@@ -296,6 +295,51 @@ def test_fuzz_mutated_files_raise_only_trace_format_error(m):
                 for chunk in reader.chunks():
                     for b in chunk.batches.values():
                         assert len(b.ts) == len(b.cpu) == len(b.pid) == len(b.seq)
+                        assert all(len(col) == len(b.ts) for col in b.fields.values())
                 assert all("\n" not in w for w in reader.info.warnings)
         except TraceFormatError as exc:
             assert "\n" not in str(exc) and tf.name in str(exc)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutation())
+def test_fuzz_mutated_files_raise_only_trace_format_error(m):
+    which, edits, cut = m
+    _read_mutated(_seed(which), edits, cut, ".dat")
+
+
+# ----- fuzz: mutated perf.data files (plain and perf record -z), nothing but TraceFormatError ----------
+_PERF_SEEDS: dict[str, bytes] = {}
+
+
+def _perf_seed(which: str) -> bytes:
+    """The real perf.data a fuzz example mutates, as recorded or rewritten as ``perf record -z`` writes it."""
+    if which not in _PERF_SEEDS:
+        raw = FULL_PERF_DATA.read_bytes()
+        if which == "z":
+            from test_hostile_readers import compress_perf
+
+            raw = compress_perf(raw)
+        _PERF_SEEDS[which] = raw
+    return _PERF_SEEDS[which]
+
+
+@st.composite
+def _perf_mutation(draw):
+    which = draw(st.sampled_from(["plain", "z"]))
+    raw = _perf_seed(which)
+    n = len(raw)
+    d_off, d_size = struct.unpack_from("<QQ", raw, 40)
+    tail = d_off + d_size  # the feature table and sections (tracing data: the event formats)
+    edits = draw(st.lists(st.tuples(
+        st.one_of(st.integers(0, 1024), st.integers(tail, n - 1), st.integers(d_off, tail - 1)),
+        st.binary(min_size=1, max_size=8)), min_size=0, max_size=6))
+    cut = draw(st.one_of(st.none(), st.integers(0, n)))
+    return which, edits, cut
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_perf_mutation())
+def test_fuzz_mutated_perf_data_raise_only_trace_format_error(m):
+    which, edits, cut = m
+    _read_mutated(_perf_seed(which), edits, cut, ".perf.data")

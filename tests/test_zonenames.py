@@ -19,7 +19,8 @@ import pytest
 from conftest import STOCK_DAT, have_tool, is_root
 from zlperf.errors import ZlperfError
 from zlperf.zonelocks import load_zone_locks, sidecar_path, write_zone_locks
-from zlperf.zonenames import BTF_PATH, Btf, ZoneLockWatcher, zone_layout
+from zlperf.record.btf import BTF_PATH, Btf
+from zlperf.record.zonenames import ZoneLockWatcher, zone_layout
 
 ZLPERF = [sys.executable, "-m", "zlperf"]
 WORKLOAD = [sys.executable, "-m", "zlperf.workload"]
@@ -233,6 +234,7 @@ def test_side_program_reports_only_zones_and_stops_promptly(pcp_lists_shrunk):
         t = time.monotonic()
         locks = watcher.stop()
         took = time.monotonic() - t
-    assert watcher.proc.returncode is not None and took < 10
+    # stop() escalates to SIGKILL within seconds; the bound only catches a hang, not a slow machine.
+    assert watcher.proc.returncode is not None and took < 60
     assert locks
     assert {v for v in locks.values()} <= machine_zones()

@@ -83,7 +83,10 @@ def expected(path) -> dict:
     t = parse(path)
     zones: dict = defaultdict(lambda: {"contended_events": 0, "acquisitions": 0, "contended": 0,
                                         "wait": [], "hold": [], "unmatched_unlocks": 0})
-    callers: dict = defaultdict(lambda: {"contended_events": 0, "acquisitions": 0, "wait": [], "hold": []})
+    callers: dict = defaultdict(lambda: {"contended_events": 0, "acquisitions": 0, "contended": 0, "wait": [],
+                                          "hold": []})
+    all_wait: list = []  # every zone's, for the totals
+    all_hold: list = []
     last_on_cpu: dict = {}  # cpu -> the last locked/unlock/DROP seen on it
     unreleased = 0
     for item in t.stream:
@@ -103,6 +106,8 @@ def expected(path) -> dict:
                 w = int(item.f["wait"])
                 zones[zone]["wait"].append(w)
                 callers[caller]["wait"].append(w)
+                callers[caller]["contended"] += 1
+                all_wait.append(w)
             prev = last_on_cpu.get(item.cpu)
             if isinstance(prev, Ev) and prev.event == "mm_zone_locked":
                 unreleased += 1
@@ -113,6 +118,7 @@ def expected(path) -> dict:
                     f"{prev.f['node']}:{prev.f['zone']}" == zone:
                 hold = item.ts - prev.ts
                 zones[zone]["hold"].append(hold)
+                all_hold.append(hold)
                 callers[prev.f["caller"]]["hold"].append(hold)
             elif prev != "DROP":
                 zones[zone]["unmatched_unlocks"] += 1
@@ -131,10 +137,57 @@ def expected(path) -> dict:
         }
     out_callers = {
         c: {"contended_events": v["contended_events"], "acquisitions": v["acquisitions"] if has_locked else None,
+            "contended": v["contended"] if has_locked else None,
             "wait_ns": stats(v["wait"]) if has_locked else None,
             "hold_ns": stats(v["hold"]) if has_locked and has_unlock else None}
         for c, v in callers.items() if v["contended_events"] or v["acquisitions"]
     }
+    totals = {
+        "contended_events": sum(v["contended_events"] for v in zones.values()),
+        "acquisitions": sum(v["acquisitions"] for v in zones.values()) if has_locked else None,
+        "contended": sum(v["contended"] for v in zones.values()) if has_locked else None,
+        "wait_ns": stats(all_wait) if has_locked else None,
+        "hold_ns": stats(all_hold) if has_locked and has_unlock else None,
+    }
     return {"events": {f"kmem:{k}" if k.startswith("mm_") else k: n for k, n in t.events.items()},
             "duration_ns": (t.last_ts - t.first_ts) if t.first_ts is not None else 0,
-            "zones": out_zones, "callers": out_callers, "unreleased": unreleased}
+            "zones": out_zones, "callers": out_callers, "totals": totals, "unreleased": unreleased}
+
+
+def budget_metrics(path) -> dict:
+    """What `zlperf check` must measure: {"overall": {METRIC: value}, "zones": {label: ...}, "callers": {...}}.
+
+    From the text parse above and tests/holders_truth.py (who held the lock), with the textbook formulas:
+    contention_ratio = contended / acquisitions, contended_per_sec = contended events / window seconds,
+    not_traced_share = waits behind no traced release / all waits. None: the recording cannot tell."""
+    import holders_truth
+
+    e = expected(path)
+    secs = e["duration_ns"] / 1e9
+
+    def metrics(g: dict) -> dict:
+        acq, cont = g.get("acquisitions"), g.get("contended")
+        wait, hold = g.get("wait_ns"), g.get("hold_ns")
+        return {
+            "contended_events": g["contended_events"],
+            "contended_per_sec": g["contended_events"] / secs,
+            "contention_ratio": (cont / acq) if acq else None,
+            "wait_ns.p99": wait["p99"] if wait else None,
+            "wait_ns.max": wait["max"] if wait else None,
+            "hold_ns.p99": hold["p99"] if hold else None,
+            "hold_ns.max": hold["max"] if hold else None,
+        }
+
+    out = {"overall": metrics(e["totals"]), "zones": {z: metrics(g) for z, g in e["zones"].items()},
+           "callers": {c: metrics(g) for c, g in e["callers"].items()}}
+    holds_recorded = e["totals"]["hold_ns"] is not None
+    att = holders_truth.attribute(holders_truth.from_trace_cmd(path)) if holds_recorded else None
+    out["overall"]["not_traced_share"] = (att["not_traced"] / att["waits"]) if att and att["waits"] else None
+    for caller, m in out["callers"].items():
+        if att is None:
+            m["not_traced_share"] = None
+            continue
+        mine = {holder: n for (waiter, holder), (n, _s) in att["handoffs"].items() if waiter == caller}
+        total = sum(mine.values())
+        m["not_traced_share"] = (mine.get(holders_truth.NOT_TRACED, 0) / total) if total else None
+    return out

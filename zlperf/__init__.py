@@ -22,8 +22,14 @@ __all__ = [
     "open_trace", "TraceInfo", "TraceReader", "Chunk", "EventBatch", "MISSED_EVENTS",
     # analysing
     "analyze", "Analyzer", "AnalysisOptions", "AnalysisResult",
+    # live: a tracefs instance read as it records, one result per interval (zlperf top, zlperf exporter)
+    "LiveSession", "IntervalAnalyzer",
     # the report document
     "SCHEMA", "build_document", "load_result", "merge_results", "diff_documents",
+    # recipes and budgets
+    "load_recipe", "check_document",
+    # exports and fleets (optional extras: parquet, duckdb, spark)
+    "export_recording", "fleet_report",
     # rendering
     "render_text", "render_csv", "render_diff", "render_folded",
     # errors
@@ -37,8 +43,11 @@ _HOME = {
     "EventBatch": "zlperf.events", "MISSED_EVENTS": "zlperf.events",
     "analyze": "zlperf.analysis", "Analyzer": "zlperf.analysis", "AnalysisOptions": "zlperf.analysis",
     "AnalysisResult": "zlperf.analysis",
+    "LiveSession": "zlperf.live", "IntervalAnalyzer": "zlperf.analysis.live",
     "SCHEMA": "zlperf.report", "build_document": "zlperf.report", "load_result": "zlperf.report",
     "merge_results": "zlperf.report", "diff_documents": "zlperf.report",
+    "load_recipe": "zlperf.recipes", "check_document": "zlperf.check",
+    "export_recording": "zlperf.export.parquet", "fleet_report": "zlperf.fleet",
     "render_text": "zlperf.render.text", "render_diff": "zlperf.render.text", "render_folded": "zlperf.render.text",
     "render_csv": "zlperf.render.csv",
     "ZlperfError": "zlperf.errors", "TraceFormatError": "zlperf.errors", "RecipeError": "zlperf.errors",

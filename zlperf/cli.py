@@ -20,14 +20,16 @@ from zlperf import __version__
 from zlperf.errors import ZlperfError
 
 # Subcommand modules, in the order `zlperf -h` lists them.
-_COMMANDS = ["record", "report", "export", "diff", "merge", "recipes", "tracecmd_script", "perf_script"]
+_COMMANDS = ["record", "report", "top", "exporter", "check", "export", "fleet", "diff", "merge", "recipes",
+             "tracecmd_script", "perf_script"]
 
 _EPILOG = """examples:
   zlperf report --example                      # a real recording from a patched kernel, no root needed
   zlperf record --profile minimal -- CMD ARGS  # contended events only, lowest overhead
   zlperf record --profile stock -o s.dat -- python3 -m zlperf.workload --seconds 3   # kernels without the patch
   zlperf report trace.dat --by caller --top 10 # where the contention comes from
-  zlperf recipes list                          # built-in and your own recipes
+  zlperf check trace.dat --profile acme:ci     # exit 1 when over a recipe's budgets (CI gate)
+  zlperf recipes list                          # built-in, pack and your own recipes
 """
 
 

@@ -65,27 +65,10 @@ class EventBatch:
 
 
 def _dictionary_encode(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and distinct values of an object column.
+    """Codes and distinct values of an object column, by the readers' one string interner."""
+    from zlperf.readers.strings import encode_column  # imported here: readers import this module
 
-    Event strings (zone names, comms) have few distinct values: peel them off one at a time
-    with vectorised compares, and fall back to one sort only if there turn out to be many.
-    """
-    codes = np.full(len(column), -1, dtype=np.int32)
-    values: list = []
-    todo = np.arange(len(column))
-    while len(todo) and len(values) < 32:
-        value = column[todo[0]]
-        same = column[todo] == value
-        codes[todo[same]] = len(values)
-        values.append(value)
-        todo = todo[~same]
-    if len(todo):
-        rest, inverse = np.unique(column[todo].astype(str), return_inverse=True)
-        codes[todo] = len(values) + inverse.ravel()
-        values.extend(rest.tolist())
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return codes, out
+    return encode_column(column)
 
 
 @dataclass

@@ -31,6 +31,6 @@ def require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        what = EXTRAS.get(extra, (f"this command", ()))[0]
+        what = EXTRAS.get(extra, ("this command", ()))[0]
         raise ZlperfError(f"{what} needs the Python package {module!r} ({exc}); install it with: "
                           f"pip install 'zlperf[{extra}]' (or pip install {module.split('.')[0]})") from None

@@ -6,7 +6,8 @@ being read, so a later version of an event that adds or moves fields is still re
 
 from __future__ import annotations
 
-__all__ = ["FieldFormat", "EventFormat", "parse_event_format", "parse_header_page", "HeaderPage"]
+__all__ = ["FieldFormat", "EventFormat", "format_identity", "parse_event_format", "format_problem", "parse_header_page",
+           "HeaderPage", "MAX_RECORD"]
 
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ _FIELD_RE = re.compile(
 )
 _ARRAY_RE = re.compile(r"^(?P<type>.*?)\s*(?P<name>[A-Za-z_]\w*)\s*\[(?P<len>[^\]]*)\]$")
 _SCALAR_RE = re.compile(r"^(?P<type>.*?)\s*\b(?P<name>[A-Za-z_]\w*)$")
+_NAME_LINE = re.compile(r"^[ \t]*name:[ \t]*(\S+)[ \t]*$", re.M)
+_ID_LINE = re.compile(r"^[ \t]*ID:[ \t]*(\d{1,9})[ \t]*$", re.M)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,10 @@ def _parse_field(line: str) -> Optional[FieldFormat]:
     if am and not (data_loc or rel_loc):
         name, ctype = am.group("name"), am.group("type")
         length = am.group("len").strip()
-        array_len = int(length, 0) if length.isdigit() or length.startswith("0x") else 0
+        try:  # "[8]", "[0x10]"; a symbolic or empty length ("[]", "[TASK_COMM_LEN]") is dynamic
+            array_len = max(int(length, 0), 0)
+        except ValueError:
+            array_len = 0
     elif data_loc or rel_loc:
         # "__data_loc char[] name": the name is the last word.
         name = decl.split()[-1]
@@ -126,30 +132,71 @@ def _parse_field(line: str) -> Optional[FieldFormat]:
     return FieldFormat(name, ctype, offset, size, signed, array_len, data_loc, rel_loc)
 
 
+def format_identity(text: str) -> Optional[tuple[str, int]]:
+    """``(name, id)`` from a format text's ``name:`` and ``ID:`` lines, or None when either is missing.
+
+    Cheap (two regex searches): a trace.dat holds thousands of formats and few are used, so
+    readers index formats by this and parse them on first use; :func:`parse_event_format`
+    succeeds exactly when this does.
+    """
+    name = _NAME_LINE.search(text)
+    ev_id = _ID_LINE.search(text)
+    if name is None or ev_id is None:
+        return None
+    return name.group(1), int(ev_id.group(1))
+
+
 def parse_event_format(text: str, system: str = "") -> EventFormat:
     """Parse one format file's text. ``system`` is used when the text has none.
 
-    Raises ValueError when the text has no ``name:`` or ``ID:`` line.
+    Raises ValueError when the text has no ``name:`` or ``ID:`` line (see :func:`format_identity`);
+    field lines that do not parse are left out.
     """
-    name = None
-    ev_id = None
+    ident = format_identity(text)
+    if ident is None:
+        raise ValueError("event format has no 'name:' or 'ID:' line")
     fields: list[FieldFormat] = []
     print_fmt = ""
     for line in text.splitlines():
         stripped = line.strip()
-        if stripped.startswith("name:"):
-            name = stripped[5:].strip()
-        elif stripped.startswith("ID:"):
-            ev_id = int(stripped[3:].strip())
-        elif stripped.startswith("field:"):
+        if stripped.startswith("field:"):
             f = _parse_field(stripped)
             if f is not None:
                 fields.append(f)
         elif stripped.startswith("print fmt:"):
             print_fmt = stripped[len("print fmt:"):].strip()
-    if name is None or ev_id is None:
-        raise ValueError("event format has no 'name:' or 'ID:' line")
-    return EventFormat(system, name, ev_id, fields, print_fmt)
+    return EventFormat(system, ident[0], ident[1], fields, print_fmt)
+
+
+#: Largest extent of a record's fixed fields: a record lives in one ring-buffer page, and the
+#: u16 offsets of __data_loc fields cannot reach past 64 KiB.
+MAX_RECORD = 1 << 16
+
+
+def format_problem(fmt: EventFormat, max_record: int = MAX_RECORD) -> Optional[str]:
+    """Why ``fmt`` cannot describe real records (a damaged format), or None when it can.
+
+    A field must lie inside a record, which lies inside one ring-buffer page (``max_record``: the
+    file's page size); an integer (not a struct, union or char array) must be 1, 2, 4 or 8 bytes;
+    a ``__data_loc``/``__rel_loc`` field is its u32 location word.
+    """
+    for f in fmt.fields:
+        where = f"field {f.name!r} (offset {f.offset}, size {f.size})"
+        if f.offset + f.size > min(max_record, MAX_RECORD):
+            return f"{where} lies past any record"
+        if f.data_loc or f.rel_loc:
+            if f.size != 4:
+                return f"{where} is a dynamic field whose location word is not 4 bytes"
+            continue
+        base = f.type.replace("const", "").replace("volatile", "").strip()
+        if f.is_string or base.startswith(("struct ", "union ")) or "*" in base and f.size in (4, 8):
+            continue
+        if f.array_len:
+            if f.size % f.array_len or f.elem_size not in (1, 2, 4, 8):
+                return f"{where} is an array of {f.array_len} elements no integer size divides"
+        elif f.array_len is None and f.size not in (1, 2, 4, 8):
+            return f"{where} is an integer of a size no integer has"
+    return None
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,29 @@ from __future__ import annotations
 __all__ = ["Trace", "Event", "Field", "FieldError", "FileFormatError", "PEvent", "TraceSeq"]
 
 import ctypes
-import os
 from collections.abc import Mapping
 from typing import Iterator, Optional
 
-from zlperf.errors import TraceFormatError
-from zlperf.readers.libtracecmd import check_header, load_library, record_fits
+from zlperf.errors import TraceFormatError, warn
+from zlperf.formats import format_problem
+from zlperf.readers.libtracecmd import load_library, open_checked, record_fits
+from zlperf.readers.libtracecmd.bindings import HandleOwner
+from zlperf.readers.libtracecmd.decode import SYNTHESIZED, event_format
 
-_NO_PLUGINS = 1 | 2  # TRACECMD_FL_LOAD_NO_PLUGINS | TRACECMD_FL_LOAD_NO_SYSTEM_PLUGINS
 _IS_DYNAMIC, _IS_RELATIVE = 16, 256
+
+
+def _format_problems(lib, tep: int) -> list[str]:
+    """One line per event whose format is damaged (its fields then read as None or garbage)."""
+    out = []
+    for i in range(int(lib.tep_get_events_count(tep))):
+        ev = lib.tep_get_event(tep, i)
+        if ev:
+            fmt = event_format(ev.contents)
+            problem = None if fmt.full_name in SYNTHESIZED else format_problem(fmt)
+            if problem:
+                out.append(f"event {fmt.full_name}: its format is damaged ({problem}); do not trust its fields")
+    return out
 
 
 class FileFormatError(TraceFormatError):
@@ -261,24 +275,23 @@ class Event(Mapping):
         return _text(self._raw[ff.offset:ff.offset + ff.size])
 
 
-class Trace:
-    """A trace.dat file, read through libtracecmd (upstream's ``tracecmd.Trace``)."""
+class Trace(HandleOwner):
+    """A trace.dat file, read through libtracecmd (upstream's ``tracecmd.Trace``); a context manager.
+
+    Events hold a reference to their Trace, so none is alive when it is collected and closed.
+    """
 
     def __init__(self, filename: str, buffer: Optional[str] = None):
         self._lib = load_library()
         self._handle = None
         self._top = None
         self.filename = str(filename)
-        if not os.path.isfile(self.filename):
-            raise FileFormatError(self.filename, None, "no such file", "give the path of a trace.dat")
-        try:
-            check_header(self.filename)
+        try:  # zlperf's own checks and a probe in a child first: libtracecmd crashes on some damaged files
+            top, notes = open_checked(self._lib, self.filename)
         except TraceFormatError as exc:
             raise FileFormatError(exc.path, exc.offset, exc.problem, exc.hint) from None
-        top = self._lib.tracecmd_open(self.filename.encode(), _NO_PLUGINS)
-        if not top:
-            raise FileFormatError(self.filename, None, "libtracecmd cannot read this file's headers",
-                                  "check it with `trace-cmd dump --summary`")
+        for note in notes + _format_problems(self._lib, self._lib.tracecmd_get_tep(top)):
+            warn(f"{self.filename}: {note}")
         self._top = top
         names = [self._lib.tracecmd_buffer_instance_name(top, i).decode()
                  for i in range(self._lib.tracecmd_buffer_instances(top))]
@@ -351,16 +364,3 @@ class Trace:
         if self._top:
             lib.tracecmd_close(self._top)
         self._handle = self._top = None
-
-    def __enter__(self) -> "Trace":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # Events hold a reference to their Trace, so none is alive when this runs.
-        try:
-            self.close()
-        except Exception:
-            pass

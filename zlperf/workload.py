@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 _PAGE = mmap.PAGESIZE
 # MAP_POPULATE is in the mmap module since Python 3.10; its value is 0x8000 on every Linux arch.
@@ -56,7 +56,7 @@ def _name_worker() -> None:
 
 
 def _child(cpu: Optional[int], seconds: float, mb: int, wfd: int) -> None:
-    """Body of one forked worker: pin, churn, report rounds through the pipe, exit without cleanup."""
+    """Body of one forked worker: pin, churn, report its pid and rounds through the pipe, exit without cleanup."""
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -65,15 +65,15 @@ def _child(cpu: Optional[int], seconds: float, mb: int, wfd: int) -> None:
             os.sched_setaffinity(0, {cpu})
         _name_worker()
         rounds = churn(seconds, mb)
-        os.write(wfd, f"{rounds}\n".encode())
+        os.write(wfd, f"{os.getpid()} {rounds}\n".encode())
     except BaseException:  # a worker must never return into the parent's code
         code = 1
     finally:
         os._exit(code)
 
 
-def run(procs: Optional[int] = None, seconds: float = 5.0, mb: int = 64) -> List[int]:
-    """Fork ``procs`` workers (default: one per usable CPU), pinned round-robin; returns rounds per worker."""
+def run(procs: Optional[int] = None, seconds: float = 5.0, mb: int = 64) -> List[Tuple[int, int]]:
+    """Fork ``procs`` workers (default: one per usable CPU), pinned round-robin; returns (pid, rounds) of each."""
     cpus = sorted(os.sched_getaffinity(0))
     n = procs if procs and procs > 0 else len(cpus)
     rfd, wfd = os.pipe()
@@ -89,7 +89,7 @@ def run(procs: Optional[int] = None, seconds: float = 5.0, mb: int = 64) -> List
         os.close(wfd)
         _reap(pids)
     with os.fdopen(rfd) as r:
-        return [int(line) for line in r.read().split()]
+        return [(int(pid), int(rounds)) for pid, rounds in (line.split() for line in r.read().splitlines())]
 
 
 def _reap(pids: List[int]) -> None:
@@ -136,10 +136,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("workload: interrupted", file=sys.stderr)
         return 130
     took = time.monotonic() - start
-    total_gb = sum(rounds) * args.mb / 1024
+    total = sum(r for _, r in rounds)
+    # The pids let a test (or a user) pick this run's workers out of a system-wide recording.
+    pids = " ".join(str(pid) for pid, _ in rounds)
     print(
-        f"workload: {len(rounds)} procs, {args.mb} MiB regions, {took:.1f} s: "
-        f"{sum(rounds)} rounds ({total_gb:.1f} GiB mapped and freed)",
+        f"workload: {len(rounds)} procs (pids {pids}), {args.mb} MiB regions, {took:.1f} s: "
+        f"{total} rounds ({total * args.mb / 1024:.1f} GiB mapped and freed)",
         file=sys.stderr,
     )
     return 0

@@ -1,7 +1,7 @@
 """The zone-lock sidecar ``OUT.zones.json``: lock address -> (node, zone name) of a stock recording.
 
 lock:contention_* events carry only ``&zone->lock``; ``zlperf record`` names each zone lock while it
-records (see :mod:`zlperf.zonenames`) and keeps the names beside the recording in this small JSON
+records (see :mod:`zlperf.record.zonenames`) and keeps the names beside the recording in this small JSON
 document, which :func:`zlperf.readers.open_trace` reads back. Both halves of the format live here.
 """
 

@@ -5,7 +5,8 @@ or feeds an :class:`Analyzer` itself; none computes anything on its own. Layout,
 ``abi/`` (one adapter per event ABI -> observations), ``pairing`` (per-CPU open/close pairing),
 ``stacks`` (kernel stacks and callers), ``aggregate`` (per-group counters, distributions, worst
 cases, timeline), ``stats`` (exact percentiles, log2 histograms), ``timeline``, ``result`` (the
-public result types) and ``core`` (the Analyzer that ties them together).
+public result types), ``core`` (the Analyzer that ties them together) and ``live`` (one result per
+interval of a stream without an end, for ``zlperf top`` and the exporter).
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ class Aggregate:
         self.hold_by_batch: dict[int, Distribution] = {}
         self.top_waits = TopN(options.top)
         self.top_holds = TopN(options.top)
-        # Series ("all", 0), ("zone", code), ("caller", addr): see zlperf.analysis.timeline.COLUMNS.
+        # Series ("all", 0), ("zone", code), ("caller", addr), ("wait_log2", bucket): see zlperf.analysis.timeline.
         self.timeline = Timeline(options.bin_ns)
         self.stacks: dict[bytes, list] = {}  # frames bytes -> [frames, count] of contended events with a stack
         self.holders = HolderAttribution()  # who held the lock behind each wait (hold-time recordings)
@@ -140,6 +140,8 @@ class Aggregate:
         if table_len(obs.waits):
             self._distribute(obs.waits, "wait", "wait_ns", timeline_cols=(2, 3))
             self.top_waits.add(obs.waits, "wait_ns")
+            buckets = log2_bucket(obs.waits["wait_ns"])  # the latency heatmap: waits per (bin, log2 bucket)
+            self.timeline.add(obs.waits["ts"], [("wait_log2", buckets, range(int(buckets.max()) + 1))], [(2, None)])
         if table_len(obs.holds):
             self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5))
             self.top_holds.add(obs.holds, "hold_ns")

@@ -8,9 +8,9 @@ accumulates them, and :meth:`Analyzer.result` turns the chosen one into the publ
 
 from __future__ import annotations
 
-__all__ = ["Analyzer", "analyze", "window"]
+__all__ = ["Analyzer", "analyze", "window", "Observer", "caller_symbolizer"]
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -28,6 +28,24 @@ from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo, TraceReader
 
 #: Bins of the report's timeline (it picks a round width that gives about this many).
 TIMELINE_BINS = 40
+
+#: ``observer(abi, observations)``: sees every lane's windowed observations as the analyzer accounts them
+#: (``abi`` one of :data:`~zlperf.analysis.options.ABIS`), so an exporter writes each row in the same pass.
+Observer = Callable[[str, Observations], None]
+#: What a caller address prints as when the ABI found none (callers that come from stacks only).
+NO_CALLER = "(unknown: no stack recorded)"
+
+
+def caller_symbolizer(info: TraceInfo) -> Callable[[int], str]:
+    """How the report names a caller address of this recording: ``func+0xoff``, hex without symbols."""
+    symbols = info.symbols if info.symbols is not None and len(info.symbols) else None
+
+    def sym(addr: int) -> str:
+        if addr == 0:
+            return NO_CALLER
+        return symbols.symbolize(addr) if symbols is not None else f"{addr:#x}"
+
+    return sym
 
 
 def window(obs: Observations, options: AnalysisOptions, zones: ZoneTable) -> Observations:
@@ -60,8 +78,10 @@ def window(obs: Observations, options: AnalysisOptions, zones: ZoneTable) -> Obs
 class Analyzer:
     """Streaming aggregation of one recording. Feed chunks, then :meth:`result`."""
 
-    def __init__(self, info: TraceInfo, options: Optional[AnalysisOptions] = None):
+    def __init__(self, info: TraceInfo, options: Optional[AnalysisOptions] = None,
+                 observer: Optional[Observer] = None):
         self.info = info
+        self.observer = observer
         self.options = options or AnalysisOptions()
         if self.options.top < 0:
             raise ZlperfError(f"top {self.options.top}: give 0 or more worst cases")
@@ -105,7 +125,7 @@ class Analyzer:
             self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
         for adapter, agg in self.lanes:
             if concerns(adapter, chunk):
-                agg.account(self._window(adapter.observe(chunk)))
+                agg.account(self._observed(adapter, adapter.observe(chunk)))
 
     def _count_missed(self, batch) -> None:
         counts = batch.fields["count"].astype(np.int64)
@@ -118,24 +138,41 @@ class Analyzer:
     def _window(self, obs: Observations) -> Observations:
         return window(obs, self.options, self.zones)
 
+    def _observed(self, adapter: AbiAdapter, obs: Observations) -> Observations:
+        obs = self._window(obs)
+        if self.observer is not None:
+            self.observer(adapter.key, obs)
+        return obs
+
+    @property
+    def abi(self) -> Optional[str]:
+        """After :meth:`result`: the ABI the report comes from (one of ABIS); None before."""
+        return self._chosen[0].key if self._chosen is not None else None
+
     # -- result ------------------------------------------------------------------------------
+    def _lane(self, event_counts: dict[str, int]) -> tuple[AbiAdapter, Aggregate, bool]:
+        """The lane the report comes from: the --abi one, else the first whose events are in ``event_counts``
+        (the stream goes on: nothing is finished here)."""
+        lanes = self.lanes
+        if self.options.abi != "auto":
+            lanes = [self.lanes[ABIS.index(self.options.abi)]]
+        seen = [(a, g) for a, g in lanes if any(event_counts.get(e) for e in a.events)]
+        adapter, agg = seen[0] if seen else lanes[0]  # none: the first says what is missing
+        return adapter, agg, bool(seen)
+
     def _choose(self) -> tuple[AbiAdapter, Aggregate, bool]:
         """Finish the stream of the ABI the report comes from (unreleased acquisitions at the end)."""
         if self._chosen is None:
-            lanes = self.lanes
-            if self.options.abi != "auto":
-                lanes = [self.lanes[ABIS.index(self.options.abi)]]
-            seen = [(a, g) for a, g in lanes if any(self.event_counts.get(e) for e in a.events)]
-            adapter, agg = seen[0] if seen else lanes[0]  # none: the first says what is missing
-            agg.account(self._window(adapter.finish()))
-            self._chosen = (adapter, agg, bool(seen))
+            adapter, agg, found = self._lane(self.event_counts)
+            agg.account(self._observed(adapter, adapter.finish()))
+            self._chosen = (adapter, agg, found)
         return self._chosen
 
     def result(self) -> AnalysisResult:
         """Close the stream and build the result (once; later calls return the same object)."""
         if self._result is None:
             adapter, agg, found = self._choose()
-            self._result = _ResultBuilder(self, adapter, agg, found).build()
+            self._result = ResultBuilder(self, adapter, agg, found).build()
         return self._result
 
 
@@ -151,8 +188,9 @@ def analyze(reader: TraceReader, options: Optional[AnalysisOptions] = None) -> A
     return result
 
 
-class _ResultBuilder:
-    """Reads one finished Aggregate (and the analyzer's stream counters) into an AnalysisResult."""
+class ResultBuilder:
+    """Reads one Aggregate (and the analyzer's stream counters) into an AnalysisResult: the finished one of a
+    recording, or one interval's of a live stream (:mod:`zlperf.analysis.live`)."""
 
     def __init__(self, an: Analyzer, adapter: AbiAdapter, agg: Aggregate, found: bool):
         self.an, self.agg = an, agg
@@ -169,13 +207,7 @@ class _ResultBuilder:
         self.lo = max(first, opts.since_ns) if opts.since_ns is not None else first
         self.hi = min(last, opts.until_ns) if opts.until_ns is not None else last
         self.duration = max(0, self.hi - self.lo)
-        self.symbols = an.info.symbols if an.info.symbols is not None and len(an.info.symbols) else None
-
-    def sym(self, addr: int) -> str:
-        """``func+0xoff`` of a caller address (hex without symbols)."""
-        if addr == 0:
-            return "(unknown: no stack recorded)"  # ABIs whose callers come from stacks only
-        return self.symbols.symbolize(addr) if self.symbols is not None else f"{addr:#x}"
+        self.sym = caller_symbolizer(an.info)  # ``func+0xoff`` of a caller address (hex without symbols)
 
     def comm(self, pid: int) -> str:
         return self.an.comms.get(pid, "<...>")
@@ -252,8 +284,13 @@ class _ResultBuilder:
         return out
 
     def timeline(self) -> TimelineBins:
-        start, width, sums = self.agg.timeline.rebinned(("all", 0), self.lo, self.hi, TIMELINE_BINS)
-        return TimelineBins(start_ns=start, bin_ns=width, columns=TIMELINE_COLUMNS, values=sums)
+        tl = self.agg.timeline
+        start, width, sums = tl.rebinned(("all", 0), self.lo, self.hi, TIMELINE_BINS)
+        buckets = sorted(key[1] for key in tl.series if key[0] == "wait_log2")
+        heat = np.zeros((len(sums), buckets[-1] + 1 if buckets else 0), dtype=np.int64)
+        for b in buckets:  # the same round bins as the counters: same axis, same window
+            heat[:, b] = tl.rebinned(("wait_log2", b), self.lo, self.hi, TIMELINE_BINS)[2][:, 2].astype(np.int64)
+        return TimelineBins(start_ns=start, bin_ns=width, columns=TIMELINE_COLUMNS, values=sums, wait_log2=heat)
 
     def worst(self, top: TopN, col: str) -> list[WorstCase]:
         rows = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["Table", "Zone", "ZoneTable", "Observations", "Capabilities", "table_len"]
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -59,6 +59,19 @@ class ZoneTable:
             self.zones.append(zone)
         return c
 
+    def name_locks(self, named: Mapping[int, tuple[int, str]]) -> None:
+        """Give zones known only by lock address their (node, name) from ``named`` (address -> node, name).
+
+        A live stream learns zone names while it runs (:mod:`zlperf.live.zonenames`); its adapters code zones
+        by address alone, and renaming keeps their codes, so a zone never splits into two.
+        """
+        for code, z in enumerate(self.zones):
+            if z.node is None and z.lock_addr is not None and z.lock_addr in named:
+                node, name = named[z.lock_addr]
+                renamed = Zone(node=node, name=name, lock_addr=z.lock_addr, zone_ptr=z.zone_ptr)
+                self.zones[code] = renamed
+                self._codes.setdefault(renamed, code)
+
     def find(self, label: str) -> Optional[int]:
         """Code of the zone whose label is ``label`` (e.g. ``1:Normal``), or None."""
         for i, z in enumerate(self.zones):
@@ -96,7 +109,8 @@ class Observations:
     contended:  ts cpu pid zone caller [stack]              (a contended-lock event; its kernel stack
                                                             as uint64 frames, innermost first, if recorded)
     acquired:   ts cpu pid zone caller count contended      (every traced acquisition)
-    waits:      ts cpu pid zone caller wait_ns              (one row per contended wait)
+    waits:      ts cpu pid zone caller wait_ns              (one row per contended wait; ts = when it ended,
+                                                            i.e. the acquisition, in every ABI)
     holds:      ts cpu pid zone caller count hold_ns        (ts and caller of the acquisition)
     unmatched:  ts cpu pid zone caller                      (a release with no acquisition before it)
     unreleased: ts cpu pid zone caller                      (an acquisition never seen released)
@@ -104,7 +118,9 @@ class Observations:
     releases:   every release with its holder, see zlperf.analysis.holders.RELEASE_COLUMNS (not windowed:
                 a wait's holder may have released the lock before the window began)
 
-    ``waits`` of ABIs with releases also carry ``seq`` (the acquisition's stream position).
+    ``waits`` of ABIs with releases also carry ``seq`` (the acquisition's stream position), and so do their
+    ``acquired``, ``holds`` (the acquisition's), ``unmatched``, ``unreleased`` and ``broken`` rows: an exporter
+    joins a hold, a wait and a holder to their acquisition by it.
     """
 
     contended: Optional[Table] = None

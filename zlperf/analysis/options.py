@@ -30,3 +30,6 @@ class AnalysisOptions:
     #: stock kernels: function -> why it marks a zone->lock wait; replaces abi.stock_frames.ZONE_LOCK_FRAMES
     zone_lock_frames: Optional[dict[str, str]] = None
     abi: str = "auto"  #: one of :data:`ABIS` to read that ABI when a file has several; "auto": the first seen
+    #: stock ABI: most waits kept while their lock is not (yet) known as a zone lock; None keeps all until the
+    #: end (a recording); live streams bound it, as waits on other locks (lruvec, mutexes) never stop coming
+    max_held_waits: Optional[int] = None

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which events to read when a file has several ABIs")
     p.add_argument("--reader", choices=["auto", "fast", "libtracecmd"], default="auto", help="trace.dat reader")
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
+    rec = p.add_mutually_exclusive_group()
+    rec.add_argument("--recipe", metavar="FILE", help="take analysis settings (zone_lock_frames) from this recipe")
+    rec.add_argument("--profile", metavar="NAME", help="the same, from a recipe found by name")
     p.set_defaults(func=run)
 
 

@@ -13,11 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "merge", help="merge report JSON documents from many hosts into one",
         description="Merge `zlperf report --json` documents: exact counts and histograms; percentiles of "
                     "groups seen on several hosts from the merged histogram (the document says so).",
-        epilog="examples:\n  zlperf merge host*.json > fleet.json\n  zlperf merge a.json b.json --text\n",
+        epilog="examples:\n  zlperf merge host*.json > fleet.json\n  zlperf merge a.json b.json --text\n"
+               "  zlperf merge host*.json --html fleet.html > fleet.json   # the fleet report as one offline page\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("reports", nargs="+", metavar="REPORT.json")
     p.add_argument("--text", action="store_true", help="print the merged report as text instead of JSON")
+    p.add_argument("--html", metavar="OUT", help="also write the merged report as a self-contained HTML page")
+    p.add_argument("--plot", metavar="DIR", help="also write the merged report's figures as PNG and SVG into DIR")
     p.set_defaults(func=run)
 
 
@@ -36,9 +39,13 @@ def host_names(paths: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from zlperf.report import build_document, load_result, merge_results
 
+    from zlperf.commands.report import figure_outputs, write_figures
+
+    outputs = figure_outputs(args)
     names = host_names(args.reports)
     results = [load_result(p, n) for p, n in zip(args.reports, names)]
     doc = build_document(merge_results(results, names))
+    write_figures(doc, outputs)
     if args.text:
         from zlperf.render.text import render_text
 

@@ -23,6 +23,8 @@ _EXAMPLES = """examples:
   zlperf report trace.dat --json > host1.json  # for zlperf merge / zlperf diff
   zlperf report trace.dat --csv --by caller    # one table, for a spreadsheet
   zlperf report trace.dat --by holder          # who held zone->lock while the others waited
+  zlperf report trace.dat --html report.html   # one offline page: plots, sortable tables, the text report
+  zlperf report trace.dat --plot figs/         # the same figures as PNG and SVG files
 """
 
 
@@ -66,13 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the zlperf.report/1 JSON document")
     fmt.add_argument("--csv", action="store_true", help="print the --by table as CSV")
-    p.add_argument("--by", default="zone,caller",
-                   help="group tables: zone,caller,cpu,task,holder (comma list; --csv: the first)")
-    p.add_argument("--top", type=non_negative, default=10, metavar="N",
-                   help="rows per table and worst cases (default 10)")
+    p.add_argument("--by", default=None,
+                   help="group tables: zone,caller,cpu,task,holder (comma list; --csv: the first; "
+                        "default: the recipe's report.by, else zone,caller)")
+    p.add_argument("--top", type=non_negative, default=None, metavar="N",
+                   help="rows per table and worst cases (default: the recipe's report.top, else 10)")
     p.add_argument("--since", metavar="SECS", help="ignore events before this trace timestamp")
     p.add_argument("--until", metavar="SECS", help="ignore events after this trace timestamp")
-    p.add_argument("--zone", metavar="NODE:NAME", help="only this zone, e.g. 1:Normal")
+    p.add_argument("--zone", metavar="NODE:NAME", help="only this zone, e.g. 1:Normal (default: the recipe's report.zone)")
     p.add_argument("--abi", choices=["auto", "kmem", "series", "stock"], default="auto",
                    help="which events to read when a file has several ABIs (default: the patch's kmem events, "
                         "then zone_lock:*, then lock:contention_*)")
@@ -80,10 +83,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trace.dat reader (default: the fast numpy reader)")
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
     rec = p.add_mutually_exclusive_group()
-    rec.add_argument("--recipe", metavar="FILE", help="take analysis settings (zone_lock_frames) from this recipe")
+    rec.add_argument("--recipe", metavar="FILE",
+                     help="take analysis settings (zone_lock_frames) and report defaults (by, top, zone) from this recipe")
     rec.add_argument("--profile", metavar="NAME", help="the same, from a recipe found by name")
     p.add_argument("--folded", metavar="FILE",
                    help="write contended stacks as folded lines (flamegraph.pl, speedscope) to FILE")
+    p.add_argument("--html", metavar="OUT",
+                   help="also write a self-contained HTML report with interactive plots (pip install 'zlperf[html]')")
+    p.add_argument("--plot", metavar="DIR",
+                   help="also write the report's figures as PNG and SVG into DIR (pip install 'zlperf[plots]')")
     p.set_defaults(func=run)
 
 
@@ -125,11 +133,29 @@ def analyze_file(path: str, args: argparse.Namespace) -> "AnalysisResult":
         return analyze(reader, options)
 
 
+def apply_report_defaults(args: argparse.Namespace) -> None:
+    """Fill --by, --top and --zone not given on the command line from the recipe's ``report:`` defaults."""
+    ref = getattr(args, "recipe", None) or getattr(args, "profile", None)
+    defaults: dict = {}
+    if ref:
+        from zlperf.recipes import load_recipe
+
+        defaults = load_recipe(ref).report
+    if getattr(args, "by", None) is None:
+        args.by = defaults.get("by", "zone,caller")
+    if getattr(args, "top", None) is None:
+        args.top = defaults.get("top", 10)
+    if getattr(args, "zone", None) is None:
+        args.zone = defaults.get("zone")
+
+
 def run(args: argparse.Namespace) -> int:
     from zlperf.report import build_document
 
     path = str(example_path()) if args.example else (args.input or args.file or "trace.dat")
+    apply_report_defaults(args)
     dims = _dimensions(args.by)
+    outputs = figure_outputs(args)  # checked before the analysis: a missing library or bad path fails fast
     doc = build_document(analyze_file(path, args))
     for warning in doc["warnings"]:
         print(f"zlperf: warning: {path}: {warning}", file=sys.stderr)
@@ -141,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"zlperf: warning: {path}: no stacks recorded with the contended events: {args.folded} is empty "
                   "(record with stacks: perf record -g, trace-cmd -T, or --profile stock)", file=sys.stderr)
         atomic_write(args.folded, render_folded(doc), "folded stacks")
+    write_figures(doc, outputs, getattr(args, "top", 10))
     if args.json:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -153,3 +180,34 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(render_text(doc, by=dims, top=args.top))
     return 0
+
+
+def figure_outputs(args: argparse.Namespace) -> dict:
+    """The --html file and --plot folder of ``args``, checked (and their libraries imported) before any work."""
+    out: dict = {}
+    if getattr(args, "html", None):
+        from zlperf.extras import require
+        from zlperf.safeio import check_output
+
+        require("plotly", "html")
+        out["html"] = check_output(args.html, "HTML report")
+    if getattr(args, "plot", None):
+        from zlperf.render.plots import check_plot_dir
+
+        out["plot"] = check_plot_dir(args.plot)
+    return out
+
+
+def write_figures(doc: dict, outputs: dict, top: int = 10) -> None:
+    """Write the HTML page and the figure files asked for (``outputs`` from :func:`figure_outputs`)."""
+    if "html" in outputs:
+        from zlperf.render.html import render_html
+        from zlperf.safeio import atomic_write
+
+        atomic_write(outputs["html"], render_html(doc, top=top), "HTML report")
+        print(f"zlperf: wrote {outputs['html']} (one file, opens offline in any browser)", file=sys.stderr)
+    if "plot" in outputs:
+        from zlperf.render.plots import write_plots
+
+        written = write_plots(doc, outputs["plot"])
+        print(f"zlperf: wrote {len(written)} figure files into {outputs['plot']}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Trace readers behind one interface (:class:`zlperf.events.TraceReader`) and ``open_trace``.
 
-``fast``: numpy over the file's ring-buffer pages (no native library needed); ``libtracecmd``:
-the reference reader through ctypes over the system's libtracecmd.so.1.
+``fast`` (:mod:`.tracedat`): numpy over a trace.dat's ring-buffer pages, no native library;
+``libtracecmd`` (:mod:`.libtracecmd`): the reference reader through ctypes over the system's
+libtracecmd.so.1; a perf.data is always read by :mod:`.perfdata`.
 
 Read a trace from Python::
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 __all__ = ["open_trace", "READERS"]
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -38,7 +38,6 @@ def open_trace(path: Union[str, Path], reader: str = "auto", *, kallsyms: Option
     instead of ``PATH.zones.json``. Both are resolved here, once: the reader's ``info`` is final.
     A pipe (``<(...)``, ``/dev/stdin``) is copied to a temporary file first, removed on close.
     """
-    from zlperf.kallsyms import Kallsyms
     from zlperf.zonelocks import load_zone_locks
 
     if reader not in READERS:
@@ -47,26 +46,22 @@ def open_trace(path: Union[str, Path], reader: str = "auto", *, kallsyms: Option
     spooled = spool_stream(path, "trace file (trace.dat or perf.data)")
     real = spooled or path
     try:
+        zone_locks = load_zone_locks(path, zones) or {}
         with open(real, "rb") as fh:
             head = fh.read(8)
         if head.startswith(b"PERFILE2"):
             from zlperf.readers.perfdata import PerfDataReader  # perf record output: the native perf.data reader
 
-            opened: TraceReader = PerfDataReader(real, kallsyms)
+            cls: type = PerfDataReader
         elif reader == "libtracecmd":
             from zlperf.readers.libtracecmd import LibTraceCmdReader
 
-            opened = LibTraceCmdReader(real)
+            cls = LibTraceCmdReader
         else:
-            from zlperf.readers.fast import FastTraceReader
+            from zlperf.readers.tracedat import FastTraceReader
 
-            opened = FastTraceReader(real)
-        changes: dict = {"zone_locks": load_zone_locks(path, zones) or opened.info.zone_locks}
-        if kallsyms and not head.startswith(b"PERFILE2"):
-            changes["symbols"] = Kallsyms.from_file(kallsyms)
-        if spooled:
-            changes["path"] = path
-        opened.info = dataclasses.replace(opened.info, **changes)  # type: ignore[misc]
+            cls = FastTraceReader
+        opened: TraceReader = cls(real, kallsyms=kallsyms, zone_locks=zone_locks, name=path)
     except BaseException:
         if spooled:
             os.unlink(spooled)

@@ -54,6 +54,9 @@ class StockContentionABI:
         self._open: dict[int, dict[int, list]] = {}  # cpu -> lock address -> begins still waiting (a stack)
         self._fresh: list[_Wait] = []  # finished in the last chunk: their stack may arrive with the next one
         self._held: dict[int, list] = {}  # lock address not (yet) known as a zone lock -> (wait, caller, function)
+        self._held_count = 0
+        self.max_held = options.max_held_waits
+        self.forgotten = 0  # held waits dropped to stay within max_held (live streams)
         self._zone_locks: set[int] = set()
         self.stacks_seen = 0
         self.unfinished = 0
@@ -117,19 +120,24 @@ class StockContentionABI:
             function = self.resolver.function_of(caller) if caller else None
             if a not in self._zone_locks and function in self.frames:
                 self._zone_locks.add(a)
-                emit.extend(self._held.pop(a, ()))
+                released = self._held.pop(a, [])
+                self._held_count -= len(released)
+                emit.extend(released)
             entry = ((t, c, p, a, w, frames), caller, function)
             if a in self._zone_locks:
                 emit.append(entry)
             else:
                 self._held.setdefault(a, []).append(entry)
+                self._held_count += 1
+        if self.max_held is not None and self._held_count > self.max_held:
+            self._forget()
         if not emit:
             return Observations()
         named = self.info.zone_locks  # lock address -> (node, zone name), when the recorder saved it
         codes = np.array([self.zones.code(Zone(*named.get(e[0][3], (None, None)), lock_addr=e[0][3])) for e in emit],
                          dtype=np.int32)
         base: Table = {
-            "ts": np.array([e[0][0] for e in emit], np.uint64),
+            "ts": np.array([e[0][0] for e in emit], np.uint64),  # the contended event: contention_begin
             "cpu": np.array([e[0][1] for e in emit], np.int32),
             "pid": np.array([e[0][2] for e in emit], np.int32),
             "zone": codes,
@@ -137,10 +145,22 @@ class StockContentionABI:
         }
         waits_t = dict(base)
         waits_t["wait_ns"] = np.array([e[0][4] for e in emit], np.uint64)
+        waits_t["ts"] = base["ts"] + waits_t["wait_ns"]  # a wait is dated when it ended, as in every ABI
         contended = dict(base)
         contended["stack"] = np.empty(len(emit), dtype=object)
         contended["stack"][:] = [e[0][5] for e in emit]
         return Observations(contended=contended, waits=waits_t)
+
+    def _forget(self) -> None:
+        """Drop the held waits of the locks with the most until a quarter of the room is free: a zone lock is
+        named by its first page-allocator wait, so the locks that pile up waits are other locks."""
+        assert self.max_held is not None
+        for addr in sorted(self._held, key=lambda k: -len(self._held[k])):
+            if self._held_count <= self.max_held * 3 // 4:
+                break
+            dropped = self._held.pop(addr)
+            self._held_count -= len(dropped)
+            self.forgotten += len(dropped)
 
     def capabilities(self, event_counts: Mapping[str, int]) -> Capabilities:
         """A stock kernel shows contended waits only; say what it cannot show."""
@@ -155,6 +175,9 @@ class StockContentionABI:
             top = ", ".join(f"{fn} {n}" for fn, n in others.most_common(5))
             caps.notes.append(f"{sum(others.values())} waits on {len(self._held)} other locks not attributed to "
                               f"zone->lock (first frames outside locking code: {top})")
+        if self.forgotten:
+            caps.notes.append(f"{self.forgotten} more waits on other locks were forgotten (at most {self.max_held} "
+                              "are kept while their lock is not known)")
         if self.unfinished:
             caps.notes.append(f"{self.unfinished} waits had no contention_end (recording ended or events were missed)")
         return caps

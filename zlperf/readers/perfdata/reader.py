@@ -1,0 +1,194 @@
+"""The native perf.data (PERFILE2) reader: tracepoint samples as :class:`zlperf.events.Chunk` columns.
+
+Opening parses the header (:mod:`.layout`), walks the records once (:mod:`.records`, after inflating
+``perf record -z`` data, :mod:`.compressed`) and picks the kallsyms (:mod:`.symbols`); chunks are
+decoded on demand (:mod:`.samples`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["PerfDataReader", "CHUNK_SAMPLES"]
+
+import mmap
+import os
+from types import MappingProxyType
+from typing import Collection, Iterator, Mapping, Optional
+
+import numpy as np
+
+from zlperf.errors import TraceFormatError
+from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
+from zlperf.readers.perfdata.compressed import inflate_data_section
+from zlperf.readers.perfdata.layout import TYPE_TRACEPOINT, PerfHeaderInfo, read_header
+from zlperf.readers.perfdata.records import Compressed, RecordIndex, index_records
+from zlperf.readers.perfdata.samples import DataViews, decode_samples
+from zlperf.readers.perfdata.symbols import find_kallsyms
+
+#: Samples decoded per chunk: bounds the temporary index arrays (n x field size bytes).
+CHUNK_SAMPLES = 1 << 18
+
+_CLOCKS = {0: "realtime", 1: "monotonic", 4: "monotonic_raw", 7: "boottime", 11: "tai"}
+
+
+def _clock_name(clockid: Optional[int]) -> str:
+    if clockid is None:
+        return "perf"  # perf's default: local_clock() (sched_clock), like trace-cmd's "local"
+    return _CLOCKS.get(clockid, f"clockid {clockid}")
+
+
+class PerfDataReader:
+    """:class:`~zlperf.events.TraceReader` over a perf.data file (tracepoint samples)."""
+
+    def __init__(self, path: str, *, kallsyms: Optional[str] = None,
+                 zone_locks: Mapping[int, tuple[int, str]] = {}, chunk_samples: int = CHUNK_SAMPLES,
+                 name: Optional[str] = None):
+        """Open ``path``, index its records and find its symbols (``kallsyms``: a file to use instead;
+        ``name``: the path to show when ``path`` is a temporary copy)."""
+        self.path = str(name or path)
+        self.chunk_samples = chunk_samples
+        self._mm: "mmap.mmap | bytes" = b""
+        self._inflated: "mmap.mmap | bytes" = b""
+        try:
+            self._fh = open(path, "rb")
+        except OSError as exc:
+            raise TraceFormatError(self.path, None, f"cannot open ({exc.strerror})", "check the path") from None
+        try:
+            if os.fstat(self._fh.fileno()).st_size:
+                self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+            self.header = h = read_header(self.path, self._mm)
+            warnings = list(h.warnings)
+            if not any(a.type == TYPE_TRACEPOINT for a in h.attrs):
+                warnings.append("no tracepoint events in this perf.data (record with -e SYS:EVENT)")
+            self._index = self._walk(h, warnings)
+            self._drop_pages(self._mm)
+            self._drop_pages(self._inflated)
+            symbols = find_kallsyms(self.path, h, kallsyms, self._index.kernel_ref, warnings)
+        except BaseException:
+            self.close()
+            raise
+        uname = " ".join(x for x in (h.hostname, h.osrelease, h.arch) if x) or None
+        self.info = TraceInfo(
+            path=self.path, format="perf.data", clock=_clock_name(h.clockid), long_size=h.long_size,
+            page_size=h.page_size, cpus=h.nr_cpus, buffers=("",),
+            formats=MappingProxyType({a.name: a.format for a in h.attrs if a.format is not None}),
+            symbols=symbols, cmdlines=dict(self._index.cmdlines),
+            uname=f"Linux {uname}" if uname else None, warnings=warnings, zone_locks=dict(zone_locks))
+
+    def _walk(self, h: PerfHeaderInfo, warnings: list[str]) -> RecordIndex:
+        """Index the data section (inflated first when perf record -z compressed it)."""
+        self._views = DataViews(self._mm, h.data_offset, h.data_size)
+        try:
+            return index_records(self._views.words, self._views.u8, h.data_size, h.data_offset, self.path,
+                                 h.attrs, h.saved_cmdlines, warnings,
+                                 lambda n: self._drop_pages(self._mm, h.data_offset + n))
+        except Compressed:
+            pass
+        self._inflated, size = inflate_data_section(self._mm, h.data_offset, h.data_size, self.path,
+                                                    h.compressed_mmap_len, warnings)
+        self._drop_pages(self._mm)
+        self._views = DataViews(self._inflated, 0, size)
+        return index_records(self._views.words, self._views.u8, size, 0, self.path, h.attrs, h.saved_cmdlines,
+                             warnings, lambda n: self._drop_pages(self._inflated, n))
+
+    @property
+    def reordered(self) -> bool:
+        """Whether the file's per-CPU streams were out of time order, so samples were sorted first."""
+        return self._index.order is not None
+
+    def gaps(self) -> list[tuple[int, int, int, Optional[int]]]:
+        """The lost-event records as (cpu, time, count, time of the CPU's next sample or None)."""
+        return self._index.gaps()
+
+    # -- decoding ---------------------------------------------------------------------------
+    def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "") -> Iterator[Chunk]:
+        """Yield the samples (and lost-event gaps) in chunks of at most ``chunk_samples`` samples."""
+        if buffer:
+            return
+        idx = self._index
+        wanted = None if events is None else set(events)
+        attrs = self.header.attrs
+        decode = {a.index for a in attrs
+                  if a.type == TYPE_TRACEPOINT and a.format is not None and (wanted is None or a.name in wanted)}
+        missing = {a.name for a in attrs if a.type == TYPE_TRACEPOINT and a.format is None and a.problem is None}
+        for name in sorted(missing):
+            note = f"{name}: no format in the file's tracing data; its samples were skipped"
+            if note not in self.info.warnings:
+                self.info.warnings.append(note)
+        pos = idx.sample_words
+        n = len(pos)
+        order = idx.order
+        step = max(1, self.chunk_samples)
+        if n == 0:
+            missed = self._lost_in(0, 0, 0)
+            if missed is not None:
+                yield Chunk({MISSED_EVENTS: missed})
+            return
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            rows = np.arange(lo, hi) if order is None else order[lo:hi]
+            seq = pos[rows] if order is None else 2 * np.arange(lo, hi, dtype=np.int64)
+            chunk = Chunk()
+            attr_of = idx.attr_of[rows]
+            for ai in np.unique(attr_of).tolist():
+                if ai not in decode:
+                    continue
+                sel = np.flatnonzero(attr_of == ai)
+                r = rows[sel]
+                chunk.batches[attrs[ai].name] = decode_samples(self._views, attrs[ai], pos[r], idx.time[r],
+                                                               idx.cpu[r], seq[sel])
+            missed = self._lost_in(lo, hi, n)
+            if missed is not None:
+                chunk.batches[MISSED_EVENTS] = missed
+            self._drop_pages(self._inflated or self._mm)
+            if chunk.batches:
+                yield chunk
+
+    @staticmethod
+    def _drop_pages(mm: "mmap.mmap | bytes", upto: Optional[int] = None) -> None:
+        """Unmap the pages of ``mm`` below ``upto`` (all: None) from this process; they stay in the
+        page cache and come back if read again. Batches are copies, so resident memory stays what
+        the index and one chunk need, not the file's size."""
+        if not isinstance(mm, mmap.mmap):
+            return
+        length = len(mm) if upto is None else min(upto, len(mm)) // mmap.PAGESIZE * mmap.PAGESIZE
+        try:
+            if length:
+                mm.madvise(mmap.MADV_DONTNEED, 0, length)
+        except (AttributeError, OSError, ValueError):  # no madvise here: the pages just stay
+            pass
+
+    def _lost_in(self, lo: int, hi: int, n: int) -> Optional[EventBatch]:
+        """The gaps whose next sample is in rows [lo, hi) (the last chunk also takes trailing gaps)."""
+        idx = self._index
+        if not len(idx.lost_cpu):
+            return None
+        r = idx.lost_rank
+        sel = np.flatnonzero((r >= lo) & ((r < hi) | (hi >= n)))
+        if not len(sel):
+            return None
+        return EventBatch(
+            name=MISSED_EVENTS, ts=idx.lost_time[sel], cpu=idx.lost_cpu[sel].copy(),
+            pid=np.full(len(sel), -1, np.int32), seq=idx.lost_seq[sel].astype(np.int64),
+            fields={"count": idx.lost_count[sel].copy()},
+        )
+
+    def __enter__(self) -> "PerfDataReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the mappings and the file."""
+        self._views = None  # type: ignore[assignment]
+        for attr in ("_inflated", "_mm"):
+            mm = getattr(self, attr, None)
+            if isinstance(mm, mmap.mmap):
+                try:
+                    mm.close()
+                except BufferError:
+                    pass  # a caller still holds a view into a batch: the map closes with it
+            setattr(self, attr, b"")
+        fh = getattr(self, "_fh", None)
+        if fh is not None:
+            fh.close()

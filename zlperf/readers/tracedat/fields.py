@@ -1,0 +1,248 @@
+"""Event fields out of ring-buffer records: numpy gathers at the offsets the file's event format gives.
+
+Integers keep their size and signedness, strings are interned (:mod:`zlperf.readers.strings`), the
+ftrace ``kernel_stack`` caller array is read to each record's end as trace-cmd does.
+"""
+
+from __future__ import annotations
+
+__all__ = ["gather_fields", "read_type_ids"]
+
+import sys
+from typing import Optional
+
+import numpy as np
+
+from zlperf.formats import EventFormat, FieldFormat
+from zlperf.readers.metadata import STACK_CELLS
+from zlperf.readers.strings import Interner
+
+
+def read_type_ids(data: np.ndarray, off: np.ndarray, type_field: FieldFormat, big: bool) -> np.ndarray:
+    """The ``common_type`` of each record (int64)."""
+    return _scalar(data, {}, off, type_field.offset, type_field.size, False, big).astype(np.int64)
+
+
+def _view(data: np.ndarray, views: dict, dt: np.dtype) -> np.ndarray:
+    """``data`` seen as overlapping values of ``dt`` starting at every byte (cached per dtype)."""
+    v = views.get(dt)
+    if v is None:
+        v = views[dt] = np.ndarray((max(len(data) - dt.itemsize + 1, 0),), dtype=dt, buffer=data, strides=(1,))
+    return v
+
+
+def _scalar(data: np.ndarray, views: dict, off: np.ndarray, at: int, size: int, signed: bool,
+            big: bool) -> np.ndarray:
+    """``size``-byte integers at ``off + at`` in their own dtype (in bounds).
+
+    Hot path, open-coded: one gather from a byte-strided view of the run typed as the field, so
+    any offset, size, signedness and byte order is a single pass.
+    """
+    if size in (1, 2, 4, 8):
+        dt = np.dtype(("i" if signed else "u") + str(size)).newbyteorder(">" if big else "<")
+        col = _view(data, views, dt)[off + at if at else off]
+        return col.astype(dt.newbyteorder("=")) if big else col
+    # Odd sizes: assemble byte by byte (unsigned).
+    pos = np.minimum(off + at, max(len(data) - size, 0))
+    out = np.zeros(off.shape[0], np.uint64)
+    for j in range(size):
+        byte = data[pos + j].astype(np.uint64)
+        out |= byte << np.uint64(8 * (size - 1 - j) if big else 8 * j)
+    return out
+
+
+def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
+             dictionary: Optional[dict] = None, name: str = "") -> np.ndarray:
+    """Object array of str: bytes ``[start, start+length)`` cut at the first NUL, interned.
+
+    With ``dictionary``, its ``(codes, values)`` encoding goes there too (EventBatch.dictionary).
+    """
+    n = start.shape[0]
+    interner = Interner()
+    if n:
+        length = np.clip(length, 0, None)
+        length = np.minimum(length, np.maximum(len(data) - start, 0))
+    width = int(length.max()) if n else 0
+    if width and sys.byteorder == "little" and len(data) >= 4 and not (start % 4).any():
+        # Records are 4-byte aligned and so, in practice, are their strings: gather whole
+        # 32-bit words (a few per string) instead of a byte matrix, mask bytes past the length.
+        # Slices keep the index matrix small for wide strings.
+        nwords = -(-width // 4)
+        w32 = data[: len(data) // 4 * 4].view(np.uint32)
+        masks = np.array([0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF], dtype=np.uint32)
+        cols = np.arange(nwords)
+        step = max(1, (4 << 20) // nwords)
+        codes = np.empty(n, np.int32)
+        for s in range(0, n, step):
+            st, ln = start[s:s + step], length[s:s + step]
+            idx = np.minimum((st // 4)[:, None] + cols, len(w32) - 1)
+            valid = np.clip(ln[:, None] - 4 * cols, 0, 4)
+            codes[s:s + step] = interner.rows(w32[idx] & masks[valid])
+    elif width:
+        width8 = -(-width // 8) * 8  # whole uint64 words, so rows compare as integers
+        # Wide strings are rare: gather them in slices so the byte matrix stays small.
+        step = max(1, (8 << 20) // width8)
+        cols = np.arange(width8, dtype=np.int64)
+        codes = np.empty(n, np.int32)
+        for s in range(0, n, step):
+            st, ln = start[s:s + step], length[s:s + step]
+            idx = st[:, None] + cols[None, :]
+            valid = cols[None, :] < ln[:, None]
+            mat = np.where(valid, data[np.minimum(idx, len(data) - 1)], 0).astype(np.uint8)
+            codes[s:s + step] = interner.rows(np.ascontiguousarray(mat).view(np.uint64))
+    else:
+        codes = np.zeros(n, np.int32)
+        if n:
+            interner.add("")
+    texts = interner.values()
+    out = texts[codes] if n else np.empty(0, dtype=object)
+    if dictionary is not None and n:
+        dictionary[name] = (codes, texts)
+    return out
+
+
+def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: EventFormat, big: bool,
+                  long_size: int = 8, dictionary: Optional[dict] = None,
+                  notes: Optional[list] = None) -> dict[str, np.ndarray]:
+    """Decode every field of ``fmt`` for the records at ``off`` (payload offsets, 4-byte aligned).
+
+    What had to be cut goes to ``notes``.
+
+    String fields' dictionary encodings go into ``dictionary`` when given.
+    """
+    cols: dict[str, np.ndarray] = {}
+    n = off.shape[0]
+    stack = fmt.system == "ftrace" and fmt.name == "kernel_stack"
+    reach = max((f.offset + f.size for f in fmt.fields), default=0) + 8
+    if n and int(off.max()) + reach > len(data) // 4 * 4:
+        # A format reaching past the run's end (corrupt file): read zeros there, not out of bounds.
+        data = np.concatenate([data, np.zeros(reach + 8, np.uint8)])
+    views: dict = {}
+    table = _records(data, off, fmt, big, stack)
+    for f in fmt.fields:
+        if f.name in table:
+            cols[f.name] = table[f.name]
+            continue
+        if stack and f.name == "caller":
+            cols[f.name] = _stack(data, off, length, f, big, long_size, notes)
+            continue
+        if f.data_loc or f.rel_loc:
+            loc_col = table.get(_LOC + f.name)
+            if loc_col is None:
+                loc_col = _scalar(data, views, off, f.offset, 4, False, big)
+            loc = loc_col.astype(np.int64)
+            rel = (loc & 0xFFFF) + ((f.offset + f.size) if f.rel_loc else 0)
+            ln = loc >> 16
+            # Keep the dynamic area inside the record.
+            ln = np.minimum(ln, np.maximum(length - rel, 0))
+            if f.is_string:
+                cols[f.name] = _strings(data, off + rel, ln, dictionary, f.name)
+            else:
+                es = max(1, f.elem_size)
+                dt = f.dtype(not big)
+                col = np.empty(n, dtype=object)
+                for i in range(n):
+                    s = int(off[i] + rel[i])
+                    cnt = int(ln[i]) // es
+                    col[i] = np.frombuffer(data[s:s + cnt * es].tobytes(), dtype=dt).astype(dt.newbyteorder("="))
+                cols[f.name] = col
+            continue
+        if f.array_len is not None:
+            if f.is_string:
+                cols[f.name] = _strings(data, off + f.offset, np.full(n, f.size, np.int64), dictionary, f.name)
+                continue
+            count = f.array_len or 0
+            es = f.elem_size
+            if count == 0 or es not in (1, 2, 4, 8):
+                cols[f.name] = np.zeros((n, 0), np.uint8)
+                continue
+            mat = np.empty((n, count), dtype=np.dtype(("i" if f.signed else "u") + str(es)))
+            for j in range(count):
+                mat[:, j] = _scalar(data, views, off, f.offset + j * es, es, f.signed, big)
+            cols[f.name] = mat
+            continue
+        if f.size not in (1, 2, 4, 8):
+            cols[f.name] = _strings(data, off + f.offset, np.full(n, f.size, np.int64))  # odd size: raw bytes
+            continue
+        cols[f.name] = _scalar(data, views, off, f.offset, f.size, f.signed, big)
+    return cols
+
+
+_LOC = "\0loc:"  # table key of a __data_loc field's location word
+
+
+def _records(data: np.ndarray, off: np.ndarray, fmt: EventFormat, big: bool, stack: bool) -> dict[str, np.ndarray]:
+    """Every fixed-size numeric field (and each __data_loc location word) of the records at ``off``.
+
+    Hot path, open-coded: one fancy-index copy of each record's fixed part (a byte-strided 2-D
+    view of the run), then each field is a strided view of those rows, typed by a structured
+    dtype built from the format; a contiguous copy per field. Empty when the layout is odd.
+    """
+    n = off.shape[0]
+    bo = ">" if big else "<"
+    names: list[str] = []
+    formats: list = []
+    offsets: list[int] = []
+    for f in fmt.fields:
+        kind = "i" if f.signed else "u"
+        if f.data_loc or f.rel_loc:
+            names.append(_LOC + f.name)
+            formats.append(bo + "u4")
+            offsets.append(f.offset)
+        elif stack and f.name == "caller" or f.is_string:
+            continue
+        elif f.array_len is None and f.size in (1, 2, 4, 8):
+            names.append(f.name)
+            formats.append(f"{bo}{kind}{f.size}")
+            offsets.append(f.offset)
+        elif f.array_len and f.elem_size in (1, 2, 4, 8) and f.elem_size * f.array_len == f.size:
+            names.append(f.name)
+            formats.append((f"{bo}{kind}{f.elem_size}", (f.array_len,)))
+            offsets.append(f.offset)
+    if not names or n == 0:
+        return {}
+    width = max(o + np.dtype(fm).itemsize for o, fm in zip(offsets, formats))
+    if len(data) < width or int(off.max()) + width > len(data):
+        return {}
+    try:
+        sd = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": width})
+    except (ValueError, TypeError):  # overlapping or duplicate fields in a damaged format
+        return {}
+    rows = np.ndarray((len(data) - width + 1, width), np.uint8, buffer=data, strides=(1, 1))[off]
+    recs = rows.view(sd).reshape(n)
+    out = {}
+    for name in names:
+        col = recs[name]
+        out[name] = col.astype(col.dtype.newbyteorder("="))  # contiguous, native order
+    return out
+
+
+def _stack(data: np.ndarray, off: np.ndarray, length: np.ndarray, f: FieldFormat, big: bool,
+           long_size: int, notes: Optional[list] = None) -> np.ndarray:
+    """ftrace kernel_stack ``caller``: the record holds as many addresses as fit (the format's [8]
+    is nominal); trace-cmd stops at the record end or at an all-ones entry. Zero-padded, 2-D.
+
+    The matrix is as wide as the deepest stack: should a few damaged record lengths make it
+    larger than :data:`STACK_CELLS`, those stacks are cut (said in ``notes``).
+    """
+    n = off.shape[0]
+    depth = np.maximum((length - f.offset) // long_size, 0)
+    width = int(depth.max()) if n else 0
+    if n * width > STACK_CELLS:
+        cap = max(STACK_CELLS // n, 1)
+        if notes is not None:
+            notes.append(f"{int((depth > cap).sum())} kernel stack(s) of one run claim more than {cap} frames "
+                         f"(a damaged record length?): cut to {cap}")
+        depth = np.minimum(depth, cap)
+        width = cap
+    if n and int(off.max()) + f.offset + (width + 1) * long_size > len(data) // 4 * 4:
+        data = np.concatenate([data, np.zeros(f.offset + (width + 2) * long_size, np.uint8)])
+    views: dict = {}
+    mat = np.zeros((n, width), np.uint64)
+    alive = np.ones(n, bool)
+    ones = np.uint64(0xFFFFFFFFFFFFFFFF) if long_size == 8 else np.uint64(0xFFFFFFFF)
+    for j in range(width):
+        v = _scalar(data, views, off, f.offset + j * long_size, long_size, False, big).astype(np.uint64)
+        alive &= (j < depth) & (v != ones)
+        mat[:, j] = np.where(alive, v, 0)
+    return mat

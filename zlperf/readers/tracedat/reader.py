@@ -1,0 +1,209 @@
+"""The fast columnar trace.dat reader: numpy over whole runs of ring-buffer pages, no libtracecmd.
+
+Implements :class:`zlperf.events.TraceReader`; chunks come CPU by CPU, one per run of pages, so
+memory stays flat whatever the file size.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FastTraceReader"]
+
+import queue
+import threading
+from typing import Collection, Iterator, Mapping, Optional, TypeVar
+
+import numpy as np
+
+from zlperf.errors import TraceFormatError
+from zlperf.events import Chunk, TraceInfo
+from zlperf.formats import EventFormat, format_problem
+from zlperf.kallsyms import Kallsyms
+from zlperf.readers.metadata import default_buffer
+from zlperf.readers.tracedat.container import TraceDatFile
+from zlperf.readers.tracedat.options import BufferInfo
+from zlperf.readers.tracedat.pages import RUN_BYTES
+from zlperf.readers.tracedat.runs import RunDecoder
+
+T = TypeVar("T")
+
+
+def _prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Run ``it`` up to ``depth`` items ahead in a thread: file reads and zstd/zlib release the
+    GIL, so the next run of pages is inflated while this one is decoded (memory: depth + 1 runs)."""
+    q: "queue.Queue[tuple[int, object]]" = queue.Queue()
+    slots = threading.Semaphore(depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            while True:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                try:
+                    item = next(it)
+                except StopIteration:
+                    q.put((1, None))
+                    return
+                q.put((0, item))
+                del item
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put((2, exc))
+
+    t = threading.Thread(target=work, name="zlperf-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, item = q.get()
+            slots.release()
+            if kind == 1:
+                return
+            if kind == 2:
+                raise item  # type: ignore[misc]
+            yield item  # type: ignore[misc]
+            item = None  # let the caller's finished run go before the next arrives
+    finally:
+        stop.set()
+        t.join()
+
+
+class _Wanted:
+    """Event id -> format for the events asked for (None for the others, for unknown ids and for
+    damaged formats); counts the records skipped for want of a usable format."""
+
+    def __init__(self, file: TraceDatFile, wanted: Optional[set[str]], page_size: int):
+        self._formats = file.formats
+        self._page_size = page_size
+        self._wanted = wanted
+        self._cache: dict[int, Optional[EventFormat]] = {}
+        self.unknown: dict[int, int] = {}  #: event id without a format -> records skipped
+        self.unusable: dict[str, list] = {}  #: event name -> [records skipped, what is wrong]
+
+    def get(self, ev_id: int) -> Optional[EventFormat]:
+        if ev_id not in self._cache:
+            name = self._formats.name_of(ev_id)
+            fmt = None
+            if name is not None and (self._wanted is None or name in self._wanted):
+                fmt = self._formats.by_id(ev_id)
+                problem = format_problem(fmt, self._page_size) if fmt is not None else None
+                if problem is not None:
+                    self.unusable[name] = [0, problem]
+                    fmt = None
+            self._cache[ev_id] = fmt
+        return self._cache[ev_id]
+
+    def skipped(self, ev_id: int, n: int) -> None:
+        """Count ``n`` records of ``ev_id`` that :meth:`get` gave no format for, if they were wanted."""
+        name = self._formats.name_of(ev_id)
+        if name is None:
+            self.unknown[ev_id] = self.unknown.get(ev_id, 0) + n
+        elif name in self.unusable:
+            self.unusable[name][0] += n
+
+    def warnings(self) -> list[str]:
+        """What was skipped, one line per event."""
+        out = [f"{count} record(s) with event id {eid} that has no format in the file were skipped"
+               for eid, count in sorted(self.unknown.items())]
+        out += [f"{count} {name} record(s) skipped: its format is damaged ({problem})"
+                for name, (count, problem) in sorted(self.unusable.items())]
+        return out
+
+
+class FastTraceReader:
+    """Read a trace.dat (v6, v7; zstd, zlib or uncompressed) into :class:`Chunk` columns."""
+
+    def __init__(self, path: str, *, kallsyms: Optional[str] = None,
+                 zone_locks: Mapping[int, tuple[int, str]] = {}, run_bytes: int = RUN_BYTES,
+                 name: Optional[str] = None):
+        """Open ``path`` and read its metadata; ``kallsyms``: a file replacing the saved kallsyms;
+        ``name``: the path to show (in ``info.path`` and messages) when ``path`` is a temporary copy."""
+        self.path = str(name or path)
+        self.run_bytes = run_bytes
+        self._file = f = TraceDatFile(str(path), self.path)
+        try:
+            if kallsyms:
+                symbols: Optional[Kallsyms] = Kallsyms.from_file(kallsyms)
+            elif f.kallsyms:
+                symbols = Kallsyms.from_text(f.kallsyms, source=f"{self.path} (saved kallsyms)")
+            else:
+                symbols = None
+        except BaseException:
+            f.close()
+            raise
+        f.kallsyms = ""  # the table holds the text now
+        fmt = f"trace.dat v{f.version}" + (f" ({f.compression})" if f.compression else "")
+        names = [b.name for b in f.buffers]
+        if "" not in names:
+            names.insert(0, "")
+        self.info = TraceInfo(
+            path=self.path, format=fmt, version=f.version, compression=f.compression, clock=f.clock,
+            long_size=f.long_size, page_size=f.page_size, cpus=f.cpus, buffers=tuple(names),
+            formats=f.formats, symbols=symbols,
+            # pid 0 is "<idle>" in libtraceevent and so in trace-cmd's output.
+            cmdlines={0: "<idle>", **f.cmdlines}, cpu_stats=dict(f.cpu_stats), uname=f.uname,
+            warnings=f.warnings + f.damage, zone_locks=dict(zone_locks))
+        # Common fields are the same for every event: take common_type from the first format.
+        self._type_field = None
+        for ev_id in f.formats.ids():
+            ef = f.formats.by_id(ev_id)
+            if ef is not None and ef.field("common_type") is not None:
+                self._type_field = ef.field("common_type")
+                break
+
+    # ------------------------------------------------------------------------------------------
+    def _resolve(self, buffer: str) -> Optional[BufferInfo]:
+        bufs = {b.name: b for b in self._file.buffers}
+        if buffer == "":
+            buffer = default_buffer(list(bufs), lambda name: any(c.size for c in bufs[name].cpus))
+            return bufs.get(buffer)
+        if buffer in bufs:
+            return bufs[buffer]
+        raise TraceFormatError(self.path, None, f"no buffer (instance) {buffer!r} in this file",
+                               "buffers here: " + ", ".join(repr(n) for n in self.info.buffers))
+
+    def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "") -> Iterator[Chunk]:
+        """Yield ``buffer``'s events CPU by CPU, one chunk per run of pages (see TraceReader)."""
+        buf = self._resolve(buffer)
+        if buf is None or buf.latency:
+            return
+        f = self._file
+        wanted = None if events is None else set(events)
+        fmts = _Wanted(f, wanted, buf.page_size)
+        decoder = RunDecoder(f.header_page, self._type_field, fmts.get, fmts.skipped, big=f.big_endian,
+                             ts_offset=f.ts_offset, notes=self.info.warnings)
+        seq = 0
+        warn = self.info.warnings.append
+        try:
+            for cd in sorted(buf.cpus, key=lambda c: c.cpu):
+                for run in _prefetch(f.page_runs(buf, cd, warn, self.run_bytes)):
+                    chunk, used = self._decode_run(decoder, run.data, buf.page_size, cd.cpu, seq,
+                                                   run.file_offset, run.first_page, run.gap_before)
+                    seq += used
+                    run = None  # type: ignore[assignment]  # free the pages before the next run
+                    if chunk.batches:
+                        yield chunk
+                    chunk = None  # type: ignore[assignment]
+        finally:
+            for note in fmts.warnings():
+                warn(note)
+
+    def _decode_run(self, decoder: RunDecoder, data: np.ndarray, page_size: int, cpu: int, seq0: int,
+                    file_offset: int, first_page: int, gap_before: bool = False) -> tuple[Chunk, int]:
+        out = decoder.decode(data, page_size, cpu, seq0, gap_before)
+        for page, what in out.problems:
+            self.info.warnings.append(
+                f"cpu {cpu}: page {first_page + page} (run at file offset {file_offset:#x}): {what}; "
+                "the rest of that page is lost")
+        return out.chunk, out.used
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> "FastTraceReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,98 @@
+"""A run of ring-buffer pages of one CPU to a :class:`~zlperf.events.Chunk`: records walked, ids read, fields gathered.
+
+The one page->chunk path: the fast trace.dat reader feeds it the pages of a file, ``zlperf top`` and the
+exporter the pages they read from tracefs's ``per_cpu/cpuN/trace_pipe_raw`` (:mod:`zlperf.live.source`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["RunDecoder", "DecodedChunk"]
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from zlperf.events import MISSED_EVENTS, Chunk, EventBatch
+from zlperf.formats import EventFormat, FieldFormat, HeaderPage
+from zlperf.readers.tracedat.fields import gather_fields, read_type_ids
+from zlperf.readers.tracedat.ringbuffer import decode_pages
+
+#: Event ids that may be compared with ``==`` in one pass each before switching to a sort.
+_MASK_TYPES = 12
+
+
+@dataclass
+class DecodedChunk:
+    """The chunk of one run, the stream positions it took, and what was wrong with its pages."""
+
+    chunk: Chunk
+    used: int  #: stream positions taken (events and gaps): the next run's ``seq0`` is ``seq0 + used``
+    problems: list[tuple[int, str]] = field(default_factory=list)  #: (page index in the run, what was wrong)
+
+
+class RunDecoder:
+    """Decodes runs of pages of one ring buffer (fixed page layout, byte order and event formats).
+
+    ``lookup`` gives the format of an event id to decode, or None to skip its records; ``skipped(id, n)``
+    is told of every ``n`` records skipped that way (the caller says which were wanted and why).
+    ``notes`` receives what field gathering had to cut (damaged lengths).
+    """
+
+    def __init__(self, header_page: HeaderPage, type_field: Optional[FieldFormat],
+                 lookup: Callable[[int], Optional[EventFormat]], skipped: Callable[[int, int], None], *,
+                 big: bool = False, ts_offset: int = 0, notes: Optional[list] = None):
+        self.header_page = header_page
+        self.type_field = type_field
+        self.lookup = lookup
+        self.skipped = skipped
+        self.big = big
+        self.ts_offset = ts_offset
+        self.notes = notes
+
+    def decode(self, data: np.ndarray, page_size: int, cpu: int, seq0: int, gap_before: bool = False) -> DecodedChunk:
+        """The chunk of the whole pages in ``data`` (uint8) of CPU ``cpu``; stream positions from ``seq0``."""
+        big = self.big
+        dec = decode_pages(data, page_size, self.header_page, big, gap_before)
+        n = dec.off.shape[0]
+        nm = dec.missed_index.shape[0]
+        chunk = Chunk()
+        if self.ts_offset:
+            dec.ts += np.uint64(self.ts_offset & 0xFFFFFFFFFFFFFFFF)
+        ev_seq = seq0 + dec.index
+        if nm:
+            chunk.batches[MISSED_EVENTS] = EventBatch(
+                MISSED_EVENTS, dec.missed_ts, np.full(nm, cpu, np.int32), np.full(nm, -1, np.int32),
+                seq0 + dec.missed_index, {"count": dec.missed_count.astype(np.int64)})
+        used = int(dec.index.max()) + 1 if n else 0
+        if nm:
+            used = max(used, int(dec.missed_index.max()) + 1)
+        out = DecodedChunk(chunk, used, dec.problems)
+        if n == 0 or self.type_field is None:
+            return out
+        types = read_type_ids(data, dec.off, self.type_field, big)
+        # Event ids are small (u16 common_type); a corrupt format can make them anything.
+        present = (np.flatnonzero(np.bincount(types, minlength=1)) if int(types.max()) < 1 << 16
+                   else np.unique(types))
+        if present.size <= _MASK_TYPES:
+            groups = [(int(t), np.flatnonzero(types == t)) for t in present.tolist()]
+        else:
+            order = np.argsort(types, kind="stable")
+            st = types[order]
+            cuts = np.flatnonzero(st[1:] != st[:-1]) + 1
+            groups = [(int(st[s]), idx) for s, idx in zip(np.concatenate(([0], cuts)).tolist(),
+                                                          np.split(order, cuts))]
+        for eid, idx in groups:
+            ef = self.lookup(eid)
+            if ef is None:
+                self.skipped(eid, idx.shape[0])
+                continue
+            off = dec.off[idx]
+            dictionary: dict = {}
+            cols = gather_fields(data, off, dec.length[idx], ef, big, self.header_page.commit_size, dictionary,
+                                 self.notes)
+            pid_col = cols.get("common_pid")
+            pid = pid_col.astype(np.int32) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
+            chunk.batches[ef.full_name] = EventBatch(
+                ef.full_name, dec.ts[idx], np.full(idx.shape[0], cpu, np.int32), pid, ev_seq[idx], cols, dictionary)
+        return out
