@@ -39,7 +39,7 @@ PROFILE_EVENTS: Dict[str, List[str]] = {
 }
 #: The patch's selftest beside `zlperf record`, one task per kmem profile (lab/guest/peers.py, lab_peers.py).
 PEER_TASKS = ["peers-minimal", "peers-wait-time", "peers-hold-time"]
-#: "live": the place of `zlperf top` and the exporter, which this checkout does not have yet.
+#: "live": `zlperf top` and `zlperf exporter` as peers too, every peer counting the workload's tasks only.
 ALL_TASKS = ["minimal", "wait-time", "hold-time", "stock", "perf", "v6"] + PEER_TASKS + ["live"]
 SERIES_TASKS = ["series"]  # only on a --variant series kernel
 
@@ -48,7 +48,8 @@ _BINARIES = ["/usr/bin/trace-cmd", "/usr/bin/perf", "/usr/bin/python3.11", "/usr
 _EXTRA_LIBS = ["/usr/lib/x86_64-linux-gnu/libtracecmd.so.1", "/usr/lib/x86_64-linux-gnu/libtraceevent.so.1",
                "/usr/lib/x86_64-linux-gnu/libtracefs.so.1"]
 _PLUGIN_DIRS = ["/usr/lib/x86_64-linux-gnu/traceevent", "/usr/lib/x86_64-linux-gnu/trace-cmd"]
-_DIST_PACKAGES = ["numpy", "yaml", "_yaml", "zstandard", "perf.cpython-311-x86_64-linux-gnu.so"]
+# prometheus_client: zlperf exporter (apt: python3-prometheus-client)
+_DIST_PACKAGES = ["numpy", "yaml", "_yaml", "zstandard", "prometheus_client", "perf.cpython-311-x86_64-linux-gnu.so"]
 _STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "unittest"}
 
 
@@ -446,7 +447,7 @@ def run_main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     done = (args.out / "progress.log").read_text() if (args.out / "progress.log").exists() else ""
     print(done, end="")
-    peers_ok = write_peer_tables(args.out, [t for t in tasks if t in PEER_TASKS], args.slot_ms * 1_000_000)
+    peers_ok = write_peer_tables(args.out, [t for t in tasks if t in PEER_TASKS + ["live"]], args.slot_ms * 1_000_000)
     print(f"lab/run: results in {args.out} (boot {info['attempts'][-1]['boot_s']} s, wall {info['wall_s']} s)")
     return 0 if info["attempts"][-1]["job_exit"] == 0 and peers_ok else 1
 
@@ -460,9 +461,9 @@ def write_peer_tables(out: Path, tasks: Sequence[str], slot_ns: int) -> bool:
         return True
     texts, docs, ok = [], [], True
     for task in tasks:
-        profile = task[len("peers-"):]
+        profile = task[len("peers-"):] if task.startswith("peers-") else "hold-time"
         try:
-            table = lab_peers.peer_table(out / task, profile, slot_ns)
+            table = lab_peers.peer_table(out / task, profile, slot_ns, live=task == "live")
         except (lab_peers.PeerError, OSError, ValueError, KeyError) as e:
             texts.append(f"### {profile}\n\nFAIL: no peer table: {e}\n")
             docs.append({"profile": profile, "ok": False, "error": str(e)})

@@ -169,18 +169,26 @@ task_peers() {
     say "done peers $prof"
 }
 
-# Reserved for the live features once they exist in zlperf: `zlperf top` and the Prometheus
-# exporter run beside the peers and their numbers become columns of the peer table (lab/lab_peers.py,
-# PENDING_PEERS). Until then the task says so and succeeds.
+# The live features as peers: `zlperf top` and `zlperf exporter` (scraped once) beside `zlperf record`, the
+# selftest and the hist triggers, every one counting only the workload's tasks (lab/guest/peers.py --live).
 task_live() {
-    zlperf --help > /tmp/zlperf-help.txt 2>&1  # one Python start (about 20 s under TCG), not one per command
-    for sub in top exporter; do
-        if grep -qE "^ +$sub( |$)|[{,]$sub[,}]" /tmp/zlperf-help.txt; then
-            say "zlperf $sub exists now: add it as a peer (lab/guest/peers.py, lab/lab_peers.py PENDING_PEERS)"
-        else
-            say "zlperf $sub: not in this checkout yet (peer column reserved)"
-        fi
-    done
+    [ -d $OUT/live ] && { say "skip live (done)"; return 0; }
+    say "live hold-time"
+    rm -rf /tmp/live
+    python3 /lab/peers.py --profile hold-time --comm zl-workload --live --out /tmp/live --slot-ns $ZL_SLOT_NS \
+        -- $PEER_WORK > /tmp/live.log 2>&1
+    rc=$?
+    cat /tmp/live.log
+    cp /tmp/live.log /tmp/live/peers.log 2>/dev/null
+    if [ $rc != 0 ]; then
+        say "live FAILED rc=$rc"
+        rm -rf $OUT/failed-live; cp -r /tmp/live $OUT/failed-live 2>/dev/null
+        return 1
+    fi
+    rm -rf $OUT/live.tmp; cp -r /tmp/live $OUT/live.tmp && mv $OUT/live.tmp $OUT/live
+    sync
+    rm -rf /tmp/live
+    say "done live"
 }
 
 # Throughput of the workload alone and under each profile, interleaved run by run; one JSON line per run.
@@ -219,7 +227,7 @@ for t in $ZL_TASKS; do
         v6) task_v6 || failed=1 ;;
         series) task_series || failed=1 ;;
         peers-minimal|peers-wait-time|peers-hold-time) task_peers ${t#peers-} || failed=1 ;;
-        live) task_live ;;
+        live) task_live || failed=1 ;;
         overhead) task_overhead || failed=1 ;;
         *) say "unknown task $t"; failed=1 ;;
     esac
