@@ -48,8 +48,8 @@ _BINARIES = ["/usr/bin/trace-cmd", "/usr/bin/perf", "/usr/bin/python3.11", "/usr
 _EXTRA_LIBS = ["/usr/lib/x86_64-linux-gnu/libtracecmd.so.1", "/usr/lib/x86_64-linux-gnu/libtraceevent.so.1",
                "/usr/lib/x86_64-linux-gnu/libtracefs.so.1"]
 _PLUGIN_DIRS = ["/usr/lib/x86_64-linux-gnu/traceevent", "/usr/lib/x86_64-linux-gnu/trace-cmd"]
-# prometheus_client: zlperf exporter (apt: python3-prometheus-client)
-_DIST_PACKAGES = ["numpy", "yaml", "_yaml", "zstandard", "prometheus_client", "perf.cpython-311-x86_64-linux-gnu.so"]
+# prometheus_client (+ decorator, which Debian's build imports): zlperf exporter (apt: python3-prometheus-client)
+_DIST_PACKAGES = ["numpy", "yaml", "_yaml", "zstandard", "prometheus_client", "decorator.py", "perf.cpython-311-x86_64-linux-gnu.so"]
 _STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "unittest"}
 
 

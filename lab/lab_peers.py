@@ -16,6 +16,10 @@ mono trace clock), bpftrace's JSON maps and the hist triggers' text, both keyed 
 Rows: per event and zone (mm_zone_locked split by its contended flag), waits by log2 bucket, and the
 holder attribution. A row is compared when the profile records its event; the table fails when zlperf
 differs from any peer on any row.
+
+The live task's folder (peers.py --live --comm zl-workload) adds ``zlperf top`` and ``zlperf exporter``
+columns (lab_live.py). Every peer there counts only the workload's tasks, all of which run inside every
+peer's lifetime, so that table compares whole-run totals instead of a window.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["SLOT_NS", "PEERS", "PENDING_PEERS", "PeerTable", "peer_table", "choose_window", "held_intervals",
+__all__ = ["SLOT_NS", "PEERS", "LIVE_PEERS", "PeerTable", "peer_table", "choose_window", "held_intervals",
            "bucket_label",
            "parse_trace_cmd", "parse_hist", "bpftrace_counts", "hist_counts", "trace_cmd_counts", "zlperf_counts",
            "render", "as_json", "PeerError"]
@@ -40,9 +44,8 @@ REPO = Path(__file__).resolve().parent.parent
 SLOT_NS = 50_000_000  #: slot width of the peers' keys (lab/guest/peers.py --slot-ns)
 QUIET_NS = 1_000_000  #: an edge nearer than this to a recorded event is called out
 PEERS = ["trace-cmd", "zlperf", "bpftrace", "hist trigger"]
-#: Live features that are to join the table as peers once zlperf has them. Their columns go
-#: here; lab/guest/job.sh task_live says whether the checkout has them yet.
-PENDING_PEERS = {"zlperf top": "not in this checkout yet", "zlperf exporter": "not in this checkout yet"}
+#: The live task's table: the live features beside the recording (lab_live.py parses their output).
+LIVE_PEERS = ["trace-cmd", "zlperf", "zlperf top", "zlperf exporter", "bpftrace", "hist trigger"]
 
 CONTENDED, LOCKED, UNLOCK = "mm_zone_lock_contended", "mm_zone_locked", "mm_zone_lock_unlock"
 PROFILE_EVENTS = {"minimal": (CONTENDED,), "wait-time": (CONTENDED, LOCKED), "hold-time": (CONTENDED, LOCKED, UNLOCK)}
@@ -69,6 +72,12 @@ class Window:
     until: int  #: ns, exclusive
     gap_since: int  #: distance from ``since`` to the nearest recorded event
     gap_until: int
+    whole: bool = False  #: the whole run (the live task), not a window of it
+
+    @classmethod
+    def whole_run(cls) -> "Window":
+        """Every event: the live task compares totals over each peer's lifetime."""
+        return cls(0, 1 << 63, 1 << 62, 1 << 62, whole=True)
 
 
 @dataclass
@@ -81,6 +90,11 @@ class PeerTable:
     mismatches: List[Tuple[Row, str, int, int]]  #: (row, peer, zlperf's, the peer's)
     notes: List[str]
     zlperf_cmd: str
+    peers: List[str] = None  # type: ignore[assignment]  #: the columns (PEERS unless the live task)
+
+    def __post_init__(self) -> None:
+        if self.peers is None:
+            self.peers = list(PEERS)
 
     @property
     def ok(self) -> bool:
@@ -234,8 +248,8 @@ def zlperf_counts(path: Path, w: Window, events: Sequence[str]) -> Tuple[Dict[Ro
     """Rows from `zlperf report --json` over the window (the document, and the command line)."""
     def secs(ns: int) -> str:
         return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
-    argv = [sys.executable, "-m", "zlperf", "report", "--json", "--since", secs(w.since), "--until",
-            secs(w.until - 1), str(path.resolve())]
+    span = [] if w.whole else ["--since", secs(w.since), "--until", secs(w.until - 1)]
+    argv = [sys.executable, "-m", "zlperf", "report", "--json", *span, str(path.resolve())]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     r = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env)
     if r.returncode != 0:
@@ -260,7 +274,7 @@ def zlperf_counts(path: Path, w: Window, events: Sequence[str]) -> Tuple[Dict[Ro
         out[("holders: waits", "all")] = h["waits"]
         out[("holders: not traced", "all")] = h["not_traced"]
         out[("holders: handed off", "all")] = h["handed_off"]
-    cmd = "zlperf report --json --since " + argv[6] + " --until " + argv[8] + " " + path.name
+    cmd = " ".join(["zlperf", "report", "--json", *span, path.name])
     return dict(out), doc, cmd
 
 
@@ -357,6 +371,18 @@ def hist_counts(folder: Path, w: Window) -> Dict[Row, int]:
 
 # ---------------------------------------------------------------- the table
 
+_HOLDER_ONLY = ("holders: not traced", "holders: handed off")
+#: The rows each peer can count (absent: every row). The in-kernel peers count waits but cannot attribute
+#: holders; top's exact numbers are its WAITS column and holder lines; the exporter has no holder attribution.
+_CAN = {
+    "bpftrace": [k for k in (CONTENDED, f"{LOCKED} contended=0", f"{LOCKED} contended=1", UNLOCK, "wait_ns",
+                             "holders: waits")],
+    "zlperf top": [f"{LOCKED} contended=1", "holders: waits", *_HOLDER_ONLY],
+    "zlperf exporter": [CONTENDED, f"{LOCKED} contended=0", f"{LOCKED} contended=1", UNLOCK, "wait_ns",
+                        "holders: waits"],
+}
+_CAN["hist trigger"] = _CAN["bpftrace"]
+
 def _row_order(row: Row) -> tuple:
     what, label = row
     order = [CONTENDED, f"{LOCKED} contended=0", f"{LOCKED} contended=1", UNLOCK, "wait_ns",
@@ -373,8 +399,9 @@ def _parse_unit(s: str) -> int:
     return int(s[:-1] if mult > 1 else s) * mult
 
 
-def peer_table(folder: Path, profile: str, slot_ns: int = SLOT_NS) -> PeerTable:
-    """Compare zlperf with every peer over one window of the peers-PROFILE ``folder``."""
+def peer_table(folder: Path, profile: str, slot_ns: int = SLOT_NS, live: bool = False) -> PeerTable:
+    """Compare zlperf with every peer over one window of the peers-PROFILE ``folder`` (``live``: the live
+    task's folder, whole-run totals, with the zlperf top and exporter columns)."""
     events_recorded = PROFILE_EVENTS[profile]
     rec = folder / f"{profile}.dat"
     for need in (rec, folder / "workload.json", folder / "bpftrace.json"):
@@ -382,10 +409,24 @@ def peer_table(folder: Path, profile: str, slot_ns: int = SLOT_NS) -> PeerTable:
             raise PeerError(f"{need}: missing (see {folder}/peers.log)")
     workload = json.loads((folder / "workload.json").read_text())
     events, lost = parse_trace_cmd(rec)
-    w = choose_window(sorted(e.ts for e in events), workload, slot_ns, held_intervals(events))
+    w = Window.whole_run() if live else choose_window(sorted(e.ts for e in events), workload, slot_ns,
+                                                      held_intervals(events))
     zl, doc, cmd = zlperf_counts(rec, w, events_recorded)
     values = {"trace-cmd": trace_cmd_counts(events, w), "zlperf": zl,
               "bpftrace": bpftrace_counts(folder / "bpftrace.json", w, slot_ns), "hist trigger": hist_counts(folder, w)}
+    peers, notes = list(PEERS), []
+    if live:
+        import lab_live
+
+        top, blocks, top_notes = lab_live.top_counts(folder / "top.txt")
+        exp, exp_notes = lab_live.exporter_counts(folder / "exporter.prom")
+        values.update({"zlperf top": top, "zlperf exporter": exp})
+        peers = list(LIVE_PEERS)
+        notes += top_notes + exp_notes + [f"zlperf top: {blocks} interval blocks summed; its CONT/s and ACQ/s are "
+                                          "rounded rates, so only WAITS and the holder lines are compared"]
+        twos = lab_live.power_of_two_waits(e.wait for e in events if e.name == LOCKED and e.contended)
+        if twos:
+            notes.append(f"{twos} wait(s) exactly a power of two ns: the exporter's le buckets put them one lower")
     kinds = [CONTENDED] if CONTENDED in events_recorded else []
     if LOCKED in events_recorded:
         kinds += [f"{LOCKED} contended=0", f"{LOCKED} contended=1", "wait_ns"]
@@ -397,15 +438,14 @@ def peer_table(folder: Path, profile: str, slot_ns: int = SLOT_NS) -> PeerTable:
     # Each peer counts the rows it can (a zone or bucket it saw nothing of is 0); the in-kernel peers
     # cannot attribute holders, only count the waits.
     for p, v in values.items():
-        can = [k for k in kinds if p in ("trace-cmd", "zlperf") or k not in ("holders: not traced", "holders: handed off")]
+        can = [k for k in kinds if k in _CAN.get(p, kinds)]
         values[p] = {r: v.get(r, 0) for r in rows if r[0] in can}
     mismatches = []
     for r in rows:
         z = values["zlperf"].get(r)
-        for p in PEERS:
+        for p in peers:
             if p != "zlperf" and r in values[p] and values[p][r] != z:
                 mismatches.append((r, p, z, values[p][r]))
-    notes = []
     if lost or doc.get("missed_events"):
         notes.append(f"the ring buffer lost events ({lost} trace-cmd lines, zlperf missed_events "
                      f"{doc.get('missed_events')}): counts near the losses can differ")
@@ -413,7 +453,7 @@ def peer_table(folder: Path, profile: str, slot_ns: int = SLOT_NS) -> PeerTable:
         if gap < QUIET_NS:
             notes.append(f"the window's {edge} edge is {gap / 1e3:.0f} us from a recorded event: peers stamp events "
                          "apart, so that event may fall on different sides (rerun the task)")
-    return PeerTable(profile, w, rows, values, rows, mismatches, notes, cmd)
+    return PeerTable(profile, w, rows, values, rows, mismatches, notes, cmd, peers)
 
 
 def render(t: PeerTable) -> str:
@@ -422,18 +462,23 @@ def render(t: PeerTable) -> str:
 
     def secs(ns: int) -> str:
         return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
-    lines = [f"### {t.profile}: zlperf and its peers over one window",
-             "",
-             f"Window {secs(w.since)} .. {secs(w.until)} s CLOCK_MONOTONIC ({(w.until - w.since) / 1e9:.2f} s); nearest "
-             f"recorded event {w.gap_since / 1e6:.1f} ms from the start edge, {w.gap_until / 1e6:.1f} ms from the end "
-             f"edge. zlperf: `{t.zlperf_cmd}`.",
-             "",
-             "| row | zone / bucket | " + " | ".join(PEERS) + " |",
-             "| --- | --- |" + " ---: |" * len(PEERS)]
+    if w.whole:
+        head = [f"### live ({t.profile}, the workload's tasks only): zlperf, zlperf top and zlperf exporter beside "
+                "their peers", "",
+                "Whole-run totals: every peer filtered on comm zl-workload, whose tasks all ran inside every peer's "
+                f"lifetime. zlperf: `{t.zlperf_cmd}`."]
+    else:
+        head = [f"### {t.profile}: zlperf and its peers over one window", "",
+                f"Window {secs(w.since)} .. {secs(w.until)} s CLOCK_MONOTONIC ({(w.until - w.since) / 1e9:.2f} s); "
+                f"nearest recorded event {w.gap_since / 1e6:.1f} ms from the start edge, {w.gap_until / 1e6:.1f} ms "
+                f"from the end edge. zlperf: `{t.zlperf_cmd}`."]
+    lines = head + ["",
+                    "| row | zone / bucket | " + " | ".join(t.peers) + " |",
+                    "| --- | --- |" + " ---: |" * len(t.peers)]
     waits = t.values["trace-cmd"].get(("holders: waits", "all"), 0)
     for r in t.rows:
         cells = []
-        for p in PEERS:
+        for p in t.peers:
             v = t.values[p].get(r)
             cell = "–" if v is None else str(v)
             if v is not None and r[0] in ("holders: not traced", "holders: handed off") and waits:
@@ -444,21 +489,22 @@ def render(t: PeerTable) -> str:
         lines.append(f"| {r[0]} | {r[1]} | " + " | ".join(cells) + " |")
     lines.append("")
     if t.ok:
-        lines.append(f"PASS: zlperf equals trace-cmd, bpftrace and the hist triggers on all {len(t.rows)} rows.")
+        others = [p for p in t.peers if p != "zlperf"]
+        lines.append(f"PASS: zlperf equals {', '.join(others[:-1])} and {others[-1]} on all {len(t.rows)} rows.")
     else:
         lines.append(f"FAIL: zlperf differs from a peer on {len(t.mismatches)} cell(s)"
                      + (": " + "; ".join(f"{r[0]} {r[1]}: zlperf {z}, {p} {v}" for r, p, z, v in t.mismatches[:8])
                         if t.mismatches else ": no rows to compare"))
     lines += [f"Note: {n}" for n in t.notes]
-    lines.append("Reserved peer columns: " + ", ".join(f"{k} ({v})" for k, v in PENDING_PEERS.items()) + ".")
     return "\n".join(lines) + "\n"
 
 
 def as_json(t: PeerTable) -> dict:
     """The table as plain data (peers.json in the run folder)."""
-    return {"profile": t.profile, "ok": t.ok, "window_ns": [t.window.since, t.window.until],
-            "edge_gaps_ns": [t.window.gap_since, t.window.gap_until], "zlperf_cmd": t.zlperf_cmd,
-            "rows": [{"row": r[0], "label": r[1], **{p: t.values[p].get(r) for p in PEERS}} for r in t.rows],
+    return {"profile": t.profile, "ok": t.ok, "window_ns": None if t.window.whole else [t.window.since, t.window.until],
+            "edge_gaps_ns": None if t.window.whole else [t.window.gap_since, t.window.gap_until],
+            "zlperf_cmd": t.zlperf_cmd, "peers": t.peers,
+            "rows": [{"row": r[0], "label": r[1], **{p: t.values[p].get(r) for p in t.peers}} for r in t.rows],
             "mismatches": [{"row": r[0], "label": r[1], "peer": p, "zlperf": z, "value": v}
                            for r, p, z, v in t.mismatches],
-            "notes": t.notes, "pending_peers": PENDING_PEERS}
+            "notes": t.notes}
