@@ -465,12 +465,12 @@ def write_peer_tables(out: Path, tasks: Sequence[str], slot_ns: int) -> bool:
         try:
             table = lab_peers.peer_table(out / task, profile, slot_ns, live=task == "live")
         except (lab_peers.PeerError, OSError, ValueError, KeyError) as e:
-            texts.append(f"### {profile}\n\nFAIL: no peer table: {e}\n")
-            docs.append({"profile": profile, "ok": False, "error": str(e)})
+            texts.append(f"### {task}\n\nFAIL: no peer table: {e}\n")
+            docs.append({"profile": profile, "task": task, "ok": False, "error": str(e)})
             ok = False
             continue
         texts.append(lab_peers.render(table))
-        docs.append(lab_peers.as_json(table))
+        docs.append(lab_peers.as_json(table) | {"task": task})
         ok &= table.ok
     text = "\n".join(texts)
     (out / "peers.md").write_text(text)

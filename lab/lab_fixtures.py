@@ -23,20 +23,27 @@ from lab import ALL_TASKS, CACHE, REPO, LabError, _log, _sha256, common_args, ru
 __all__ = ["FIXTURES", "fixtures_main", "provenance_section", "BEGIN", "END"]
 
 #: run file -> fixture name in tests/data/lab/ (".gz": compressed on the way). Each .dat carries the guest's
-#: kallsyms (~0.85 MB); the v6 recording (4.5 MB uncompressed) stays in the run folder: tests/data/full.v6.dat
-#: already covers version 6. The stock recording is left out too: in this guest no contended lock is a zone
-#: lock, and it holds a handful of rwsem/mutex waits at most (tests/data/stock-threads.dat is such a file).
+#: kallsyms (~0.85 MB), so only recordings a peer table vouches for are kept (a few MB in all); the other
+#: profiles' recordings stay in the run folder (tests/data/minimal.dat, wait.dat, full.v6.dat cover them).
+#: The stock recording is left out too: in this guest no contended lock is a zone lock.
 FIXTURES = {
-    "minimal.dat": "minimal.dat",
-    "wait-time.dat": "wait-time.dat",
-    "hold-time.dat": "hold-time.dat",
     "full.perf.data": "hold-time.perf.data",
     "full.perf.kallsyms": "hold-time.perf.kallsyms.gz",
     # The peer task's recording (hold-time on the mono clock) and its peer table: a default-run test recomputes
     # zlperf's rows of that window and checks them against the bpftrace and hist-trigger counts stored here.
     "peers-hold-time/hold-time.dat": "peers-hold-time.dat",
     "peers-hold-time.json": "peers-hold-time.json",
+    # The live task: the workload's tasks only, with zlperf top's blocks and the exporter's scrape beside it.
+    "live/hold-time.dat": "live-hold-time.dat",
+    "live.json": "live.json",
+    "live/top.txt": "live-top.txt",
+    "live/exporter.prom": "live-exporter.prom",
 }
+#: What the guest's peers.py wrote as each task's recipe (named in the provenance rows).
+RECIPES = {"peers-": "peers.yaml: `extends: hold-time`, `clock: mono`; the selftest's bpftrace and hist triggers "
+                     "counted beside it",
+           "live/": "live.yaml: peers.yaml plus `filters:` `comm == \"zl-workload\"` on each event; zlperf top, "
+                    "zlperf exporter, the selftest and hist triggers (filtered alike) counted beside it"}
 BEGIN = "<!-- lab/fixtures --install: begin (generated; edit lab/lab_fixtures.py instead) -->"
 END = "<!-- lab/fixtures --install: end -->"
 
@@ -63,12 +70,16 @@ def _commands(src: Path) -> Dict[str, str]:
     for line in log.read_text().splitlines() if log.exists() else []:
         name, _, cmd = line.partition("\t")
         cmds[name] = cmd
-    ptxt = src / "peers-hold-time" / "commands.txt"
-    for line in ptxt.read_text().splitlines() if ptxt.exists() else []:
-        kind, _, cmd = line.partition("\t")
-        if kind == "zlperf":  # the recipe is written by lab/guest/peers.py: the profile on the mono clock
-            cmds["peers-hold-time/hold-time.dat"] = (cmd.replace("/tmp/peers-hold-time/recipe.yaml", "peers.yaml")
-                                                     .replace("/tmp/peers-hold-time/", ""))
+    for task, recipe in (("peers-hold-time", "peers.yaml"), ("live", "live.yaml")):
+        ptxt = src / task / "commands.txt"
+        for line in ptxt.read_text().splitlines() if ptxt.exists() else []:
+            kind, _, cmd = line.partition("\t")
+            cmd = cmd.replace(f"/tmp/{task}/recipe.yaml", recipe).replace(f"/tmp/{task}/", "")
+            if kind == "zlperf":  # the recipe is written by lab/guest/peers.py: the profile on the mono clock
+                cmds[f"{task}/hold-time.dat"] = cmd
+            elif kind in ("top", "exporter"):
+                cmds[f"{task}/{'top.txt' if kind == 'top' else 'exporter.prom'}"] = (
+                    f"`{cmd}`" + (" (its stdout)" if kind == "top" else ", scraped once after the workload"))
     cmds["full.perf.kallsyms"] = "saved by that `zlperf record --backend perf` (the guest's /proc/kallsyms)"
     return cmds
 
@@ -116,7 +127,7 @@ def fixtures_main(argv: Optional[Sequence[str]] = None) -> int:
             if not run_lab(args, ALL_TASKS, args.src):
                 return 0  # dry run
             from lab import write_peer_tables
-            write_peer_tables(args.src, ["peers-hold-time"], args.slot_ms * 1_000_000)
+            write_peer_tables(args.src, ["peers-hold-time", "live"], args.slot_ms * 1_000_000)
         elif args.dry_run:
             print(f"from {args.src} to {args.dest}" + (" and tests/data/lab/" if args.install else ""))
             return 0
@@ -132,9 +143,10 @@ def _write(args: argparse.Namespace, info: dict) -> int:
     dest: Path = args.dest
     dest.mkdir(parents=True, exist_ok=True)
     peers = json.loads((src / "peers.json").read_text()) if (src / "peers.json").exists() else []
-    hold = [d for d in peers if d.get("profile") == "hold-time"]
-    if hold:
-        (src / "peers-hold-time.json").write_text(json.dumps(hold[0], indent=1) + "\n")
+    for task in ("peers-hold-time", "live"):
+        doc = [d for d in peers if d.get("task", "peers-" + d.get("profile", "")) == task]
+        if doc:
+            (src / f"{task}.json").write_text(json.dumps(doc[0], indent=1) + "\n")
     cmds = _commands(src)
     rows, missing = [], []
     for run_name, fix_name in FIXTURES.items():
@@ -151,14 +163,14 @@ def _write(args: argparse.Namespace, info: dict) -> int:
         if fix_name.endswith((".dat", ".data")):
             counts = _trace_counts(dest / fix_name)
             shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-            note = (" (peers.yaml: `extends: hold-time`, `clock: mono`; the selftest's bpftrace and hist triggers "
-                    "counted beside it)") if run_name.startswith("peers-") else ""
+            note = "".join(f" ({v})" for k, v in RECIPES.items() if run_name.startswith(k))
             rows.append(f"| {fix_name} | `{cmds.get(run_name, '?')}`{note} | {sha} | {shown} |")
-        elif fix_name == "peers-hold-time.json":
-            rows.append(f"| {fix_name} | the peer table of peers-hold-time.dat (lab/lab_peers.py) | {sha} | |")
+        elif fix_name.endswith(".json"):
+            rec = fix_name.replace(".json", ".dat").replace("live.dat", "live-hold-time.dat")
+            rows.append(f"| {fix_name} | the peer table of {rec} (lab/lab_peers.py) | {sha} | |")
         else:
             rows.append(f"| {fix_name} | {cmds.get(run_name, 'beside the recording above it')} | {sha} | |")
-    verdicts = ", ".join(f"{d['profile']} {'PASS' if d.get('ok') else 'FAIL'}" for d in peers) or "not run"
+    verdicts = ", ".join(f"{d.get('task', d['profile'])} {'PASS' if d.get('ok') else 'FAIL'}" for d in peers) or "not run"
     peers_line = (f"Peer tables of the same boot (zlperf against trace-cmd, bpftrace, hist triggers; lab/README.md): "
                   f"{verdicts}")
     section = provenance_section(info, src.name, rows, peers_line)
@@ -169,6 +181,9 @@ def _write(args: argparse.Namespace, info: dict) -> int:
             raise LabError(f"not installing an incomplete set (missing {', '.join(missing)})")
         data = REPO / "tests" / "data"
         (data / "lab").mkdir(exist_ok=True)
+        for old in (data / "lab").iterdir():  # an earlier set's files that this one no longer has
+            if old.name not in FIXTURES.values():
+                old.unlink()
         for fix_name in FIXTURES.values():
             shutil.copy2(dest / fix_name, data / "lab" / fix_name)
         prov = data / "PROVENANCE.md"
