@@ -504,12 +504,16 @@ def test_lab_end_to_end(tmp_path):
     assert (out / "full.perf.data").stat().st_size > 0 and (out / "full.v6.dat").stat().st_size > 0
     # The peer table: zlperf equal to trace-cmd, bpftrace and the hist triggers in each kmem profile's window.
     peers = json.loads((out / "peers.json").read_text())
-    assert [d["profile"] for d in peers] == ["minimal", "wait-time", "hold-time"]
+    assert [d["task"] for d in peers] == ["peers-minimal", "peers-wait-time", "peers-hold-time", "live"]
     for d in peers:
         assert d["ok"] and not d["mismatches"], d
         assert any(row["row"] == "mm_zone_lock_contended" and row["zlperf"] > 0 for row in d["rows"]), d["profile"]
     rows = {(row["row"], row["label"]): row for row in peers[2]["rows"]}
     assert rows[("holders: waits", "all")]["bpftrace"] == rows[("holders: waits", "all")]["zlperf"] > 0
+    # The live task: zlperf top and the exporter (whole-run totals of the workload's tasks) equal the peers too.
+    live = {(row["row"], row["label"]): row for row in peers[3]["rows"]}
+    assert live[("holders: waits", "all")]["zlperf top"] == live[("holders: waits", "all")]["zlperf exporter"] \
+        == live[("holders: waits", "all")]["hist trigger"] > 0
     assert "PASS" in (out / "peers.md").read_text() and "FAIL" not in (out / "peers.md").read_text()
     dest = tmp_path / "fixtures"
     r = subprocess.run([sys.executable, str(LAB / "fixtures"), "--from", str(out), "--dest", str(dest)],
@@ -517,6 +521,6 @@ def test_lab_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     prov = (dest / "PROVENANCE.md").read_text()
     assert info["kernel"] in prov and "sha256" in prov and "qemu-system-x86_64" in prov
-    for name in ("minimal.dat", "wait-time.dat", "hold-time.dat", "hold-time.perf.data", "peers-hold-time.dat"):
+    for name in ("hold-time.perf.data", "peers-hold-time.dat", "live-hold-time.dat"):
         assert (dest / name).exists()
         assert re.search(rf"^\| {re.escape(name)} \| `zlperf record ", prov, re.M), name

@@ -48,6 +48,9 @@ setup() {
     uname -a > $OUT/uname.txt
     cat /proc/cmdline >> $OUT/uname.txt
     for n in /sys/devices/system/node/node*; do echo "$(basename $n): cpus $(cat $n/cpulist)"; done > $OUT/numa.txt
+    # the guest's zones and their sizes (pages), for the zones a recording may name
+    awk '/^Node/ {z = $2 ":" $4} /^ +present/ && z {print z, "present", $2; z = ""}' /proc/zoneinfo \
+        | tr -d , > $OUT/zones.txt
     OLD_PCP=$(cat /proc/sys/vm/percpu_pagelist_high_fraction)
     echo "$ZL_PCP_FRACTION" > /proc/sys/vm/percpu_pagelist_high_fraction
     echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
