@@ -171,7 +171,8 @@ def _write(args: argparse.Namespace, info: dict) -> int:
         else:
             rows.append(f"| {fix_name} | {cmds.get(run_name, 'beside the recording above it')} | {sha} | |")
     verdicts = ", ".join(f"{d.get('task', d['profile'])} {'PASS' if d.get('ok') else 'FAIL'}" for d in peers) or "not run"
-    peers_line = (f"Peer tables of the same boot (zlperf against trace-cmd, bpftrace, hist triggers; lab/README.md): "
+    peers_line = (f"Peer tables of the same boot (zlperf against trace-cmd, bpftrace, hist triggers; live: also zlperf "
+                  f"top and zlperf exporter; lab/README.md): "
                   f"{verdicts}")
     section = provenance_section(info, src.name, rows, peers_line)
     (dest / "PROVENANCE.md").write_text(section)

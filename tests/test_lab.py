@@ -496,9 +496,10 @@ def test_lab_end_to_end(tmp_path):
         for name, n in report["events"].items():
             assert host.get(name.split(":")[-1], 0) == n, (prof, name)
         assert (out / f"{prof}.report.txt").stat().st_size > 0
-    # The workload makes all three traced call sites contend (rmqueue_bulk is inlined into __rmqueue_pcplist).
-    callers = " ".join(c["caller"] for c in json.loads((out / "hold-time.report.json").read_text())["callers"]
-                       if c["contended"])
+    # The workload makes all three traced call sites contend (rmqueue_bulk is inlined into __rmqueue_pcplist);
+    # free_one_page waits are the rarest (a few per run), so over the three kmem recordings.
+    callers = " ".join(c["caller"] for prof in ("minimal", "wait-time", "hold-time")
+                       for c in json.loads((out / f"{prof}.report.json").read_text())["callers"] if c["contended_events"])
     for site in ("free_pcppages_bulk", "free_one_page", "rmqueue"):
         assert site in callers, (site, callers)
     assert (out / "full.perf.data").stat().st_size > 0 and (out / "full.v6.dat").stat().st_size > 0
