@@ -49,7 +49,8 @@ _EXTRA_LIBS = ["/usr/lib/x86_64-linux-gnu/libtracecmd.so.1", "/usr/lib/x86_64-li
                "/usr/lib/x86_64-linux-gnu/libtracefs.so.1"]
 _PLUGIN_DIRS = ["/usr/lib/x86_64-linux-gnu/traceevent", "/usr/lib/x86_64-linux-gnu/trace-cmd"]
 # prometheus_client (+ decorator, which Debian's build imports): zlperf exporter (apt: python3-prometheus-client)
-_DIST_PACKAGES = ["numpy", "yaml", "_yaml", "zstandard", "prometheus_client", "decorator.py", "perf.cpython-311-x86_64-linux-gnu.so"]
+_DIST_PACKAGES = ["numpy", "yaml", "_yaml", "zstandard", "prometheus_client", "decorator.py",
+                  "perf.cpython-311-x86_64-linux-gnu.so"]
 _STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "unittest"}
 
 
@@ -421,7 +422,9 @@ def run_main(argv: Optional[Sequence[str]] = None) -> int:
         "trace-cmd, perf, bpftrace and python3; inside, run zl-workload under `zlperf record --profile P` for each "
         "task, the perf backend and a v6 trace.dat, then `zlperf report` on each; then the patch's selftest "
         "(bpftrace) and hist triggers beside `zlperf record` for each kmem profile, compared in the peer table "
-        "(peers.md). Results land in --out; the exit status is 1 when a task failed or zlperf differs from a peer."))
+        "(peers.md), and the live task: `zlperf top` and `zlperf exporter` beside them, every peer counting the "
+        "workload's tasks only. Results land in --out; the exit status is 1 when a task failed or zlperf differs "
+        "from a peer."))
     common_args(p)
     p.add_argument("--tasks", default=None,
                    help=f"comma list of {','.join(ALL_TASKS + SERIES_TASKS)} (default all; 'series' only and by "
