@@ -138,3 +138,18 @@ def test_live_fixture_zlperf_still_equals_top_exporter_and_the_peers():
         events, _ = lab_peers.parse_trace_cmd(LAB_DATA / "live-hold-time.dat")
         assert lab_peers.trace_cmd_counts(events, whole) == {k: v for k, v in zl.items()
                                                               if v or k[0].startswith("holders")}
+
+
+def test_borderline_waits_are_those_a_few_microseconds_can_flip():
+    E = lab_peers.Event
+    U, L = lab_peers.UNLOCK, lab_peers.LOCKED
+    events = [
+        E(1_000_000, 0, U, "0:Normal"),  # 5 us before wait A began (at 1_005_000): not traced, but borderline
+        E(1_100_000, 1, L, "0:Normal", contended=True, wait=95_000),  # wait A
+        E(2_000_000, 0, U, "0:Normal"),  # well inside wait B: its holder, far from both edges
+        E(2_100_000, 1, L, "0:Normal", contended=True, wait=500_000),  # wait B
+        E(3_095_000, 1, U, "0:Normal"),  # same CPU as wait C: never its holder, so no flip
+        E(3_100_000, 1, L, "0:Normal", contended=True, wait=100_000),  # wait C
+    ]
+    assert lab_live.borderline_waits(events, slack_ns=20_000) == 1
+    assert lab_live.borderline_waits(events, slack_ns=1_000) == 0
