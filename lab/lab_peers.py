@@ -419,7 +419,7 @@ def peer_table(folder: Path, profile: str, slot_ns: int = SLOT_NS, live: bool = 
     values = {"trace-cmd": trace_cmd_counts(events, w), "zlperf": zl,
               "bpftrace": bpftrace_counts(folder / "bpftrace.json", w, slot_ns), "hist trigger": hist_counts(folder, w)}
     peers, notes = list(PEERS), []
-    slack: Dict[Tuple[Row, str], int] = {}  # (row, peer) -> how far it may differ from zlperf, and why not exact
+    slack: Dict[Tuple[str, str], Tuple[int, str]] = {}  # (row kind, peer) -> how far it may differ from zlperf, why
     if live:
         top, blocks, top_notes = lab_live.top_counts(folder / "top.txt")
         exp, exp_notes = lab_live.exporter_counts(folder / "exporter.prom")
@@ -427,12 +427,14 @@ def peer_table(folder: Path, profile: str, slot_ns: int = SLOT_NS, live: bool = 
         peers = list(LIVE_PEERS)
         notes += top_notes + exp_notes + [f"zlperf top: {blocks} interval blocks summed; its CONT/s and ACQ/s are "
                                           "rounded rates, so only WAITS and the holder lines are compared"]
-        border = lab_live.borderline_waits(events)
+        border = (lab_live.borderline_waits(events), f"wait(s) with another CPU's release within "
+                  f"{lab_live.STAMP_SLACK_NS // 1000} us of their start or end: its instance stamps its own copy of "
+                  "each event microseconds apart, which can flip such a wait's attribution")
         for what in ("holders: not traced", "holders: handed off"):
-            slack[((what, "all"), "zlperf top")] = border
+            slack[(what, "zlperf top")] = border
         twos = lab_live.power_of_two_waits(e.wait for e in events if e.name == LOCKED and e.contended)
-        if twos:
-            notes.append(f"{twos} wait(s) exactly a power of two ns: the exporter's le buckets put them one lower")
+        slack[("wait_ns", "zlperf exporter")] = (twos, "wait(s) of exactly a power of two ns, which the exporter's "
+                                                       "le buckets count one bucket lower")
     kinds = [CONTENDED] if CONTENDED in events_recorded else []
     if LOCKED in events_recorded:
         kinds += [f"{LOCKED} contended=0", f"{LOCKED} contended=1", "wait_ns"]
@@ -452,12 +454,10 @@ def peer_table(folder: Path, profile: str, slot_ns: int = SLOT_NS, live: bool = 
         for p in peers:
             if p == "zlperf" or r not in values[p] or values[p][r] == z:
                 continue
-            if z is not None and abs(values[p][r] - z) <= slack.get((r, p), 0):
+            n, why = slack.get((r[0], p), (0, ""))
+            if z is not None and abs(values[p][r] - z) <= n:
                 tolerated.append((r, p, z, values[p][r]))
-                notes.append(f"{p} {r[0]}: {values[p][r]} against zlperf's {z}, within the {slack[(r, p)]} wait(s) "
-                             f"with another CPU's release within {lab_live.STAMP_SLACK_NS // 1000} us of their start "
-                             "or end: its instance stamps its own copy of each event microseconds apart, which can "
-                             "flip such a wait's attribution")
+                notes.append(f"{p} {r[0]} {r[1]}: {values[p][r]} against zlperf's {z}, within the {n} {why}")
             else:
                 mismatches.append((r, p, z, values[p][r]))
     if lost or doc.get("missed_events"):
