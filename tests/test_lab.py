@@ -6,6 +6,7 @@ Expectations come from independent sources: the tracefs format files recorded on
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -23,11 +24,16 @@ CACHE = LAB / "cache"
 FRAGMENT = LAB / "config" / "zlperf.config"
 PATCH1 = LAB / "patches" / "zone-lock-tracepoints-6.12.patch"
 PATCH2 = LAB / "patches" / "zone-lock-series-6.12.patch"
-SOURCE = CACHE / "linux-source-6.12"  # unpacked pristine source, when a lab build has been set up
-KERNEL = CACHE / "kernels" / "zone-lock"
+KERNEL = CACHE / "kernels" / "zone-lock"  # a link to zone-lock-KEY once lab/build-kernel ran
+# lab/build-kernel unpacks into build/VARIANT-KEY/linux-source-6.12 (patched) and keeps the files the
+# patches touch, as they were, in build/VARIANT-KEY/pristine.
+BUILD = CACHE / "build" / (KERNEL.resolve().name if KERNEL.is_symlink() else "none")
+SOURCE = BUILD / "linux-source-6.12"
+PRISTINE = BUILD / "pristine"
 
 sys.path.insert(0, str(LAB))
 import lab as labmod  # noqa: E402  (lab/lab.py, the lab's host-side module)
+import lab_overhead  # noqa: E402
 
 
 def _fragment() -> dict:
@@ -48,12 +54,17 @@ def _fragment() -> dict:
 
 def test_config_fragment_is_sane():
     opts = _fragment()
-    # What the lab guest needs, as the issue and ENVIRONMENT.md list it.
+    # What the lab guest needs: NUMA, tracing, perf, an initramfs and 9p; BPF with BTF (bpftrace without kernel
+    # headers) and hist triggers for the peers.
     for need in ("CONFIG_NUMA", "CONFIG_FTRACE", "CONFIG_STACKTRACE", "CONFIG_KALLSYMS_ALL", "CONFIG_PERF_EVENTS",
-                 "CONFIG_BLK_DEV_INITRD", "CONFIG_NET_9P_VIRTIO", "CONFIG_9P_FS"):
+                 "CONFIG_BLK_DEV_INITRD", "CONFIG_NET_9P_VIRTIO", "CONFIG_9P_FS", "CONFIG_BPF_SYSCALL",
+                 "CONFIG_BPF_JIT", "CONFIG_BPF_EVENTS", "CONFIG_DEBUG_INFO_BTF", "CONFIG_HIST_TRIGGERS"):
         assert opts.get(need) == "y", f"{need} must be y in {FRAGMENT}"
-    assert opts.get("CONFIG_DEBUG_INFO_NONE") == "y", "no debug info: the build must stay small"
-    assert opts.get("CONFIG_DEBUG_INFO_BTF", "n") == "n"
+    # BTF is made from DWARF by pahole: debug info on, neither reduced nor split (DEBUG_INFO_BTF depends on it).
+    assert opts.get("CONFIG_DEBUG_INFO_NONE") == "n" and opts.get("CONFIG_DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT") == "y"
+    assert opts.get("CONFIG_DEBUG_INFO_REDUCED", "n") == "n" and opts.get("CONFIG_DEBUG_INFO_SPLIT", "n") == "n"
+    # BPF_EVENTS depends on KPROBE_EVENTS or UPROBE_EVENTS.
+    assert "y" in (opts.get("CONFIG_KPROBE_EVENTS"), opts.get("CONFIG_UPROBE_EVENTS"))
 
 
 @pytest.mark.skipif(not SOURCE.is_dir(), reason="lab/cache has no linux-source-6.12 (run lab/build-kernel)")
@@ -164,17 +175,20 @@ def test_series_patch_has_the_rival_events():
     assert 'TP_printk("zone=%p", ' in added and 'TP_printk("zone=%p success=%s"' in added
 
 
-@pytest.mark.skipif(not SOURCE.is_dir() or not have_tool("patch"), reason="no cached 6.12 source or no patch")
+@pytest.mark.skipif(not PRISTINE.is_dir() or not have_tool("patch"), reason="no lab build (lab/build-kernel) or no patch")
 def test_patches_apply_to_the_cached_source(tmp_path):
-    r = subprocess.run(["patch", "-p1", "--dry-run", "-i", str(PATCH1)], cwd=SOURCE, capture_output=True, text=True)
-    assert r.returncode == 0 and "FAILED" not in r.stdout and "offset" not in r.stdout, r.stdout + r.stderr
-    # The series applies on top of the first patch: try it on a copy of the files they touch.
+    """Both patches apply, exactly (no offset, no fuzz), to the files as Debian's 6.12 source has them;
+    the series on top of the first."""
     for rel in ("mm/page_alloc.c", "include/trace/events/kmem.h"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(SOURCE / rel, tmp_path / rel)
+        shutil.copy2(PRISTINE / rel, tmp_path / rel)
     for patch in (PATCH1, PATCH2):
         r = subprocess.run(["patch", "-p1", "-i", str(patch)], cwd=tmp_path, capture_output=True, text=True)
-        assert r.returncode == 0 and "fuzz" not in r.stdout, r.stdout + r.stderr
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "fuzz" not in r.stdout and "offset" not in r.stdout and "FAILED" not in r.stdout, r.stdout
+    # ... and the build tree is the pristine source with the first patch applied.
+    assert (tmp_path / "include/trace/events/kmem.h").read_text().count("TRACE_EVENT(mm_zone_lock") == \
+        (SOURCE / "include/trace/events/kmem.h").read_text().count("TRACE_EVENT(mm_zone_lock") == 3
 
 
 # ---------------------------------------------------------------- scripts
@@ -187,6 +201,11 @@ def test_build_kernel_dry_run_and_cache_key():
     assert re.search(r"^variant:\s+zone-lock$", out, re.M) and re.search(r"^variant:\s+series$", series, re.M)
     assert key != re.search(r"^key:\s+(\w+)", series, re.M).group(1), "the series build must not share the cache"
     assert PATCH2.name not in out and PATCH2.name in series
+    # The key a dry run shows is the key of the build lab/run will look for: once a kernel is built, they
+    # are the same (the key once changed when apt installed linux-source after it was computed).
+    if KERNEL.is_symlink():
+        assert KERNEL.resolve().name == f"zone-lock-{key}", "lab/build-kernel's key changed since the build"
+        assert re.search(r"^cached:\s+yes", out, re.M)
 
 
 @pytest.mark.parametrize("cmd", [["run"], ["overhead"], ["fixtures"]])
@@ -209,12 +228,26 @@ def test_qemu_command_rejects_odd_cpu_counts():
 @pytest.mark.skipif(not have_tool("gcc"), reason="no C compiler")
 def test_workload_builds_and_reports_throughput(tmp_path):
     exe = tmp_path / "zl-workload"
-    subprocess.run(["gcc", "-O2", "-o", str(exe), str(LAB / "workload.c")], check=True)
+    subprocess.run(["gcc", "-O2", "-pthread", "-o", str(exe), str(LAB / "workload.c")], check=True)
     r = subprocess.run([str(exe), "-p", "1", "-m", "1", "-s", "0.3"], capture_output=True, text=True, check=True)
     doc = json.loads(r.stdout)
-    assert doc["procs"] == 1 and doc["rounds"] > 0
+    assert doc["procs"] == 1 and doc["rounds"] > 0 and doc["threads"] == 0
     assert abs(doc["rounds_per_s"] - doc["rounds"] / doc["seconds"]) < 0.01 * doc["rounds_per_s"] + 0.01
     assert subprocess.run([str(exe), "-p", "0"], capture_output=True).returncode == 2
+    # The peer tasks' shape: threads, an idle lead-in and lead-out, the result also in a file, CLOCK_MONOTONIC times.
+    r = subprocess.run([str(exe), "-t", "-p", "2", "-m", "1", "-s", "0.2", "-l", "0.1", "-o", str(tmp_path / "w.json")],
+                       capture_output=True, text=True, check=True)
+    doc = json.loads((tmp_path / "w.json").read_text())
+    assert doc == json.loads(r.stdout) and doc["threads"] == 1 and doc["rounds"] > 0
+    mono = doc["mono_ns"]
+    assert mono["work_start"] - mono["start"] >= 0.1e9 and mono["end"] - mono["work_end"] >= 0.1e9
+    assert 0.2e9 <= mono["work_end"] - mono["work_start"] < 5e9
+    # Pipe resizers: 16 MiB pipes need CAP_SYS_RESOURCE (root in the guest); a sandbox without it gets one line.
+    r = subprocess.run([str(exe), "-p", "1", "-P", "1", "-m", "1", "-s", "0.2"], capture_output=True, text=True)
+    if r.returncode == 0:
+        assert json.loads(r.stdout)["resizes"] > 0
+    else:
+        assert r.returncode == 1 and "F_SETPIPE_SZ" in r.stderr and "CAP_SYS_RESOURCE" in r.stderr
 
 
 def test_overhead_table_ratios():
@@ -222,18 +255,209 @@ def test_overhead_table_ratios():
 
     rng = random.Random(7)
     runs = [{"profile": p, "run": i, "rounds_per_s": rng.uniform(50, 100)}
-            for p in labmod.OVERHEAD_PROFILES for i in range(5)]
+            for p in lab_overhead.OVERHEAD_PROFILES for i in range(5)]
     info = {"kernel": "k", "variant": "zone-lock", "cpus": 4, "tcg_thread": "multi", "workload": "w",
             "pcp_fraction": 1, "zlperf_version": "v", "zlperf_git": "g", "run": "r", "date": "d"}
-    text = labmod.overhead_table(runs, info)
+    text = lab_overhead.overhead_table(runs, info)
     assert "TCG" in text
     base = statistics.median(r["rounds_per_s"] for r in runs if r["profile"] == "none")
-    for prof in labmod.OVERHEAD_PROFILES:
+    for prof in lab_overhead.OVERHEAD_PROFILES:
         med = statistics.median(r["rounds_per_s"] for r in runs if r["profile"] == prof)
         row = re.search(rf"^\| {prof} \|.*?\| 5 \| ([\d.]+) \|", text, re.M)
         assert row and float(row.group(1)) == pytest.approx(med / base, abs=0.0006)
     with pytest.raises(labmod.LabError):
-        labmod.overhead_table([r for r in runs if r["profile"] != "none"], info)
+        lab_overhead.overhead_table([r for r in runs if r["profile"] != "none"], info)
+
+
+# ---------------------------------------------------------------- the peer table (lab/lab_peers.py)
+
+import lab_peers  # noqa: E402
+
+
+def test_bucket_labels_are_bpftraces():
+    # bpftrace's hist() and zlperf's hist_log2 share buckets: 0, 1, [2, 4), [4, 8) ... (bit length of the value)
+    assert [lab_peers.bucket_label(k) for k in (0, 1, 2, 3, 11, 12, 21, 31)] == [
+        "[0]", "[1]", "[2, 4)", "[4, 8)", "[1K, 2K)", "[2K, 4K)", "[1M, 2M)", "[1G, 2G)"]
+    assert [lab_peers._bucket(v) for v in (0, 1, 2, 3, 4, 1023, 1024)] == [0, 1, 2, 2, 3, 10, 11]
+
+
+def _hist_block(trigger: str, rows: list, dropped: int = 0) -> str:
+    """A tracefs hist file block, printed with the kernel's formats (kernel/trace/trace_events_hist.c)."""
+    out = f"# event histogram\n#\n# trigger info: {trigger} [active]\n#\n\n"
+    for keys, hits in rows:
+        parts = []
+        for k, v in keys:
+            if k == "common_timestamp":
+                parts.append(f"{k}: ~ {v}-{v + 49_999_999}")
+            elif k == "name":
+                parts.append(f"{k}: {v:<50s}")
+            else:
+                parts.append(f"{k}: {v:10d}")
+        out += "{ " + ", ".join(parts) + " }" + f" hitcount: {hits:10d}\n"
+    return out + f"\nTotals:\n    Hits: {sum(h for _, h in rows)}\n    Entries: {len(rows)}\n    Dropped: {dropped}\n\n"
+
+
+def test_hist_and_bpftrace_outputs_are_summed_over_the_window(tmp_path):
+    slot = 50_000_000
+    w = lab_peers.Window(since=2 * slot, until=4 * slot, gap_since=0, gap_until=0)  # slots 2 and 3
+    trig = lab_peers.hist_triggers if hasattr(lab_peers, "hist_triggers") else None
+    assert trig is None  # the triggers are the guest's (lab/guest/peers.py); only their output is read here
+    zone_rows = [([("common_timestamp", s * slot), ("node_id", 0), ("name", "Normal")], 10 + s) for s in range(6)]
+    (tmp_path / "hist-mm_zone_lock_contended.txt").write_text(
+        _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:sort=hitcount:size=16384:clock=mono",
+                    zone_rows))
+    (tmp_path / "hist-mm_zone_locked.txt").write_text(
+        _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:size=16384:clock=mono if contended == 0",
+                    zone_rows)
+        + _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:size=16384:clock=mono if contended == 1",
+                      [([("common_timestamp", 3 * slot), ("node_id", 1), ("name", "DMA32")], 2)])
+        + _hist_block(f"hist:keys=common_timestamp.buckets={slot},wait_ns:vals=hitcount:size=32768:clock=mono if contended == 1",
+                      [([("common_timestamp", 3 * slot), ("wait_ns", 1500)], 1),
+                       ([("common_timestamp", 3 * slot), ("wait_ns", 2047)], 1),
+                       ([("common_timestamp", 5 * slot), ("wait_ns", 9)], 4)]))
+    (tmp_path / "hist-mm_zone_lock_unlock.txt").write_text(
+        _hist_block(f"hist:keys=common_timestamp.buckets={slot},node_id,name:vals=hitcount:size=16384:clock=mono", []))
+    got = lab_peers.hist_counts(tmp_path, w)
+    assert got == {("mm_zone_lock_contended", "0:Normal"): 12 + 13, ("mm_zone_locked contended=0", "0:Normal"): 25,
+                   ("mm_zone_locked contended=1", "1:DMA32"): 2, ("holders: waits", "all"): 2,
+                   ("wait_ns", "[1K, 2K)"): 2}
+    (tmp_path / "hist-mm_zone_lock_unlock.txt").write_text(
+        _hist_block("hist:keys=x:vals=hitcount:clock=mono", [], dropped=3))
+    with pytest.raises(lab_peers.PeerError, match="dropped 3"):
+        lab_peers.hist_counts(tmp_path, w)
+    # A hist trigger without clock=mono stamps with the global clock (its default): not comparable, refused.
+    (tmp_path / "hist-mm_zone_lock_unlock.txt").write_text(
+        _hist_block("hist:keys=x:vals=hitcount:size=16384:clock=global", []))
+    with pytest.raises(lab_peers.PeerError, match="mono"):
+        lab_peers.hist_counts(tmp_path, w)
+    # bpftrace -f json: one line per map at exit, keys joined by commas, slots = nsecs / slot.
+    bt = tmp_path / "bpftrace.json"
+    bt.write_text("\n".join(json.dumps(d) for d in [
+        {"type": "attached_probes", "data": {"probes": 3}},
+        {"type": "map", "data": {"@contended": {"0,Normal,1": 5, "0,Normal,2": 7, "1,Normal,3": 1, "0,Normal,4": 9}}},
+        {"type": "map", "data": {"@locked": {"0,Normal,0,2": 4, "0,Normal,1,3": 2, "0,Normal,1,9": 2}}},
+        {"type": "map", "data": {"@unlock": {}}},
+        {"type": "hist", "data": {"@wait_ns": {"3": [{"min": 1024, "max": 2047, "count": 2}],
+                                               "7": [{"min": 4, "max": 7, "count": 1}]}}}]) + "\n")
+    assert lab_peers.bpftrace_counts(bt, w, slot) == {
+        ("mm_zone_lock_contended", "0:Normal"): 7, ("mm_zone_lock_contended", "1:Normal"): 1,
+        ("mm_zone_locked contended=0", "0:Normal"): 4, ("mm_zone_locked contended=1", "0:Normal"): 2,
+        ("holders: waits", "all"): 2, ("wait_ns", "[1K, 2K)"): 2}
+
+
+def test_window_edges_go_where_no_event_is():
+    slot = 10
+    wl = {"mono_ns": {"start": 3, "work_start": 47, "work_end": 103, "end": 151}}
+    # Candidates: 10..40 before the work, 110..150 after; events crowd 20 and 130.
+    times = [19, 21, 30, 60, 80, 129, 131, 140]
+    w = lab_peers.choose_window(times, wl, slot)
+    assert (w.since, w.until) == (40, 110) and (w.gap_since, w.gap_until) == (10, 19)
+    # ... and never while a lock is held: a hold from 35 to 45 rules 40 out (30 is 0 from an event, 10 is 9).
+    w = lab_peers.choose_window(times, wl, slot, held=[(35, 45)])
+    assert (w.since, w.gap_since) == (10, 9)
+    with pytest.raises(lab_peers.PeerError, match="held across"):
+        lab_peers.choose_window(times, wl, slot, held=[(5, 200)])
+    with pytest.raises(lab_peers.PeerError, match="lead"):
+        lab_peers.choose_window(times, {"mono_ns": {"start": 41, "work_start": 47, "work_end": 103, "end": 109}}, slot)
+
+
+def test_holder_rules_on_a_crafted_stream():
+    E = lab_peers.Event
+    L, U = "mm_zone_locked", "mm_zone_lock_unlock"
+    events = [
+        E(100, 0, L, "0:Normal"), E(150, 0, U, "0:Normal"),            # holder on CPU 0, released at 150
+        E(160, 1, L, "0:Normal", True, 30),                            # waited 130..160: held by CPU 0 -> traced
+        E(170, 1, U, "0:Normal"),
+        E(175, 2, L, "0:Normal", True, 2),                             # waited 173..175; the last release (170)
+        E(180, 2, U, "0:Normal"),                                      # is older: not traced
+        E(200, 3, L, "0:Normal", True, 50),                            # behind CPU 2's release (180), whose
+        E(210, 3, U, "0:Normal"),                                      # acquisition was contended: a hand-off
+    ]
+    got = lab_peers.trace_cmd_counts(events, lab_peers.Window(0, 1000, 0, 0))
+    assert got[("holders: waits", "all")] == 3 and got[("holders: not traced", "all")] == 1
+    assert got[("holders: handed off", "all")] == 1
+
+
+def test_independent_counts_equal_zlperf_on_a_shared_fixture():
+    """The lab's own counting (trace-cmd text, holder rules as loops) and zlperf agree row for row on a real
+    hold-time recording, over a window whose edges are between events."""
+    from conftest import FULL_V6_DAT
+
+    if not have_tool("trace-cmd"):
+        pytest.skip("no trace-cmd")
+    events, lost = lab_peers.parse_trace_cmd(FULL_V6_DAT)
+    times = sorted(e.ts for e in events)
+    held = lab_peers.held_intervals(events)
+    # Edges in the middle of the widest gaps between events where no lock is held: nothing straddles them.
+    mids = sorted(((times[i] - times[i - 1], (times[i] + times[i - 1]) // 2) for i in range(1, len(times))),
+                  reverse=True)
+    free = list(itertools.islice((x for _, x in mids if not any(a < x < b for a, b in held)), 2))
+    w = lab_peers.Window(min(free), max(free), 0, 0)
+    assert w.until - w.since > 0.5e9
+    mine = lab_peers.trace_cmd_counts(events, w)
+    zl, doc, cmd = lab_peers.zlperf_counts(FULL_V6_DAT, w, lab_peers.PROFILE_EVENTS["hold-time"])
+    assert lost == 0 and "--since" in cmd
+    assert mine[("holders: waits", "all")] > 0 and mine[("holders: not traced", "all")] > 0
+    assert {r: v for r, v in mine.items() if v} == {r: v for r, v in zl.items() if v}
+
+
+# ---------------------------------------------------------------- the lab's fixtures (tests/data/lab/)
+
+LAB_DATA = DATA / "lab"
+LAB_RECORDINGS = sorted(LAB_DATA.glob("*.dat")) + sorted(LAB_DATA.glob("*.data"))
+
+
+def _lab_section() -> str:
+    import lab_fixtures
+
+    text = (DATA / "PROVENANCE.md").read_text()
+    assert lab_fixtures.BEGIN in text and lab_fixtures.END in text, "PROVENANCE.md lacks the lab section"
+    return text[text.index(lab_fixtures.BEGIN):text.index(lab_fixtures.END)]
+
+
+@pytest.mark.skipif(not LAB_RECORDINGS, reason="no lab fixtures installed (lab/fixtures --install)")
+def test_lab_fixtures_were_made_by_zlperf_record():
+    section = _lab_section()
+    for path in LAB_RECORDINGS:
+        row = re.search(rf"^\| {re.escape(path.name)} \| `(zlperf record [^`]+)`[^|]* \| (\w+) \|", section, re.M)
+        assert row, f"{path.name}: no provenance row naming its zlperf record command"
+        assert labmod._sha256(path).startswith(row.group(2)), f"{path.name} changed since its provenance was written"
+    # The shared fixtures stay: tests and docs rely on them byte for byte.
+    for shared in ("full.v6.dat", "wait.dat", "minimal.dat", "full.perf.data"):
+        assert (DATA / shared).exists()
+
+
+@pytest.mark.parametrize("path", [p for p in LAB_RECORDINGS if p.suffix == ".dat"], ids=lambda p: p.name)
+def test_lab_fixture_counts_equal_the_host_trace_cmd(path):
+    if not have_tool("trace-cmd"):
+        pytest.skip("no trace-cmd")
+    r = subprocess.run([sys.executable, "-m", "zlperf", "report", "--json", str(path)], capture_output=True, text=True,
+                       cwd=REPO, check=True)
+    events = json.loads(r.stdout)["events"]
+    host = _host_counts(path)
+    assert events and {k.split(":")[-1]: v for k, v in events.items()} == \
+        {k: v for k, v in host.items() if k.startswith(("mm_zone", "contention_"))}
+
+
+@pytest.mark.skipif(not (LAB_DATA / "peers-hold-time.json").exists(), reason="no lab peer fixture installed")
+def test_peer_fixture_zlperf_still_equals_bpftrace_and_hist_triggers():
+    """The lab's peer table of a real hold-time recording (made with bpftrace and hist triggers counting beside
+    `zlperf record`): today's zlperf, over the same window of the same file, still gives the peers' numbers."""
+    table = json.loads((LAB_DATA / "peers-hold-time.json").read_text())
+    assert table["ok"]
+    w = lab_peers.Window(*table["window_ns"], *table["edge_gaps_ns"])
+    zl, _, _ = lab_peers.zlperf_counts(LAB_DATA / "peers-hold-time.dat", w, lab_peers.PROFILE_EVENTS["hold-time"])
+    compared = 0
+    for row in table["rows"]:
+        key = (row["row"], row["label"])
+        for peer in ("bpftrace", "hist trigger", "trace-cmd"):
+            if row[peer] is not None:
+                assert zl.get(key, 0) == row[peer], (key, peer)
+                compared += 1
+    assert compared > 20
+    if have_tool("trace-cmd"):
+        events, _ = lab_peers.parse_trace_cmd(LAB_DATA / "peers-hold-time.dat")
+        assert lab_peers.trace_cmd_counts(events, w) == {k: v for k, v in zl.items() if v or k[0].startswith("holders")}
 
 
 # ---------------------------------------------------------------- end to end (pytest -m lab)
@@ -249,11 +473,12 @@ def _host_counts(path: Path) -> dict:
 
 @pytest.mark.lab
 def test_lab_end_to_end(tmp_path):
-    """Build (cached), boot, record every profile with the real zlperf in the guest, regenerate fixtures."""
+    """Build (cached), boot, record every profile with the real zlperf in the guest, run the selftest peers
+    beside `zlperf record`, regenerate fixtures."""
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, str(LAB / "run"), "--out", str(out), "--seconds", "2"],
-                       capture_output=True, text=True, timeout=3600)
-    assert r.returncode == 0, r.stderr[-3000:]
+                       capture_output=True, text=True, timeout=7200)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
     info = json.loads((out / "lab.json").read_text())
     assert info["kernel"].startswith("6.12") and info["attempts"][-1]["boot_s"] is not None
     # The guest kernel's tracefs formats are the ABI the fixtures were recorded with.
@@ -271,11 +496,35 @@ def test_lab_end_to_end(tmp_path):
         for name, n in report["events"].items():
             assert host.get(name.split(":")[-1], 0) == n, (prof, name)
         assert (out / f"{prof}.report.txt").stat().st_size > 0
+    # The workload makes all three traced call sites contend (rmqueue_bulk is inlined into __rmqueue_pcplist),
+    # over the run's kmem recordings (free_one_page waits are rare beside the process workload, frequent beside
+    # the threaded one of the peer tasks); counted from the host's trace-cmd report text.
+    callers = ""
+    for rec in [out / f"{p}.dat" for p in ("minimal", "wait-time", "hold-time")] + sorted(out.glob("*/*.dat")):
+        text = subprocess.run(["trace-cmd", "report", "-i", str(rec)], capture_output=True, text=True).stdout
+        callers += " ".join(re.findall(r"mm_zone_lock_contended:.*?caller=(\S+)", text)) + " "
+    for site in ("free_pcppages_bulk", "free_one_page", "rmqueue"):
+        assert site in callers, (site, callers)
     assert (out / "full.perf.data").stat().st_size > 0 and (out / "full.v6.dat").stat().st_size > 0
+    # The peer table: zlperf equal to trace-cmd, bpftrace and the hist triggers in each kmem profile's window.
+    peers = json.loads((out / "peers.json").read_text())
+    assert [d["task"] for d in peers] == ["peers-minimal", "peers-wait-time", "peers-hold-time", "live"]
+    for d in peers:
+        assert d["ok"] and not d["mismatches"], d
+        assert any(row["row"] == "mm_zone_lock_contended" and row["zlperf"] > 0 for row in d["rows"]), d["profile"]
+    rows = {(row["row"], row["label"]): row for row in peers[2]["rows"]}
+    assert rows[("holders: waits", "all")]["bpftrace"] == rows[("holders: waits", "all")]["zlperf"] > 0
+    # The live task: zlperf top and the exporter (whole-run totals of the workload's tasks) equal the peers too.
+    live = {(row["row"], row["label"]): row for row in peers[3]["rows"]}
+    assert live[("holders: waits", "all")]["zlperf top"] == live[("holders: waits", "all")]["zlperf exporter"] \
+        == live[("holders: waits", "all")]["hist trigger"] > 0
+    assert "PASS" in (out / "peers.md").read_text() and "FAIL" not in (out / "peers.md").read_text()
     dest = tmp_path / "fixtures"
     r = subprocess.run([sys.executable, str(LAB / "fixtures"), "--from", str(out), "--dest", str(dest)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     prov = (dest / "PROVENANCE.md").read_text()
     assert info["kernel"] in prov and "sha256" in prov and "qemu-system-x86_64" in prov
-    assert (dest / "full.dat").exists() and (dest / "wait.dat").exists()
+    for name in ("hold-time.perf.data", "peers-hold-time.dat", "live-hold-time.dat"):
+        assert (dest / name).exists()
+        assert re.search(rf"^\| {re.escape(name)} \| `zlperf record ", prov, re.M), name

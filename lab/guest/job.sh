@@ -1,13 +1,18 @@
 # lab/guest/job.sh: what the lab guest does, sourced by the host-written /out/job.sh (which sets ZL_*).
 # Each task writes its results straight to /out and is skipped when they are already there (a retry after
-# a guest death resumes). ZL_TASKS: minimal wait-time hold-time stock perf v6 series overhead.
+# a guest death resumes). ZL_TASKS: minimal wait-time hold-time stock perf v6 peers-minimal peers-wait-time
+# peers-hold-time series overhead.
 set -u
 OUT=/out
 EVENTS_minimal="kmem:mm_zone_lock_contended"
 EVENTS_wait_time="kmem:mm_zone_lock_contended kmem:mm_zone_locked"
 EVENTS_hold_time="kmem:mm_zone_lock_contended kmem:mm_zone_locked kmem:mm_zone_lock_unlock"
 EVENTS_stock="lock:contention_begin lock:contention_end"
-WORK="zl-workload -p $ZL_PROCS -m $ZL_MB -s $ZL_SECONDS"
+# Page churn (processes) plus pipe resizing (high-order allocations and frees): all three call sites contend.
+WORK="zl-workload -p $ZL_PROCS -P $ZL_PIPERS -m $ZL_MB -s $ZL_SECONDS"
+# The selftest's shape for the peer tasks: threads mapping 2 MB with MAP_POPULATE, plus the pipe resizers,
+# with an idle lead-in and lead-out (the window's edges go there).
+PEER_WORK="zl-workload -t -p $ZL_PROCS -P $ZL_PIPERS -m $ZL_MB -s $ZL_SECONDS -l $ZL_LEAD"
 
 say() { echo "ZLPERF-LAB: $*" > /dev/console; echo "$(cut -d' ' -f1 /proc/uptime) $*" >> $OUT/progress.log; }
 events_of() { eval echo "\$EVENTS_$(echo "$1" | tr - _)"; }
@@ -43,6 +48,9 @@ setup() {
     uname -a > $OUT/uname.txt
     cat /proc/cmdline >> $OUT/uname.txt
     for n in /sys/devices/system/node/node*; do echo "$(basename $n): cpus $(cat $n/cpulist)"; done > $OUT/numa.txt
+    # the guest's zones and their sizes (pages), for the zones a recording may name
+    awk '/^Node/ {z = $2 ":" $4} /^ +present/ && z {print z, "present", $2; z = ""}' /proc/zoneinfo \
+        | tr -d , > $OUT/zones.txt
     OLD_PCP=$(cat /proc/sys/vm/percpu_pagelist_high_fraction)
     echo "$ZL_PCP_FRACTION" > /proc/sys/vm/percpu_pagelist_high_fraction
     echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
@@ -58,6 +66,8 @@ setup() {
         cp -r /tmp/formats $OUT/formats
     fi
     [ -f $OUT/kallsyms.gz ] || gzip -c /proc/kallsyms > $OUT/kallsyms.gz
+    { bpftrace --version 2>&1; trace-cmd --version 2>&1 | head -2; perf --version; zlperf --version
+      ls -l /sys/kernel/btf/vmlinux; ls /sys/kernel/tracing/events/kmem/mm_zone_locked/; } > $OUT/tools.txt 2>&1
 }
 
 task_profile() {
@@ -71,6 +81,8 @@ task_profile() {
     cp /tmp/$prof.log $OUT/$prof.record.log
     [ $rc = 0 ] && [ -f /tmp/$prof.dat ] || { say "record $prof FAILED rc=$rc"; return 1; }
     note_cmd $prof.dat "$LAST_CMD"
+    # stock: the zone names zlperf's bpftrace side program found (a sidecar beside the recording)
+    [ -f /tmp/$prof.dat.zones.json ] && cp /tmp/$prof.dat.zones.json $OUT/$prof.dat.zones.json
     cp /tmp/$prof.dat $OUT/$prof.dat.tmp && mv $OUT/$prof.dat.tmp $OUT/$prof.dat
     sync
     rm -f /tmp/$prof.dat
@@ -79,37 +91,38 @@ task_profile() {
     say "done $prof: $(ls -l $OUT/$prof.dat | awk '{print $5}') bytes; zlperf report rc=$?"
 }
 
+# The perf backend of `zlperf record` (perf.data + the .kallsyms zlperf saves beside it).
 task_perf() {
     [ -f $OUT/full.perf.data ] && { say "skip perf (done)"; return 0; }
     say "record perf"
-    ev=""
-    for e in $EVENTS_hold_time; do ev="$ev -e $e"; done
-    cmd="perf record -a$ev -o /tmp/full.perf.data -- $WORK"
-    echo "+ $cmd"
-    $cmd > /tmp/perf.log 2>&1
+    rm -f /tmp/full.perf.data /tmp/full.perf.kallsyms
+    LAST_CMD="zlperf record --profile hold-time --backend perf -o /tmp/full.perf.data -- $WORK"
+    echo "+ $LAST_CMD"
+    $LAST_CMD > /tmp/perf.log 2>&1
     rc=$?
     cat /tmp/perf.log; cp /tmp/perf.log $OUT/perf.record.log
     [ $rc = 0 ] || { say "perf record FAILED rc=$rc"; return 1; }
-    note_cmd full.perf.data "$cmd"
+    note_cmd full.perf.data "$LAST_CMD"
+    cp /tmp/full.perf.kallsyms $OUT/full.perf.kallsyms 2>/dev/null
     cp /tmp/full.perf.data $OUT/full.perf.data.tmp && mv $OUT/full.perf.data.tmp $OUT/full.perf.data
     sync
     rm -f /tmp/full.perf.data
-    zlperf report --kallsyms $OUT/kallsyms.gz $OUT/full.perf.data > $OUT/perf.report.txt 2>&1
+    zlperf report --kallsyms $OUT/full.perf.kallsyms $OUT/full.perf.data > $OUT/perf.report.txt 2>&1
     say "done perf; zlperf report rc=$?"
 }
 
+# A version 6 trace.dat, through a recipe that extends hold-time (lab/guest/recipes/hold-time-v6.yaml).
 task_v6() {
     [ -f $OUT/full.v6.dat ] && { say "skip v6 (done)"; return 0; }
     say "record v6"
-    ev=""
-    for e in $EVENTS_hold_time; do ev="$ev -e $e"; done
-    cmd="trace-cmd record -q --file-version 6 -b 4096$ev -o /tmp/full.v6.dat $WORK"
-    echo "+ $cmd"
-    $cmd > /tmp/v6.log 2>&1
+    rm -f /tmp/full.v6.dat
+    LAST_CMD="zlperf record --recipe /lab/recipes/hold-time-v6.yaml -o /tmp/full.v6.dat -- $WORK"
+    echo "+ $LAST_CMD"
+    $LAST_CMD > /tmp/v6.log 2>&1
     rc=$?
     cat /tmp/v6.log
     [ $rc = 0 ] || { say "v6 record FAILED rc=$rc"; return 1; }
-    note_cmd full.v6.dat "$cmd"
+    note_cmd full.v6.dat "$LAST_CMD"
     cp /tmp/full.v6.dat $OUT/full.v6.dat.tmp && mv $OUT/full.v6.dat.tmp $OUT/full.v6.dat
     sync
     rm -f /tmp/full.v6.dat
@@ -134,6 +147,51 @@ task_series() {
     rm -f /tmp/series.dat
     zlperf report $OUT/series.dat > $OUT/series.report.txt 2>&1
     say "done series; zlperf report rc=$?"
+}
+
+# The patch's selftest (bpftrace one-liners) and hist triggers counting beside `zlperf record` (lab/guest/peers.py);
+# the host compares them in one window (lab/lab_peers.py).
+task_peers() {
+    prof=$1
+    [ -d $OUT/peers-$prof ] && { say "skip peers-$prof (done)"; return 0; }
+    say "peers $prof"
+    rm -rf /tmp/peers-$prof
+    python3 /lab/peers.py --profile $prof --out /tmp/peers-$prof --slot-ns $ZL_SLOT_NS -- $PEER_WORK \
+        > /tmp/peers-$prof.log 2>&1
+    rc=$?
+    cat /tmp/peers-$prof.log
+    cp /tmp/peers-$prof.log /tmp/peers-$prof/peers.log 2>/dev/null
+    if [ $rc != 0 ]; then
+        say "peers $prof FAILED rc=$rc"
+        rm -rf $OUT/failed-peers-$prof; cp -r /tmp/peers-$prof $OUT/failed-peers-$prof 2>/dev/null
+        return 1
+    fi
+    rm -rf $OUT/peers-$prof.tmp; cp -r /tmp/peers-$prof $OUT/peers-$prof.tmp && mv $OUT/peers-$prof.tmp $OUT/peers-$prof
+    sync
+    rm -rf /tmp/peers-$prof
+    say "done peers $prof"
+}
+
+# The live features as peers: `zlperf top` and `zlperf exporter` (scraped once) beside `zlperf record`, the
+# selftest and the hist triggers, every one counting only the workload's tasks (lab/guest/peers.py --live).
+task_live() {
+    [ -d $OUT/live ] && { say "skip live (done)"; return 0; }
+    say "live hold-time"
+    rm -rf /tmp/live
+    python3 /lab/peers.py --profile hold-time --comm zl-workload --live --out /tmp/live --slot-ns $ZL_SLOT_NS \
+        -- $PEER_WORK > /tmp/live.log 2>&1
+    rc=$?
+    cat /tmp/live.log
+    cp /tmp/live.log /tmp/live/peers.log 2>/dev/null
+    if [ $rc != 0 ]; then
+        say "live FAILED rc=$rc"
+        rm -rf $OUT/failed-live; cp -r /tmp/live $OUT/failed-live 2>/dev/null
+        return 1
+    fi
+    rm -rf $OUT/live.tmp; cp -r /tmp/live $OUT/live.tmp && mv $OUT/live.tmp $OUT/live
+    sync
+    rm -rf /tmp/live
+    say "done live"
 }
 
 # Throughput of the workload alone and under each profile, interleaved run by run; one JSON line per run.
@@ -171,6 +229,8 @@ for t in $ZL_TASKS; do
         perf) task_perf || failed=1 ;;
         v6) task_v6 || failed=1 ;;
         series) task_series || failed=1 ;;
+        peers-minimal|peers-wait-time|peers-hold-time) task_peers ${t#peers-} || failed=1 ;;
+        live) task_live || failed=1 ;;
         overhead) task_overhead || failed=1 ;;
         *) say "unknown task $t"; failed=1 ;;
     esac
