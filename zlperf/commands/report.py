@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from decimal import Decimal, InvalidOperation
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,8 +28,11 @@ _EXAMPLES = """examples:
 
 
 def example_path() -> Path:
-    """The embedded example recording shipped in the package."""
-    return Path(str(resources.files("zlperf.data") / "full.dat"))
+    """The embedded example recording shipped in the package (a file beside the modules: importlib.resources
+    would cost start-up time for nothing, and the readers need a real file)."""
+    import zlperf.data
+
+    return Path(zlperf.data.__file__).resolve().parent / "full.dat"
 
 
 def parse_seconds(text: str, flag: str) -> int:
