@@ -14,7 +14,6 @@ from __future__ import annotations
 __all__ = ["scale_v6"]
 
 import argparse
-import os
 import struct
 import subprocess
 import sys

@@ -86,7 +86,7 @@ def test_merge_counts_and_histograms_are_exact(tmp_path):
             assert z[s]["hist_log2"] == [p + q for p, q in zip(pad(x[s]["hist_log2"]), pad(y[s]["hist_log2"]))]
             assert z[s]["count"] == x[s]["count"] + y[s]["count"] and z[s]["sum"] == x[s]["sum"] + y[s]["sum"]
             assert z[s]["min"] == min(x[s]["min"], y[s]["min"]) and z[s]["max"] == max(x[s]["max"], y[s]["max"])
-            assert z[s]["percentiles_from"].startswith("log2")
+            assert z[s]["percentiles_from"].startswith("log-linear")
     assert "percentiles" in m["percentiles_note"]
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "SCHEMA", "build_document", "load_result", "merge_results", "diff_documents",
     # recipes and budgets
     "load_recipe", "check_document",
+    # exports and fleets (optional extras: parquet, duckdb, spark)
+    "export_recording", "fleet_report",
     # rendering
     "render_text", "render_csv", "render_diff", "render_folded",
     # errors
@@ -45,6 +47,7 @@ _HOME = {
     "SCHEMA": "zlperf.report", "build_document": "zlperf.report", "load_result": "zlperf.report",
     "merge_results": "zlperf.report", "diff_documents": "zlperf.report",
     "load_recipe": "zlperf.recipes", "check_document": "zlperf.check",
+    "export_recording": "zlperf.export.parquet", "fleet_report": "zlperf.fleet",
     "render_text": "zlperf.render.text", "render_diff": "zlperf.render.text", "render_folded": "zlperf.render.text",
     "render_csv": "zlperf.render.csv",
     "ZlperfError": "zlperf.errors", "TraceFormatError": "zlperf.errors", "RecipeError": "zlperf.errors",

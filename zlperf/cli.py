@@ -20,8 +20,8 @@ from zlperf import __version__
 from zlperf.errors import ZlperfError
 
 # Subcommand modules, in the order `zlperf -h` lists them.
-_COMMANDS = ["record", "report", "top", "exporter", "check", "export", "diff", "merge", "recipes", "tracecmd_script",
-             "perf_script"]
+_COMMANDS = ["record", "report", "top", "exporter", "check", "export", "fleet", "diff", "merge", "recipes",
+             "tracecmd_script", "perf_script"]
 
 _EPILOG = """examples:
   zlperf report --example                      # a real recording from a patched kernel, no root needed

@@ -8,9 +8,9 @@ accumulates them, and :meth:`Analyzer.result` turns the chosen one into the publ
 
 from __future__ import annotations
 
-__all__ = ["Analyzer", "analyze", "window"]
+__all__ = ["Analyzer", "analyze", "window", "Observer", "caller_symbolizer"]
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -28,6 +28,24 @@ from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo, TraceReader
 
 #: Bins of the report's timeline (it picks a round width that gives about this many).
 TIMELINE_BINS = 40
+
+#: ``observer(abi, observations)``: sees every lane's windowed observations as the analyzer accounts them
+#: (``abi`` one of :data:`~zlperf.analysis.options.ABIS`), so an exporter writes each row in the same pass.
+Observer = Callable[[str, Observations], None]
+#: What a caller address prints as when the ABI found none (callers that come from stacks only).
+NO_CALLER = "(unknown: no stack recorded)"
+
+
+def caller_symbolizer(info: TraceInfo) -> Callable[[int], str]:
+    """How the report names a caller address of this recording: ``func+0xoff``, hex without symbols."""
+    symbols = info.symbols if info.symbols is not None and len(info.symbols) else None
+
+    def sym(addr: int) -> str:
+        if addr == 0:
+            return NO_CALLER
+        return symbols.symbolize(addr) if symbols is not None else f"{addr:#x}"
+
+    return sym
 
 
 def window(obs: Observations, options: AnalysisOptions, zones: ZoneTable) -> Observations:
@@ -60,8 +78,10 @@ def window(obs: Observations, options: AnalysisOptions, zones: ZoneTable) -> Obs
 class Analyzer:
     """Streaming aggregation of one recording. Feed chunks, then :meth:`result`."""
 
-    def __init__(self, info: TraceInfo, options: Optional[AnalysisOptions] = None):
+    def __init__(self, info: TraceInfo, options: Optional[AnalysisOptions] = None,
+                 observer: Optional[Observer] = None):
         self.info = info
+        self.observer = observer
         self.options = options or AnalysisOptions()
         if self.options.top < 0:
             raise ZlperfError(f"top {self.options.top}: give 0 or more worst cases")
@@ -105,7 +125,7 @@ class Analyzer:
             self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
         for adapter, agg in self.lanes:
             if concerns(adapter, chunk):
-                agg.account(self._window(adapter.observe(chunk)))
+                agg.account(self._observed(adapter, adapter.observe(chunk)))
 
     def _count_missed(self, batch) -> None:
         counts = batch.fields["count"].astype(np.int64)
@@ -117,6 +137,17 @@ class Analyzer:
 
     def _window(self, obs: Observations) -> Observations:
         return window(obs, self.options, self.zones)
+
+    def _observed(self, adapter: AbiAdapter, obs: Observations) -> Observations:
+        obs = self._window(obs)
+        if self.observer is not None:
+            self.observer(adapter.key, obs)
+        return obs
+
+    @property
+    def abi(self) -> Optional[str]:
+        """After :meth:`result`: the ABI the report comes from (one of ABIS); None before."""
+        return self._chosen[0].key if self._chosen is not None else None
 
     # -- result ------------------------------------------------------------------------------
     def _lane(self, event_counts: dict[str, int]) -> tuple[AbiAdapter, Aggregate, bool]:
@@ -133,7 +164,7 @@ class Analyzer:
         """Finish the stream of the ABI the report comes from (unreleased acquisitions at the end)."""
         if self._chosen is None:
             adapter, agg, found = self._lane(self.event_counts)
-            agg.account(self._window(adapter.finish()))
+            agg.account(self._observed(adapter, adapter.finish()))
             self._chosen = (adapter, agg, found)
         return self._chosen
 
@@ -176,13 +207,7 @@ class ResultBuilder:
         self.lo = max(first, opts.since_ns) if opts.since_ns is not None else first
         self.hi = min(last, opts.until_ns) if opts.until_ns is not None else last
         self.duration = max(0, self.hi - self.lo)
-        self.symbols = an.info.symbols if an.info.symbols is not None and len(an.info.symbols) else None
-
-    def sym(self, addr: int) -> str:
-        """``func+0xoff`` of a caller address (hex without symbols)."""
-        if addr == 0:
-            return "(unknown: no stack recorded)"  # ABIs whose callers come from stacks only
-        return self.symbols.symbolize(addr) if self.symbols is not None else f"{addr:#x}"
+        self.sym = caller_symbolizer(an.info)  # ``func+0xoff`` of a caller address (hex without symbols)
 
     def comm(self, pid: int) -> str:
         return self.an.comms.get(pid, "<...>")

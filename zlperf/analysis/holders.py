@@ -17,8 +17,9 @@ Rules (exactly these, so the numbers can be checked from ``trace-cmd report`` te
 
 Releases are kept for the whole recording (readers deliver CPUs one after another, and a wait on one
 CPU needs the releases of all others), per zone and CPU in the order they came: a CPU's order is time
-order, so the attribution at the end is a searchsorted per zone and CPU, with no global sort. About 45
-bytes per release.
+order, so the attribution at the end is a searchsorted per zone and CPU, with no global sort. Each
+chunk's releases are kept zstd-compressed (timestamps and stream positions as deltas): 41 bytes per
+release become a few, which is what lets a multi-million-event trace fit in a few hundred MB.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ from typing import TYPE_CHECKING, Callable, Optional
 import numpy as np
 
 from zlperf.analysis.model import Table, table_len
+
+try:  # a declared dependency; without it releases are kept uncompressed (more memory, same answers)
+    import zstandard
+except ImportError:  # pragma: no cover
+    zstandard = None
 
 if TYPE_CHECKING:
     from zlperf.analysis.result import Holders
@@ -73,30 +79,70 @@ class Attributed:
                           {k: v[keep] for k, v in self.holder.items()}, parent, self.chain[keep])
 
 
-class _Group:
-    """The releases of one zone on one CPU, in the CPU's own order (which is time order), chunk by chunk."""
+_DELTA = ("ts", "holder_seq")  # increasing within a CPU's releases: stored as differences
 
-    __slots__ = ("parts", "ts", "inherited")
+
+def _pack(part: Table) -> bytes:
+    """One chunk's kept columns of a group as one zstd frame (deltas for the increasing columns)."""
+    cols = []
+    for k in _KEPT:
+        v = np.ascontiguousarray(part[k], dtype=RELEASE_COLUMNS[k])
+        if k in _DELTA and len(v):
+            v = np.diff(v.view(np.uint64), prepend=np.uint64(0))  # modulo 2^64: any order round-trips
+        cols.append(v.tobytes())
+    raw = b"".join(cols)
+    return zstandard.ZstdCompressor(level=1).compress(raw) if zstandard is not None else raw
+
+
+def _unpack(blob: bytes, n: int, columns: tuple[str, ...] = _KEPT) -> Table:
+    raw = (zstandard.ZstdDecompressor().decompress(blob, max_output_size=n * _KEPT_BYTES)
+           if zstandard is not None else blob)
+    out, at = {}, 0
+    for k in _KEPT:
+        dt = np.dtype(RELEASE_COLUMNS[k])
+        if k in columns:
+            v = np.frombuffer(raw, dtype=dt, count=n, offset=at)
+            if k in _DELTA:
+                v = np.cumsum(v.view(np.uint64), dtype=np.uint64).view(dt)
+            out[k] = v
+        at += n * dt.itemsize
+    return out
+
+
+_KEPT_BYTES = sum(np.dtype(RELEASE_COLUMNS[k]).itemsize for k in _KEPT)
+
+
+class _Group:
+    """The releases of one zone on one CPU, in the CPU's own order (which is time order), chunk by chunk,
+    each chunk's part compressed."""
+
+    __slots__ = ("parts", "sizes", "ts", "inherited")
 
     def __init__(self) -> None:
-        self.parts: list[Table] = []
+        self.parts: list[bytes] = []
+        self.sizes: list[int] = []
         self.ts: Optional[np.ndarray] = None
         self.inherited = 0  # leading parts carried over from the previous interval of a live stream
 
+    def add(self, part: Table) -> None:
+        self.parts.append(_pack(part))
+        self.sizes.append(len(part["ts"]))
+
     def seal(self) -> None:
         """Join the timestamps (only they are searched); keep the other columns per chunk."""
-        self.ts = np.concatenate([p["ts"] for p in self.parts])
+        self.ts = np.concatenate([_unpack(p, n, ("ts",))["ts"] for p, n in zip(self.parts, self.sizes)])
 
     def rows(self, pos: np.ndarray) -> Table:
         """Kept columns of releases at positions ``pos`` (sorted or not) of the joined order."""
-        ends = np.cumsum([len(p["ts"]) for p in self.parts])
+        ends = np.cumsum(self.sizes)
         part = np.searchsorted(ends, pos, side="right")
-        start = ends - np.array([len(p["ts"]) for p in self.parts])
-        out = {k: np.empty(len(pos), dtype=self.parts[0][k].dtype) for k in _KEPT}
+        start = ends - np.array(self.sizes)
+        out = {k: np.empty(len(pos), dtype=RELEASE_COLUMNS[k]) for k in _KEPT}
         for i in np.unique(part).tolist():
             sel = part == i
+            cols = _unpack(self.parts[i], self.sizes[i])
             for k in _KEPT:
-                out[k][sel] = self.parts[i][k][pos[sel] - start[i]]
+                out[k][sel] = cols[k][pos[sel] - start[i]]
         return out
 
 
@@ -127,7 +173,7 @@ class HolderAttribution:
                           for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(z)].tolist())]
             for key, rows in splits:
                 part = {k: releases[k] if rows is None else releases[k][rows] for k in _KEPT}
-                self._groups.setdefault(key, _Group()).parts.append(part)
+                self._groups.setdefault(key, _Group()).add(part)
         if table_len(waits) and "seq" in waits:
             self._waits.append({k: np.asarray(waits[k], dtype=dt) for k, dt in _WAIT_COLUMNS.items()})
 
@@ -145,6 +191,7 @@ class HolderAttribution:
             if own:
                 carried = nxt._groups[key] = _Group()
                 carried.parts = list(own)
+                carried.sizes = list(g.sizes[g.inherited:])
                 carried.inherited = len(own)
         return nxt
 

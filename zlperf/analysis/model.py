@@ -118,7 +118,9 @@ class Observations:
     releases:   every release with its holder, see zlperf.analysis.holders.RELEASE_COLUMNS (not windowed:
                 a wait's holder may have released the lock before the window began)
 
-    ``waits`` of ABIs with releases also carry ``seq`` (the acquisition's stream position).
+    ``waits`` of ABIs with releases also carry ``seq`` (the acquisition's stream position), and so do their
+    ``acquired``, ``holds`` (the acquisition's), ``unmatched``, ``unreleased`` and ``broken`` rows: an exporter
+    joins a hold, a wait and a holder to their acquisition by it.
     """
 
     contended: Optional[Table] = None

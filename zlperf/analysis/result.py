@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = [
     "Stats", "Counts", "ZoneKey", "CallerKey", "CpuKey", "TaskKey", "GroupKey", "Group", "BatchBucket",
     "WorstCase", "StackCount", "TimelineBins", "Source", "Window", "Missed", "AnalysisResult", "NO_STACK",
-    "SLICES", "HolderOf", "Handoff", "HolderCost", "Holders",
+    "SLICES", "HolderOf", "Handoff", "HolderCost", "Holders", "HostSummary",
 ]
 
 from dataclasses import dataclass, field
@@ -254,6 +254,23 @@ class Missed:
 
 
 @dataclass
+class HostSummary:
+    """One host of a fleet report: its recording and how contended it was."""
+
+    host: str
+    kernel: Optional[str]  #: the kernel release the recording was made on, when the file says
+    recording: str  #: the recording's file name
+    profile: str
+    duration_ns: int
+    cpus: int
+    contended_events: Optional[int]  #: None (as every value below) when the recording cannot tell
+    acquisitions: Optional[int]
+    contended: Optional[int]
+    wait: Optional[Stats]
+    hold: Optional[Stats]
+
+
+@dataclass
 class AnalysisResult:
     """Everything one report shows. Groups are in report order (most contended first)."""
 
@@ -279,6 +296,7 @@ class AnalysisResult:
     #: merged results: each recording's name, path, profile and duration; notes on what merging means
     merged_from: list[dict] = field(default_factory=list)
     merge_notes: dict[str, str] = field(default_factory=dict)
+    hosts: list[HostSummary] = field(default_factory=list)  #: fleet reports: one row per host
 
     def groups(self, dimension: str) -> list[Group]:
         """The groups of ``dimension`` ("zone", "caller", "cpu" or "task")."""

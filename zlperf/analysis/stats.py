@@ -1,16 +1,23 @@
-"""Exact distributions of nanosecond durations: nearest-rank percentiles and log2 histograms.
+"""Exact distributions of nanosecond durations: nearest-rank percentiles, log2 and log-linear histograms.
 
 Values are kept as a (value, count) table that is compacted as it grows, so millions of
 hold times cost memory in proportion to their *distinct* values, and percentiles stay exact.
+Every summary also carries a log-linear histogram (values with their 7 most significant bits kept),
+which documents from many hosts merge into percentiles within :data:`LOGLINEAR_RELATIVE_ERROR`.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "PERCENTILES",
+    "LOGLINEAR_BITS",
+    "LOGLINEAR_RELATIVE_ERROR",
     "Distribution",
     "log2_bucket",
     "log2_histogram",
+    "loglinear_low",
+    "loglinear_histogram",
+    "stats_from_loglinear",
     "nearest_rank",
     "stats_from_log2",
     "empty_stats",
@@ -28,6 +35,14 @@ PERCENTILES: tuple[tuple[str, Fraction], ...] = (
     ("p99", Fraction(99)),
     ("p999", Fraction(999, 10)),
 )
+
+#: Significant bits a log-linear bucket keeps: values below 2^7 have a bucket each; above, each power of two
+#: is cut into 64 buckets of equal width.
+LOGLINEAR_BITS = 7
+#: A percentile read from a log-linear histogram (the middle of the bucket holding the nearest-rank value) is
+#: within this fraction of the exact one: half a bucket width over the bucket's lower bound, 2^-7 = 0.78%.
+LOGLINEAR_RELATIVE_ERROR = 2.0 ** -LOGLINEAR_BITS
+_LOGLINEAR_FROM = "log-linear histogram (merged; relative error < 0.79%)"
 
 _COMPACT_AT = 1 << 16  # pending raw values before folding them into the table
 _DENSE_AFTER = 1 << 16  # values held before small ones are counted densely
@@ -58,6 +73,30 @@ def log2_histogram(values: np.ndarray, counts: Optional[np.ndarray] = None) -> l
     buckets = log2_bucket(values)
     hist = np.bincount(buckets, weights=counts, minlength=1)
     return [int(x) for x in np.trim_zeros(hist.astype(np.int64), "b")]
+
+
+def loglinear_low(values: np.ndarray) -> np.ndarray:
+    """Lower bound of each value's log-linear bucket: the value with all but its
+    :data:`LOGLINEAR_BITS` most significant bits cleared (values below 2^7 are their own bucket)."""
+    v = np.asarray(values, dtype=np.uint64)
+    shift = np.maximum(log2_bucket(v) - LOGLINEAR_BITS, 0).astype(np.uint64)
+    return (v >> shift) << shift
+
+
+def loglinear_histogram(values: np.ndarray, counts: np.ndarray) -> list[list[int]]:
+    """``[[bucket lower bound, count], ...]`` in increasing order, of sorted distinct ``values``."""
+    if len(values) == 0:
+        return []
+    lows = loglinear_low(values)
+    starts = np.flatnonzero(np.r_[True, lows[1:] != lows[:-1]])
+    sums = np.add.reduceat(np.asarray(counts, dtype=np.int64), starts)
+    return [[int(lo), int(c)] for lo, c in zip(lows[starts].tolist(), sums.tolist())]
+
+
+def _loglinear_mid(low: int) -> int:
+    """The middle of the bucket whose lower bound is ``low`` (the value itself for exact buckets)."""
+    width = 1 << max(low.bit_length() - LOGLINEAR_BITS, 0)
+    return low + width // 2
 
 
 class Distribution:
@@ -182,6 +221,7 @@ class Distribution:
             rank = nearest_rank(n, pct)
             out[label] = int(values[int(np.searchsorted(cum, rank))])
         out["hist_log2"] = log2_histogram(values, counts)
+        out["hist_loglinear"] = loglinear_histogram(values, counts)
         out["percentiles_from"] = "exact"
         return out
 
@@ -191,6 +231,7 @@ def empty_stats() -> dict:
     out: dict = {"count": 0, "sum": 0, "min": None, "max": None, "mean": None}
     out.update({label: None for label, _ in PERCENTILES})
     out["hist_log2"] = []
+    out["hist_loglinear"] = []
     out["percentiles_from"] = "exact"
     return out
 
@@ -207,4 +248,21 @@ def stats_from_log2(hist: Iterable[int], count: int, total: int, vmin: int, vmax
         out[label] = int(min(max(upper, vmin), vmax))
     out["hist_log2"] = hist
     out["percentiles_from"] = "log2 histogram (upper bucket bound)"
+    return out
+
+
+def stats_from_loglinear(hist: Iterable, count: int, total: int, vmin: int, vmax: int,
+                         hist_log2: Iterable[int]) -> dict:
+    """STATS from a merged log-linear histogram (``[[lower bound, count], ...]``, increasing): each
+    percentile is the middle of the bucket holding its nearest-rank value, clamped to [min, max], so
+    within :data:`LOGLINEAR_RELATIVE_ERROR` of the exact value."""
+    pairs = [(int(lo), int(c)) for lo, c in hist]
+    out = {"count": count, "sum": total, "min": vmin, "max": vmax, "mean": (total / count) if count else 0.0}
+    cum = np.cumsum([c for _, c in pairs], dtype=np.int64) if pairs else np.zeros(1, dtype=np.int64)
+    for label, pct in PERCENTILES:
+        idx = min(int(np.searchsorted(cum, nearest_rank(count, pct))), len(pairs) - 1)
+        out[label] = int(min(max(_loglinear_mid(pairs[idx][0]), vmin), vmax))
+    out["hist_log2"] = [int(x) for x in hist_log2]
+    out["hist_loglinear"] = [[lo, c] for lo, c in pairs]
+    out["percentiles_from"] = _LOGLINEAR_FROM
     return out

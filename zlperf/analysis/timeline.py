@@ -9,7 +9,7 @@ number of distinct callers, and each series costs max_bins x columns floats.
 
 from __future__ import annotations
 
-__all__ = ["Timeline", "COLUMNS", "ALWAYS_TRACKED"]
+__all__ = ["Timeline", "COLUMNS", "ALWAYS_TRACKED", "MAX_BINS", "MAX_SERIES", "final_bin_ns", "rebin_factor"]
 
 from typing import Hashable, Optional
 
@@ -20,12 +20,30 @@ COLUMNS = ("contended_events", "acquisitions", "waits", "wait_sum_ns", "holds", 
 #: Series dimensions never left untracked: the whole recording, and its waits per log2 bucket (the latency
 #: heatmap: series ("wait_log2", bucket), counted in the "waits" column; at most 65 buckets).
 ALWAYS_TRACKED = ("all", "wait_log2")
+MAX_BINS = 4096  #: bins kept before the width doubles
+MAX_SERIES = 128  #: zone and caller series kept besides the ALWAYS_TRACKED ones
+
+
+def final_bin_ns(first_ts: int, last_ts: int, bin_ns: int, max_bins: int = MAX_BINS) -> int:
+    """The width a :class:`Timeline` ends with once rows at ``first_ts`` and ``last_ts`` (the extremes it
+    was given) are in: ``bin_ns`` doubled until the span fits ``max_bins`` bins. Doubling floors the bin
+    indices (``(t // w) // 2 == t // 2w``), so the order rows came in does not matter."""
+    width = bin_ns
+    while last_ts // width - first_ts // width + 1 > max_bins:
+        width *= 2
+    return width
+
+
+def rebin_factor(span_bins: int, bins: int) -> int:
+    """The round factor (1, 2, 5 x 10^k) that cuts ``span_bins`` fine bins into about ``bins`` bins."""
+    need = max(1, -(-span_bins // bins))
+    return next(m * 10**e for e in range(0, 12) for m in (1, 2, 5) if m * 10**e >= need)
 
 
 class Timeline:
     """Dense per-bin counters for several series (keys) over one shared time axis."""
 
-    def __init__(self, bin_ns: int = 1_000_000, max_bins: int = 4096, max_series: int = 128):
+    def __init__(self, bin_ns: int = 1_000_000, max_bins: int = MAX_BINS, max_series: int = MAX_SERIES):
         self.bin_ns = bin_ns
         self.max_bins = max_bins
         self.max_series = max_series  #: series kept besides "all"; later keys are not tracked
@@ -102,8 +120,7 @@ class Timeline:
         """(start_ns, width_ns, counters) of ``key`` over [first_ts, last_ts] in about ``bins`` round bins."""
         lo_bin, hi_bin = first_ts // self.bin_ns, last_ts // self.bin_ns
         span = hi_bin - lo_bin + 1
-        need = max(1, -(-span // bins))
-        factor = next(m * 10**e for e in range(0, 12) for m in (1, 2, 5) if m * 10**e >= need)
+        factor = rebin_factor(span, bins)
         out_n = -(-span // factor)
         out = np.zeros((out_n, len(COLUMNS)))
         data = self.series.get(key)

@@ -17,8 +17,17 @@ _COUNTS = ("contended_events", "contended_per_sec", "acquisitions", "contended",
 
 def render_csv(doc: dict, by: str = "zone") -> str:
     """CSV of one dimension; wait/hold STATS are flattened to wait_ns_p50, hold_ns_max, ...
-    ``by="holder"``: the waiter caller x holder caller table (one row per pair)."""
+    ``by="holder"``: the waiter caller x holder caller table (one row per pair); ``by="host"``: a fleet
+    report's hosts."""
     buf = io.StringIO()
+    if by == "host":  # fleet reports: one row per host
+        hosts = doc.get("hosts") or []
+        writer = csv.writer(buf, lineterminator="\n")
+        header = list(hosts[0]) if hosts else ["host"]
+        writer.writerow(header)
+        for h in hosts:
+            writer.writerow(["" if h.get(k) is None else h.get(k) for k in header])
+        return buf.getvalue()
     if by == "holder":
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["waiter_caller", "holder_caller", "waits", "wait_ns_sum"])

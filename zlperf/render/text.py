@@ -80,9 +80,26 @@ def _holder_rows(doc: dict, top: Optional[int]) -> list[str]:
     return _table(rows, ["holder caller", "waits", "wait total", "share"]) if rows else ["  (no contended waits)"]
 
 
+def _host_rows(doc: dict, top: Optional[int]) -> list[str]:
+    """--by host (fleet reports): each host's contention, most contended first."""
+    hosts = doc.get("hosts")
+    if not hosts:
+        return ["  (one recording: zlperf fleet reports on hosts)"]
+    rows = []
+    for h in hosts[: top or None]:
+        ratio, rate = h["contention_ratio"], h["contended_per_sec"]
+        rows.append([h["host"], h["kernel"] or "-", h["profile"], _num(h["contended_events"]),
+                     "-" if rate is None else f"{rate:.1f}", "-" if ratio is None else f"{100 * ratio:.2f}",
+                     format_ns(h["wait_p99_ns"]), format_ns(h["hold_p99_ns"])])
+    return _table(rows, ["host", "kernel", "profile", "contended", "/s", "cont%", "wait p99", "hold p99"],
+                  left=frozenset({0, 1, 2}))
+
+
 def _group_rows(doc: dict, dim: str, top: Optional[int]) -> list[str]:
     if dim == "holder":
         return _holder_rows(doc, top)
+    if dim == "host":
+        return _host_rows(doc, top)
     can = doc["can_show"]
     entries = doc[DIM_KEYS[dim]]
     if top:
@@ -284,7 +301,9 @@ def render_text(doc: dict, by: Optional[list[str]] = None, top: Optional[int] = 
     for dim in by:
         out.append("")
         out.append(f"== by {dim}" + {"caller": " (waits and holds attributed to the locked caller)",
-                                      "holder": " (the wait each holder caused)"}.get(dim, ""))
+                                      "holder": " (the wait each holder caused)",
+                                      "host": f" ({len(doc.get('hosts') or [])} hosts, most contended first)",
+                                      }.get(dim, ""))
         out.extend(_group_rows(doc, dim, top))
 
     if can["waits"] and t["wait_ns"]:

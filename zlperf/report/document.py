@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 from zlperf import __version__
 from zlperf.analysis.model import Capabilities
-from zlperf.analysis.result import AnalysisResult, CallerKey, CpuKey, Group, Holders, Stats, TaskKey, ZoneKey
+from zlperf.analysis.result import (
+    AnalysisResult, CallerKey, CpuKey, Group, Holders, HostSummary, Stats, TaskKey, ZoneKey)
 from zlperf.analysis.stats import empty_stats
 from zlperf.analysis.timeline import COLUMNS as TIMELINE_COLUMNS
 
@@ -70,6 +71,10 @@ def group_entry(g: Group, caps: Capabilities, duration_ns: int, merged: bool = F
     }
     if isinstance(g.key, (ZoneKey, CallerKey)):
         entry["slices"] = _slices(g)
+    else:  # CPUs and tasks are per host, never pooled by merge: their log-linear histograms would be dead weight
+        for s in ("wait_ns", "hold_ns"):
+            if entry[s] is not None and isinstance(g.key, (CpuKey, TaskKey)):
+                entry[s].pop("hist_loglinear", None)
     if merged:
         entry["hosts"] = g.hosts
     return entry
@@ -128,6 +133,25 @@ def _holders(h: Optional[Holders]) -> Optional[dict]:
     }
 
 
+def _host_row(h: HostSummary) -> dict[str, Any]:
+    """One row of a fleet report's ``hosts`` table."""
+    secs = h.duration_ns / 1e9 if h.duration_ns > 0 else 0.0
+    wait = h.wait.summary() if h.wait is not None else None
+    hold = h.hold.summary() if h.hold is not None else None
+    return {
+        "host": h.host, "kernel": h.kernel, "recording": h.recording, "profile": h.profile,
+        "duration_ns": h.duration_ns, "cpus": h.cpus,
+        "contended_events": h.contended_events,
+        "contended_per_sec": (h.contended_events / secs) if secs and h.contended_events is not None else None,
+        "acquisitions": h.acquisitions, "contended": h.contended,
+        "contention_ratio": (h.contended / h.acquisitions) if h.acquisitions and h.contended is not None else None,
+        "waits": None if h.wait is None else h.wait.count,
+        "wait_ns_sum": None if h.wait is None else h.wait.total,
+        "wait_p99_ns": wait["p99"] if wait else None,
+        "hold_p99_ns": hold["p99"] if hold else None,
+    }
+
+
 def build_document(r: AnalysisResult) -> dict:
     """The ``zlperf.report/1`` document of a result (the only function that writes one)."""
     caps = r.capabilities
@@ -180,5 +204,7 @@ def build_document(r: AnalysisResult) -> dict:
     }
     if merged:
         doc["merged_from"] = [dict(m) for m in r.merged_from]
-        doc.update(r.merge_notes)
+    doc.update(r.merge_notes)
+    if r.hosts:
+        doc["hosts"] = [_host_row(h) for h in r.hosts]
     return doc

@@ -1,8 +1,10 @@
 """Many recordings (hosts) as one result: ``zlperf merge``.
 
-Counts, sums, minima, maxima and log2 histograms merge exactly. Percentiles stay exact where the
-parts are exact distributions (results analysed in this process) or where one part holds every
-value of a group; otherwise they come from the merged log2 histogram and the result says so.
+Counts, sums, minima, maxima and histograms merge exactly. Percentiles stay exact where the parts are
+exact distributions (results analysed in this process) or where one part holds every value of a group;
+otherwise they come from the merged log-linear histogram, within 0.79% of the exact value, and the result
+says so (documents written before zlperf had that histogram fall back to log2 bucket upper bounds). An
+engine that holds every value (``zlperf fleet``) passes its own exact distributions instead.
 Durations add up (rates are per recording-second); CPU time adds up too, so "share of the CPUs"
 stays a share of the fleet's CPUs. CPUs and tasks keep the host they belong to.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 __all__ = ["merge_results", "merge_stats"]
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -21,17 +23,23 @@ from zlperf.analysis.result import (
     AnalysisResult, BatchBucket, CallerKey, Counts, CpuKey, Group, Handoff, HolderCost, Holders, Missed, Source,
     StackCount, Stats, TaskKey, TimelineBins, Window)
 from zlperf.analysis.holders import by_holder
-from zlperf.analysis.stats import Distribution, stats_from_log2
+from zlperf.analysis.stats import Distribution, stats_from_log2, stats_from_loglinear
 from zlperf.errors import ZlperfError
 from zlperf.report.document import SCHEMA
 from zlperf.report.read import HistogramStats
 
 
-class _Merge:
-    """State of one merge: whether any percentile had to come from a histogram."""
+#: ``pooled(dimension, key, which)``: the distribution of a merged group computed over the pooled values
+#: of every part (dimension "total", "zone", "caller", "cpu", "task" or "batch"; ``which`` "wait" or "hold").
+Pooled = Callable[[str, object, str], Stats]
 
-    def __init__(self) -> None:
-        self.approximate = False
+
+class _Merge:
+    """State of one merge: which histogram any percentile had to come from, or the pooled distributions."""
+
+    def __init__(self, pooled: Optional[Pooled] = None) -> None:
+        self.approximate: Optional[str] = None  # "log-linear" or "log2" once a percentile came from histograms
+        self.pooled = pooled
 
     def stats(self, parts: list[Stats]) -> Stats:
         """One distribution of every value of ``parts``."""
@@ -45,22 +53,33 @@ class _Merge:
             for p in parts:
                 merged.merge(p)  # type: ignore[arg-type]
             return merged
-        self.approximate = True
-        summaries = [p.summary() for p in parts]
-        width = max(len(s["hist_log2"]) for s in summaries)  # type: ignore[index]
-        hist = np.zeros(width, dtype=object)
+        summaries: list[dict] = [p.summary() for p in parts]  # type: ignore[misc]
+        width = max(len(s["hist_log2"]) for s in summaries)
+        log2 = np.zeros(width, dtype=object)
         for s in summaries:
-            hist[: len(s["hist_log2"])] += np.array(s["hist_log2"], dtype=object)  # type: ignore[index]
-        return HistogramStats(stats_from_log2(
-            hist.tolist(), sum(s["count"] for s in summaries), sum(s["sum"] for s in summaries),  # type: ignore[index]
-            min(s["min"] for s in summaries), max(s["max"] for s in summaries)))  # type: ignore[index]
+            log2[: len(s["hist_log2"])] += np.array(s["hist_log2"], dtype=object)
+        count, total = sum(s["count"] for s in summaries), sum(s["sum"] for s in summaries)
+        vmin, vmax = min(s["min"] for s in summaries), max(s["max"] for s in summaries)
+        if all(s.get("hist_loglinear") is not None for s in summaries):
+            self.approximate = self.approximate or "log-linear"
+            buckets: dict[int, int] = {}
+            for s in summaries:
+                for low, c in s["hist_loglinear"]:
+                    buckets[low] = buckets.get(low, 0) + c
+            return HistogramStats(stats_from_loglinear(sorted(buckets.items()), count, total, vmin, vmax,
+                                                       log2.tolist()))
+        self.approximate = "log2"  # a document written before zlperf kept the log-linear histogram
+        return HistogramStats(stats_from_log2(log2.tolist(), count, total, vmin, vmax))
 
-    def groups(self, key, parts: list[Group]) -> Group:
+    def groups(self, dimension: str, key, parts: list[Group]) -> Group:
         counts = Counts()
         for g in parts:
             counts = counts + g.counts
-        return Group(key=key, counts=counts, wait=self.stats([g.wait for g in parts]),
-                     hold=self.stats([g.hold for g in parts]), slices=_sum_slices(parts),
+        if self.pooled is not None:
+            wait, hold = self.pooled(dimension, key, "wait"), self.pooled(dimension, key, "hold")
+        else:
+            wait, hold = self.stats([g.wait for g in parts]), self.stats([g.hold for g in parts])
+        return Group(key=key, counts=counts, wait=wait, hold=hold, slices=_sum_slices(parts),
                      hosts=sum(g.hosts for g in parts))
 
 
@@ -84,7 +103,7 @@ def _join(results: list[AnalysisResult], names: list[str], dimension: str, key_o
     for name, r in zip(names, results):
         for g in r.groups(dimension):
             joined.setdefault(key_of(g.key, name), []).append(g)
-    return [m.groups(key, parts) for key, parts in joined.items()]
+    return [m.groups(dimension, key, parts) for key, parts in joined.items()]
 
 
 def _caller_key(k: CallerKey, _name: str) -> CallerKey:
@@ -156,11 +175,15 @@ def _capabilities(results: list[AnalysisResult], names: list[str]) -> Capabiliti
         wait_is=wait_is[0] if len(wait_is) == 1 else "mixed: " + "; ".join(wait_is))
 
 
-def merge_results(results: list[AnalysisResult], names: list[str]) -> AnalysisResult:
-    """One result for many recordings (hosts), named ``names`` in cpus, tasks and worst cases."""
+def merge_results(results: list[AnalysisResult], names: list[str], pooled: Optional[Pooled] = None) -> AnalysisResult:
+    """One result for many recordings (hosts), named ``names`` in cpus, tasks and worst cases.
+
+    ``pooled``: the merged groups' distributions, computed by the caller over every part's values (an
+    engine reading each host's tables); the parts' own distributions are then not merged.
+    """
     if not results:
         raise ZlperfError("merge: give at least one report")
-    m = _Merge()
+    m = _Merge(pooled)
     duration = sum(r.duration_ns for r in results)
     events: dict[str, int] = {}
     for r in results:
@@ -199,16 +222,22 @@ def merge_results(results: list[AnalysisResult], names: list[str]) -> AnalysisRe
     for n, r in zip(names, results):
         merged_from.extend(r.merged_from or [{"name": n, "path": r.source.path, "profile": r.capabilities.profile,
                                               "duration_ns": r.duration_ns}])
-    totals = m.groups(None, [r.totals for r in results])
+    totals = m.groups("total", None, [r.totals for r in results])
     top_waits, top_holds = worst("top_waits"), worst("top_holds")
-    hold_by_batch = [BatchBucket(lo, hi, m.stats(parts)) for (lo, hi), parts in sorted(batches.items())]
+    hold_by_batch = [BatchBucket(lo, hi, pooled("batch", (lo, hi), "hold") if pooled else m.stats(parts))
+                     for (lo, hi), parts in sorted(batches.items())]
     notes = {
         "duration_note": "sum of the merged recordings' durations (rates are per recording-second)",
         "timeline_note": "each recording's timeline aligned at its own start (time since start, not wall time)",
     }
-    if m.approximate:
+    if m.approximate == "log-linear":
+        notes["percentiles_note"] = ("percentiles of groups seen in several recordings come from the merged "
+                                     "log-linear histograms: the middle of the bucket holding the nearest-rank "
+                                     "value, within 0.79% of the exact value")
+    elif m.approximate == "log2":
         notes["percentiles_note"] = ("percentiles of groups seen in several recordings come from the merged log2 "
-                                     "histograms (bucket upper bounds)")
+                                     "histograms (bucket upper bounds: up to 2x the exact value), because a "
+                                     "document lacks the log-linear histogram (written by an older zlperf)")
     return AnalysisResult(
         source=Source(path=f"merge of {len(merged_from)} reports", format=f"merged {SCHEMA}", clock=None,
                       cpus=sum(r.source.cpus for r in results), kallsyms=None),

@@ -91,6 +91,7 @@ def _base(batch: EventBatch, zone: np.ndarray) -> Table:
 
 
 _BASE = ("ts", "cpu", "pid", "zone", "caller")
+_SEQ = (*_BASE, "seq")  # rows that are (or pair with) an acquisition carry its stream position
 
 
 def _rows(table: Table, idx: np.ndarray, columns: tuple[str, ...] = _BASE) -> Table:
@@ -175,7 +176,7 @@ class KmemZoneLockABI:
         if locked is not None:
             locked["count"] = locked["count"].astype(np.int32, copy=False)
             locked["contended"] = locked["contended"] != 0
-            obs.acquired = {c: locked[c] for c in (*_BASE, "count", "contended")}
+            obs.acquired = {c: locked[c] for c in (*_BASE, "seq", "count", "contended")}
             waited = np.flatnonzero(locked["contended"])
             obs.waits = _rows(locked, waited, (*_BASE, "seq"))
             obs.waits["wait_ns"] = locked["wait_ns"][waited].astype(np.uint64)
@@ -214,13 +215,13 @@ class KmemZoneLockABI:
         table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else _stream(GAP, None)
         res: PairResult = self._pairer.feed(table, final=final)
         t = res.table
-        holds = _rows(t, res.open_idx)
+        holds = _rows(t, res.open_idx, _SEQ)
         holds["count"] = t["count"][res.open_idx]
         holds["hold_ns"] = t["ts"][res.close_idx] - t["ts"][res.open_idx]
         obs.holds = holds
-        obs.unmatched = _rows(t, res.unmatched_close)
-        obs.unreleased = _rows(t, res.unreleased_open)
-        obs.broken = _rows(t, np.concatenate([res.broken_open, res.broken_close]))
+        obs.unmatched = _rows(t, res.unmatched_close, _SEQ)
+        obs.unreleased = _rows(t, res.unreleased_open, _SEQ)
+        obs.broken = _rows(t, np.concatenate([res.broken_open, res.broken_close]), _SEQ)
         obs.releases = releases(t, res)
 
     @staticmethod

@@ -98,7 +98,7 @@ class ZoneLockSeriesABI:
             ok = {k: v[success] for k, v in acq.items()}
         obs = Observations()
         if ok is not None:
-            obs.acquired = {c: ok[c] for c in _COLUMNS}
+            obs.acquired = {c: ok[c] for c in (*_COLUMNS, "seq")}
             obs.acquired["contended"] = np.zeros(len(ok["ts"]), dtype=bool)  # unknown: capabilities say so
         w = self._waits.feed(self._concat([self._stream(OPEN, start), self._stream(CLOSE, ok), gap]), final=final)
         t = w.table
@@ -108,12 +108,12 @@ class ZoneLockSeriesABI:
         obs.waits["wait_ns"] = t["ts"][w.close_idx] - t["ts"][w.open_idx]
         h = self._holds.feed(self._concat([self._stream(OPEN, ok), self._stream(CLOSE, rel), gap]), final=final)
         t = h.table
-        obs.holds = {c: t[c][h.open_idx] for c in _COLUMNS}
+        obs.holds = {c: t[c][h.open_idx] for c in (*_COLUMNS, "seq")}
         obs.holds["hold_ns"] = t["ts"][h.close_idx] - t["ts"][h.open_idx]
-        obs.unmatched = {c: t[c][h.unmatched_close] for c in _COLUMNS}
-        obs.unreleased = {c: t[c][h.unreleased_open] for c in _COLUMNS}
+        obs.unmatched = {c: t[c][h.unmatched_close] for c in (*_COLUMNS, "seq")}
+        obs.unreleased = {c: t[c][h.unreleased_open] for c in (*_COLUMNS, "seq")}
         broken = np.concatenate([h.broken_open, h.broken_close])
-        obs.broken = {c: t[c][broken] for c in _COLUMNS}
+        obs.broken = {c: t[c][broken] for c in (*_COLUMNS, "seq")}
         # The events say nothing of batch sizes or contention: releases carry neither.
         n = len(t["ts"])
         obs.releases = releases({**t, "count": np.full(n, -1, np.int32), "contended": np.zeros(n, np.bool_)}, h)

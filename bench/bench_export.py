@@ -1,0 +1,71 @@
+"""zlperf export --parquet against zlperf report on the same multi-million-event trace: speed and peak memory.
+
+Both run as separate processes on the same file, alternately, REPEAT times; each child's CPU time and peak
+RSS come from wait4()'s rusage of that child alone. Targets: export at least half the speed of report (CPU
+time at most 2x), peak RSS at most 256 MB. The default file is the scaled real zone-lock trace of
+bench/bench_analysis.py (tests/data/full.v6.dat repeated 100 times: 5.4 M events).
+
+Usage: python3 bench/bench_export.py [--copies N] [--repeat R] [--file F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_analysis import scaled_trace  # noqa: E402
+
+
+def child(cmd: list[str]) -> dict:
+    """CPU seconds, wall seconds and peak RSS (MB) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read()  # type: ignore[union-attr]
+    _pid, status, ru = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"bench: {' '.join(cmd)} failed: {err.decode()[-2000:]}")
+    return {"cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": time.perf_counter() - t0, "rss_mb": ru.ru_maxrss / 1024}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--copies", type=int, default=100, help="copies of full.v6.dat in the scaled trace")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--file", type=Path, help="trace.dat to use instead of the scaled one")
+    args = ap.parse_args()
+    path = args.file or scaled_trace(args.copies)
+    out = Path(tempfile.mkdtemp(prefix="zlperf-bench-export-"))
+    runs: dict[str, list[dict]] = {"report": [], "export": []}
+    try:
+        for _ in range(args.repeat):
+            runs["report"].append(child([sys.executable, "-m", "zlperf", "report", str(path), "--json"]))
+            runs["export"].append(child([sys.executable, "-m", "zlperf", "export", str(path), "--parquet", str(out),
+                                         "--host", "bench"]))
+        size = sum(f.stat().st_size for f in (out / "host=bench").iterdir())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("cpu_s", "wall_s")} for k, v in runs.items()}
+    peak = {k: max(r["rss_mb"] for r in v) for k, v in runs.items()}
+    result = {"file": str(path), "repeat": args.repeat, "median": med, "peak_rss_mb": peak,
+              "export_speed_vs_report_cpu": med["report"]["cpu_s"] / med["export"]["cpu_s"],
+              "parquet_mb": size / 2**20}
+    print(json.dumps(result, indent=1))
+    print(f"report {med['report']['cpu_s']:.2f} s CPU, {peak['report']:.0f} MB; export {med['export']['cpu_s']:.2f} s "
+          f"CPU, {peak['export']:.0f} MB: export runs at {100 * result['export_speed_vs_report_cpu']:.0f}% of report's "
+          f"speed (target >= 50%), peak RSS target <= 256 MB; {result['parquet_mb']:.1f} MB of Parquet")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
