@@ -58,6 +58,14 @@ def non_negative(text: str) -> int:
     return value
 
 
+def positive(text: str) -> int:
+    """argparse type for --jobs: an integer >= 1."""
+    value = non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="analyse a trace.dat and print the zone-lock report",
@@ -84,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reader", choices=["auto", "fast", "libtracecmd"], default="auto",
                    help="trace.dat reader (default: the fast numpy reader)")
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
+    p.add_argument("-j", "--jobs", type=positive, default=None, metavar="N",
+                   help="processes decoding the trace (default: the cores available, for large files; "
+                        "the report is the same whatever N)")
     rec = p.add_mutually_exclusive_group()
     rec.add_argument("--recipe", metavar="FILE",
                      help="take analysis settings (zone_lock_frames) and report defaults (by, top, zone) from this recipe")
@@ -131,7 +142,8 @@ def analyze_file(path: str, args: argparse.Namespace) -> "AnalysisResult":
     from zlperf.readers import open_trace
 
     options = analysis_options(args)
-    with open_trace(path, reader=getattr(args, "reader", "auto"), kallsyms=getattr(args, "kallsyms", None)) as reader:
+    with open_trace(path, reader=getattr(args, "reader", "auto"), kallsyms=getattr(args, "kallsyms", None),
+                    jobs=getattr(args, "jobs", None)) as reader:
         return analyze(reader, options)
 
 
