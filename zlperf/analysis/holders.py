@@ -310,11 +310,9 @@ def summarize(att: Attributed, sym: Callable[[int], str], comm: Callable[[int], 
     # Waiter caller x holder caller: group rows by the pair of codes (few distinct callers).
     state = np.where(~traced, 0, np.where(no_acq, 1, 2))  # not traced / no acquisition / a caller
     pairs: dict[tuple[str, str], list[int]] = {}
-    keys = np.stack([w["caller"], holder_caller, state.astype(np.uint64)], axis=1) if n else np.zeros((0, 3), np.uint64)
-    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    uniq, inverse = _unique_rows([w["caller"], holder_caller, state.astype(np.uint64)])
     counts = np.bincount(inverse, minlength=len(uniq)) if n else np.zeros(0, np.int64)
-    for (waiter, holder, st), c, s in zip(uniq.tolist(), counts.tolist(), _exact_sums(inverse, wait_ns, len(uniq))):
+    for (waiter, holder, st), c, s in zip(uniq, counts.tolist(), _exact_sums(inverse, wait_ns, len(uniq))):
         key = (sym(int(waiter)), holder_name(int(holder), st != 0, st == 1))
         acc = pairs.setdefault(key, [0, 0])  # two addresses can share a symbol (no kallsyms: never)
         acc[0] += int(c)
@@ -326,13 +324,11 @@ def summarize(att: Attributed, sym: Callable[[int], str], comm: Callable[[int], 
     costs: dict[tuple, list[int]] = {}
     if traced.any():
         rel = att.holder
-        hk = np.stack([holder_caller[traced], no_acq[traced].astype(np.uint64),
-                       rel["pid"][traced].astype(np.int64).view(np.uint64), rel["cpu"][traced].astype(np.uint64)],
-                      axis=1)
-        uniq, inverse = np.unique(hk, axis=0, return_inverse=True)
-        inverse = inverse.ravel()
+        uniq, inverse = _unique_rows([holder_caller[traced], no_acq[traced].astype(np.uint64),
+                                      rel["pid"][traced].astype(np.int64).view(np.uint64),
+                                      rel["cpu"][traced].astype(np.uint64)])
         counts = np.bincount(inverse, minlength=len(uniq))
-        for (caller, none, pid, cpu), c, s in zip(uniq.tolist(), counts.tolist(),
+        for (caller, none, pid, cpu), c, s in zip(uniq, counts.tolist(),
                                                   _exact_sums(inverse, wait_ns[traced], len(uniq))):
             pid = int(np.uint64(pid).view(np.int64))
             costs[(holder_name(int(caller), True, bool(none)), pid, int(cpu))] = [int(c), int(s)]
@@ -359,6 +355,34 @@ def by_holder(handoffs: list) -> list[tuple[str, int, int]]:
         a[0] += x.waits
         a[1] += x.wait_ns_sum
     return sorted(((k, n, w) for k, (n, w) in acc.items()), key=lambda r: (-r[2], -r[1], r[0]))
+
+
+def _unique_rows(columns: list[np.ndarray]) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """(distinct rows in ascending order, column by column; each row's index among them) of uint64
+    columns: ``np.unique(np.stack(columns, 1), axis=0, return_inverse=True)`` without its slow row
+    sort. Each column becomes dense codes (few distinct values: callers, pids, CPUs), the codes one
+    mixed-radix integer whose order is the rows' order."""
+    n = len(columns[0])
+    key = np.zeros(n, dtype=np.int64)
+    values = []
+    radix = 1
+    for col in columns:
+        uniq, codes = np.unique(col, return_inverse=True)
+        values.append(uniq)
+        if radix * max(len(uniq), 1) >= 1 << 62:  # too many distinct combinations for one integer
+            stacked = np.stack(columns, axis=1) if n else np.zeros((0, len(columns)), np.uint64)
+            rows, inverse = np.unique(stacked, axis=0, return_inverse=True)
+            return [tuple(r) for r in rows.tolist()], inverse.ravel()
+        key = key * len(uniq) + codes.ravel()
+        radix *= max(len(uniq), 1)
+    ukeys, inverse = np.unique(key, return_inverse=True)
+    digits = []
+    rest = ukeys
+    for uniq in reversed(values):
+        digits.append(uniq[rest % len(uniq)] if len(uniq) else rest)
+        rest = rest // max(len(uniq), 1)
+    rows = list(zip(*[d.tolist() for d in reversed(digits)])) if len(ukeys) else []
+    return rows, inverse.ravel()
 
 
 def _exact_sums(inverse: np.ndarray, values: np.ndarray, n: int) -> list[int]:
