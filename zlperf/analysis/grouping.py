@@ -37,6 +37,8 @@ class KeyCoder:
         if self._small and len(keys) and keys.dtype.itemsize <= 4 and keys.dtype.kind in "iu":
             lo, hi = int(keys.min()), int(keys.max())
             if lo >= 0 and hi < _DIRECT_LIMIT:
+                if lo == hi and self._direct is not None and hi < len(self._direct) and self._direct[hi] >= 0:
+                    return np.full(len(keys), self._direct[hi], dtype=np.int64)  # one CPU's chunk: no gather
                 return self._encode_small(keys, hi)
         if self._small:
             self._leave_small_mode()

@@ -84,14 +84,23 @@ _DELTA = ("ts", "holder_seq")  # increasing within a CPU's releases: stored as d
 
 def _pack(part: Table) -> bytes:
     """One chunk's kept columns of a group as one zstd frame (deltas for the increasing columns)."""
-    cols = []
+    n = len(part["ts"])
+    raw = np.empty(n * _KEPT_BYTES, dtype=np.uint8)  # the columns one after another, written in place
+    at = 0
     for k in _KEPT:
-        v = np.ascontiguousarray(part[k], dtype=RELEASE_COLUMNS[k])
-        if k in _DELTA and len(v):
-            v = np.diff(v.view(np.uint64), prepend=np.uint64(0))  # modulo 2^64: any order round-trips
-        cols.append(v.tobytes())
-    raw = b"".join(cols)
-    return zstandard.ZstdCompressor(level=1).compress(raw) if zstandard is not None else raw
+        dt = np.dtype(RELEASE_COLUMNS[k])
+        out = raw[at:at + n * dt.itemsize].view(dt)
+        if k in _DELTA and n:
+            v = np.asarray(part[k], dtype=dt).view(np.uint64)
+            d = out.view(np.uint64)
+            np.subtract(v[1:], v[:-1], out=d[1:])  # modulo 2^64: any order round-trips
+            d[0] = v[0]
+        else:
+            out[...] = part[k]
+        at += n * dt.itemsize
+    if zstandard is None:
+        return raw.tobytes()
+    return zstandard.ZstdCompressor(level=1).compress(raw)
 
 
 def _unpack(blob: bytes, n: int, columns: tuple[str, ...] = _KEPT) -> Table:

@@ -5,19 +5,22 @@ numpy's small per-page steps hold the GIL, so threads cannot share the decode; p
 worker is forked after the file is open (it inherits the reader and its mmap) and decodes the parts
 given to it, in order; part ``i`` goes to worker ``i % jobs``. Messages are pickled (protocol 5) with
 numpy columns sent out of band over a pipe, so a column is copied once into the reader's memory and
-never re-encoded. A pipe holds 64 KB, so a worker that runs ahead blocks after one decoded run: memory
-stays at about one run per worker whatever the file size.
+never re-encoded. A worker that runs ahead blocks once its pipe is full, after one decoded run: memory
+stays at about one run per worker (and a 1 MB pipe) whatever the file size.
 """
 
 from __future__ import annotations
 
 __all__ = ["default_jobs", "run_in_workers", "WorkerError"]
 
+import fcntl
 import os
 import pickle
 import signal
 import struct
 from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
 
 from zlperf.errors import ZlperfError
 
@@ -26,6 +29,9 @@ _LEN = struct.Struct("<Q")
 #: Largest out-of-band buffer or pickle a worker may announce (a run's columns are tens of MB): a
 #: damaged or foreign stream cannot make the reader allocate more.
 _MAX_MESSAGE = 1 << 31
+#: Pipe capacity asked for (Linux's default 64 KB costs a context switch per 64 KB of columns); the
+#: kernel's limit for unprivileged users is 1 MB.
+_PIPE_BYTES = 1 << 20
 
 #: ``emit(message)`` sends one picklable message from a worker to the reader.
 Emit = Callable[[Any], None]
@@ -96,7 +102,8 @@ def _receive(fd: int) -> Any:
     for (n,) in _LEN.iter_unpack(lens):
         if n > _MAX_MESSAGE:
             raise WorkerError(f"a decoding worker sent a malformed message (a {n}-byte buffer)")
-        buf = bytearray(n)  # writable: columns arrive as writable arrays (the reader shifts positions in place)
+        # Not zeroed first (bytearray would be); writable: the reader shifts positions in place.
+        buf = np.empty(n, np.uint8)
         _read_into(fd, memoryview(buf))
         buffers.append(buf)
     return pickle.loads(body, buffers=buffers)
@@ -138,6 +145,10 @@ def run_in_workers(parts: Sequence[Any], jobs: int, work: Callable[[Sequence[Any
     try:
         for w in range(jobs):
             r, wfd = os.pipe()
+            try:
+                fcntl.fcntl(wfd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+            except OSError:  # a lower limit: the default size works, slower
+                pass
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
                 os.close(r)

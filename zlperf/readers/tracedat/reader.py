@@ -136,21 +136,26 @@ def _take(notes: list) -> list:
 
 
 def _for_pipe(chunk: Chunk) -> Chunk:
-    """``chunk`` without the string columns its dictionaries rebuild (object arrays pickle one item at a
-    time; codes and the few distinct values go out of band)."""
+    """``chunk`` without what the reader rebuilds cheaper than a pipe carries it: string columns that
+    have a dictionary (object arrays pickle one item at a time; the codes and the few distinct values go
+    out of band) and the CPU column (one value: a run is one CPU's)."""
     for b in chunk.batches.values():
         for name in b.dictionary:
             if name in b.fields and b.fields[name].dtype == object:
                 b.fields[name] = None  # type: ignore[assignment]  # keeps the columns' order
+        if len(b.cpu) and b.cpu.dtype == np.int32 and b.cpu[0] == b.cpu[-1] and (b.cpu == b.cpu[0]).all():
+            b.cpu = int(b.cpu[0])  # type: ignore[assignment]
     return chunk
 
 
 def _from_pipe(chunk: Chunk) -> Chunk:
-    """The string columns :func:`_for_pipe` left out, as ``values[codes]`` (what the decoder made)."""
+    """What :func:`_for_pipe` left out, as the decoder made it."""
     for b in chunk.batches.values():
         for name, (codes, values) in b.dictionary.items():
             if name in b.fields and b.fields[name] is None:
                 b.fields[name] = values[codes]
+        if isinstance(b.cpu, int):
+            b.cpu = np.full(len(b.ts), b.cpu, np.int32)
     return chunk
 
 

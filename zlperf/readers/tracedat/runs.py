@@ -92,7 +92,8 @@ class RunDecoder:
             cols = gather_fields(data, off, dec.length[idx], ef, big, self.header_page.commit_size, dictionary,
                                  self.notes)
             pid_col = cols.get("common_pid")
-            pid = pid_col.astype(np.int32) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
+            # common_pid is already int32 in every kernel's format: the same array, not a copy.
+            pid = pid_col.astype(np.int32, copy=False) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
             chunk.batches[ef.full_name] = EventBatch(
                 ef.full_name, dec.ts[idx], np.full(idx.shape[0], cpu, np.int32), pid, ev_seq[idx], cols, dictionary)
         return out
