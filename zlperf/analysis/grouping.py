@@ -15,6 +15,8 @@ from typing import Iterator
 
 import numpy as np
 
+from zlperf.arrays import distinct
+
 
 _DIRECT_LIMIT = 1 << 22  # keys below this (CPUs, pids up to pid_max, zone codes) use a direct table
 
@@ -47,7 +49,7 @@ class KeyCoder:
         codes = self._lookup(k)
         missing = codes < 0
         if missing.any():
-            new = np.unique(k[missing])
+            new = distinct(k[missing])
             for value in new.tolist():
                 self.keys.append(int(np.int64(value).view(np.uint64)) if unsigned else int(value))
             base = len(self.keys) - len(new)
@@ -77,7 +79,7 @@ class KeyCoder:
         codes = self._direct[keys]
         missing = codes < 0
         if missing.any():
-            for value in np.unique(keys[missing]).tolist():
+            for value in distinct(keys[missing]).tolist():
                 self._direct[value] = len(self.keys)
                 self.keys.append(int(value))
             codes = self._direct[keys]

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import numpy as np
 
 from zlperf.analysis.model import Table, table_len
+from zlperf.arrays import distinct
 
 try:  # a declared dependency; without it releases are kept uncompressed (more memory, same answers)
     import zstandard
@@ -147,7 +148,7 @@ class _Group:
         part = np.searchsorted(ends, pos, side="right")
         start = ends - np.array(self.sizes)
         out = {k: np.empty(len(pos), dtype=RELEASE_COLUMNS[k]) for k in _KEPT}
-        for i in np.unique(part).tolist():
+        for i in distinct(part).tolist():
             sel = part == i
             cols = _unpack(self.parts[i], self.sizes[i])
             for k in _KEPT:
@@ -238,7 +239,7 @@ class HolderAttribution:
         began = waits["ts"].astype(np.int64) - waits["wait_ns"].astype(np.int64)
         traced = (best_group >= 0) & (best_ts.astype(np.int64) >= began)
         holder = {k: np.zeros(n, dtype=dt) for k, dt in RELEASE_COLUMNS.items() if k != "seq"}
-        for gi in np.unique(best_group[traced]).tolist():
+        for gi in distinct(best_group[traced]).tolist():
             (zone, cpu), g = groups[gi]
             rows = np.flatnonzero(traced & (best_group == gi))
             for k, v in g.rows(best_pos[rows]).items():

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from zlperf.arrays import distinct
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch
 from zlperf.formats import EventFormat, FieldFormat, HeaderPage
 from zlperf.readers.tracedat.fields import gather_fields, read_type_ids
@@ -73,7 +74,7 @@ class RunDecoder:
         types = read_type_ids(data, dec.off, self.type_field, big)
         # Event ids are small (u16 common_type); a corrupt format can make them anything.
         present = (np.flatnonzero(np.bincount(types, minlength=1)) if int(types.max()) < 1 << 16
-                   else np.unique(types))
+                   else distinct(types))
         if present.size <= _MASK_TYPES:
             groups = [(int(t), np.flatnonzero(types == t)) for t in present.tolist()]
         else:
