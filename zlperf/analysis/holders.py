@@ -101,7 +101,10 @@ def _pack(part: Table) -> bytes:
         at += n * dt.itemsize
     if zstandard is None:
         return raw.tobytes()
-    return zstandard.ZstdCompressor(level=1).compress(raw)
+    frame = zstandard.ZstdCompressor(level=1).compress(raw)
+    # The frame's bytes object keeps the allocation of the worst case (the input's size) whatever its
+    # length: a copy of its length is what a recording's worth of kept parts may hold.
+    return bytes(memoryview(frame))
 
 
 def _unpack(blob: bytes, n: int, columns: tuple[str, ...] = _KEPT) -> Table:
@@ -217,11 +220,11 @@ class HolderAttribution:
         best_ts = np.zeros(n, dtype=np.uint64)
         groups = sorted(self._groups.items())  # by zone, then CPU ascending: the file order of equal times
         for gi, ((zone, cpu), g) in enumerate(groups):
-            g.seal()
             mine = np.flatnonzero((waits["zone"] == zone) & (waits["cpu"] != cpu))
             if not len(mine):
                 continue
-            ts = g.ts
+            g.seal()
+            ts, g.ts = g.ts, None  # one group's times at a time: memory stays flat however many groups
             if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # a clock that stepped back: search a sorted copy
                 order = np.argsort(ts, kind="stable")
                 ts = ts[order]
