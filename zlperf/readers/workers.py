@@ -4,9 +4,9 @@ cores while the caller analyses, delivered in exactly the order one process woul
 numpy's small per-page steps hold the GIL, so threads cannot share the decode; processes can. Each
 worker is forked after the file is open (it inherits the reader and its mmap) and decodes the parts
 given to it, in order; part ``i`` goes to worker ``i % jobs``. Messages are pickled (protocol 5) with
-numpy columns sent out of band over a pipe, so a column is copied once into the reader's memory and
-never re-encoded. A worker that runs ahead blocks once its pipe is full, after one decoded run: memory
-stays at about one run per worker (and a 1 MB pipe) whatever the file size.
+numpy columns sent out of band through a slot of shared memory (a pipe for larger messages), so a
+column is copied once in and once out, never re-encoded. A worker that runs ahead waits until the reader
+has copied its last message: memory stays at about one run per worker whatever the file size.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["default_jobs", "run_in_workers", "WorkerError"]
 
 import fcntl
+import mmap
 import os
 import pickle
 import signal
@@ -24,7 +25,7 @@ import numpy as np
 
 from zlperf.errors import ZlperfError
 
-_HEAD = struct.Struct("<QI")  # pickle length, number of out-of-band buffers
+_HEAD = struct.Struct("<QI?")  # pickle length, number of out-of-band buffers, whether they are in the slot
 _LEN = struct.Struct("<Q")
 #: Largest out-of-band buffer or pickle a worker may announce (a run's columns are tens of MB): a
 #: damaged or foreign stream cannot make the reader allocate more.
@@ -32,6 +33,8 @@ _MAX_MESSAGE = 1 << 31
 #: Pipe capacity asked for (Linux's default 64 KB costs a context switch per 64 KB of columns); the
 #: kernel's limit for unprivileged users is 1 MB.
 _PIPE_BYTES = 1 << 20
+#: Shared memory per worker for one message's columns (a 16 MB run of pages decodes to ~14 MB).
+_SLOT_BYTES = 16 << 20
 
 #: ``emit(message)`` sends one picklable message from a worker to the reader.
 Emit = Callable[[Any], None]
@@ -64,16 +67,6 @@ def _write_all(fd: int, data) -> None:
         view = view[n:]
 
 
-def _send(fd: int, message: Any) -> None:
-    buffers: list[pickle.PickleBuffer] = []
-    body = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
-    raws = [b.raw() for b in buffers]
-    head = _HEAD.pack(len(body), len(raws)) + b"".join(_LEN.pack(r.nbytes) for r in raws)
-    _write_all(fd, head + body)
-    for r in raws:
-        _write_all(fd, r)
-
-
 def _read_into(fd: int, view: memoryview) -> bool:
     """Fill ``view`` from ``fd``; False on end of stream before the first byte, error after it."""
     got = 0
@@ -87,42 +80,115 @@ def _read_into(fd: int, view: memoryview) -> bool:
     return True
 
 
-def _receive(fd: int) -> Any:
-    head = bytearray(_HEAD.size)
-    if not _read_into(fd, memoryview(head)):
-        raise WorkerError("a decoding worker ended without finishing (killed, or out of memory?)")
-    size, count = _HEAD.unpack(head)
-    if size > _MAX_MESSAGE or count > 1 << 20:
-        raise WorkerError(f"a decoding worker sent a malformed message ({size} bytes, {count} buffers)")
-    lens = bytearray(_LEN.size * count)
-    _read_into(fd, memoryview(lens))
-    body = bytearray(size)
-    _read_into(fd, memoryview(body))
-    buffers = []
-    for (n,) in _LEN.iter_unpack(lens):
-        if n > _MAX_MESSAGE:
-            raise WorkerError(f"a decoding worker sent a malformed message (a {n}-byte buffer)")
-        # Not zeroed first (bytearray would be); writable: the reader shifts positions in place.
-        buf = np.empty(n, np.uint8)
-        _read_into(fd, memoryview(buf))
-        buffers.append(buf)
-    return pickle.loads(body, buffers=buffers)
+class _Channel:
+    """One worker's way to the reader: a pipe for messages, and a shared slot for their columns.
+
+    Columns go through the slot (one copy in, one copy out, no system call) when they fit; the
+    worker reuses it once the reader says (a byte on the ack pipe) that it copied them out. Larger
+    messages go whole through the pipe.
+    """
+
+    def __init__(self) -> None:
+        self.rfd, self.wfd = os.pipe()
+        self.ack_r, self.ack_w = os.pipe()
+        try:
+            fcntl.fcntl(self.wfd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+        except OSError:  # a lower limit: the default size works, slower
+            pass
+        self.slot = mmap.mmap(-1, _SLOT_BYTES)  # shared and anonymous: the forked worker writes, we read
+        self.pending = False  # worker side: the reader has not yet copied the slot's last message
+
+    def worker_side(self) -> None:
+        os.close(self.rfd)
+        os.close(self.ack_w)
+
+    def reader_side(self) -> None:
+        os.close(self.wfd)
+        os.close(self.ack_r)
+
+    def close(self) -> None:
+        os.close(self.rfd)
+        os.close(self.ack_w)
+        self.slot.close()
+
+    # -- in the worker --------------------------------------------------------------------------
+    def send(self, message: Any) -> None:
+        buffers: list[pickle.PickleBuffer] = []
+        body = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+        raws = [b.raw() for b in buffers]
+        sizes = [r.nbytes for r in raws]
+        total = sum(_aligned(n) for n in sizes)
+        in_slot = 0 < total <= _SLOT_BYTES
+        if in_slot:
+            if self.pending and os.read(self.ack_r, 1) != b"\x01":  # the reader still copies the last one
+                raise WorkerError("the reader went away")
+            at = 0
+            for r in raws:
+                self.slot[at:at + r.nbytes] = r
+                at += _aligned(r.nbytes)
+            self.pending = True
+        head = _HEAD.pack(len(body), len(raws), in_slot) + b"".join(_LEN.pack(n) for n in sizes)
+        _write_all(self.wfd, head + body)
+        if not in_slot:
+            for r in raws:
+                _write_all(self.wfd, r)
+
+    # -- in the reader --------------------------------------------------------------------------
+    def receive(self) -> Any:
+        fd = self.rfd
+        head = bytearray(_HEAD.size)
+        if not _read_into(fd, memoryview(head)):
+            raise WorkerError("a decoding worker ended without finishing (killed, or out of memory?)")
+        size, count, in_slot = _HEAD.unpack(head)
+        if size > _MAX_MESSAGE or count > 1 << 20:
+            raise WorkerError(f"a decoding worker sent a malformed message ({size} bytes, {count} buffers)")
+        lens = bytearray(_LEN.size * count)
+        _read_into(fd, memoryview(lens))
+        sizes = [n for (n,) in _LEN.iter_unpack(lens)]
+        if in_slot and sum(_aligned(n) for n in sizes) > _SLOT_BYTES or any(n > _MAX_MESSAGE for n in sizes):
+            raise WorkerError("a decoding worker sent a malformed message (buffers too large)")
+        body = bytearray(size)
+        _read_into(fd, memoryview(body))
+        buffers = []
+        at = 0
+        for n in sizes:
+            # Not zeroed first (bytearray would be); writable: the reader shifts positions in place.
+            buf = np.empty(n, np.uint8)
+            if in_slot:
+                buf[:] = np.frombuffer(self.slot, np.uint8, n, at)
+                at += _aligned(n)
+            else:
+                _read_into(fd, memoryview(buf))
+            buffers.append(buf)
+        if in_slot:
+            # Our mapping of the slot's pages is dropped (the worker's copy stays): they do not count
+            # in this process's memory between messages.
+            self.slot.madvise(mmap.MADV_DONTNEED, 0, _SLOT_BYTES)
+            try:
+                _write_all(self.ack_w, b"\x01")
+            except BrokenPipeError:  # the worker already ended: it needs the slot no more
+                pass
+        return pickle.loads(body, buffers=buffers)
 
 
-def _child(fd: int, work: Callable[[Sequence[Any], Emit], None], parts: Sequence[Any]) -> None:
+def _aligned(n: int) -> int:
+    return (n + 63) & ~63  # each column at a 64-byte boundary of the slot
+
+
+def _child(ch: _Channel, work: Callable[[Sequence[Any], Emit], None], parts: Sequence[Any]) -> None:
     """The worker's whole life: decode its parts, say it ended (or how it failed), exit without cleanup."""
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C in the terminal: the reader handles it
-        work(parts, lambda message: _send(fd, ("msg", message)))
-        _send(fd, ("end", None))
+        work(parts, lambda message: ch.send(("msg", message)))
+        ch.send(("end", None))
     except BaseException as exc:  # handed to the reader, raised there
         try:
             try:
                 pickle.dumps(exc)
             except Exception:
                 exc = ZlperfError(f"decoding worker: {type(exc).__name__}: {exc}")
-            _send(fd, ("error", exc))
+            ch.send(("error", exc))
         except BaseException:
             code = 1
     finally:
@@ -141,27 +207,23 @@ def run_in_workers(parts: Sequence[Any], jobs: int, work: Callable[[Sequence[Any
     """
     jobs = max(1, min(jobs, len(parts)))
     pids: list[int] = []
-    fds: list[int] = []
+    chans: list[_Channel] = []
     try:
         for w in range(jobs):
-            r, wfd = os.pipe()
-            try:
-                fcntl.fcntl(wfd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
-            except OSError:  # a lower limit: the default size works, slower
-                pass
+            ch = _Channel()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
-                os.close(r)
-                for other in fds:
-                    os.close(other)
-                _child(wfd, work, parts[w::jobs])
-            os.close(wfd)
+                ch.worker_side()
+                for other in chans:
+                    other.close()
+                _child(ch, work, parts[w::jobs])
+            ch.reader_side()
             pids.append(pid)
-            fds.append(r)
+            chans.append(ch)
         for i in range(len(parts)):
-            fd = fds[i % jobs]
+            ch = chans[i % jobs]
             while True:
-                kind, message = _receive(fd)
+                kind, message = ch.receive()
                 if kind == "error":
                     raise message
                 if kind != "msg":
@@ -169,13 +231,13 @@ def run_in_workers(parts: Sequence[Any], jobs: int, work: Callable[[Sequence[Any
                 yield message
                 if done(message):
                     break
-        for fd in fds:  # every worker says it ended (and hands over nothing more)
-            kind, message = _receive(fd)
+        for ch in chans:  # every worker says it ended (and hands over nothing more)
+            kind, message = ch.receive()
             if kind == "error":
                 raise message
     finally:
-        for fd in fds:
-            os.close(fd)
+        for ch in chans:
+            ch.close()
         _reap(pids)
 
 
