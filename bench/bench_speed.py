@@ -3,8 +3,9 @@
 One run measures every file with every command, alternating, REPEAT times (medians), so the ratios
 compare the tools under the same load on this machine:
 
-- trace.dat files of 0.5 M, 5 M and 35 M zone-lock events, made by bench/scale_trace.py from the real
-  recording tests/data/full.v6.dat (v7, zstd), against `trace-cmd report FILE > /dev/null`;
+- trace.dat files of 0.54 M, 5.4 M and 35 M zone-lock events (10, 100 and 650 copies of the real
+  recording tests/data/full.v6.dat's pages, by bench/scale_trace.py; v7, zstd), against
+  `trace-cmd report FILE > /dev/null`;
 - perf.data files: the real recording tests/data/full.perf.data scaled the same way
   (bench/bench_perf.py), and any given with --perf (e.g. a live `perf record -g` recording, made
   with --record-perf SECS as root), against `perf script -s EMPTY.py` (a do-nothing handler).
@@ -14,7 +15,10 @@ cores (decoding workers, the default). Every command is a child process; its wal
 (user + sys of it and its children) and peak RSS (largest process of its tree) come from wait4().
 With --readme the table replaces the one between the speed-table markers of README.md.
 
-Usage: python3 bench/bench_speed.py [--cache DIR] [--repeat N] [--sizes 0.5,5,35] [--perf-sizes 0.5,5]
+The package is byte-compiled first (an installed package is; with PYTHONDONTWRITEBYTECODE set every
+run would compile the changed modules again).
+
+Usage: python3 bench/bench_speed.py [--cache DIR] [--repeat N] [--copies 10,100,650] [--perf-copies 10,100]
                                     [--perf FILE ...] [--record-perf SECS] [--readme]
 """
 
@@ -38,13 +42,11 @@ from typing import Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_perf import empty_handler_script, scale_perf_data  # noqa: E402
+from bench_perf import empty_handler_script  # noqa: E402
 
 TRACE_FIXTURE = REPO / "tests" / "data" / "full.v6.dat"
 PERF_FIXTURE = REPO / "tests" / "data" / "full.perf.data"
 PERF_KALLSYMS = REPO / "tests" / "data" / "full.perf.kallsyms.gz"
-EVENTS_PER_TRACE_COPY = 54296  # zone-lock events in one copy of full.v6.dat's pages
-EVENTS_PER_PERF_COPY = 51889  # samples in full.perf.data
 BEGIN, END = "<!-- speed-table:begin -->", "<!-- speed-table:end -->"
 
 
@@ -95,7 +97,11 @@ def perf_file(cache: Path, copies: int) -> Path:
     path = cache / f"x{copies}.perf.data"
     if not path.exists():
         tmp = path.with_suffix(".tmp")
-        scale_perf_data(PERF_FIXTURE, tmp, copies)
+        # In a child: this process stays small, since a child's peak RSS counts what it was forked from.
+        subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from pathlib import "
+                        "Path; from bench_perf import scale_perf_data; scale_perf_data(Path(sys.argv[2]), "
+                        "Path(sys.argv[3]), int(sys.argv[4]))", str(REPO / "bench"), str(PERF_FIXTURE), str(tmp),
+                        str(copies)], check=True)
         tmp.rename(path)
     return path
 
@@ -127,14 +133,15 @@ def bench(path: Path, reference: list[str], ref_name: str, repeat: int, extra: l
 def _row(r: dict) -> str:
     ref, one, all_ = (r[k] for k in ("ref", "one", "all"))
     return (f"| `{r['file']}` | {r['events'] / 1e6:.2f} M | {r['ref_name']} | {ref['wall']:.2f} s, "
-            f"{ref['rss_mb']:.0f} MB | {one['wall']:.2f} s, {one['cpu']:.2f} CPU-s, {one['rss_mb']:.0f} MB | "
+            f"{ref['cpu']:.2f} CPU-s, {ref['rss_mb']:.0f} MB | {one['wall']:.2f} s, {one['cpu']:.2f} CPU-s, "
+            f"{one['rss_mb']:.0f} MB | "
             f"**{ref['wall'] / one['wall']:.1f}x** | {all_['wall']:.2f} s, {all_['cpu']:.2f} CPU-s, "
             f"{all_['rss_mb']:.0f} MB | **{ref['wall'] / all_['wall']:.1f}x** |")
 
 
 def table(rows: list[dict], note: str) -> str:
     """The markdown table of ``rows`` with how it was made."""
-    head = ("| file | events | reference | reference: wall, peak RSS | zlperf, one core: wall, CPU, peak RSS | "
+    head = ("| file | events | reference | reference: wall, CPU, peak RSS | zlperf, one core: wall, CPU, peak RSS | "
             "ratio | zlperf, all cores: wall, CPU, peak RSS | ratio |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
     return note + "\n\n" + head + "\n".join(_row(r) for r in rows) + "\n"
@@ -157,8 +164,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("ZLPERF_BENCH_CACHE", "/var/tmp/zlperf-bench")),
                     help="where the scaled files are made once (default /var/tmp/zlperf-bench)")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--sizes", default="0.5,5,35", help="trace.dat sizes, millions of events")
-    ap.add_argument("--perf-sizes", default="0.5,5", help="scaled perf.data sizes, millions of events")
+    ap.add_argument("--copies", default="10,100,650", help="trace.dat sizes: copies of full.v6.dat's 54,296 events")
+    ap.add_argument("--perf-copies", default="10,100", help="perf.data sizes: copies of full.perf.data's 51,889 samples")
     ap.add_argument("--perf", action="append", default=[], type=Path, help="another perf.data (e.g. with -g)")
     ap.add_argument("--record-perf", type=float, default=0, metavar="SECS",
                     help="record a live perf.data with call chains first (root)")
@@ -170,11 +177,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     perf_extra = ["--kallsyms", str(PERF_KALLSYMS)]
     jobs: list[tuple[Path, list[str], str, list[str]]] = []
-    for size in (float(s) for s in args.sizes.split(",") if s):
-        path = trace_file(args.cache, max(1, round(size * 1e6 / EVENTS_PER_TRACE_COPY)))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "zlperf")], check=True)
+    for copies in (int(c) for c in args.copies.split(",") if c):
+        path = trace_file(args.cache, copies)
         jobs.append((path, ["trace-cmd", "report", str(path)], "`trace-cmd report`", []))
-    perf_files = [(perf_file(args.cache, max(1, round(float(s) * 1e6 / EVENTS_PER_PERF_COPY))), perf_extra)
-                  for s in args.perf_sizes.split(",") if s]
+    perf_files = [(perf_file(args.cache, int(c)), perf_extra) for c in args.perf_copies.split(",") if c]
     if args.record_perf > 0:
         from bench_perf import _record_live
 
@@ -194,7 +201,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(_row(r), flush=True)
     load = os.getloadavg()
     note = (f"Measured {time.strftime('%Y-%m-%d')} by `python3 bench/bench_speed.py --repeat {args.repeat} "
-            f"--sizes {args.sizes} --perf-sizes {args.perf_sizes}{' --perf FILE' * len(args.perf)}` on "
+            f"--copies {args.copies} --perf-copies {args.perf_copies}{' --perf FILE' * len(args.perf)}` on "
             f"{os.cpu_count()} CPUs ({platform.machine()}, load average {load[0]:.1f} at the end: other jobs "
             f"share the machine, so compare ratios, which come from the same run); medians of {args.repeat}. "
             "Ratio: the reference's wall time over zlperf's.")

@@ -99,8 +99,22 @@ def _strings(views: DataViews, start: np.ndarray, length: np.ndarray) -> tuple[n
     return codes, interner.values()
 
 
+#: Samples whose chains are taken apart at once: the work arrays are a few per frame (8 bytes each),
+#: so memory follows this, not the chunk (tens of frames a sample with -g).
+_CHAIN_SAMPLES = 1 << 15
+
+
 def _kernel_frames(words: np.ndarray, cc_at: np.ndarray, nr: np.ndarray) -> np.ndarray:
     """Object array: per sample, np.uint64 kernel frames innermost first, PERF_CONTEXT_* markers removed."""
+    if len(cc_at) <= _CHAIN_SAMPLES:
+        return _kernel_frames_of(words, cc_at, nr)
+    out = np.empty(len(cc_at), dtype=object)
+    for lo in range(0, len(cc_at), _CHAIN_SAMPLES):
+        out[lo:lo + _CHAIN_SAMPLES] = _kernel_frames_of(words, cc_at[lo:lo + _CHAIN_SAMPLES], nr[lo:lo + _CHAIN_SAMPLES])
+    return out
+
+
+def _kernel_frames_of(words: np.ndarray, cc_at: np.ndarray, nr: np.ndarray) -> np.ndarray:
     n = len(cc_at)
     out = np.empty(n, dtype=object)
     total = int(nr.sum())
