@@ -254,7 +254,8 @@ class FastTraceReader:
 
         jobs = default_jobs() if self.jobs is None else self.jobs
         busy = [cd for cd in cds if cd.size]
-        if self.jobs is None and sum(cd.size for cd in busy) < _PARALLEL_BYTES:
+        # Not by default: for small files, nor from a threaded program (a fork copies one thread only).
+        if self.jobs is None and (sum(cd.size for cd in busy) < _PARALLEL_BYTES or threading.active_count() > 1):
             return 1
         return max(1, min(jobs, len(busy)))
 
