@@ -90,20 +90,46 @@ def test_report_is_the_same_with_workers(path):
     assert _report(path, 2) == _report(path, 1)
 
 
-def test_scaled_recording_report_cli_is_the_same(tmp_path):
-    """A multi-run zstd recording (bench/scale_trace.py), through `zlperf report --json -j N`: same text."""
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory):
+    """A multi-run v7 zstd recording: full.v6.dat's pages six times (bench/scale_trace.py)."""
     if shutil.which("trace-cmd") is None:
         pytest.skip("trace-cmd not installed (scale_trace.py converts with it)")
-    big = tmp_path / "x6.zstd.dat"
+    big = tmp_path_factory.mktemp("scaled") / "x6.zstd.dat"
     subprocess.run([sys.executable, str(REPO / "bench" / "scale_trace.py"), str(FULL_V6_DAT), str(big), "--copies",
-                    "6", "--compression", "zstd"], check=True, stdout=subprocess.DEVNULL)
+                    "6", "--compression", "zstd"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return big
+
+
+def test_scaled_recording_report_cli_is_the_same(scaled):
+    """Through `zlperf report --json -j N`: the same text."""
     texts = {}
     for jobs in ("1", "2"):
-        proc = subprocess.run([sys.executable, "-m", "zlperf", "report", str(big), "--json", "-j", jobs],
+        proc = subprocess.run([sys.executable, "-m", "zlperf", "report", str(scaled), "--json", "-j", jobs],
                               capture_output=True, text=True, cwd=REPO, check=True)
         texts[jobs] = proc.stdout
     assert texts["1"] == texts["2"]
     assert sum(json.loads(texts["1"])["events"].values()) == 6 * 54296
+
+
+@pytest.mark.parametrize("at", [0.3, 0.6, 0.9])
+def test_damaged_compressed_recording_reads_the_same(scaled, tmp_path, at):
+    """Garbage over compressed chunks (lost chunks, records of unknown events): the same chunks and warnings."""
+    raw = bytearray(scaled.read_bytes())
+    p = int(len(raw) * at)
+    raw[p:p + 64] = b"\xa5" * 64
+    path = tmp_path / "damaged.dat"
+    path.write_bytes(bytes(raw))
+
+    def outcome(jobs):
+        try:
+            return _read(path, jobs, run_bytes=1 << 20)
+        except Exception as exc:  # noqa: BLE001 - the same failure either way is the point
+            return type(exc).__name__, str(exc)
+
+    one = outcome(1)
+    assert outcome(2) == one
+    assert outcome(3) == one
 
 
 def test_default_jobs_follows_the_environment(monkeypatch):
@@ -149,6 +175,21 @@ def _dies(parts, emit):
 def test_a_worker_exception_is_raised_in_the_reader():
     with pytest.raises(ValueError, match="part 0 is bad"):
         list(run_in_workers([0, 1], 2, _fails, lambda m: True))
+    assert _no_children_left()
+
+
+def _format_error(parts, emit):
+    from zlperf.errors import TraceFormatError
+
+    raise TraceFormatError("/some/trace.dat", 0x40, "a bad page", "a hint")
+
+
+def test_a_worker_format_error_keeps_its_class_and_message():
+    from zlperf.errors import TraceFormatError
+
+    with pytest.raises(TraceFormatError, match=r"trace.dat: offset 0x40: a bad page \(a hint\)") as err:
+        list(run_in_workers([0], 1, _format_error, lambda m: True))
+    assert err.value.offset == 0x40
     assert _no_children_left()
 
 

@@ -185,7 +185,7 @@ def _child(ch: _Channel, work: Callable[[Sequence[Any], Emit], None], parts: Seq
     except BaseException as exc:  # handed to the reader, raised there
         try:
             try:
-                pickle.dumps(exc)
+                pickle.loads(pickle.dumps(exc))  # what the reader will do with it
             except Exception:
                 exc = ZlperfError(f"decoding worker: {type(exc).__name__}: {exc}")
             ch.send(("error", exc))
