@@ -18,8 +18,8 @@ With --readme the table replaces the one between the speed-table markers of READ
 The package is byte-compiled first (an installed package is; with PYTHONDONTWRITEBYTECODE set every
 run would compile the changed modules again).
 
-Usage: python3 bench/bench_speed.py [--cache DIR] [--repeat N] [--copies 10,100,650] [--perf-copies 10,100]
-                                    [--perf FILE ...] [--record-perf SECS] [--readme]
+Usage: python3 bench/bench_speed.py [--cache DIR] [--repeat N] [--repeat-big N] [--copies 10,100,650]
+                                    [--perf-copies 10,100] [--perf FILE ...] [--record-perf SECS] [--readme]
 """
 
 from __future__ import annotations
@@ -164,8 +164,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("ZLPERF_BENCH_CACHE", "/var/tmp/zlperf-bench")),
                     help="where the scaled files are made once (default /var/tmp/zlperf-bench)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat-big", type=int, default=None, metavar="N",
+                    help="runs for files over 100 MB (default: --repeat); trace-cmd takes minutes on those")
     ap.add_argument("--copies", default="10,100,650", help="trace.dat sizes: copies of full.v6.dat's 54,296 events")
-    ap.add_argument("--perf-copies", default="10,100", help="perf.data sizes: copies of full.perf.data's 51,889 samples")
+    ap.add_argument("--perf-copies", default="10,100",
+                    help="perf.data sizes: copies of full.perf.data's 51,889 samples")
     ap.add_argument("--perf", action="append", default=[], type=Path, help="another perf.data (e.g. with -g)")
     ap.add_argument("--record-perf", type=float, default=0, metavar="SECS",
                     help="record a live perf.data with call chains first (root)")
@@ -196,14 +199,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         jobs.append((path, ref, "`perf script -s` (empty handler)", extra))
     rows = []
     for path, ref, name, extra in jobs:
-        r = bench(path, ref, name, args.repeat, extra)
+        big = path.stat().st_size > 100e6 and args.repeat_big is not None
+        r = bench(path, ref, name, args.repeat_big if big else args.repeat, extra)
         rows.append(r)
         print(_row(r), flush=True)
     load = os.getloadavg()
-    note = (f"Measured {time.strftime('%Y-%m-%d')} by `python3 bench/bench_speed.py --repeat {args.repeat} "
+    big_note = f" --repeat-big {args.repeat_big}" if args.repeat_big is not None else ""
+    note = (f"Measured {time.strftime('%Y-%m-%d')} by `python3 bench/bench_speed.py --repeat {args.repeat}{big_note} "
             f"--copies {args.copies} --perf-copies {args.perf_copies}{' --perf FILE' * len(args.perf)}` on "
             f"{os.cpu_count()} CPUs ({platform.machine()}, load average {load[0]:.1f} at the end: other jobs "
-            f"share the machine, so compare ratios, which come from the same run); medians of {args.repeat}. "
+            f"share the machine, so compare ratios, which come from the same run); medians of the runs. "
             "Ratio: the reference's wall time over zlperf's.")
     text = table(rows, note)
     print(text)

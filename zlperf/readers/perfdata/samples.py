@@ -110,7 +110,8 @@ def _kernel_frames(words: np.ndarray, cc_at: np.ndarray, nr: np.ndarray) -> np.n
         return _kernel_frames_of(words, cc_at, nr)
     out = np.empty(len(cc_at), dtype=object)
     for lo in range(0, len(cc_at), _CHAIN_SAMPLES):
-        out[lo:lo + _CHAIN_SAMPLES] = _kernel_frames_of(words, cc_at[lo:lo + _CHAIN_SAMPLES], nr[lo:lo + _CHAIN_SAMPLES])
+        hi = lo + _CHAIN_SAMPLES
+        out[lo:hi] = _kernel_frames_of(words, cc_at[lo:hi], nr[lo:hi])
     return out
 
 
