@@ -203,6 +203,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         r = bench(path, ref, name, args.repeat_big if big else args.repeat, extra)
         rows.append(r)
         print(_row(r), flush=True)
+    startup = measure({"example": ([sys.executable, "-m", "zlperf", "report", "--example"], None),
+                       "python": ([sys.executable, "-c", "pass"], None),
+                       "numpy": ([sys.executable, "-c", "import numpy"], None)}, max(args.repeat, 5))
+    start_note = (f"Start-up: `zlperf report --example` (53 k events, text report) {startup['example'].wall:.2f} s "
+                  f"wall, {startup['example'].cpu:.2f} CPU-s, of which the interpreter alone takes "
+                  f"{startup['python'].wall:.2f} s and importing numpy {startup['numpy'].wall:.2f} s (medians of "
+                  f"{max(args.repeat, 5)}).")
+    print(start_note)
     load = os.getloadavg()
     big_note = f" --repeat-big {args.repeat_big}" if args.repeat_big is not None else ""
     note = (f"Measured {time.strftime('%Y-%m-%d')} by `python3 bench/bench_speed.py --repeat {args.repeat}{big_note} "
@@ -210,7 +218,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{os.cpu_count()} CPUs ({platform.machine()}, load average {load[0]:.1f} at the end: other jobs "
             f"share the machine, so compare ratios, which come from the same run); medians of the runs. "
             "Ratio: the reference's wall time over zlperf's.")
-    text = table(rows, note)
+    text = table(rows, note) + "\n" + start_note + "\n"
     print(text)
     if args.readme:
         write_readme(text)
