@@ -208,7 +208,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                        "numpy": ([sys.executable, "-c", "import numpy"], None)}, max(args.repeat, 5))
     start_note = (f"Start-up: `zlperf report --example` (53 k events, text report) {startup['example'].wall:.2f} s "
                   f"wall, {startup['example'].cpu:.2f} CPU-s; the interpreter alone takes "
-                  f"{startup['python'].wall:.2f} s, the interpreter importing numpy {startup['numpy'].wall:.2f} s (medians of "
+                  f"{startup['python'].wall:.2f} s, the interpreter importing numpy "
+                  f"{startup['numpy'].wall:.2f} s (medians of "
                   f"{max(args.repeat, 5)}).")
     print(start_note)
     load = os.getloadavg()
