@@ -213,10 +213,12 @@ def run_in_workers(parts: Sequence[Any], jobs: int, work: Callable[[Sequence[Any
             ch = _Channel()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
-                ch.worker_side()
-                for other in chans:
-                    other.close()
-                _child(ch, work, parts[w::jobs])
+                try:
+                    ch.worker_side()
+                    for other in chans:
+                        other.close()
+                finally:
+                    _child(ch, work, parts[w::jobs])  # never returns: the child ends there
             ch.reader_side()
             pids.append(pid)
             chans.append(ch)
