@@ -167,7 +167,8 @@ class FastTraceReader:
                  name: Optional[str] = None, jobs: Optional[int] = None):
         """Open ``path`` and read its metadata; ``kallsyms``: a file replacing the saved kallsyms;
         ``name``: the path to show (in ``info.path`` and messages) when ``path`` is a temporary copy;
-        ``jobs``: processes decoding CPUs at once (None: the cores available, for files large enough)."""
+        ``jobs``: processes in all (None: the cores available, for files large enough): with more than one,
+        ``jobs - 1`` worker processes decode CPUs while this one takes their chunks (and analyses them)."""
         self.path = str(name or path)
         self.run_bytes = run_bytes
         self.jobs = jobs
@@ -216,8 +217,9 @@ class FastTraceReader:
     def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "") -> Iterator[Chunk]:
         """Yield ``buffer``'s events CPU by CPU, one chunk per run of pages (see TraceReader).
 
-        With more than one job, CPUs are decoded in worker processes (:mod:`zlperf.readers.workers`);
-        the chunks, their stream positions and the warnings are the same as with one, in the same order.
+        With more than one job, CPUs are decoded in ``jobs - 1`` worker processes
+        (:mod:`zlperf.readers.workers`) while the caller works on the chunks: they, their stream positions
+        and the warnings are the same as with one, in the same order.
         """
         buf = self._resolve(buffer)
         if buf is None or buf.latency:
@@ -233,7 +235,7 @@ class FastTraceReader:
         warn = self.info.warnings.append
         try:
             if jobs > 1:
-                runs = self._from_workers(decoder, fmts, buf, cds, jobs)
+                runs = self._from_workers(decoder, fmts, buf, cds, jobs - 1)
             else:
                 runs = (run for cd in cds for run in self._cpu_runs(decoder, buf, cd))
             for chunk, used in runs:
@@ -249,7 +251,9 @@ class FastTraceReader:
                 warn(note)
 
     def _jobs(self, cds: list) -> int:
-        """Processes for this buffer: one for small files (a fork costs more than it saves)."""
+        """Processes for this buffer, this one included: one for small files (a fork costs more than it
+        saves). This process counts as one since it is busy too (the analysis keeps up with one decoder
+        on two cores; a second would only take turns with it)."""
         from zlperf.readers.workers import default_jobs
 
         jobs = default_jobs() if self.jobs is None else self.jobs
@@ -257,7 +261,7 @@ class FastTraceReader:
         # Not by default: for small files, nor from a threaded program (a fork copies one thread only).
         if self.jobs is None and (sum(cd.size for cd in busy) < _PARALLEL_BYTES or threading.active_count() > 1):
             return 1
-        return max(1, min(jobs, len(busy)))
+        return max(1, min(jobs, len(busy) + 1))
 
     def _cpu_runs(self, decoder: RunDecoder, buf: BufferInfo, cd) -> Iterator[tuple[Chunk, int]]:
         """(chunk, stream positions it took) of each run of one CPU's pages, each numbered from 0."""
