@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["default_jobs", "run_in_workers", "WorkerError"]
 
 import fcntl
+import gc
 import mmap
 import os
 import pickle
@@ -179,6 +180,9 @@ def _child(ch: _Channel, work: Callable[[Sequence[Any], Emit], None], parts: Seq
     """The worker's whole life: decode its parts, say it ended (or how it failed), exit without cleanup."""
     code = 0
     try:
+        # The objects inherited from the reader are left out of collections: walking them would write to
+        # (and so copy) every page they sit on.
+        gc.freeze()
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C in the terminal: the reader handles it
         work(parts, lambda message: ch.send(("msg", message)))
         ch.send(("end", None))
