@@ -11,7 +11,8 @@ compare the tools under the same load on this machine:
   with --record-perf SECS as root), against `perf script -s EMPTY.py` (a do-nothing handler).
 
 zlperf runs twice per file: on one core (`taskset -c 0`: one process, no decoding workers) and on all
-cores (decoding workers, the default). Every command is a child process; its wall time, CPU time
+cores (`ZLPERF_JOBS` = the cores: this process analyses, the others decode; by default zlperf only starts
+workers on cores the load average says are idle). Every command is a child process; its wall time, CPU time
 (user + sys of it and its children) and peak RSS (largest process of its tree) come from wait4().
 With --readme the table replaces the one between the speed-table markers of README.md.
 
@@ -119,7 +120,8 @@ def _events(path: Path, extra: list[str]) -> int:
 def bench(path: Path, reference: list[str], ref_name: str, repeat: int, extra: list[str]) -> dict:
     """zlperf on one core and on all cores against ``reference`` on ``path``."""
     one_env = {**os.environ, "ZLPERF_JOBS": "1"}
-    all_env = {k: v for k, v in os.environ.items() if k != "ZLPERF_JOBS"}
+    # Forced: by default zlperf starts no worker while other programs keep the cores busy.
+    all_env = {**os.environ, "ZLPERF_JOBS": str(len(os.sched_getaffinity(0)))}
     cmds = {
         "ref": (reference, None),
         "one": (["taskset", "-c", "0", *_zlperf(path, extra)], one_env),

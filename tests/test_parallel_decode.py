@@ -140,6 +140,11 @@ def test_default_jobs_follows_the_environment(monkeypatch):
         default_jobs()
     monkeypatch.delenv("ZLPERF_JOBS")
     assert 1 <= default_jobs() <= max(1, len(os.sched_getaffinity(0)))
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert default_jobs() == min(8, cores)  # idle: every core
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 1.0, 0.0, 0.0))
+    assert default_jobs() == 1  # busy: a worker would only take turns with the others
 
 
 def _no_children_left() -> bool:

@@ -94,7 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
     p.add_argument("-j", "--jobs", type=positive, default=None, metavar="N",
                    help="processes, this one included: N-1 decode the trace while this one analyses "
-                        "(default: the cores available, for large files; the report is the same whatever N)")
+                        "(default: ZLPERF_JOBS, else 1 + the idle cores, for large files; the report is the "
+                        "same whatever N)")
     rec = p.add_mutually_exclusive_group()
     rec.add_argument("--recipe", metavar="FILE",
                      help="take analysis settings (zone_lock_frames) and report defaults (by, top, zone) from this recipe")

@@ -46,8 +46,10 @@ class WorkerError(ZlperfError):
 
 
 def default_jobs(limit: int = 8) -> int:
-    """Processes to decode with when the caller gave none: the cores this process may run on (at most
-    ``limit``), or ``ZLPERF_JOBS`` from the environment."""
+    """Processes to work with when the caller gave none: ``ZLPERF_JOBS`` from the environment, else this
+    one plus one per core the other programs leave idle (the cores this process may run on, less the
+    1-minute load average, as ``make -l`` judges it), at most ``limit``. A worker on a core that is busy
+    anyway only adds the cost of handing columns over."""
     env = os.environ.get("ZLPERF_JOBS", "").strip()
     if env:
         try:
@@ -58,7 +60,11 @@ def default_jobs(limit: int = 8) -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(limit, cores))
+    try:
+        idle = cores - os.getloadavg()[0]
+    except OSError:  # pragma: no cover - no load average here
+        idle = cores
+    return max(1, min(limit, cores, 1 + int(idle + 0.5)))
 
 
 def _write_all(fd: int, data) -> None:

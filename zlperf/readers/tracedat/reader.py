@@ -167,7 +167,8 @@ class FastTraceReader:
                  name: Optional[str] = None, jobs: Optional[int] = None):
         """Open ``path`` and read its metadata; ``kallsyms``: a file replacing the saved kallsyms;
         ``name``: the path to show (in ``info.path`` and messages) when ``path`` is a temporary copy;
-        ``jobs``: processes in all (None: the cores available, for files large enough): with more than one,
+        ``jobs``: processes in all (None: :func:`~zlperf.readers.workers.default_jobs`, for files large
+        enough): with more than one,
         ``jobs - 1`` worker processes decode CPUs while this one takes their chunks (and analyses them)."""
         self.path = str(name or path)
         self.run_bytes = run_bytes
