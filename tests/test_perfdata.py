@@ -361,3 +361,38 @@ def test_events_argument_limits_what_is_decoded():
     evlist = subprocess.run([perf_truth.PERF, "evlist", "-i", str(FULL_PERF_DATA)], capture_output=True,
                             text=True, check=True).stdout.split()
     assert set(reader.info.formats) == {e for e in evlist if re.fullmatch(r"\w+:\w+", e) and not e.startswith("dummy:")}
+
+
+def test_kernel_frames_shared_per_distinct_chain_and_in_slices(monkeypatch):
+    """Call chains taken apart in slices, samples with one chain sharing its array: per sample, exactly the
+    kernel frames a frame-by-frame reading gives (markers dropped, user frames left out)."""
+    from zlperf.readers.perfdata import samples
+
+    kernel, user = 2**64 - 128, 2**64 - 512
+    rng = np.random.default_rng(7)
+    protos = []
+    for _ in range(9):
+        chain = [kernel] + [int(x) for x in rng.integers(2**63, 2**64 - 2**20, int(rng.integers(0, 6)), np.uint64)]
+        if rng.random() < 0.5:
+            chain += [user] + [int(x) for x in rng.integers(1, 2**40, 3, np.uint64)]
+        protos.append(chain)
+    protos.append([])  # no frames at all
+    protos.append([int(x) for x in rng.integers(2**63, 2**64 - 2**20, 3, np.uint64)])  # no marker: kernel half
+    words, at, nr, want = [], [], [], []
+    for i in range(500):
+        chain = protos[int(rng.integers(0, len(protos)))]
+        at.append(len(words))
+        words += [len(chain)] + chain
+        nr.append(len(chain))
+        ctx, kept = None, []
+        for f in chain:
+            if f >= 2**64 - 4095:
+                ctx = f
+            elif ctx == kernel or (ctx is None and f >= 2**63):
+                kept.append(f)
+        want.append(kept)
+    words_a = np.array(words, dtype=np.uint64)
+    monkeypatch.setattr(samples, "_CHAIN_SAMPLES", 64)
+    got = samples._kernel_frames(words_a, np.array(at, np.int64), np.array(nr, np.int64))
+    assert [list(map(int, g)) for g in got] == want
+    assert len({id(g) for g in got}) < 200  # shared per distinct chain (within each slice)

@@ -33,8 +33,9 @@ _EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every available subcommand."""
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The argument parser with every available subcommand (``only``: with that one alone, which is
+    all a command line naming it needs: the other modules are not imported)."""
     parser = argparse.ArgumentParser(
         prog="zlperf",
         description="Record and analyse page-allocator zone->lock contention.",
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"zlperf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMANDS:
+    for name in [only] if only else _COMMANDS:
         # Every listed subcommand must import: a missing module is a packaging mistake, not a feature.
         importlib.import_module(f"zlperf.commands.{name}").register(sub)
     return parser
@@ -51,8 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``zlperf`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Start-up: `zlperf report ...` needs the report parser only (module names use _, commands -).
+    first = words[0].replace("-", "_") if words and not words[0].startswith("-") else None
+    parser = build_parser(first if first in _COMMANDS else None)
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

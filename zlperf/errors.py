@@ -32,6 +32,10 @@ class TraceFormatError(ZlperfError):
             msg += f" ({hint})"
         super().__init__(msg)
 
+    def __reduce__(self):
+        # Rebuilt from its parts: a decoding worker process hands it to the reader pickled.
+        return (type(self), (self.path, self.offset, self.problem, self.hint))
+
 
 class RecipeError(ZlperfError):
     """A recipe that does not load or validate; the message starts with file:line:column."""

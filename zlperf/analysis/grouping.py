@@ -15,6 +15,8 @@ from typing import Iterator
 
 import numpy as np
 
+from zlperf.arrays import distinct
+
 
 _DIRECT_LIMIT = 1 << 22  # keys below this (CPUs, pids up to pid_max, zone codes) use a direct table
 
@@ -37,6 +39,8 @@ class KeyCoder:
         if self._small and len(keys) and keys.dtype.itemsize <= 4 and keys.dtype.kind in "iu":
             lo, hi = int(keys.min()), int(keys.max())
             if lo >= 0 and hi < _DIRECT_LIMIT:
+                if lo == hi and self._direct is not None and hi < len(self._direct) and self._direct[hi] >= 0:
+                    return np.full(len(keys), self._direct[hi], dtype=np.int64)  # one CPU's chunk: no gather
                 return self._encode_small(keys, hi)
         if self._small:
             self._leave_small_mode()
@@ -45,7 +49,7 @@ class KeyCoder:
         codes = self._lookup(k)
         missing = codes < 0
         if missing.any():
-            new = np.unique(k[missing])
+            new = distinct(k[missing])
             for value in new.tolist():
                 self.keys.append(int(np.int64(value).view(np.uint64)) if unsigned else int(value))
             base = len(self.keys) - len(new)
@@ -75,7 +79,7 @@ class KeyCoder:
         codes = self._direct[keys]
         missing = codes < 0
         if missing.any():
-            for value in np.unique(keys[missing]).tolist():
+            for value in distinct(keys[missing]).tolist():
                 self._direct[value] = len(self.keys)
                 self.keys.append(int(value))
             codes = self._direct[keys]

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import numpy as np
 
 from zlperf.analysis.model import Table, table_len
+from zlperf.arrays import distinct
 
 try:  # a declared dependency; without it releases are kept uncompressed (more memory, same answers)
     import zstandard
@@ -84,14 +85,26 @@ _DELTA = ("ts", "holder_seq")  # increasing within a CPU's releases: stored as d
 
 def _pack(part: Table) -> bytes:
     """One chunk's kept columns of a group as one zstd frame (deltas for the increasing columns)."""
-    cols = []
+    n = len(part["ts"])
+    raw = np.empty(n * _KEPT_BYTES, dtype=np.uint8)  # the columns one after another, written in place
+    at = 0
     for k in _KEPT:
-        v = np.ascontiguousarray(part[k], dtype=RELEASE_COLUMNS[k])
-        if k in _DELTA and len(v):
-            v = np.diff(v.view(np.uint64), prepend=np.uint64(0))  # modulo 2^64: any order round-trips
-        cols.append(v.tobytes())
-    raw = b"".join(cols)
-    return zstandard.ZstdCompressor(level=1).compress(raw) if zstandard is not None else raw
+        dt = np.dtype(RELEASE_COLUMNS[k])
+        out = raw[at:at + n * dt.itemsize].view(dt)
+        if k in _DELTA and n:
+            v = np.asarray(part[k], dtype=dt).view(np.uint64)
+            d = out.view(np.uint64)
+            np.subtract(v[1:], v[:-1], out=d[1:])  # modulo 2^64: any order round-trips
+            d[0] = v[0]
+        else:
+            out[...] = part[k]
+        at += n * dt.itemsize
+    if zstandard is None:
+        return raw.tobytes()
+    frame = zstandard.ZstdCompressor(level=1).compress(raw)
+    # The frame's bytes object keeps the allocation of the worst case (the input's size) whatever its
+    # length: a copy of its length is what a recording's worth of kept parts may hold.
+    return bytes(memoryview(frame))
 
 
 def _unpack(blob: bytes, n: int, columns: tuple[str, ...] = _KEPT) -> Table:
@@ -138,7 +151,7 @@ class _Group:
         part = np.searchsorted(ends, pos, side="right")
         start = ends - np.array(self.sizes)
         out = {k: np.empty(len(pos), dtype=RELEASE_COLUMNS[k]) for k in _KEPT}
-        for i in np.unique(part).tolist():
+        for i in distinct(part).tolist():
             sel = part == i
             cols = _unpack(self.parts[i], self.sizes[i])
             for k in _KEPT:
@@ -207,11 +220,11 @@ class HolderAttribution:
         best_ts = np.zeros(n, dtype=np.uint64)
         groups = sorted(self._groups.items())  # by zone, then CPU ascending: the file order of equal times
         for gi, ((zone, cpu), g) in enumerate(groups):
-            g.seal()
             mine = np.flatnonzero((waits["zone"] == zone) & (waits["cpu"] != cpu))
             if not len(mine):
                 continue
-            ts = g.ts
+            g.seal()
+            ts, g.ts = g.ts, None  # one group's times at a time: memory stays flat however many groups
             if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # a clock that stepped back: search a sorted copy
                 order = np.argsort(ts, kind="stable")
                 ts = ts[order]
@@ -229,7 +242,7 @@ class HolderAttribution:
         began = waits["ts"].astype(np.int64) - waits["wait_ns"].astype(np.int64)
         traced = (best_group >= 0) & (best_ts.astype(np.int64) >= began)
         holder = {k: np.zeros(n, dtype=dt) for k, dt in RELEASE_COLUMNS.items() if k != "seq"}
-        for gi in np.unique(best_group[traced]).tolist():
+        for gi in distinct(best_group[traced]).tolist():
             (zone, cpu), g = groups[gi]
             rows = np.flatnonzero(traced & (best_group == gi))
             for k, v in g.rows(best_pos[rows]).items():
@@ -310,11 +323,9 @@ def summarize(att: Attributed, sym: Callable[[int], str], comm: Callable[[int], 
     # Waiter caller x holder caller: group rows by the pair of codes (few distinct callers).
     state = np.where(~traced, 0, np.where(no_acq, 1, 2))  # not traced / no acquisition / a caller
     pairs: dict[tuple[str, str], list[int]] = {}
-    keys = np.stack([w["caller"], holder_caller, state.astype(np.uint64)], axis=1) if n else np.zeros((0, 3), np.uint64)
-    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    uniq, inverse = _unique_rows([w["caller"], holder_caller, state.astype(np.uint64)])
     counts = np.bincount(inverse, minlength=len(uniq)) if n else np.zeros(0, np.int64)
-    for (waiter, holder, st), c, s in zip(uniq.tolist(), counts.tolist(), _exact_sums(inverse, wait_ns, len(uniq))):
+    for (waiter, holder, st), c, s in zip(uniq, counts.tolist(), _exact_sums(inverse, wait_ns, len(uniq))):
         key = (sym(int(waiter)), holder_name(int(holder), st != 0, st == 1))
         acc = pairs.setdefault(key, [0, 0])  # two addresses can share a symbol (no kallsyms: never)
         acc[0] += int(c)
@@ -326,13 +337,11 @@ def summarize(att: Attributed, sym: Callable[[int], str], comm: Callable[[int], 
     costs: dict[tuple, list[int]] = {}
     if traced.any():
         rel = att.holder
-        hk = np.stack([holder_caller[traced], no_acq[traced].astype(np.uint64),
-                       rel["pid"][traced].astype(np.int64).view(np.uint64), rel["cpu"][traced].astype(np.uint64)],
-                      axis=1)
-        uniq, inverse = np.unique(hk, axis=0, return_inverse=True)
-        inverse = inverse.ravel()
+        uniq, inverse = _unique_rows([holder_caller[traced], no_acq[traced].astype(np.uint64),
+                                      rel["pid"][traced].astype(np.int64).view(np.uint64),
+                                      rel["cpu"][traced].astype(np.uint64)])
         counts = np.bincount(inverse, minlength=len(uniq))
-        for (caller, none, pid, cpu), c, s in zip(uniq.tolist(), counts.tolist(),
+        for (caller, none, pid, cpu), c, s in zip(uniq, counts.tolist(),
                                                   _exact_sums(inverse, wait_ns[traced], len(uniq))):
             pid = int(np.uint64(pid).view(np.int64))
             costs[(holder_name(int(caller), True, bool(none)), pid, int(cpu))] = [int(c), int(s)]
@@ -359,6 +368,34 @@ def by_holder(handoffs: list) -> list[tuple[str, int, int]]:
         a[0] += x.waits
         a[1] += x.wait_ns_sum
     return sorted(((k, n, w) for k, (n, w) in acc.items()), key=lambda r: (-r[2], -r[1], r[0]))
+
+
+def _unique_rows(columns: list[np.ndarray]) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """(distinct rows in ascending order, column by column; each row's index among them) of uint64
+    columns: ``np.unique(np.stack(columns, 1), axis=0, return_inverse=True)`` without its slow row
+    sort. Each column becomes dense codes (few distinct values: callers, pids, CPUs), the codes one
+    mixed-radix integer whose order is the rows' order."""
+    n = len(columns[0])
+    key = np.zeros(n, dtype=np.int64)
+    values = []
+    radix = 1
+    for col in columns:
+        uniq, codes = np.unique(col, return_inverse=True)
+        values.append(uniq)
+        if radix * max(len(uniq), 1) >= 1 << 62:  # too many distinct combinations for one integer
+            stacked = np.stack(columns, axis=1) if n else np.zeros((0, len(columns)), np.uint64)
+            rows, inverse = np.unique(stacked, axis=0, return_inverse=True)
+            return [tuple(r) for r in rows.tolist()], inverse.ravel()
+        key = key * len(uniq) + codes.ravel()
+        radix *= max(len(uniq), 1)
+    ukeys, inverse = np.unique(key, return_inverse=True)
+    digits = []
+    rest = ukeys
+    for uniq in reversed(values):
+        digits.append(uniq[rest % len(uniq)] if len(uniq) else rest)
+        rest = rest // max(len(uniq), 1)
+    rows = list(zip(*[d.tolist() for d in reversed(digits)])) if len(ukeys) else []
+    return rows, inverse.ravel()
 
 
 def _exact_sums(inverse: np.ndarray, values: np.ndarray, n: int) -> list[int]:

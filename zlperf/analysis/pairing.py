@@ -26,8 +26,8 @@ OPEN, CLOSE, GAP = 1, 2, 3
 class PairResult:
     """Row indices into the table given to :meth:`PerCpuPairer.feed` (carried rows included)."""
 
-    table: dict[str, np.ndarray]  #: the columns actually paired: carried rows + this chunk, sorted
-    open_idx: np.ndarray  #: opens that were closed...
+    table: dict[str, np.ndarray]  #: the columns actually paired: carried rows + this chunk (as given)
+    open_idx: np.ndarray  #: opens that were closed... (rows in stream order, per CPU)
     close_idx: np.ndarray  #: ...by these closes (same length)
     unmatched_close: np.ndarray  #: closes with no open before them
     unreleased_open: np.ndarray  #: opens followed by another open (or, at finish, the end)
@@ -56,8 +56,8 @@ class PerCpuPairer:
             order = np.argsort(table["seq"], kind="stable")
         else:
             order = np.lexsort((table["seq"], cpu_col))
-        table = {k: v[order] for k, v in table.items()}
-        kind, cpu, key = table["kind"], table["cpu"], table["key"]
+        # Only the columns the pairing reads are put in order; results index the table as given.
+        kind, cpu, key = table["kind"][order], table["cpu"][order], table["key"][order]
         n = len(kind)
 
         same_cpu_prev = np.zeros(n, dtype=bool)
@@ -87,15 +87,16 @@ class PerCpuPairer:
             unreleased |= pending
             self._carry = None
         else:
-            self._carry = {k: v[pending] for k, v in table.items()}
+            keep = order[pending]
+            self._carry = {k: v[keep] for k, v in table.items()}
 
         close_idx = np.flatnonzero(paired_close)
         return PairResult(
             table=table,
-            open_idx=close_idx - 1,
-            close_idx=close_idx,
-            unmatched_close=np.flatnonzero(unmatched_close),
-            unreleased_open=np.flatnonzero(unreleased),
-            broken_close=np.flatnonzero(broken_close),
-            broken_open=np.flatnonzero(broken_open),
+            open_idx=order[close_idx - 1],
+            close_idx=order[close_idx],
+            unmatched_close=order[np.flatnonzero(unmatched_close)],
+            unreleased_open=order[np.flatnonzero(unreleased)],
+            broken_close=order[np.flatnonzero(broken_close)],
+            broken_open=order[np.flatnonzero(broken_open)],
         )

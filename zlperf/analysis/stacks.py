@@ -12,6 +12,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from zlperf.arrays import distinct
 from zlperf.events import Chunk, TraceInfo
 
 
@@ -151,10 +152,10 @@ class StackFollower:
         last_seq: dict[int, int] = {}
         for b in chunk.batches.values():
             if len(b):
-                for cpu in np.unique(b.cpu).tolist():
+                for cpu in distinct(b.cpu).tolist():
                     m = int(b.seq[b.cpu == cpu].max())
                     last_seq[cpu] = max(last_seq.get(cpu, m), m)
-        for cpu in np.unique(target.cpu).tolist():
+        for cpu in distinct(target.cpu).tolist():
             rows = np.flatnonzero(target.cpu == cpu)
             row = int(rows[np.argmax(target.seq[rows])])
             if int(target.seq[row]) == last_seq[cpu] and out[row] is None:

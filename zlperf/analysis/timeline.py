@@ -99,11 +99,11 @@ class Timeline:
         if self.bin_ns != width:  # the axis coarsened: bin again
             bins = (ts // np.uint64(self.bin_ns)).astype(np.int64)
         bins -= self.lo
+        columns = [(column, None if weights is None else weights.astype(np.float64)) for column, weights in columns]
         for dim, codes, keys in groupings:
             n_codes = 1 if codes is None else len(keys)
             flat = bins if codes is None else codes * self.n + bins
-            for column, weights in columns:
-                w = None if weights is None else weights.astype(np.float64)
+            for column, w in columns:
                 sums = np.bincount(flat, weights=w, minlength=n_codes * self.n)[: n_codes * self.n]
                 sums = sums.reshape(n_codes, self.n)
                 for code in np.flatnonzero(sums.any(axis=1)):

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from decimal import Decimal, InvalidOperation
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,8 +28,11 @@ _EXAMPLES = """examples:
 
 
 def example_path() -> Path:
-    """The embedded example recording shipped in the package."""
-    return Path(str(resources.files("zlperf.data") / "full.dat"))
+    """The embedded example recording shipped in the package (a file beside the modules: importlib.resources
+    would cost start-up time for nothing, and the readers need a real file)."""
+    import zlperf.data
+
+    return Path(zlperf.data.__file__).resolve().parent / "full.dat"
 
 
 def parse_seconds(text: str, flag: str) -> int:
@@ -53,6 +55,14 @@ def non_negative(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more")
+    return value
+
+
+def positive(text: str) -> int:
+    """argparse type for --jobs: an integer >= 1."""
+    value = non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
     return value
 
 
@@ -82,6 +92,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reader", choices=["auto", "fast", "libtracecmd"], default="auto",
                    help="trace.dat reader (default: the fast numpy reader)")
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
+    p.add_argument("-j", "--jobs", type=positive, default=None, metavar="N",
+                   help="processes, this one included: N-1 decode the trace while this one analyses "
+                        "(default: ZLPERF_JOBS, else 1 + the idle cores, for large files; the report is the "
+                        "same whatever N)")
     rec = p.add_mutually_exclusive_group()
     rec.add_argument("--recipe", metavar="FILE",
                      help="take analysis settings (zone_lock_frames) and report defaults (by, top, zone) from this recipe")
@@ -129,7 +143,8 @@ def analyze_file(path: str, args: argparse.Namespace) -> "AnalysisResult":
     from zlperf.readers import open_trace
 
     options = analysis_options(args)
-    with open_trace(path, reader=getattr(args, "reader", "auto"), kallsyms=getattr(args, "kallsyms", None)) as reader:
+    with open_trace(path, reader=getattr(args, "reader", "auto"), kallsyms=getattr(args, "kallsyms", None),
+                    jobs=getattr(args, "jobs", None)) as reader:
         return analyze(reader, options)
 
 

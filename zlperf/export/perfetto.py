@@ -33,6 +33,7 @@ from zlperf.analysis.holders import NO_ACQUISITION, NOT_TRACED, Attributed
 from zlperf.analysis.model import Observations, table_len
 from zlperf.analysis.result import AnalysisResult
 from zlperf.analysis.stream import ObservationStream
+from zlperf.arrays import distinct
 from zlperf.errors import ZlperfError
 from zlperf.events import TraceInfo
 from zlperf.export.perfetto_packets import PacketWriter
@@ -243,7 +244,7 @@ class _Exporter:
             emitters[k](lane, s, e, r)
 
     def _zone_labels(self, codes: np.ndarray) -> list[str]:
-        labels = {c: (z.label if (z := self.stream.zone(c)) is not None else "?") for c in np.unique(codes).tolist()}
+        labels = {c: (z.label if (z := self.stream.zone(c)) is not None else "?") for c in distinct(codes).tolist()}
         return [labels[c] for c in codes.tolist()]
 
     def _waits(self, obs: Observations):
@@ -260,7 +261,7 @@ class _Exporter:
         c = obs.contended
         if c is not None and "stack" in c and table_len(c) == n and (c["ts"] == t["ts"] - t["wait_ns"]).all():
             stacks = c["stack"]  # stock: one contended row (dated at its begin) per wait, in the same order
-        for code in np.unique(t["zone"]).tolist():  # every wait is written: its span counts now
+        for code in distinct(t["zone"]).tolist():  # every wait is written: its span counts now
             m = t["zone"] == code
             self.waiting.setdefault(zones[int(np.flatnonzero(m)[0])], []).append(np.stack([start[m], end[m]], axis=1))
 

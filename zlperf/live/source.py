@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from zlperf.arrays import distinct
 from zlperf.errors import RecordError, ZlperfError
 from zlperf.events import MISSED_EVENTS, Chunk, TraceInfo
 from zlperf.formats import EventFormat, parse_header_page
@@ -239,7 +240,7 @@ class LiveSource:
         pids = set()
         for batch in chunk.batches.values():
             if len(batch):
-                pids.update(np.unique(batch.pid).tolist())
+                pids.update(distinct(batch.pid).tolist())
         new = sorted(p for p in pids if p > 0 and p not in self._comms)
         if not new:
             return

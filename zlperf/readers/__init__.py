@@ -30,12 +30,14 @@ READERS = ("auto", "fast", "libtracecmd")
 
 
 def open_trace(path: Union[str, Path], reader: str = "auto", *, kallsyms: Optional[str] = None,
-               zones: Optional[str] = None) -> TraceReader:
+               zones: Optional[str] = None, jobs: Optional[int] = None) -> TraceReader:
     """Open a trace.dat or perf.data; raises :class:`ZlperfError` (one line) on bad input.
 
     ``kallsyms``: a kallsyms file to symbolize with instead of the one saved in the trace
     (perf.data: instead of searching beside the file). ``zones``: a zone-lock sidecar to read
     instead of ``PATH.zones.json``. Both are resolved here, once: the reader's ``info`` is final.
+    ``jobs``: processes the fast reader decodes with (None: the cores available, for large files; the
+    chunks are the same whatever the number).
     A pipe (``<(...)``, ``/dev/stdin``) is copied to a temporary file first, removed on close.
     """
     from zlperf.zonelocks import load_zone_locks
@@ -61,7 +63,8 @@ def open_trace(path: Union[str, Path], reader: str = "auto", *, kallsyms: Option
             from zlperf.readers.tracedat import FastTraceReader
 
             cls = FastTraceReader
-        opened: TraceReader = cls(real, kallsyms=kallsyms, zone_locks=zone_locks, name=path)
+        extra = {"jobs": jobs} if cls.__name__ == "FastTraceReader" else {}
+        opened: TraceReader = cls(real, kallsyms=kallsyms, zone_locks=zone_locks, name=path, **extra)
     except BaseException:
         if spooled:
             os.unlink(spooled)

@@ -34,6 +34,8 @@ def group_rows(keys: np.ndarray) -> tuple[np.ndarray, list[int]]:
             flat = None
     else:
         flat = keys
+    if n and flat is not None and flat.dtype != object and (flat == flat[0]).all():
+        return np.zeros(n, dtype=np.int64), [0]  # one value (a zone name in a one-zone run): one pass
     local = np.full(n, -1, dtype=np.int64)
     firsts: list[int] = []
     todo = np.arange(n)

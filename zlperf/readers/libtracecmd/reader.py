@@ -25,6 +25,7 @@ from typing import Collection, Iterator, Mapping, Optional
 
 import numpy as np
 
+from zlperf.arrays import distinct
 from zlperf.errors import TraceFormatError, ZlperfError
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
 from zlperf.formats import EventFormat, format_problem
@@ -308,7 +309,7 @@ class LibTraceCmdReader(HandleOwner):
 
     def _learn_comms(self, pids: np.ndarray, comms: dict[int, str], looked_up: set[int]) -> None:
         """Name the pids first seen in this pass (libtraceevent looks a pid up, it has no listing)."""
-        for pid in np.unique(pids).tolist():
+        for pid in distinct(pids).tolist():
             if pid not in looked_up:
                 looked_up.add(pid)
                 comm = self.comm(pid)

@@ -16,6 +16,7 @@ from typing import Collection, Iterator, Mapping, Optional
 
 import numpy as np
 
+from zlperf.arrays import distinct
 from zlperf.errors import TraceFormatError
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
 from zlperf.readers.perfdata.compressed import inflate_data_section
@@ -129,7 +130,7 @@ class PerfDataReader:
             seq = pos[rows] if order is None else 2 * np.arange(lo, hi, dtype=np.int64)
             chunk = Chunk()
             attr_of = idx.attr_of[rows]
-            for ai in np.unique(attr_of).tolist():
+            for ai in distinct(attr_of).tolist():
                 if ai not in decode:
                     continue
                 sel = np.flatnonzero(attr_of == ai)

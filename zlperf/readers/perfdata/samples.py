@@ -99,8 +99,23 @@ def _strings(views: DataViews, start: np.ndarray, length: np.ndarray) -> tuple[n
     return codes, interner.values()
 
 
+#: Samples whose chains are taken apart at once: the work arrays are a few per frame (8 bytes each),
+#: so memory follows this, not the chunk (tens of frames a sample with -g).
+_CHAIN_SAMPLES = 1 << 15
+
+
 def _kernel_frames(words: np.ndarray, cc_at: np.ndarray, nr: np.ndarray) -> np.ndarray:
     """Object array: per sample, np.uint64 kernel frames innermost first, PERF_CONTEXT_* markers removed."""
+    if len(cc_at) <= _CHAIN_SAMPLES:
+        return _kernel_frames_of(words, cc_at, nr)
+    out = np.empty(len(cc_at), dtype=object)
+    for lo in range(0, len(cc_at), _CHAIN_SAMPLES):
+        hi = lo + _CHAIN_SAMPLES
+        out[lo:hi] = _kernel_frames_of(words, cc_at[lo:hi], nr[lo:hi])
+    return out
+
+
+def _kernel_frames_of(words: np.ndarray, cc_at: np.ndarray, nr: np.ndarray) -> np.ndarray:
     n = len(cc_at)
     out = np.empty(n, dtype=object)
     total = int(nr.sum())
@@ -121,12 +136,46 @@ def _kernel_frames(words: np.ndarray, cc_at: np.ndarray, nr: np.ndarray) -> np.n
     ctx = np.where(in_seg, flat[np.maximum(last, 0)], np.uint64(0))
     keep = ~is_marker & ((ctx == _CONTEXT_KERNEL) | (~in_seg & (flat >= _KERNEL_HALF)))
     kept = flat[keep]
-    ends = np.cumsum(np.bincount(seg[keep], minlength=n)).tolist()
+    cnt = np.bincount(seg[keep], minlength=n)
+    shared = _shared_chains(kept, cnt)
+    if shared is not None:
+        return shared
     begin = 0
-    for i, end in enumerate(ends):  # one view per sample (np.split costs ~10x more per piece)
+    for i, end in enumerate(np.cumsum(cnt).tolist()):  # one view per sample (np.split costs ~10x more per piece)
         out[i] = kept[begin:end]
         begin = end
     return out
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constants (golden ratio, splitmix64): frame hashing
+_POS = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def _shared_chains(kept: np.ndarray, cnt: np.ndarray) -> "np.ndarray | None":
+    """Per sample, one array per distinct chain (samples with the same frames share it): the Python
+    step runs once per distinct chain, not per sample. Chains are grouped by a hash of their frames
+    and positions, then every sample is compared frame by frame with its group's first; None (the
+    caller makes one array per sample) if a hash ever collided."""
+    n = len(cnt)
+    ends = np.cumsum(cnt)
+    begins = ends - cnt
+    within = np.arange(len(kept), dtype=np.int64) - np.repeat(begins, cnt)
+    with np.errstate(over="ignore"):
+        mixed = (kept ^ (within.astype(np.uint64) * _POS)) * _MIX  # modulo 2^64
+        h = np.zeros(n, dtype=np.uint64)
+        nonempty = cnt > 0
+        if len(kept):
+            h[nonempty] = np.add.reduceat(mixed, begins[nonempty])
+        key = h ^ (cnt.astype(np.uint64) * _POS * _MIX)
+    _uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    rep = first[inverse]  # each sample's group representative
+    if not (cnt[rep] == cnt).all() or not (kept[np.repeat(begins[rep], cnt) + within] == kept).all():
+        return None
+    chains = np.empty(len(first), dtype=object)
+    for j, (b, e) in enumerate(zip(begins[first].tolist(), ends[first].tolist())):
+        chains[j] = kept[b:e]
+    return chains[inverse]
 
 
 def decode_samples(views: DataViews, attr: PerfAttr, pos: np.ndarray, ts: np.ndarray, cpu: np.ndarray,

@@ -51,6 +51,10 @@ def _scalar(data: np.ndarray, views: dict, off: np.ndarray, at: int, size: int, 
     return out
 
 
+#: uint64 masks keeping the low 0..8 bytes of a little-endian word.
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+
+
 def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
              dictionary: Optional[dict] = None, name: str = "") -> np.ndarray:
     """Object array of str: bytes ``[start, start+length)`` cut at the first NUL, interned.
@@ -63,7 +67,12 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
         length = np.clip(length, 0, None)
         length = np.minimum(length, np.maximum(len(data) - start, 0))
     width = int(length.max()) if n else 0
-    if width and sys.byteorder == "little" and len(data) >= 4 and not (start % 4).any():
+    if 0 < width <= 8 and sys.byteorder == "little" and int(start.max()) + 8 <= len(data):
+        # Short strings (zone names, "Normal\0" is 7 bytes): one 64-bit word per string from a
+        # byte-strided view of the run (any alignment), the bytes past its length masked off.
+        words = _view(data, {}, np.dtype("<u8"))[start] & _LOW_BYTES[length]
+        codes = interner.rows(words)
+    elif width and sys.byteorder == "little" and len(data) >= 4 and not (start % 4).any():
         # Records are 4-byte aligned and so, in practice, are their strings: gather whole
         # 32-bit words (a few per string) instead of a byte matrix, mask bytes past the length.
         # Slices keep the index matrix small for wide strings.
@@ -208,8 +217,9 @@ def _records(data: np.ndarray, off: np.ndarray, fmt: EventFormat, big: bool, sta
         sd = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": width})
     except (ValueError, TypeError):  # overlapping or duplicate fields in a damaged format
         return {}
-    rows = np.ndarray((len(data) - width + 1, width), np.uint8, buffer=data, strides=(1, 1))[off]
-    recs = rows.view(sd).reshape(n)
+    # Each record's fixed part as one opaque item: a gather of whole items (a copy of `width` bytes
+    # each), not of `width` one-byte elements.
+    recs = np.ndarray((len(data) - width + 1,), np.dtype((np.void, width)), buffer=data, strides=(1,))[off].view(sd)
     out = {}
     for name in names:
         col = recs[name]

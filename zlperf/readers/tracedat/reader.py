@@ -24,6 +24,9 @@ from zlperf.readers.tracedat.options import BufferInfo
 from zlperf.readers.tracedat.pages import RUN_BYTES
 from zlperf.readers.tracedat.runs import RunDecoder
 
+#: Below this many bytes of pages (compressed as stored) a buffer is decoded in one process.
+_PARALLEL_BYTES = 4 << 20
+
 T = TypeVar("T")
 
 
@@ -102,6 +105,20 @@ class _Wanted:
         elif name in self.unusable:
             self.unusable[name][0] += n
 
+    def take_counts(self) -> tuple[dict, dict]:
+        """The skipped-record counts so far (a worker's), reset to none; the formats stay cached."""
+        out = (self.unknown, self.unusable)
+        self.unknown, self.unusable = {}, {name: [0, problem] for name, (_n, problem) in self.unusable.items()}
+        return out
+
+    def add_counts(self, counts: tuple[dict, dict]) -> None:
+        """Add a worker's :meth:`take_counts`."""
+        unknown, unusable = counts
+        for eid, n in unknown.items():
+            self.unknown[eid] = self.unknown.get(eid, 0) + n
+        for name, (n, problem) in unusable.items():
+            self.unusable.setdefault(name, [0, problem])[0] += n
+
     def warnings(self) -> list[str]:
         """What was skipped, one line per event."""
         out = [f"{count} record(s) with event id {eid} that has no format in the file were skipped"
@@ -111,16 +128,51 @@ class _Wanted:
         return out
 
 
+def _take(notes: list) -> list:
+    """The notes gathered so far (a worker's), leaving the list empty."""
+    out = list(notes)
+    del notes[:]
+    return out
+
+
+def _for_pipe(chunk: Chunk) -> Chunk:
+    """``chunk`` without what the reader rebuilds cheaper than a pipe carries it: string columns that
+    have a dictionary (object arrays pickle one item at a time; the codes and the few distinct values go
+    out of band) and the CPU column (one value: a run is one CPU's)."""
+    for b in chunk.batches.values():
+        for name in b.dictionary:
+            if name in b.fields and b.fields[name].dtype == object:
+                b.fields[name] = None  # type: ignore[assignment]  # keeps the columns' order
+        if len(b.cpu) and b.cpu.dtype == np.int32 and b.cpu[0] == b.cpu[-1] and (b.cpu == b.cpu[0]).all():
+            b.cpu = int(b.cpu[0])  # type: ignore[assignment]
+    return chunk
+
+
+def _from_pipe(chunk: Chunk) -> Chunk:
+    """What :func:`_for_pipe` left out, as the decoder made it."""
+    for b in chunk.batches.values():
+        for name, (codes, values) in b.dictionary.items():
+            if name in b.fields and b.fields[name] is None:
+                b.fields[name] = values[codes]
+        if isinstance(b.cpu, int):
+            b.cpu = np.full(len(b.ts), b.cpu, np.int32)
+    return chunk
+
+
 class FastTraceReader:
     """Read a trace.dat (v6, v7; zstd, zlib or uncompressed) into :class:`Chunk` columns."""
 
     def __init__(self, path: str, *, kallsyms: Optional[str] = None,
                  zone_locks: Mapping[int, tuple[int, str]] = {}, run_bytes: int = RUN_BYTES,
-                 name: Optional[str] = None):
+                 name: Optional[str] = None, jobs: Optional[int] = None):
         """Open ``path`` and read its metadata; ``kallsyms``: a file replacing the saved kallsyms;
-        ``name``: the path to show (in ``info.path`` and messages) when ``path`` is a temporary copy."""
+        ``name``: the path to show (in ``info.path`` and messages) when ``path`` is a temporary copy;
+        ``jobs``: processes in all (None: :func:`~zlperf.readers.workers.default_jobs`, for files large
+        enough): with more than one,
+        ``jobs - 1`` worker processes decode CPUs while this one takes their chunks (and analyses them)."""
         self.path = str(name or path)
         self.run_bytes = run_bytes
+        self.jobs = jobs
         self._file = f = TraceDatFile(str(path), self.path)
         try:
             if kallsyms:
@@ -164,7 +216,12 @@ class FastTraceReader:
                                "buffers here: " + ", ".join(repr(n) for n in self.info.buffers))
 
     def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "") -> Iterator[Chunk]:
-        """Yield ``buffer``'s events CPU by CPU, one chunk per run of pages (see TraceReader)."""
+        """Yield ``buffer``'s events CPU by CPU, one chunk per run of pages (see TraceReader).
+
+        With more than one job, CPUs are decoded in ``jobs - 1`` worker processes
+        (:mod:`zlperf.readers.workers`) while the caller works on the chunks: they, their stream positions
+        and the warnings are the same as with one, in the same order.
+        """
         buf = self._resolve(buffer)
         if buf is None or buf.latency:
             return
@@ -173,21 +230,70 @@ class FastTraceReader:
         fmts = _Wanted(f, wanted, buf.page_size)
         decoder = RunDecoder(f.header_page, self._type_field, fmts.get, fmts.skipped, big=f.big_endian,
                              ts_offset=f.ts_offset, notes=self.info.warnings)
+        cds = sorted(buf.cpus, key=lambda c: c.cpu)
+        jobs = self._jobs(cds)
         seq = 0
         warn = self.info.warnings.append
         try:
-            for cd in sorted(buf.cpus, key=lambda c: c.cpu):
-                for run in _prefetch(f.page_runs(buf, cd, warn, self.run_bytes)):
-                    chunk, used = self._decode_run(decoder, run.data, buf.page_size, cd.cpu, seq,
-                                                   run.file_offset, run.first_page, run.gap_before)
-                    seq += used
-                    run = None  # type: ignore[assignment]  # free the pages before the next run
-                    if chunk.batches:
-                        yield chunk
-                    chunk = None  # type: ignore[assignment]
+            if jobs > 1:
+                runs = self._from_workers(decoder, fmts, buf, cds, jobs - 1)
+            else:
+                runs = (run for cd in cds for run in self._cpu_runs(decoder, buf, cd))
+            for chunk, used in runs:
+                if seq:  # workers number each run from 0: the stream position goes on from the runs before
+                    for b in chunk.batches.values():
+                        b.seq += seq
+                seq += used
+                if chunk.batches:
+                    yield chunk
+                chunk = None  # type: ignore[assignment]
         finally:
             for note in fmts.warnings():
                 warn(note)
+
+    def _jobs(self, cds: list) -> int:
+        """Processes for this buffer, this one included: one for small files (a fork costs more than it
+        saves). This process counts as one since it is busy too (the analysis keeps up with one decoder
+        on two cores; a second would only take turns with it)."""
+        from zlperf.readers.workers import default_jobs
+
+        jobs = default_jobs() if self.jobs is None else self.jobs
+        busy = [cd for cd in cds if cd.size]
+        # Not by default: for small files, nor from a threaded program (a fork copies one thread only).
+        if self.jobs is None and (sum(cd.size for cd in busy) < _PARALLEL_BYTES or threading.active_count() > 1):
+            return 1
+        return max(1, min(jobs, len(busy) + 1))
+
+    def _cpu_runs(self, decoder: RunDecoder, buf: BufferInfo, cd) -> Iterator[tuple[Chunk, int]]:
+        """(chunk, stream positions it took) of each run of one CPU's pages, each numbered from 0."""
+        for run in _prefetch(self._file.page_runs(buf, cd, self.info.warnings.append, self.run_bytes)):
+            chunk, used = self._decode_run(decoder, run.data, buf.page_size, cd.cpu, 0,
+                                           run.file_offset, run.first_page, run.gap_before)
+            run = None  # type: ignore[assignment]  # free the pages before the next run
+            yield chunk, used
+            chunk = None  # type: ignore[assignment]
+
+    def _from_workers(self, decoder: RunDecoder, fmts: "_Wanted", buf: BufferInfo, cds: list,
+                      jobs: int) -> Iterator[tuple[Chunk, int]]:
+        """:meth:`_cpu_runs` of every CPU, decoded in ``jobs`` worker processes; the warnings each run
+        gave in its worker are added here before its chunk is handed on, as one process would."""
+        from zlperf.readers.workers import run_in_workers
+
+        warnings = self.info.warnings
+
+        def work(parts: list, emit) -> None:  # in a worker: its CPUs in order
+            del warnings[:]  # the worker's copy: from here on it holds this worker's new warnings only
+            for cd in parts:
+                for chunk, used in self._cpu_runs(decoder, buf, cd):
+                    emit(("run", _for_pipe(chunk), used, _take(warnings)))
+                emit(("cpu", fmts.take_counts(), None, _take(warnings)))
+
+        for kind, payload, used, notes in run_in_workers(cds, jobs, work, lambda m: m[0] == "cpu"):
+            warnings.extend(notes)
+            if kind == "cpu":
+                fmts.add_counts(payload)
+            else:
+                yield _from_pipe(payload), used
 
     def _decode_run(self, decoder: RunDecoder, data: np.ndarray, page_size: int, cpu: int, seq0: int,
                     file_offset: int, first_page: int, gap_before: bool = False) -> tuple[Chunk, int]:

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from zlperf.arrays import distinct
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch
 from zlperf.formats import EventFormat, FieldFormat, HeaderPage
 from zlperf.readers.tracedat.fields import gather_fields, read_type_ids
@@ -73,7 +74,7 @@ class RunDecoder:
         types = read_type_ids(data, dec.off, self.type_field, big)
         # Event ids are small (u16 common_type); a corrupt format can make them anything.
         present = (np.flatnonzero(np.bincount(types, minlength=1)) if int(types.max()) < 1 << 16
-                   else np.unique(types))
+                   else distinct(types))
         if present.size <= _MASK_TYPES:
             groups = [(int(t), np.flatnonzero(types == t)) for t in present.tolist()]
         else:
@@ -92,7 +93,8 @@ class RunDecoder:
             cols = gather_fields(data, off, dec.length[idx], ef, big, self.header_page.commit_size, dictionary,
                                  self.notes)
             pid_col = cols.get("common_pid")
-            pid = pid_col.astype(np.int32) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
+            # common_pid is already int32 in every kernel's format: the same array, not a copy.
+            pid = pid_col.astype(np.int32, copy=False) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
             chunk.batches[ef.full_name] = EventBatch(
                 ef.full_name, dec.ts[idx], np.full(idx.shape[0], cpu, np.int32), pid, ev_seq[idx], cols, dictionary)
         return out
