@@ -92,6 +92,11 @@ def run(procs: Optional[int] = None, seconds: float = 5.0, mb: int = 64) -> List
         return [(int(pid), int(rounds)) for pid, rounds in (line.split() for line in r.read().splitlines())]
 
 
+def _ignore_stops() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _reap(pids: List[int]) -> None:
     """Wait for every worker; on Ctrl-C or SIGTERM stop the ones still running first, then re-raise."""
     waiting = list(pids)
@@ -100,6 +105,9 @@ def _reap(pids: List[int]) -> None:
             os.waitpid(waiting[0], 0)
             waiting.pop(0)
     except KeyboardInterrupt:
+        # A Ctrl-C at a terminal reaches this process and a recorder forwards one more: a second interrupt
+        # must not cut the clean-up short (or the summary line in main) with a traceback.
+        _ignore_stops()
         for pid in waiting:  # a Ctrl-C at a terminal reached them already; a forwarded one did not
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -133,6 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         rounds = run(args.procs, args.seconds, args.mb)
     except KeyboardInterrupt:
+        _ignore_stops()  # usually done in _reap already; here for an interrupt that came before it
         print("workload: interrupted", file=sys.stderr)
         return 130
     took = time.monotonic() - start
