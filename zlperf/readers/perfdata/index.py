@@ -24,8 +24,8 @@ from zlperf.readers.perfdata.layout import TYPE_TRACEPOINT, PerfAttr, SampleLayo
 from zlperf.readers.perfdata.records import (_LOST, _LOST_SAMPLES, _Other, _attr_index, _id_cpus, _kernel_ref,
                                              _lost, _slots, _task_names, _time_and_cpu, _trailer_names, walk)
 
-#: One spilled sample: word position, time, CPU, attr index (-1: unknown event id).
-REC = np.dtype([("pos", "<i8"), ("time", "<u8"), ("cpu", "<i4"), ("attr", "<i4")])
+#: One spilled sample: word position, time, CPU, attr index (-1: unknown event id), tid (for renames).
+REC = np.dtype([("pos", "<i8"), ("time", "<u8"), ("cpu", "<i4"), ("attr", "<i4"), ("tid", "<u4")])
 #: Samples sorted at once into one run (a reordered file): bounds the sort's temporaries (~50 MB).
 RUN_SAMPLES = 1 << 20
 #: Samples held across all runs while merging them.
@@ -175,35 +175,34 @@ class _Order:
             self.last[cc] = t1
 
 
-def _rename_at_samples(idx: SampleIndex, words: np.ndarray, layouts: dict[int, SampleLayout],
-                       history: dict[int, list[tuple[int, str]]], cmdlines: dict[int, str],
-                       release: Optional[Callable[[int], None]]) -> None:
-    """A renamed task (exec) is shown by its name at its last sample, as perf script shows it then
-    (``release``: told after each batch that the section's pages may go)."""
+def _tid_slot(layouts: dict[int, SampleLayout]) -> Optional[int]:
+    """The header word holding the tid, if every event has it at the same place (else no renames)."""
+    slots = {lay.tid for lay in layouts.values()}
+    return slots.pop() if len(slots) == 1 else None
+
+
+def _rename_at_samples(idx: SampleIndex, layouts: dict[int, SampleLayout],
+                       history: dict[int, list[tuple[int, str]]], cmdlines: dict[int, str]) -> None:
+    """A renamed task (exec) is shown by its name at its last sample, as perf script shows it then."""
     renamed = {tid: h for tid, h in history.items() if len(h) > 1}
-    tid_slots = {lay.tid for lay in layouts.values()}
-    if not renamed or not idx.n or len(tid_slots) != 1 or None in tid_slots:
+    if not renamed or not idx.n or _tid_slot(layouts) is None:
         return
     order = sorted(renamed)
     top = max(order)
     if top >= 1 << 24 or min(order) < 0:
         return
-    tid_at = tid_slots.pop()
     # Renamed tids -> 1..k through a table (pids are small); per task its latest sample time.
     lut = np.zeros(top + 1, dtype=np.int32)
     lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
     latest = np.full(len(order) + 1, np.iinfo(np.int64).min, dtype=np.int64)
     has_samples = np.zeros(len(order) + 1, dtype=np.int64)
-    last_word = len(words) - 1
     for rec in idx.file_order(_READ_SAMPLES):
-        tids = (words[np.minimum(rec["pos"] + tid_at, last_word)] >> np.uint64(32)).astype(np.uint32)
+        tids = rec["tid"]
         group = lut[np.minimum(tids, np.uint32(top))]
         group[tids > top] = 0
         rows = np.flatnonzero(group)
         np.maximum.at(latest, group[rows], rec["time"][rows].astype(np.int64))
         has_samples += np.bincount(group[rows], minlength=len(order) + 1)
-        if release is not None:  # the gathers touched pages all over the file
-            release(8 * len(words))
     for g, tid in enumerate(order, 1):
         if has_samples[g]:  # a task never sampled keeps its final name
             seen = [name for since, name in renamed[tid][1:] if latest[g] >= since]
@@ -258,6 +257,7 @@ def index_records(words: np.ndarray, raw: np.ndarray, nbytes: int, base: int, pa
     (``release``: see :func:`.records.walk`)."""
     slots = _slots(attrs)
     layouts = {ai: SampleLayout(a) for ai, a in enumerate(attrs)}
+    tid_at = _tid_slot(layouts)
     spill = tempfile.TemporaryFile(prefix="zlperf-samples-")
     idx = SampleIndex(spill, 0)
     try:
@@ -283,6 +283,7 @@ def index_records(words: np.ndarray, raw: np.ndarray, nbytes: int, base: int, pa
             if n:
                 out = np.empty(n, REC)
                 out["pos"], out["time"], out["cpu"], out["attr"] = found, time, cpu, attr_of
+                out["tid"] = (heads[tid_at] >> np.uint64(32)).astype(np.uint32) if tid_at is not None else 0
                 out.tofile(spill)
                 first_time = int(time[0]) if first_time is None else first_time
                 prev_time = int(time[-1])
@@ -296,7 +297,7 @@ def index_records(words: np.ndarray, raw: np.ndarray, nbytes: int, base: int, pa
         trailer = _trailer_names(attrs)
         cmdlines = dict(saved_cmdlines)
         history = _task_names(raw, others, trailer, cmdlines)
-        _rename_at_samples(idx, words, layouts, history, cmdlines, release)
+        _rename_at_samples(idx, layouts, history, cmdlines)
         lost_pos, lost_cpu, lost_count, lost_time = _lost(raw, others, trailer, _id_cpus(raw, others), warnings)
         idx.reordered = order.broken
         idx.cmdlines, idx.kernel_ref = cmdlines, _kernel_ref(raw, others)

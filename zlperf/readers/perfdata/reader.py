@@ -126,7 +126,7 @@ class PerfDataReader:
         lo = 0
         for rec in idx.batches(step):  # read back from the index's file a chunk at a time
             hi = lo + len(rec)
-            pos, time, cpu = rec["pos"], rec["time"], rec["cpu"]
+            pos, time, cpu = (np.ascontiguousarray(rec[k]) for k in ("pos", "time", "cpu"))
             seq = pos if not idx.reordered else 2 * np.arange(lo, hi, dtype=np.int64)
             chunk = Chunk()
             attr_of = rec["attr"]
