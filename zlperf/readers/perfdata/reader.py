@@ -1,8 +1,9 @@
 """The native perf.data (PERFILE2) reader: tracepoint samples as :class:`zlperf.events.Chunk` columns.
 
 Opening parses the header (:mod:`.layout`), walks the records once (:mod:`.records`, after inflating
-``perf record -z`` data, :mod:`.compressed`) and picks the kallsyms (:mod:`.symbols`); chunks are
-decoded on demand (:mod:`.samples`).
+``perf record -z`` data, :mod:`.compressed`) into a sample index kept in a temporary file (:mod:`.index`:
+memory does not grow with the file) and picks the kallsyms (:mod:`.symbols`); chunks are decoded on
+demand (:mod:`.samples`).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class PerfDataReader:
     def _drop_pages(mm: "mmap.mmap | bytes", upto: Optional[int] = None) -> None:
         """Unmap the pages of ``mm`` below ``upto`` (all: None) from this process; they stay in the
         page cache and come back if read again. Batches are copies, so resident memory stays what
-        the index and one chunk need, not the file's size."""
+        one chunk needs, not the file's size."""
         if not isinstance(mm, mmap.mmap):
             return
         length = len(mm) if upto is None else min(upto, len(mm)) // mmap.PAGESIZE * mmap.PAGESIZE
