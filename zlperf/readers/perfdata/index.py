@@ -29,7 +29,7 @@ REC = np.dtype([("pos", "<i8"), ("time", "<u8"), ("cpu", "<i4"), ("attr", "<i4")
 #: Samples sorted at once into one run (a reordered file): bounds the sort's temporaries (~50 MB).
 RUN_SAMPLES = 1 << 20
 #: Samples held across all runs while merging them.
-_MERGE_SAMPLES = 1 << 20
+_MERGE_SAMPLES = 1 << 18
 #: Samples read back at once by the passes over the spill.
 _READ_SAMPLES = 1 << 18
 
@@ -71,10 +71,18 @@ class SampleIndex:
         for lo in range(0, self.n, step):
             yield _read(self._spill, lo, min(step, self.n - lo))
 
+    def _one_run(self, step: int) -> Iterator[np.ndarray]:
+        """The samples of a reordered file that is one sorted run, ``step`` at a time (nothing to merge)."""
+        for lo in range(0, self.n, step):
+            yield _read(self._runs, lo, min(step, self.n - lo))  # type: ignore[arg-type]
+
     def batches(self, step: int) -> Iterator[np.ndarray]:
         """The samples in stream order (file order, or sorted when reordered), ``step`` at a time."""
         if not self.reordered:
             yield from self.file_order(step)
+            return
+        if len(self._bounds) == 1:
+            yield from self._one_run(step)
             return
         held: list[np.ndarray] = []
         count = 0
