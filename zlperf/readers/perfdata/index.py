@@ -34,6 +34,12 @@ _MERGE_SAMPLES = 1 << 18
 _READ_SAMPLES = 1 << 18
 
 
+def _permute(rec: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``rec[order]``, copied as rows of bytes (numpy gathers structured records ~2x slower)."""
+    rows = np.take(rec.view(np.uint8).reshape(len(rec), REC.itemsize), order, axis=0)
+    return rows.view(REC).reshape(len(order))
+
+
 def _read(fh: BinaryIO, first: int, count: int) -> np.ndarray:
     """Records [first, first + count) of a spill file (pread: several readers may share the file)."""
     if count <= 0:
@@ -153,8 +159,11 @@ def _merge(fh: BinaryIO, bounds: list[tuple[int, int]]) -> Iterator[np.ndarray]:
             take = len(h) if not limits else _key_le(h, *min(limits))
             pieces.append(h[:take])
             held[k] = h[take:]
-        out = np.concatenate(pieces)
-        yield out[np.lexsort((out["pos"], out["time"]))]
+        out = np.concatenate([p for p in pieces if len(p)])
+        t = np.ascontiguousarray(out["time"])
+        # Runs cover ascending stretches of the file, so a stable sort by time of pieces taken in run
+        # order is the (time, pos) order. Runs rarely overlap much: then the pieces are in order already.
+        yield out if not (t[1:] < t[:-1]).any() else _permute(out, np.argsort(t, kind="stable"))
 
 
 class _Order:
@@ -227,7 +236,7 @@ def _sort_runs(idx: SampleIndex, lost_time: np.ndarray) -> tuple[np.ndarray, np.
     first: Optional[int] = None
     for lo in range(0, idx.n, RUN_SAMPLES):
         rec = _read(idx._spill, lo, min(RUN_SAMPLES, idx.n - lo))
-        rec = rec[np.lexsort((rec["pos"], rec["time"]))]
+        rec = _permute(rec, np.argsort(np.ascontiguousarray(rec["time"]), kind="stable"))  # ties: file order
         rec.tofile(runs)
         idx._bounds.append((lo, lo + len(rec)))
         t = rec["time"]
