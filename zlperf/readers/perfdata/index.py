@@ -1,6 +1,6 @@
 """The sample index of a perf.data data section, built in one windowed walk with memory flat in the file size.
 
-Per sample the index needs its position, time, CPU and event (24 bytes): for millions of samples
+Per sample the index needs its position, time, CPU, event and tid (28 bytes): for millions of samples
 that is more than the rest of a report, so it is written to an unlinked temporary file as the walk
 goes and read back one chunk at a time. What the walk keeps in memory is per distinct value (last
 time per CPU) or per non-sample record (task names, lost events).
