@@ -12,13 +12,14 @@ __all__ = ["PerfDataReader", "CHUNK_SAMPLES"]
 
 import mmap
 import os
+import tempfile
 from types import MappingProxyType
 from typing import Collection, Iterator, Mapping, Optional
 
 import numpy as np
 
 from zlperf.arrays import distinct
-from zlperf.errors import TraceFormatError
+from zlperf.errors import TraceFormatError, ZlperfError
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
 from zlperf.readers.perfdata.compressed import inflate_data_section
 from zlperf.readers.perfdata.layout import TYPE_TRACEPOINT, PerfHeaderInfo, read_header
@@ -79,6 +80,18 @@ class PerfDataReader:
 
     def _walk(self, h: PerfHeaderInfo, warnings: list[str]) -> SampleIndex:
         """Index the data section (inflated first when perf record -z compressed it)."""
+        try:
+            return self._walk_data(h, warnings)
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            # The sample index and an inflated section live in unnamed temporary files: a full or missing
+            # temporary folder is the user's to fix, not a bug.
+            raise ZlperfError(f"{self.path}: cannot keep the sample index in a temporary file in "
+                              f"{tempfile.gettempdir()} ({exc.strerror or exc}): free space there or set TMPDIR "
+                              "to a folder with room (about 28 bytes per sample)") from None
+
+    def _walk_data(self, h: PerfHeaderInfo, warnings: list[str]) -> SampleIndex:
         self._views = DataViews(self._mm, h.data_offset, h.data_size)
         try:
             return index_records(self._views.words, self._views.u8, h.data_size, h.data_offset, self.path,
