@@ -178,8 +178,8 @@ def test_chunk_size_does_not_change_the_report():
     assert doc(777) == doc(1 << 20)
 
 
-def test_reordered_file_is_sorted_per_cpu_and_gives_the_same_report(tmp_path):
-    """A file whose CPU streams are not in time order (tools rewrite files) is sorted, not misread."""
+def _reordered_copy(tmp_path: Path) -> Path:
+    """The fixture with some samples swapped with the next one of their CPU (later sample first)."""
     buf = bytearray(FULL_PERF_DATA.read_bytes())
     d_off, d_size = struct.unpack_from("<QQ", buf, 40)
     recs = perf_truth.sample_records(bytes(buf), d_off, d_size)
@@ -194,6 +194,12 @@ def test_reordered_file_is_sorted_per_cpu_and_gives_the_same_report(tmp_path):
     path = tmp_path / "reordered.perf.data"
     path.write_bytes(bytes(buf))
     shutil.copy(FULL_PERF_KALLSYMS, tmp_path / "reordered.perf.kallsyms.gz")
+    return path
+
+
+def test_reordered_file_is_sorted_per_cpu_and_gives_the_same_report(tmp_path):
+    """A file whose CPU streams are not in time order (tools rewrite files) is sorted, not misread."""
+    path = _reordered_copy(tmp_path)
     with PerfDataReader(str(path)) as r:
         assert r.reordered, "the reader must notice the reordering"
         got = analyze(r)
@@ -201,6 +207,27 @@ def test_reordered_file_is_sorted_per_cpu_and_gives_the_same_report(tmp_path):
         want = analyze(r)
     for key in ("events", "totals", "zones", "callers", "duration_ns"):
         assert got[key] == want[key], key
+
+
+def test_reordered_samples_merged_from_many_sorted_runs_are_in_one_sort_order(tmp_path, monkeypatch):
+    """The sort of a reordered file is done in runs merged a block at a time (bounded memory):
+    tiny runs and blocks give the very samples, order and gaps of one run."""
+    from zlperf.readers.perfdata import index
+    path = _reordered_copy(tmp_path)
+    want = collect(path, chunk_samples=3001)
+    with PerfDataReader(str(path)) as r:
+        want_gaps = r.gaps()
+    monkeypatch.setattr(index, "RUN_SAMPLES", 997)
+    monkeypatch.setattr(index, "_MERGE_SAMPLES", 500)
+    monkeypatch.setattr(index, "_READ_SAMPLES", 333)
+    got = collect(path, chunk_samples=3001)
+    with PerfDataReader(str(path)) as r:
+        assert r.reordered and r._index._bounds[1:], "several runs"
+        assert r.gaps() == want_gaps
+    assert got.keys() == want.keys()
+    for name in want:
+        for col in want[name]:
+            assert np.array_equal(got[name][col], want[name][col]), (name, col)
 
 
 def test_lost_records_become_missed_events_and_break_pairs(tmp_path):

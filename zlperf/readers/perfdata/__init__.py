@@ -1,7 +1,8 @@
 """perf.data (``perf record`` output) read natively with numpy: header, records, samples, symbols.
 
-``layout`` parses everything outside the data section, ``records`` walks the data section once,
-``compressed`` inflates ``perf record -z`` data, ``samples`` decodes columns, ``symbols`` finds kallsyms.
+``layout`` parses everything outside the data section, ``records`` walks the data section once, ``index``
+keeps what the walk found in a temporary file, ``compressed`` inflates ``perf record -z`` data, ``samples``
+decodes columns, ``symbols`` finds kallsyms.
 """
 
 from __future__ import annotations

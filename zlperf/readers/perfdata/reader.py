@@ -1,8 +1,9 @@
 """The native perf.data (PERFILE2) reader: tracepoint samples as :class:`zlperf.events.Chunk` columns.
 
 Opening parses the header (:mod:`.layout`), walks the records once (:mod:`.records`, after inflating
-``perf record -z`` data, :mod:`.compressed`) and picks the kallsyms (:mod:`.symbols`); chunks are
-decoded on demand (:mod:`.samples`).
+``perf record -z`` data, :mod:`.compressed`) into a sample index kept in a temporary file (:mod:`.index`:
+memory does not grow with the file) and picks the kallsyms (:mod:`.symbols`); chunks are decoded on
+demand (:mod:`.samples`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ __all__ = ["PerfDataReader", "CHUNK_SAMPLES"]
 
 import mmap
 import os
+import tempfile
 from types import MappingProxyType
 from typing import Collection, Iterator, Mapping, Optional
 
 import numpy as np
 
 from zlperf.arrays import distinct
-from zlperf.errors import TraceFormatError
+from zlperf.errors import TraceFormatError, ZlperfError
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
 from zlperf.readers.perfdata.compressed import inflate_data_section
 from zlperf.readers.perfdata.layout import TYPE_TRACEPOINT, PerfHeaderInfo, read_header
-from zlperf.readers.perfdata.records import Compressed, RecordIndex, index_records
+from zlperf.readers.perfdata.index import SampleIndex, index_records
+from zlperf.readers.perfdata.records import Compressed
 from zlperf.readers.perfdata.samples import DataViews, decode_samples
 from zlperf.readers.perfdata.symbols import find_kallsyms
 
@@ -75,8 +78,20 @@ class PerfDataReader:
             symbols=symbols, cmdlines=dict(self._index.cmdlines),
             uname=f"Linux {uname}" if uname else None, warnings=warnings, zone_locks=dict(zone_locks))
 
-    def _walk(self, h: PerfHeaderInfo, warnings: list[str]) -> RecordIndex:
+    def _walk(self, h: PerfHeaderInfo, warnings: list[str]) -> SampleIndex:
         """Index the data section (inflated first when perf record -z compressed it)."""
+        try:
+            return self._walk_data(h, warnings)
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            # The sample index and an inflated section live in unnamed temporary files: a full or missing
+            # temporary folder is the user's to fix, not a bug.
+            raise ZlperfError(f"{self.path}: cannot keep the sample index in a temporary file in "
+                              f"{tempfile.gettempdir()} ({exc.strerror or exc}): free space there or set TMPDIR "
+                              "to a folder with room (about 28 bytes per sample)") from None
+
+    def _walk_data(self, h: PerfHeaderInfo, warnings: list[str]) -> SampleIndex:
         self._views = DataViews(self._mm, h.data_offset, h.data_size)
         try:
             return index_records(self._views.words, self._views.u8, h.data_size, h.data_offset, self.path,
@@ -94,7 +109,7 @@ class PerfDataReader:
     @property
     def reordered(self) -> bool:
         """Whether the file's per-CPU streams were out of time order, so samples were sorted first."""
-        return self._index.order is not None
+        return self._index.reordered
 
     def gaps(self) -> list[tuple[int, int, int, Optional[int]]]:
         """The lost-event records as (cpu, time, count, time of the CPU's next sample or None)."""
@@ -115,32 +130,31 @@ class PerfDataReader:
             note = f"{name}: no format in the file's tracing data; its samples were skipped"
             if note not in self.info.warnings:
                 self.info.warnings.append(note)
-        pos = idx.sample_words
-        n = len(pos)
-        order = idx.order
+        n = idx.n
         step = max(1, self.chunk_samples)
         if n == 0:
             missed = self._lost_in(0, 0, 0)
             if missed is not None:
                 yield Chunk({MISSED_EVENTS: missed})
             return
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            rows = np.arange(lo, hi) if order is None else order[lo:hi]
-            seq = pos[rows] if order is None else 2 * np.arange(lo, hi, dtype=np.int64)
+        lo = 0
+        for rec in idx.batches(step):  # read back from the index's file a chunk at a time
+            hi = lo + len(rec)
+            pos, time, cpu = (np.ascontiguousarray(rec[k]) for k in ("pos", "time", "cpu"))
+            seq = pos if not idx.reordered else 2 * np.arange(lo, hi, dtype=np.int64)
             chunk = Chunk()
-            attr_of = idx.attr_of[rows]
+            attr_of = rec["attr"]
             for ai in distinct(attr_of).tolist():
                 if ai not in decode:
                     continue
                 sel = np.flatnonzero(attr_of == ai)
-                r = rows[sel]
-                chunk.batches[attrs[ai].name] = decode_samples(self._views, attrs[ai], pos[r], idx.time[r],
-                                                               idx.cpu[r], seq[sel])
+                chunk.batches[attrs[ai].name] = decode_samples(self._views, attrs[ai], pos[sel], time[sel],
+                                                               cpu[sel], seq[sel])
             missed = self._lost_in(lo, hi, n)
             if missed is not None:
                 chunk.batches[MISSED_EVENTS] = missed
             self._drop_pages(self._inflated or self._mm)
+            lo = hi
             if chunk.batches:
                 yield chunk
 
@@ -148,7 +162,7 @@ class PerfDataReader:
     def _drop_pages(mm: "mmap.mmap | bytes", upto: Optional[int] = None) -> None:
         """Unmap the pages of ``mm`` below ``upto`` (all: None) from this process; they stay in the
         page cache and come back if read again. Batches are copies, so resident memory stays what
-        the index and one chunk need, not the file's size."""
+        one chunk needs, not the file's size."""
         if not isinstance(mm, mmap.mmap):
             return
         length = len(mm) if upto is None else min(upto, len(mm)) // mmap.PAGESIZE * mmap.PAGESIZE
@@ -180,8 +194,11 @@ class PerfDataReader:
         self.close()
 
     def close(self) -> None:
-        """Release the mappings and the file."""
+        """Release the mappings, the file and the index's temporary files."""
         self._views = None  # type: ignore[assignment]
+        index = getattr(self, "_index", None)
+        if index is not None:
+            index.close()
         for attr in ("_inflated", "_mm"):
             mm = getattr(self, attr, None)
             if isinstance(mm, mmap.mmap):

@@ -2,7 +2,7 @@
 
 Records as include/uapi/linux/perf_event.h and perf's user types (tools/perf/util/event.h) define
 them: task names (COMM, FORK), lost events (LOST, LOST_SAMPLES), the kernel mmap, ID_INDEX. Each
-concern is one function over the walk's result; :func:`index_records` runs them in order.
+concern is one function over the walk's result; :func:`.index.index_records` runs them in order.
 
 Ordering. perf.data is not globally time-sorted: ``perf record -a`` drains one ring buffer per CPU
 round after round, so the records of one CPU appear in the file in the order that CPU's buffer
@@ -14,11 +14,11 @@ sorted by (time, file position), as perf script's ordered-events queue does, and
 
 from __future__ import annotations
 
-__all__ = ["RecordIndex", "Compressed", "index_records", "walk", "COMPRESSED_TYPES"]
+__all__ = ["Compressed", "walk", "COMPRESSED_TYPES"]
 
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -28,11 +28,13 @@ from zlperf.readers.perfdata.layout import TYPE_TRACEPOINT, PerfAttr, SampleLayo
 # perf_event_header.type values used here (uapi perf_event.h and perf's user types >= 64).
 _MMAP, _LOST, _COMM, _FORK, _SAMPLE, _LOST_SAMPLES = 1, 2, 3, 7, 9, 13
 _ID_INDEX, _COMPRESSED, _COMPRESSED2 = 69, 81, 83
+#: The non-sample records later steps read (the walk keeps no others: FINISHED_ROUND is one per round).
+_KEPT = frozenset((_MMAP, _LOST, _COMM, _FORK, _LOST_SAMPLES, _ID_INDEX))
 #: PERF_RECORD_COMPRESSED (perf record -z) and its successor with an explicit data size.
 COMPRESSED_TYPES = (_COMPRESSED, _COMPRESSED2)
 
-#: Words examined per window of the record walk (bounds its temporaries to ~100 MB).
-_WALK_WINDOW = 1 << 22
+#: Words examined per window of the record walk (bounds its temporaries to ~25 MB).
+_WALK_WINDOW = 1 << 20
 
 
 class Compressed(Exception):
@@ -46,35 +48,26 @@ class _Other:
     size: int
 
 
-@dataclass
-class _Walk:
-    """What :func:`walk` found."""
-
-    pos: np.ndarray  #: int64 word index of each sample record
-    heads: dict[int, np.ndarray]  #: word j of every sample (the header slots asked for)
-    others: list[_Other]
-
-
-def walk(words: np.ndarray, nbytes: int, base: int, warnings: list[str], slots: list[int],
-         release: Optional[Callable[[int], None]] = None) -> _Walk:
-    """Record starts in the data section, the header words ``slots`` of every sample, the other records.
+def walk(words: np.ndarray, nbytes: int, base: int, warnings: list[str], slots: list[int], others: list[_Other],
+         release: Optional[Callable[[int], None]] = None) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    """Per window of the data section: the word index of each sample record found there (int64) and,
+    per header word ``slots[i]``, that word of every such sample; the other records it steps over
+    (those later steps read) are appended to ``others`` before the window is yielded.
 
     Records are variable length, so a plain walk is one Python step per record. Instead, every
     8-byte word that *could* start a sample (type 9, sane size) is a candidate; a run of
     candidates each ending exactly where the next starts is a run of real records, taken whole.
     The Python loop only steps over the other records (COMM, FORK, FINISHED_ROUND, ...) and over
     false candidates inside payloads, which the walk skips because it never lands on them.
-    The section is read a window at a time; after each, ``release(n)`` is told the first ``n``
-    bytes are done with. Raises :class:`Compressed` at the first compressed record.
+    Windows are yielded in file order; after each, ``release(n)`` is told the first ``n`` bytes are
+    done with. Raises :class:`Compressed` at the first compressed record.
     """
     nwords = nbytes // 8
     last_word = nwords - 1
-    samples: list[np.ndarray] = []
-    parts: dict[int, list[np.ndarray]] = {j: [] for j in slots}
-    others: list[_Other] = []
     offsets = np.array(slots, dtype=np.int64)
     pos = 0  # word index, always a real record start
     damaged = False
+    last_other: Optional[_Other] = None
     while pos < nwords and not damaged:
         wend = min(pos + _WALK_WINDOW, nwords)
         w = words[pos:wend]
@@ -105,62 +98,24 @@ def walk(words: np.ndarray, nbytes: int, base: int, warnings: list[str], slots: 
                                 f"{rsize}): the rest of the file was not read")
                 damaged = True
                 break
-            others.append(_Other(8 * p, rtype, rsize))
+            last_other = _Other(8 * p, rtype, rsize)
+            if rtype in _KEPT:  # FINISHED_ROUND and the like: nothing later reads them
+                others.append(last_other)
             p += rsize >> 3
-        if runs:  # this window's samples and their header words, gathered while its pages are in
-            found = np.concatenate(runs)
-            samples.append(found)
-            if len(offsets):
-                grid = words[np.minimum(found[:, None] + offsets, last_word)]
-                for i, j in enumerate(slots):
-                    parts[j].append(grid[:, i])
+        # This window's samples and their header words, gathered while its pages are in.
+        found = np.concatenate(runs).astype(np.int64, copy=False) if runs else np.empty(0, np.int64)
+        grid = words[np.minimum(found[:, None] + offsets, last_word)] if len(offsets) and len(found) \
+            else np.zeros((len(found), len(offsets)), np.uint64)
+        pos = p
+        yield found, [grid[:, i] for i in range(len(offsets))]
         if release is not None:
             release(8 * min(p, nwords))
-        pos = p
-    out = _Walk(np.concatenate(samples).astype(np.int64, copy=False) if samples else np.empty(0, np.int64),
-                {j: np.concatenate(v) if v else np.empty(0, np.uint64) for j, v in parts.items()}, others)
+    # (A sample's header word is always inside the section: candidates are words of it.)
     if pos > nwords and not damaged:
         warnings.append("the last record of the data section is cut off (file truncated)")
-        if len(out.pos) and out.pos[-1] * 8 + 8 > nbytes:
-            out.pos = out.pos[:-1]
-            out.heads = {j: v[:-1] for j, v in out.heads.items()}
-        if others and others[-1].pos + others[-1].size > nbytes:
+        if last_other is not None and last_other.pos + last_other.size > nbytes and others \
+                and others[-1] is last_other:
             others.pop()
-    return out
-
-
-@dataclass
-class RecordIndex:
-    """What the walk found: per sample its position, event, time and CPU; the gaps; task names."""
-
-    sample_words: np.ndarray  #: int64 word index of each sample record, in file order
-    attr_of: np.ndarray  #: int32 index into the attrs (-1: unknown event id)
-    time: np.ndarray  #: uint64
-    cpu: np.ndarray  #: int32
-    order: Optional[np.ndarray] = None  #: None: file order is per-CPU time order; else the sorted order
-    lost_cpu: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    lost_count: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    lost_time: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
-    lost_rank: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  #: rank of the next sample
-    lost_seq: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    cmdlines: dict[int, str] = field(default_factory=dict)
-    kernel_ref: Optional[tuple[str, int]] = None  #: (symbol, address) of the recorded kernel mmap
-
-    def gaps(self) -> list[tuple[int, int, int, Optional[int]]]:
-        """The lost-event records as (cpu, time, count, time of the CPU's next sample or None).
-
-        For front ends that see the samples but not the records (perf script -s): a gap belongs
-        just before that next sample in the CPU's stream.
-        """
-        out = []
-        stream = np.arange(len(self.sample_words)) if self.order is None else self.order
-        cpus = self.cpu[stream]
-        for i in range(len(self.lost_cpu)):
-            cpu = int(self.lost_cpu[i])
-            after = np.flatnonzero(cpus[int(self.lost_rank[i]):] == cpu)
-            nxt = int(self.time[stream[int(self.lost_rank[i]) + int(after[0])]]) if len(after) else None
-            out.append((cpu, int(self.lost_time[i]), int(self.lost_count[i]), nxt))
-        return out
 
 
 def _slots(attrs: list[PerfAttr]) -> list[int]:
@@ -169,9 +124,8 @@ def _slots(attrs: list[PerfAttr]) -> list[int]:
                    for j in (lay.identifier, lay.id, lay.tid, lay.time, lay.cpu) if j is not None})
 
 
-def _attr_index(path: str, heads: dict[int, np.ndarray], attrs: list[PerfAttr], n: int,
-                warnings: list[str]) -> np.ndarray:
-    """Which attr (event) each sample belongs to, from its IDENTIFIER or ID word."""
+def _attr_index(path: str, heads: dict[int, np.ndarray], attrs: list[PerfAttr], n: int) -> np.ndarray:
+    """Which attr (event) each sample belongs to, from its IDENTIFIER or ID word (-1: unknown id)."""
     if len(attrs) <= 1 or n == 0:
         return np.zeros(n, np.int32)
     lay = SampleLayout(attrs[0])
@@ -197,9 +151,6 @@ def _attr_index(path: str, heads: dict[int, np.ndarray], attrs: list[PerfAttr], 
         table_ids, table_attr = table_ids[order], table_attr[order]
         k = np.clip(np.searchsorted(table_ids, ids), 0, len(table_ids) - 1)
         out = np.where(table_ids[k] == ids, table_attr[k], -1).astype(np.int32)
-    unknown = int((out < 0).sum())
-    if unknown:
-        warnings.append(f"{unknown} samples with an unknown event id were skipped")
     return out
 
 
@@ -311,103 +262,3 @@ def _time_and_cpu(words: np.ndarray, pos: np.ndarray, heads: dict[int, np.ndarra
         if len(rows) and lay.cpu is not None:
             cpu[rows] = words.view(np.uint32)[2 * (pos[rows] + lay.cpu)].astype(np.int32)
     return time, cpu
-
-
-def _rename_at_samples(heads: dict[int, np.ndarray], time: np.ndarray, layouts: dict[int, SampleLayout],
-                       history: dict[int, list[tuple[int, str]]], cmdlines: dict[int, str]) -> None:
-    """A renamed task (exec) is shown by its name at its last sample, as perf script shows it then."""
-    renamed = {tid: h for tid, h in history.items() if len(h) > 1}
-    tid_slots = {lay.tid for lay in layouts.values()}
-    if not renamed or not len(time) or len(tid_slots) != 1 or None in tid_slots:
-        return
-    tids = (heads[tid_slots.pop()] >> np.uint64(32)).astype(np.uint32)
-    # Renamed tids -> 1..k through a table (pids are small), then per rename level one
-    # vectorised pass: does the task have a sample at or after that rename?
-    order = sorted(renamed)
-    top = max(order)
-    if top >= 1 << 24 or min(order) < 0:
-        return
-    lut = np.zeros(top + 1, dtype=np.int32)
-    lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
-    group = lut[np.minimum(tids, np.uint32(top))]
-    group[tids > top] = 0
-    rows = np.flatnonzero(group)
-    group, when_sampled = group[rows], time[rows]
-    names = {tid: renamed[tid][0][1] for tid in order}
-    for level in range(1, max(len(h) for h in renamed.values())):
-        since = np.full(len(order) + 1, np.iinfo(np.int64).max, dtype=np.int64)
-        for g, tid in enumerate(order, 1):
-            if level < len(renamed[tid]):
-                since[g] = renamed[tid][level][0]
-        seen = np.bincount(group, weights=(when_sampled.astype(np.int64) >= since[group]),
-                           minlength=len(order) + 1)
-        for g, tid in enumerate(order, 1):
-            if seen[g] > 0:
-                names[tid] = renamed[tid][level][1]
-    has_samples = np.bincount(group, minlength=len(order) + 1)
-    for g, tid in enumerate(order, 1):
-        if has_samples[g]:  # a task never sampled keeps its final name
-            cmdlines[tid] = names[tid]
-
-
-def _sample_order(pos: np.ndarray, time: np.ndarray, cpu: np.ndarray) -> Optional[np.ndarray]:
-    """None when each CPU's samples are time-ordered in the file (module docstring), else the order
-    by (time, file position)."""
-    if not len(pos):
-        return None
-    # Stable sort by CPU (radix sort for 16-bit keys) keeps file order within each CPU.
-    key = cpu.astype(np.uint16) if cpu.max() < 1 << 16 and cpu.min() >= 0 else cpu
-    by_cpu = np.argsort(key, kind="stable")
-    t, c = time[by_cpu], cpu[by_cpu]
-    if np.any((c[1:] == c[:-1]) & (t[1:] < t[:-1])):
-        return np.lexsort((pos, time))
-    return None
-
-
-def _place_gaps(idx: RecordIndex, lost_pos: np.ndarray, lost_time: list[Optional[int]]) -> None:
-    """Each gap goes just before the first sample after it: that sample's rank decides its chunk."""
-    pos, time, order = idx.sample_words, idx.time, idx.order
-    n = len(pos)
-    if order is None:
-        idx.lost_rank = np.searchsorted(pos, lost_pos)
-        idx.lost_seq = lost_pos.copy()
-    else:
-        prev_file = np.searchsorted(pos, lost_pos) - 1
-        fallback = np.where(prev_file >= 0, time[np.maximum(prev_file, 0)], 0) if n else \
-            np.zeros(len(lost_pos), np.uint64)
-        lt = np.array([(fallback[i] if x is None else x) for i, x in enumerate(lost_time)], dtype=np.uint64)
-        idx.lost_rank = np.searchsorted(time[order], lt, side="left")
-        idx.lost_seq = 2 * idx.lost_rank.astype(np.int64) - 1  # samples are 2 * rank
-    prev = np.maximum(idx.lost_rank - 1, 0)
-    known = np.array([x is not None for x in lost_time], dtype=bool)
-    stated = np.array([0 if x is None else x for x in lost_time], dtype=np.uint64)
-    if n:
-        before = time[order[prev]] if order is not None else time[prev]
-    else:
-        before = np.zeros(len(prev), np.uint64)
-    idx.lost_time = np.where(known, stated, before).astype(np.uint64)
-
-
-def index_records(words: np.ndarray, raw: np.ndarray, nbytes: int, base: int, path: str, attrs: list[PerfAttr],
-                  saved_cmdlines: dict[int, str], warnings: list[str],
-                  release: Optional[Callable[[int], None]] = None) -> RecordIndex:
-    """Walk the data section once (``words``/``raw``: its u64 and u8 views) and index it
-    (``release``: see :func:`walk`)."""
-    found = walk(words, nbytes, base, warnings, _slots(attrs), release)
-    pos, heads, others = found.pos, found.heads, found.others
-    attr_of = _attr_index(path, heads, attrs, len(pos), warnings)
-    layouts = {ai: SampleLayout(a) for ai, a in enumerate(attrs)}
-    time, cpu = _time_and_cpu(words, pos, heads, attr_of, layouts)
-    for ai, lay in layouts.items():
-        if lay.cpu is None and attrs[ai].type == TYPE_TRACEPOINT:
-            warnings.append(f"{attrs[ai].name}: samples have no CPU (record with -a): all shown as cpu 0")
-    trailer = _trailer_names(attrs)
-    cmdlines = dict(saved_cmdlines)
-    history = _task_names(raw, others, trailer, cmdlines)
-    _rename_at_samples(heads, time, layouts, history, cmdlines)
-    lost_pos, lost_cpu, lost_count, lost_time = _lost(raw, others, trailer, _id_cpus(raw, others), warnings)
-    idx = RecordIndex(pos, attr_of, time, cpu, _sample_order(pos, time, cpu),
-                      lost_cpu=np.array(lost_cpu, dtype=np.int32), lost_count=np.array(lost_count, dtype=np.int64),
-                      cmdlines=cmdlines, kernel_ref=_kernel_ref(raw, others))
-    _place_gaps(idx, np.array(lost_pos, dtype=np.int64), lost_time)
-    return idx
