@@ -71,6 +71,17 @@ class DimStats:
         for code, idx in split_by_code(codes, len(self.coder)):
             dists[code].add(values[idx])
 
+    def absorb(self, other: "DimStats", keys: np.ndarray) -> None:
+        """Add ``other``'s groups, whose keys are ``keys`` here (in ``other``'s code order)."""
+        if not len(keys):
+            return
+        codes = self.codes(keys).tolist()
+        for name, arr in other.counts.items():
+            self.counts[name][codes] += arr[: len(codes)]
+        for code, wait, hold in zip(codes, other.wait, other.hold):
+            self.wait[code].merge(wait)
+            self.hold[code].merge(hold)
+
     def total(self) -> GroupStats:
         """All groups together: every row belongs to exactly one group of a dimension."""
         wait, hold = Distribution(), Distribution()
@@ -89,7 +100,11 @@ class DimStats:
 
 
 class TopN:
-    """The N largest values seen, with where and when they happened."""
+    """The N largest values seen, with where and when they happened.
+
+    Equal values keep the earliest in the stream (lowest ``seq``, else the first given), so the rows kept
+    do not depend on how the stream was cut into chunks or parts.
+    """
 
     def __init__(self, n: int):
         self.n = n
@@ -101,15 +116,34 @@ class TopN:
         merged = table if self.rows is None else {k: np.concatenate([self.rows[k], table[k]]) for k in self.rows}
         values = merged[value_col]
         if len(values) > self.n:
-            keep = np.argpartition(values, len(values) - self.n)[-self.n:]
+            kth = len(values) - self.n
+            threshold = np.partition(values, kth)[kth]  # the n-th largest
+            above = np.flatnonzero(values > threshold)
+            tied = np.flatnonzero(values == threshold)
+            need = self.n - len(above)
+            if len(tied) > need:
+                tied = tied[np.argsort(_stream_order(merged)[tied], kind="stable")[:need]]
+            keep = np.sort(np.concatenate([above, tied]))
             merged = {k: v[keep] for k, v in merged.items()}
         self.rows = merged
 
     def sorted_rows(self, value_col: str) -> list[dict]:
+        """The rows, largest value first; equal values in stream order."""
         if self.rows is None:
             return []
-        order = np.argsort(self.rows[value_col], kind="stable")[::-1]
+        order = np.lexsort((_stream_order(self.rows), ~self.rows[value_col].astype(np.uint64)))
         return [{k: v[i].item() for k, v in self.rows.items()} for i in order]
+
+    def absorb(self, other: "TopN", value_col: str) -> None:
+        """Add the rows ``other`` kept (their zones and positions already in this stream's terms)."""
+        if other.rows is not None:
+            self.add(other.rows, value_col)
+
+
+def _stream_order(rows: Table) -> np.ndarray:
+    """Where each row is in the stream: its ``seq`` when it has one, else its place in ``rows``."""
+    seq = rows.get("seq")
+    return seq if seq is not None else np.arange(table_len(rows))
 
 
 class Aggregate:
@@ -152,6 +186,42 @@ class Aggregate:
         self._count(obs.unmatched, "unmatched_unlocks")
         self._count(obs.unreleased, "unreleased")
         self._count(obs.broken, "broken_by_missed")
+
+    def absorb(self, other: "Aggregate", zones: np.ndarray, seq_shift: int) -> None:
+        """Add the aggregate of CPUs analysed apart, as if their observations had come after this one's:
+        ``zones`` maps its zone codes to this stream's, ``seq_shift`` moves its stream positions."""
+        def zone_of(codes: np.ndarray) -> np.ndarray:
+            codes = np.asarray(codes)
+            return np.where(codes >= 0, zones[np.maximum(codes, 0)], codes).astype(codes.dtype, copy=False)
+
+        for dim, mine in self.dims.items():
+            theirs = other.dims[dim]
+            keys = np.array(theirs.coder.keys, dtype=np.uint64 if dim == "caller" else np.int64)
+            if dim == "zone":
+                keys = zone_of(keys)
+            if dim != "caller":
+                keys = keys.astype(np.int32)
+            mine.absorb(theirs, keys)
+        for bucket, dist in other.hold_by_batch.items():
+            self.hold_by_batch.setdefault(bucket, Distribution()).merge(dist)
+        for mine_top, theirs_top, col in ((self.top_waits, other.top_waits, "wait_ns"),
+                                          (self.top_holds, other.top_holds, "hold_ns")):
+            if theirs_top.rows is not None:
+                rows = dict(theirs_top.rows)
+                rows["zone"] = zone_of(rows["zone"])
+                if "seq" in rows:
+                    rows["seq"] = rows["seq"] + seq_shift
+                theirs_top.rows = rows
+                mine_top.absorb(theirs_top, col)
+        self.timeline.absorb(other.timeline, lambda key: (key[0], int(zone_of(np.array([key[1]]))[0]))
+                             if key[0] == "zone" else key)
+        for key, (frames, count) in other.stacks.items():
+            entry = self.stacks.get(key)
+            if entry is None:
+                self.stacks[key] = [frames, count]
+            else:
+                entry[1] += count
+        self.holders.absorb(other.holders, zone_of, seq_shift)
 
     def _count_stacks(self, stacks: np.ndarray) -> None:
         """Count identical stacks (contended events are rare: a plain loop)."""

@@ -160,11 +160,19 @@ class Analyzer:
         adapter, agg = seen[0] if seen else lanes[0]  # none: the first says what is missing
         return adapter, agg, bool(seen)
 
+    def lane(self) -> tuple[AbiAdapter, Aggregate, bool]:
+        """(adapter, aggregate, whether its events were seen) of the lane the report would come from now."""
+        return self._lane(self.event_counts)
+
+    def finish_lane(self, adapter: AbiAdapter, agg: Aggregate) -> None:
+        """End ``adapter``'s stream into ``agg``: what it still holds (unreleased acquisitions) is accounted."""
+        agg.account(self._observed(adapter, adapter.finish()))
+
     def _choose(self) -> tuple[AbiAdapter, Aggregate, bool]:
         """Finish the stream of the ABI the report comes from (unreleased acquisitions at the end)."""
         if self._chosen is None:
             adapter, agg, found = self._lane(self.event_counts)
-            agg.account(self._observed(adapter, adapter.finish()))
+            self.finish_lane(adapter, agg)
             self._chosen = (adapter, agg, found)
         return self._chosen
 
@@ -177,10 +185,23 @@ class Analyzer:
 
 
 def analyze(reader: TraceReader, options: Optional[AnalysisOptions] = None) -> AnalysisResult:
-    """Read every chunk of ``reader`` and return the analysis result."""
-    analyzer = Analyzer(reader.info, options)
-    for chunk in reader.chunks():
-        analyzer.feed(chunk)
+    """Read every chunk of ``reader`` and return the analysis result.
+
+    A reader that splits its CPUs into parts (one per core it may use: the fast trace.dat reader, on large
+    files) is analysed part by part in as many processes (:mod:`zlperf.analysis.parallel`); the result is
+    the same as one pass.
+    """
+    analyzer = None
+    split = getattr(reader, "split", None)
+    parts = split() if split is not None else []
+    if len(parts) > 1:
+        from zlperf.analysis.parallel import analyze_parts
+
+        analyzer = analyze_parts(reader, options, parts)  # type: ignore[arg-type]
+    if analyzer is None:
+        analyzer = Analyzer(reader.info, options)
+        for chunk in reader.chunks():
+            analyzer.feed(chunk)
     result = analyzer.result()  # zones of stock recordings are only known once the stream is finished
     if options and options.zone and analyzer.zones.find(options.zone) is None:
         known = ", ".join(z.label for z in analyzer.zones.zones) or "none"

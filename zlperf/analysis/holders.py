@@ -129,17 +129,19 @@ class _Group:
     """The releases of one zone on one CPU, in the CPU's own order (which is time order), chunk by chunk,
     each chunk's part compressed."""
 
-    __slots__ = ("parts", "sizes", "ts", "inherited")
+    __slots__ = ("parts", "sizes", "shifts", "ts", "inherited")
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
         self.sizes: list[int] = []
+        self.shifts: list[int] = []  # added to each part's holder_seq (parts analysed in another process)
         self.ts: Optional[np.ndarray] = None
         self.inherited = 0  # leading parts carried over from the previous interval of a live stream
 
     def add(self, part: Table) -> None:
         self.parts.append(_pack(part))
         self.sizes.append(len(part["ts"]))
+        self.shifts.append(0)
 
     def seal(self) -> None:
         """Join the timestamps (only they are searched); keep the other columns per chunk."""
@@ -154,6 +156,9 @@ class _Group:
         for i in distinct(part).tolist():
             sel = part == i
             cols = _unpack(self.parts[i], self.sizes[i])
+            if self.shifts[i]:
+                seq = cols["holder_seq"]
+                cols["holder_seq"] = np.where(seq >= 0, seq + self.shifts[i], seq)
             for k in _KEPT:
                 out[k][sel] = cols[k][pos[sel] - start[i]]
         return out
@@ -205,8 +210,26 @@ class HolderAttribution:
                 carried = nxt._groups[key] = _Group()
                 carried.parts = list(own)
                 carried.sizes = list(g.sizes[g.inherited:])
+                carried.shifts = list(g.shifts[g.inherited:])
                 carried.inherited = len(own)
         return nxt
+
+    def absorb(self, other: "HolderAttribution", zone_of: Callable[[np.ndarray], np.ndarray], seq_shift: int) -> None:
+        """Add the releases and waits of CPUs analysed apart: ``zone_of`` maps their zone codes to this
+        stream's, ``seq_shift`` moves their stream positions."""
+        self.seen_releases = self.seen_releases or other.seen_releases
+        for (zone, cpu), g in other._groups.items():
+            g.shifts = [s + seq_shift for s in g.shifts]
+            key = (int(zone_of(np.array([zone]))[0]), cpu)
+            mine = self._groups.get(key)
+            if mine is None:
+                self._groups[key] = g
+            else:  # not when parts hold different CPUs; kept right all the same
+                mine.parts += g.parts
+                mine.sizes += g.sizes
+                mine.shifts += g.shifts
+        for w in other._waits:
+            self._waits.append({**w, "zone": zone_of(w["zone"]), "seq": w["seq"] + seq_shift})
 
     def finish(self) -> Optional[Attributed]:
         """Attribute every wait; None when the recording has no releases (no holders can be known)."""

@@ -147,8 +147,24 @@ class Distribution:
         rest = raw[~small]
         self._pending, self._pending_len = ([rest], len(rest)) if len(rest) else ([], 0)
 
+    def _empty(self) -> bool:
+        return not (len(self._values) or self._pending or self._dense is not None)
+
     def merge(self, other: "Distribution") -> None:
         """Add every value of ``other``."""
+        if self._empty():  # the common case when parts of a recording merge: take its tables as they are
+            other._compact()
+            self._values, self._counts = other._values.copy(), other._counts.copy()
+            self._dense = None if other._dense is None else other._dense.copy()
+            return
+        if other._dense is not None:  # dense counts add; the table holds only values past the dense range
+            other._compact()
+            self._compact()
+            if self._dense is None:
+                self._go_dense()
+            self._dense += other._dense
+            self._fold(other._values, other._counts)
+            return
         values, counts = other.table()
         self._compact()
         self._fold(values, counts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ["Timeline", "COLUMNS", "ALWAYS_TRACKED", "MAX_BINS", "MAX_SERIES", "final_bin_ns", "rebin_factor"]
 
-from typing import Hashable, Optional
+from typing import Callable, Hashable, Optional
 
 import numpy as np
 
@@ -115,6 +115,38 @@ class Timeline:
                             continue
                         data = self.series[key] = np.zeros((self.n, len(COLUMNS)))
                     data[:, column] += sums[code]
+
+    def absorb(self, other: "Timeline", rename: Callable[[Hashable], Hashable]) -> None:
+        """Add ``other``'s series (keys renamed by ``rename``), on one axis with this one's.
+
+        Both widths are the first width doubled, and doubling floors bin indices, so the sums are the ones
+        a single timeline given all rows would hold (integer counters and ns sums, exact in float64).
+        ``other`` is coarsened in place.
+        """
+        self.untracked |= {rename(k) for k in other.untracked}
+        if other.lo is None:
+            return
+        while other.bin_ns < self.bin_ns:
+            other._coarsen()
+        while self.bin_ns < other.bin_ns:
+            if self.lo is None:
+                self.bin_ns *= 2
+            else:
+                self._coarsen()
+        self._cover(other.lo, other.lo + other.n - 1)
+        while other.bin_ns < self.bin_ns:  # covering both may have coarsened this one
+            other._coarsen()
+        assert self.lo is not None
+        at = other.lo - self.lo
+        for key, data in other.series.items():
+            key = rename(key)
+            mine = self.series.get(key)
+            if mine is None:
+                if key[0] not in ALWAYS_TRACKED and len(self.series) > self.max_series:
+                    self.untracked.add(key)
+                    continue
+                mine = self.series[key] = np.zeros((self.n, len(COLUMNS)))
+            mine[at:at + other.n] += data
 
     def rebinned(self, key: Hashable, first_ts: int, last_ts: int, bins: int) -> tuple[int, int, np.ndarray]:
         """(start_ns, width_ns, counters) of ``key`` over [first_ts, last_ts] in about ``bins`` round bins."""

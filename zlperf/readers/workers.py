@@ -11,7 +11,7 @@ has copied its last message: memory stays at about one run per worker whatever t
 
 from __future__ import annotations
 
-__all__ = ["default_jobs", "run_in_workers", "WorkerError"]
+__all__ = ["default_jobs", "run_in_workers", "Workers", "WorkerError"]
 
 import fcntl
 import gc
@@ -205,35 +205,39 @@ def _child(ch: _Channel, work: Callable[[Sequence[Any], Emit], None], parts: Seq
         os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
 
 
-def run_in_workers(parts: Sequence[Any], jobs: int, work: Callable[[Sequence[Any], Emit], None],
-                   done: Callable[[Any], bool]) -> Iterator[Any]:
-    """Yield the messages of ``work`` over ``parts``, in the order ``work(parts, emit)`` would emit them
-    in one process, with part ``i`` decoded in worker ``i % jobs``.
+class Workers:
+    """Worker processes forked now, one per ``jobs``, running ``work`` over ``parts`` (part ``i`` in worker
+    ``i % jobs``); :meth:`messages` reads what they emit. A context manager: leaving it stops them."""
 
-    ``work(my_parts, emit)`` runs in each worker on its parts, in their order, and must emit at least
-    one message per part, the last of which ``done(message)`` is true for (that is how the reader knows
-    to move on to the next part's worker). A worker's exception is raised here; closing the iterator
-    early stops the workers.
-    """
-    jobs = max(1, min(jobs, len(parts)))
-    pids: list[int] = []
-    chans: list[_Channel] = []
-    try:
-        for w in range(jobs):
-            ch = _Channel()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
-                try:
-                    ch.worker_side()
-                    for other in chans:
-                        other.close()
-                finally:
-                    _child(ch, work, parts[w::jobs])  # never returns: the child ends there
-            ch.reader_side()
-            pids.append(pid)
-            chans.append(ch)
-        for i in range(len(parts)):
-            ch = chans[i % jobs]
+    def __init__(self, parts: Sequence[Any], jobs: int, work: Callable[[Sequence[Any], Emit], None]):
+        self.parts = parts
+        self.jobs = max(1, min(jobs, len(parts)))
+        self.pids: list[int] = []
+        self.chans: list[_Channel] = []
+        try:
+            for w in range(self.jobs):
+                ch = _Channel()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+                    try:
+                        ch.worker_side()
+                        for other in self.chans:
+                            other.close()
+                    finally:
+                        _child(ch, work, parts[w::self.jobs])  # never returns: the child ends there
+                ch.reader_side()
+                self.pids.append(pid)
+                self.chans.append(ch)
+        except BaseException:
+            self.close()
+            raise
+
+    def messages(self, done: Callable[[Any], bool]) -> Iterator[Any]:
+        """Every message, in the order ``work(parts, emit)`` would emit them in one process; ``done(message)``
+        is true for the last message of each part. A worker's exception is raised here."""
+        chans = self.chans
+        for i in range(len(self.parts)):
+            ch = chans[i % self.jobs]
             while True:
                 kind, message = ch.receive()
                 if kind == "error":
@@ -247,10 +251,34 @@ def run_in_workers(parts: Sequence[Any], jobs: int, work: Callable[[Sequence[Any
             kind, message = ch.receive()
             if kind == "error":
                 raise message
-    finally:
-        for ch in chans:
+
+    def close(self) -> None:
+        """Stop the workers still running and wait for them all."""
+        for ch in self.chans:
             ch.close()
-        _reap(pids)
+        self.chans = []
+        _reap(self.pids)
+        self.pids = []
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_in_workers(parts: Sequence[Any], jobs: int, work: Callable[[Sequence[Any], Emit], None],
+                   done: Callable[[Any], bool]) -> Iterator[Any]:
+    """Yield the messages of ``work`` over ``parts``, in the order ``work(parts, emit)`` would emit them
+    in one process, with part ``i`` decoded in worker ``i % jobs`` (forked at the first message asked for).
+
+    ``work(my_parts, emit)`` runs in each worker on its parts, in their order, and must emit at least
+    one message per part, the last of which ``done(message)`` is true for (that is how the reader knows
+    to move on to the next part's worker). A worker's exception is raised here; closing the iterator
+    early stops the workers.
+    """
+    with Workers(parts, jobs, work) as workers:
+        yield from workers.messages(done)
 
 
 def _reap(pids: list[int]) -> None:

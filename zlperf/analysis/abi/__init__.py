@@ -33,6 +33,9 @@ class AbiAdapter(Protocol):
     key: ClassVar[str]  #: short name used by ``--abi`` (see :data:`zlperf.analysis.options.ABIS`)
     name: ClassVar[str]  #: what the report header calls it
     events: ClassVar[tuple[str, ...]]  #: "system:event" names this ABI reads
+    #: whether CPUs analysed apart (in other processes) merge: then the adapter has ``counters()`` and
+    #: ``absorb(counters) -> bool`` (see :mod:`zlperf.analysis.parallel`)
+    mergeable: ClassVar[bool]
 
     def __init__(self, zones: "ZoneTable", info: "TraceInfo", options: "AnalysisOptions") -> None: ...
 

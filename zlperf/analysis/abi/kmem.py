@@ -137,6 +137,7 @@ class KmemZoneLockABI:
     key = "kmem"
     name = "kmem:mm_zone_lock_* (zone-lock tracepoint patch)"
     events = EVENTS
+    mergeable = True  #: per-CPU state only: CPUs analysed apart merge (see :meth:`absorb`)
 
     def __init__(self, zones: ZoneTable, info: TraceInfo, options: AnalysisOptions):
         self.zones = zones
@@ -144,6 +145,7 @@ class KmemZoneLockABI:
         self._pairer = PerCpuPairer()
         self._holds_possible = False
         self._damaged = 0  # events whose node_id/name cannot be a zone: left out, said once at the end
+        self._unpaired = 0  # acquisitions seen before any unlock (not paired: maybe a wait-time recording)
 
     def _table(self, batch: Optional[EventBatch], extra: tuple[str, ...],
                columns: Optional[Table] = None) -> Optional[Table]:
@@ -183,6 +185,8 @@ class KmemZoneLockABI:
         unlock = self._table(batches.get(UNLOCK), ("count",))
         if unlock is not None:
             self._holds_possible = True
+        elif not self._holds_possible and locked is not None:
+            self._unpaired += len(locked["ts"])
         if self._holds_possible:
             self._pair(obs, locked, unlock, batches.get(MISSED_EVENTS), final=False)
         return obs
@@ -223,6 +227,18 @@ class KmemZoneLockABI:
         obs.unreleased = _rows(t, res.unreleased_open, _SEQ)
         obs.broken = _rows(t, np.concatenate([res.broken_open, res.broken_close]), _SEQ)
         obs.releases = releases(t, res)
+
+    def counters(self) -> dict:
+        """What :meth:`absorb` needs of this adapter, once its CPUs are finished in another process."""
+        return {"damaged": self._damaged, "holds_possible": self._holds_possible, "unpaired": self._unpaired}
+
+    def absorb(self, counters: dict) -> bool:
+        """Add the :meth:`counters` of the next CPUs' adapter; False when one pass would have differed: it
+        would have paired their first acquisitions, as an unlock was seen on the CPUs before."""
+        exact = not (self._holds_possible and counters["unpaired"])
+        self._damaged += counters["damaged"]
+        self._holds_possible = self._holds_possible or counters["holds_possible"]
+        return exact
 
     @staticmethod
     def capabilities(event_counts: Mapping[str, int]) -> Capabilities:

@@ -38,6 +38,7 @@ class ZoneLockSeriesABI:
     key = "series"
     name = "zone_lock:* (the rival zone-lock tracepoint series, zones by struct zone pointer)"
     events = EVENTS
+    mergeable = True  #: per-CPU state only: CPUs analysed apart merge (see :meth:`absorb`)
 
     def __init__(self, zones: ZoneTable, info: TraceInfo, options: AnalysisOptions):
         self.zones = zones
@@ -122,6 +123,18 @@ class ZoneLockSeriesABI:
     def finish(self) -> Observations:
         """Close both pairings: acquisitions still held at the end are unreleased."""
         return self._observe(Chunk(), final=True)
+
+    def counters(self) -> dict:
+        """What :meth:`absorb` needs of this adapter, once its CPUs are finished in another process."""
+        return {"failed_trylocks": self.failed_trylocks, "stacks_seen": self.stacks_seen,
+                "trylock_acquisitions": self.trylock_acquisitions}
+
+    def absorb(self, counters: dict) -> bool:
+        """Add the :meth:`counters` of the next CPUs' adapter (always as one pass would: True)."""
+        self.failed_trylocks += counters["failed_trylocks"]
+        self.stacks_seen += counters["stacks_seen"]
+        self.trylock_acquisitions += counters["trylock_acquisitions"]
+        return True
 
     def capabilities(self, event_counts: Mapping[str, int]) -> Capabilities:
         has = {e: event_counts.get(e, 0) > 0 for e in EVENTS}

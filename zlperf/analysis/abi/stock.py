@@ -44,6 +44,9 @@ class StockContentionABI:
     key = "stock"
     name = "lock:contention_begin/end (stock kernel, zone->lock found by stack frames)"
     events = (BEGIN, END)
+    #: A lock is named a zone lock by any CPU's wait, and then every CPU's waits on it count: CPUs analysed
+    #: apart do not merge (such recordings are analysed in one pass).
+    mergeable = False
 
     def __init__(self, zones: ZoneTable, info: TraceInfo, options: AnalysisOptions):
         self.zones = zones

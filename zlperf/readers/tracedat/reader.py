@@ -6,11 +6,12 @@ memory stays flat whatever the file size.
 
 from __future__ import annotations
 
-__all__ = ["FastTraceReader"]
+__all__ = ["FastTraceReader", "ReadPart"]
 
 import queue
 import threading
-from typing import Collection, Iterator, Mapping, Optional, TypeVar
+from dataclasses import dataclass, field
+from typing import Collection, Iterator, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -159,6 +160,20 @@ def _from_pipe(chunk: Chunk) -> Chunk:
     return chunk
 
 
+@dataclass
+class ReadPart:
+    """Some CPUs of a buffer, read on their own (:meth:`FastTraceReader.split`), perhaps in another process.
+
+    Their stream positions start at 0 (the caller shifts them by the positions of the parts before);
+    what reading them found to skip is kept here for :meth:`FastTraceReader.end_parts`, not warned of.
+    """
+
+    cpus: tuple[int, ...]
+    size: int  #: bytes of pages (as stored)
+    used: int = 0  #: stream positions taken, once read
+    skips: tuple = field(default_factory=lambda: ({}, {}))  #: records skipped for want of a format, once read
+
+
 class FastTraceReader:
     """Read a trace.dat (v6, v7; zstd, zlib or uncompressed) into :class:`Chunk` columns."""
 
@@ -215,12 +230,47 @@ class FastTraceReader:
         raise TraceFormatError(self.path, None, f"no buffer (instance) {buffer!r} in this file",
                                "buffers here: " + ", ".join(repr(n) for n in self.info.buffers))
 
-    def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "") -> Iterator[Chunk]:
+    def split(self, buffer: str = "") -> list[ReadPart]:
+        """``buffer``'s CPUs in as many parts as there are processes to read them (see ``jobs``), each a run
+        of neighbouring CPUs with about the same bytes; one part when the file is small (a fork costs
+        more than it saves) or the buffer is empty."""
+        buf = self._resolve(buffer)
+        cds = sorted(buf.cpus, key=lambda c: c.cpu) if buf is not None and not buf.latency else []
+        busy = sum(1 for cd in cds if cd.size)
+        n = min(self._jobs(cds), busy) if busy else 1
+        total = sum(cd.size for cd in cds)
+        parts: list[ReadPart] = []
+        group: list = []
+        done = 0
+        for i, cd in enumerate(cds):
+            group.append(cd)
+            done += cd.size
+            left = len(cds) - i - 1
+            # Close a part once it holds its share of the bytes (and enough CPUs are left for the others).
+            if len(parts) < n - 1 and done >= total * (len(parts) + 1) / n and left >= n - 1 - len(parts):
+                parts.append(ReadPart(tuple(c.cpu for c in group), sum(c.size for c in group)))
+                group = []
+        if group or not parts:
+            parts.append(ReadPart(tuple(c.cpu for c in group), sum(c.size for c in group)))
+        return parts
+
+    def end_parts(self, parts: Sequence[ReadPart], events: Optional[Collection[str]] = None,
+                  buffer: str = "") -> None:
+        """Warn of the records ``parts`` (read with ``events``) skipped, as one reading of them all would."""
+        buf = self._resolve(buffer)
+        fmts = _Wanted(self._file, None if events is None else set(events), buf.page_size if buf else 0)
+        for part in parts:
+            fmts.add_counts(part.skips)
+        self.info.warnings.extend(fmts.warnings())
+
+    def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "",
+               part: Optional[ReadPart] = None) -> Iterator[Chunk]:
         """Yield ``buffer``'s events CPU by CPU, one chunk per run of pages (see TraceReader).
 
         With more than one job, CPUs are decoded in ``jobs - 1`` worker processes
         (:mod:`zlperf.readers.workers`) while the caller works on the chunks: they, their stream positions
-        and the warnings are the same as with one, in the same order.
+        and the warnings are the same as with one, in the same order. With ``part`` (from :meth:`split`),
+        only its CPUs, in this process; positions from 0, skipped records kept in the part.
         """
         buf = self._resolve(buffer)
         if buf is None or buf.latency:
@@ -231,7 +281,9 @@ class FastTraceReader:
         decoder = RunDecoder(f.header_page, self._type_field, fmts.get, fmts.skipped, big=f.big_endian,
                              ts_offset=f.ts_offset, notes=self.info.warnings)
         cds = sorted(buf.cpus, key=lambda c: c.cpu)
-        jobs = self._jobs(cds)
+        if part is not None:
+            cds = [cd for cd in cds if cd.cpu in part.cpus]
+        jobs = 1 if part is not None else self._jobs(cds)
         seq = 0
         warn = self.info.warnings.append
         try:
@@ -248,8 +300,11 @@ class FastTraceReader:
                     yield chunk
                 chunk = None  # type: ignore[assignment]
         finally:
-            for note in fmts.warnings():
-                warn(note)
+            if part is not None:
+                part.used, part.skips = seq, fmts.take_counts()
+            else:
+                for note in fmts.warnings():
+                    warn(note)
 
     def _jobs(self, cds: list) -> int:
         """Processes for this buffer, this one included: one for small files (a fork costs more than it
