@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
+sys.path.insert(0, str(REPO / "bench"))
+
+from _measure import measure  # noqa: E402
 
 DECODE = """
 import sys
@@ -45,17 +45,6 @@ def scaled_trace(copies: int) -> Path:
     return path
 
 
-def timed(cmd: list[str]) -> tuple[float, float, str]:
-    """(cpu seconds, wall seconds, stdout) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu, wall, proc.stdout
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--copies", type=int, default=100, help="copies of full.v6.dat in the scaled trace")
@@ -63,20 +52,15 @@ def main() -> int:
     ap.add_argument("--file", type=Path, help="trace.dat to use instead of the scaled one")
     args = ap.parse_args()
     path = args.file or scaled_trace(args.copies)
-    decode, report = [], []
-    events = 0
-    for _ in range(args.repeat):
-        cpu, wall, out = timed([sys.executable, "-c", DECODE, str(path)])
-        events = int(out.strip())
-        decode.append((cpu, wall))
-        cpu, wall, out = timed([sys.executable, "-m", "zlperf", "report", str(path), "--json"])
-        json.loads(out)
-        report.append((cpu, wall))
-    med = lambda xs, i: statistics.median(x[i] for x in xs)
+    m = measure({"decode": ([sys.executable, "-c", DECODE, str(path)], None),
+                 "report": ([sys.executable, "-m", "zlperf", "report", str(path), "--json"], None)},
+                args.repeat, stdout=True)
+    events = int(m["decode"].out.strip())
+    json.loads(m["report"].out)
     result = {
         "file": str(path), "events": events, "repeat": args.repeat,
-        "decode_cpu_s": med(decode, 0), "report_cpu_s": med(report, 0),
-        "decode_wall_s": med(decode, 1), "report_wall_s": med(report, 1),
+        "decode_cpu_s": m["decode"].cpu, "report_cpu_s": m["report"].cpu,
+        "decode_wall_s": m["decode"].wall, "report_wall_s": m["report"].wall,
     }
     result["analysis_overhead_cpu"] = result["report_cpu_s"] / result["decode_cpu_s"] - 1
     result["analysis_overhead_wall"] = result["report_wall_s"] / result["decode_wall_s"] - 1

@@ -12,30 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
+from _measure import measure  # noqa: E402
 from bench_analysis import scaled_trace  # noqa: E402
-
-
-def child(cmd: list[str]) -> dict:
-    """CPU seconds, wall seconds and peak RSS (MB) of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = proc.stderr.read()  # type: ignore[union-attr]
-    _pid, status, ru = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"bench: {' '.join(cmd)} failed: {err.decode()[-2000:]}")
-    return {"cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": time.perf_counter() - t0, "rss_mb": ru.ru_maxrss / 1024}
 
 
 def main() -> int:
@@ -46,17 +32,15 @@ def main() -> int:
     args = ap.parse_args()
     path = args.file or scaled_trace(args.copies)
     out = Path(tempfile.mkdtemp(prefix="zlperf-bench-export-"))
-    runs: dict[str, list[dict]] = {"report": [], "export": []}
     try:
-        for _ in range(args.repeat):
-            runs["report"].append(child([sys.executable, "-m", "zlperf", "report", str(path), "--json"]))
-            runs["export"].append(child([sys.executable, "-m", "zlperf", "export", str(path), "--parquet", str(out),
-                                         "--host", "bench"]))
+        runs = measure({"report": ([sys.executable, "-m", "zlperf", "report", str(path), "--json"], None),
+                        "export": ([sys.executable, "-m", "zlperf", "export", str(path), "--parquet", str(out),
+                                    "--host", "bench"], None)}, args.repeat)
         size = sum(f.stat().st_size for f in (out / "host=bench").iterdir())
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("cpu_s", "wall_s")} for k, v in runs.items()}
-    peak = {k: max(r["rss_mb"] for r in v) for k, v in runs.items()}
+    med = {k: {"cpu_s": m.cpu, "wall_s": m.wall} for k, m in runs.items()}
+    peak = {k: m.rss_mb for k, m in runs.items()}
     result = {"file": str(path), "repeat": args.repeat, "median": med, "peak_rss_mb": peak,
               "export_speed_vs_report_cpu": med["report"]["cpu_s"] / med["export"]["cpu_s"],
               "parquet_mb": size / 2**20}

@@ -19,27 +19,20 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
+from _measure import run_once  # noqa: E402
 from bench_analysis import scaled_trace  # noqa: E402
 
 
 def child(cmd: list[str]) -> dict:
-    """Wall and CPU seconds, peak RSS (MB) of one child process (its own rusage, via wait4)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    if status != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {stderr}")
-    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "stderr": stderr.strip()}
+    """Wall and CPU seconds, peak RSS (MB) of one child process (its own rusage, via wait4: bench/_measure.py)."""
+    m = run_once(cmd, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO)
+    return {"wall_s": round(m.wall, 2), "cpu_s": round(m.cpu, 2), "peak_rss_mb": round(m.rss_mb, 1),
+            "stderr": m.err.strip()}
 
 
 def measure(path: Path) -> dict:

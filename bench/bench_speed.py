@@ -32,54 +32,22 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
+from _measure import Measured, measure  # noqa: E402
 from bench_perf import empty_handler_script  # noqa: E402
 
 TRACE_FIXTURE = REPO / "tests" / "data" / "full.v6.dat"
 PERF_FIXTURE = REPO / "tests" / "data" / "full.perf.data"
 PERF_KALLSYMS = REPO / "tests" / "data" / "full.perf.kallsyms.gz"
 BEGIN, END = "<!-- speed-table:begin -->", "<!-- speed-table:end -->"
-
-
-@dataclass
-class Measured:
-    """Medians of one command on one file."""
-
-    wall: float
-    cpu: float
-    rss_mb: float
-
-
-def _child(cmd: list[str], env: Optional[dict] = None) -> Measured:
-    """One run of ``cmd`` (output to /dev/null): wall, CPU of its tree, peak RSS of its largest process."""
-    t0 = time.perf_counter()
-    with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
-        _pid, status, ru = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"bench: {' '.join(cmd)} failed (status {status})")
-    return Measured(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024)
-
-
-def measure(commands: dict[str, tuple[list[str], Optional[dict]]], repeat: int) -> dict[str, Measured]:
-    """Run every command ``repeat`` times, alternating; medians of wall and CPU, largest peak RSS."""
-    runs: dict[str, list[Measured]] = {name: [] for name in commands}
-    for _ in range(repeat):
-        for name, (cmd, env) in commands.items():
-            runs[name].append(_child(cmd, env))
-    return {name: Measured(statistics.median(r.wall for r in rs), statistics.median(r.cpu for r in rs),
-                           max(r.rss_mb for r in rs)) for name, rs in runs.items()}
 
 
 def trace_file(cache: Path, copies: int) -> Path:
@@ -127,9 +95,10 @@ def bench(path: Path, reference: list[str], ref_name: str, repeat: int, extra: l
         "one": (["taskset", "-c", "0", *_zlperf(path, extra)], one_env),
         "all": (_zlperf(path, extra), all_env),
     }
-    m = measure(cmds, repeat)
+    m = measure(cmds, repeat, cwd=REPO)
     return {"file": path.name, "size_mb": path.stat().st_size / 1e6, "events": _events(path, extra),
-            "ref_name": ref_name, "repeat": repeat, **{k: v.__dict__ for k, v in m.items()}}
+            "ref_name": ref_name, "repeat": repeat,
+            **{k: {"wall": v.wall, "cpu": v.cpu, "rss_mb": v.rss_mb} for k, v in m.items()}}
 
 
 def _row(r: dict) -> str:
@@ -207,7 +176,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(_row(r), flush=True)
     startup = measure({"example": ([sys.executable, "-m", "zlperf", "report", "--example"], None),
                        "python": ([sys.executable, "-c", "pass"], None),
-                       "numpy": ([sys.executable, "-c", "import numpy"], None)}, max(args.repeat, 5))
+                       "numpy": ([sys.executable, "-c", "import numpy"], None)}, max(args.repeat, 5), cwd=REPO)
     start_note = (f"Start-up: `zlperf report --example` (53 k events, text report) {startup['example'].wall:.2f} s "
                   f"wall, {startup['example'].cpu:.2f} CPU-s; the interpreter alone takes "
                   f"{startup['python'].wall:.2f} s, the interpreter importing numpy "

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from zlperf.commands.report import _dimensions, figure_outputs, non_negative, write_figures
+from zlperf.commands.report import _dimensions, figure_outputs, non_negative, write_document, write_figures
 from zlperf.errors import ZlperfError
 
 _EXAMPLES = """examples:
@@ -76,15 +75,5 @@ def run(args: argparse.Namespace) -> int:
     for warning in doc["warnings"]:
         print(f"zlperf: warning: {warning}", file=sys.stderr)
     write_figures(doc, outputs, args.top)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    elif args.csv:
-        from zlperf.render.csv import render_csv
-
-        sys.stdout.write(render_csv(doc, by[0]))
-    else:
-        from zlperf.render.text import render_text
-
-        sys.stdout.write(render_text(doc, by=by, top=args.top))
+    write_document(doc, args, by)  # by, not dims: the host table is one of fleet's
     return 0

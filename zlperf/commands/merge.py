@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 
@@ -39,18 +37,13 @@ def host_names(paths: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from zlperf.report import build_document, load_result, merge_results
 
-    from zlperf.commands.report import figure_outputs, write_figures
+    from zlperf.commands.report import figure_outputs, write_document, write_figures
 
     outputs = figure_outputs(args)
     names = host_names(args.reports)
     results = [load_result(p, n) for p, n in zip(args.reports, names)]
     doc = build_document(merge_results(results, names))
     write_figures(doc, outputs)
-    if args.text:
-        from zlperf.render.text import render_text
-
-        sys.stdout.write(render_text(doc))
-    else:
-        json.dump(doc, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+    # JSON unless --text; the text has render_text's own defaults (zone and caller tables, top 10).
+    write_document(doc, args, ["zone", "caller"], default="json")
     return 0

@@ -183,18 +183,26 @@ def run(args: argparse.Namespace) -> int:
                   "(record with stacks: perf record -g, trace-cmd -T, or --profile stock)", file=sys.stderr)
         atomic_write(args.folded, render_folded(doc), "folded stacks")
     write_figures(doc, outputs, getattr(args, "top", 10))
-    if args.json:
+    write_document(doc, args, dims)
+    return 0
+
+
+def write_document(doc: dict, args: argparse.Namespace, dims: list[str], *, default: str = "text") -> None:
+    """Print the report document as --json, --csv or text: one writer, so report, fleet and merge print it alike."""
+    # A flag picks the format (--csv: the first of dims); without one, ``default`` (merge: JSON unless --text).
+    flags = [f for f in ("json", "csv", "text") if getattr(args, f, False)]
+    fmt = flags[0] if flags else default
+    if fmt == "json":
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
-    elif args.csv:
+    elif fmt == "csv":
         from zlperf.render.csv import render_csv
 
         sys.stdout.write(render_csv(doc, dims[0]))
     else:
         from zlperf.render.text import render_text
 
-        sys.stdout.write(render_text(doc, by=dims, top=args.top))
-    return 0
+        sys.stdout.write(render_text(doc, by=dims, top=getattr(args, "top", 10)))
 
 
 def figure_outputs(args: argparse.Namespace) -> dict:
