@@ -19,6 +19,7 @@ from zlperf.arrays import distinct
 
 
 _DIRECT_LIMIT = 1 << 22  # keys below this (CPUs, pids up to pid_max, zone codes) use a direct table
+_PEEL_KEYS = 8  # up to this many distinct keys (or groups), rows are matched by one compare per key
 
 
 class KeyCoder:
@@ -86,21 +87,29 @@ class KeyCoder:
         return codes
 
     def _lookup(self, k: np.ndarray) -> np.ndarray:
-        if len(self._sorted) == 0:
-            return np.full(len(k), -1, dtype=np.int64)
+        if len(self._sorted) <= _PEEL_KEYS:  # a few callers: a compare per key beats a binary search per row
+            codes = np.full(len(k), -1, dtype=np.int64)
+            for key, code in zip(self._sorted.tolist(), self._sorted_codes.tolist()):
+                codes[k == key] = code
+            return codes
         pos = np.searchsorted(self._sorted, k)
         pos = np.minimum(pos, len(self._sorted) - 1)
         return np.where(self._sorted[pos] == k, self._sorted_codes[pos], -1)
 
 
-def split_by_code(codes: np.ndarray, n_codes: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(code, row indices) for each code present, rows in their original order."""
+def split_by_code(codes: np.ndarray, n_codes: int) -> Iterator[tuple[int, "np.ndarray | slice"]]:
+    """(code, row indices) for each code present, rows in their original order (a slice of all rows when
+    one code is present: indexing with it is a view, not a copy)."""
     if len(codes) == 0:
         return iter(())
-    small = codes.astype(np.int16) if n_codes < 32768 else codes
-    order = np.argsort(small, kind="stable")  # radix sort for 16-bit keys
     counts = np.bincount(codes, minlength=n_codes)
     present = np.flatnonzero(counts)
+    if len(present) == 1:  # one group (a chunk is one CPU's): every row, no copy
+        return iter([(int(present[0]), slice(None))])
+    if len(present) <= _PEEL_KEYS:  # a few groups: one compare each beats a sort
+        return ((int(c), np.flatnonzero(codes == c)) for c in present.tolist())
+    small = codes.astype(np.int16) if n_codes < 32768 else codes
+    order = np.argsort(small, kind="stable")  # radix sort for 16-bit keys
     ends = np.cumsum(counts[present])
     starts = ends - counts[present]
     return ((int(c), order[s:e]) for c, s, e in zip(present, starts, ends))

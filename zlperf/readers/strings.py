@@ -92,6 +92,8 @@ class Interner:
                 code = self._code_of[text] = len(self._values)
                 self._values.append(text)
             remap[i] = code
+        if len(firsts) == 1:  # one text (the usual zone name of a run): no gather
+            return np.full(words.shape[0], remap[0], dtype=np.int32)
         return remap[local]
 
     def byte_rows(self, block: np.ndarray) -> np.ndarray:

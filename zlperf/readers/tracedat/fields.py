@@ -63,14 +63,18 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
     """
     n = start.shape[0]
     interner = Interner()
+    shortest = width = last = 0
     if n:
-        length = np.clip(length, 0, None)
-        length = np.minimum(length, np.maximum(len(data) - start, 0))
-    width = int(length.max()) if n else 0
-    if 0 < width <= 8 and sys.byteorder == "little" and int(start.max()) + 8 <= len(data):
+        shortest, width, last = int(length.min()), int(length.max()), int(start.max())
+        if shortest < 0 or last + width > len(data):  # damaged lengths: keep every string inside the run
+            length = np.clip(length, 0, None)
+            length = np.minimum(length, np.maximum(len(data) - start, 0))
+            shortest, width = int(length.min()), int(length.max())
+    if 0 < width <= 8 and sys.byteorder == "little" and last + 8 <= len(data):
         # Short strings (zone names, "Normal\0" is 7 bytes): one 64-bit word per string from a
         # byte-strided view of the run (any alignment), the bytes past its length masked off.
-        words = _view(data, {}, np.dtype("<u8"))[start] & _LOW_BYTES[length]
+        mask = _LOW_BYTES[width] if shortest == width else _LOW_BYTES[length]
+        words = _view(data, {}, np.dtype("<u8"))[start] & mask
         codes = interner.rows(words)
     elif width and sys.byteorder == "little" and len(data) >= 4 and not (start % 4).any():
         # Records are 4-byte aligned and so, in practice, are their strings: gather whole
