@@ -1,5 +1,6 @@
-"""Decoding in forked worker processes: independent parts of a file (per-CPU buffers) decoded on other
-cores while the caller analyses, delivered in exactly the order one process would give them.
+"""Work in forked worker processes: independent parts of a file (per-CPU buffers) decoded on other cores
+while the caller analyses (the reader's chunks), or analysed there whole (:mod:`zlperf.analysis.parallel`),
+what they send delivered in exactly the order one process would give it.
 
 numpy's small per-page steps hold the GIL, so threads cannot share the decode; processes can. Each
 worker is forked after the file is open (it inherits the reader and its mmap) and decodes the parts
