@@ -290,7 +290,7 @@ class FastTraceReader:
             if jobs > 1:
                 runs = self._from_workers(decoder, fmts, buf, cds, jobs - 1)
             else:
-                runs = (run for cd in cds for run in self._cpu_runs(decoder, buf, cd))
+                runs = ((chunk, used) for _cd, chunk, used in self._runs(decoder, buf, cds) if chunk is not None)
             for chunk, used in runs:
                 if seq:  # workers number each run from 0: the stream position goes on from the runs before
                     for b in chunk.batches.values():
@@ -319,18 +319,36 @@ class FastTraceReader:
             return 1
         return max(1, min(jobs, len(busy) + 1))
 
-    def _cpu_runs(self, decoder: RunDecoder, buf: BufferInfo, cd) -> Iterator[tuple[Chunk, int]]:
-        """(chunk, stream positions it took) of each run of one CPU's pages, each numbered from 0."""
-        for run in _prefetch(self._file.page_runs(buf, cd, self.info.warnings.append, self.run_bytes)):
-            chunk, used = self._decode_run(decoder, run.data, buf.page_size, cd.cpu, 0,
-                                           run.file_offset, run.first_page, run.gap_before)
-            run = None  # type: ignore[assignment]  # free the pages before the next run
-            yield chunk, used
+    def _runs(self, decoder: RunDecoder, buf: BufferInfo, cds: list) -> Iterator[tuple[object, Optional[Chunk], int]]:
+        """(CPU, chunk, stream positions it took) of each run of the pages of ``cds``, CPU after CPU, each numbered
+        from 0, and (CPU, None, 0) at the end of each CPU. One thread reads and inflates the next run meanwhile,
+        across CPUs (no wait at each CPU's start); what reading a run warned of is added just before the run is
+        decoded, as without the thread."""
+        def noted() -> Iterator[tuple[object, object, list]]:
+            for cd in cds:
+                box: list[str] = []
+                for run in self._file.page_runs(buf, cd, box.append, self.run_bytes):
+                    notes = box[:]
+                    box.clear()
+                    yield cd, run, notes
+                    run = None  # type: ignore[assignment]
+                yield cd, None, box[:]
+
+        warnings = self.info.warnings
+        for cd, run, notes in _prefetch(noted()):
+            warnings.extend(notes)
+            if run is None:
+                yield cd, None, 0
+                continue
+            chunk, used = self._decode_run(decoder, run.data, buf.page_size, cd.cpu, 0,  # type: ignore[attr-defined]
+                                           run.file_offset, run.first_page, run.gap_before)  # type: ignore[attr-defined]
+            run = None  # free the pages before the next run
+            yield cd, chunk, used
             chunk = None  # type: ignore[assignment]
 
     def _from_workers(self, decoder: RunDecoder, fmts: "_Wanted", buf: BufferInfo, cds: list,
                       jobs: int) -> Iterator[tuple[Chunk, int]]:
-        """:meth:`_cpu_runs` of every CPU, decoded in ``jobs`` worker processes; the warnings each run
+        """:meth:`_runs` of every CPU, decoded in ``jobs`` worker processes; the warnings each run
         gave in its worker are added here before its chunk is handed on, as one process would."""
         from zlperf.readers.workers import run_in_workers
 
@@ -338,10 +356,11 @@ class FastTraceReader:
 
         def work(parts: list, emit) -> None:  # in a worker: its CPUs in order
             del warnings[:]  # the worker's copy: from here on it holds this worker's new warnings only
-            for cd in parts:
-                for chunk, used in self._cpu_runs(decoder, buf, cd):
+            for _cd, chunk, used in self._runs(decoder, buf, parts):
+                if chunk is None:  # the end of a CPU
+                    emit(("cpu", fmts.take_counts(), None, _take(warnings)))
+                else:
                     emit(("run", _for_pipe(chunk), used, _take(warnings)))
-                emit(("cpu", fmts.take_counts(), None, _take(warnings)))
 
         for kind, payload, used, notes in run_in_workers(cds, jobs, work, lambda m: m[0] == "cpu"):
             warnings.extend(notes)
