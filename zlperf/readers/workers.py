@@ -35,8 +35,9 @@ _MAX_MESSAGE = 1 << 31
 #: Pipe capacity asked for (Linux's default 64 KB costs a context switch per 64 KB of columns); the
 #: kernel's limit for unprivileged users is 1 MB.
 _PIPE_BYTES = 1 << 20
-#: Shared memory per worker for one message's columns (a 16 MB run of pages decodes to ~14 MB).
-_SLOT_BYTES = 16 << 20
+#: Shared memory per worker for one message's columns (a run of pages decodes to a little less than its
+#: size; see RUN_BYTES in zlperf.readers.tracedat.pages); larger messages go through the pipe.
+_SLOT_BYTES = 8 << 20
 
 #: ``emit(message)`` sends one picklable message from a worker to the reader.
 Emit = Callable[[Any], None]
