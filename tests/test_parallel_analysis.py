@@ -134,3 +134,39 @@ def test_a_worker_failure_is_the_one_pass_failure(tmp_path):
             return type(exc).__name__, str(exc)
 
     assert outcome(3) == outcome(1)
+
+
+def test_no_worker_outlives_the_analysis(tmp_path):
+    """Analysed in parts, failing or not, no worker is left running or unreaped."""
+    from test_parallel_decode import _children
+
+    before = _children()
+    _document(FULL_V6_DAT, 3)
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(FULL_DAT.read_bytes()[:100_000])
+    try:
+        _document(cut, 3)
+    except Exception:  # noqa: BLE001 - only what is left behind matters here
+        pass
+    assert not _children() - before
+
+
+def test_equal_worst_cases_keep_stream_order_however_the_stream_is_cut():
+    """Worst cases with equal values: the earliest in the stream, whatever the chunks or parts."""
+    import numpy as np
+
+    from zlperf.analysis.aggregate import TopN
+
+    values = np.array([5, 9, 5, 9, 1, 9, 5], np.uint64)
+    seq = np.arange(len(values), dtype=np.int64) * 10
+    rows = {"ts": seq.astype(np.uint64), "wait_ns": values, "seq": seq}
+    kept = []
+    for cut in range(1, len(values)):
+        top = TopN(3)
+        top.add({k: v[cut:] for k, v in rows.items()}, "wait_ns")  # the later part first
+        top.add({k: v[:cut] for k, v in rows.items()}, "wait_ns")
+        kept.append([(r["wait_ns"], r["seq"]) for r in top.sorted_rows("wait_ns")])
+    assert all(k == [(9, 10), (9, 30), (9, 50)] for k in kept)
+    top = TopN(4)
+    top.add(rows, "wait_ns")
+    assert [r["seq"] for r in top.sorted_rows("wait_ns")] == [10, 30, 50, 0]

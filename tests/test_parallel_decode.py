@@ -18,7 +18,7 @@ from conftest import FULL_DAT, FULL_V6_DAT, REPO, TRACE_DATS
 from zlperf.analysis import analyze
 from zlperf.readers import open_trace
 from zlperf.readers.tracedat import FastTraceReader, TraceDatFile
-from zlperf.readers.workers import WorkerError, default_jobs, run_in_workers
+from zlperf.readers.workers import WorkerError, Workers, default_jobs, run_in_workers
 from zlperf.report import build_document
 
 
@@ -223,3 +223,11 @@ def test_stopping_early_stops_the_workers(no_workers_left):
         it = r.chunks()
         next(it)
         it.close()
+
+
+def test_workers_start_before_the_first_message_and_stop_unread(no_workers_left):
+    """`Workers` forks at once (the caller works meanwhile) and leaving it unread still stops and reaps them."""
+    with Workers([0, 1], 2, _emit_parts) as workers:
+        assert len(workers.pids) == 2
+        assert set(workers.pids) <= _children()
+    assert not set(workers.pids) & _children()
