@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["COUNTERS", "GroupStats", "DimStats", "TopN", "Aggregate"]
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -213,8 +213,10 @@ class Aggregate:
                     rows["seq"] = rows["seq"] + seq_shift
                 theirs_top.rows = rows
                 mine_top.absorb(theirs_top, col)
-        self.timeline.absorb(other.timeline, lambda key: (key[0], int(zone_of(np.array([key[1]]))[0]))
-                             if key[0] == "zone" else key)
+        def series_key(key: Any) -> Any:  # ("zone", code): the code here; other series keep their key
+            return (key[0], int(zone_of(np.array([key[1]]))[0])) if key[0] == "zone" else key
+
+        self.timeline.absorb(other.timeline, series_key)
         for key, (frames, count) in other.stacks.items():
             entry = self.stacks.get(key)
             if entry is None:

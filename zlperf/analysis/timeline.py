@@ -142,7 +142,7 @@ class Timeline:
             key = rename(key)
             mine = self.series.get(key)
             if mine is None:
-                if key[0] not in ALWAYS_TRACKED and len(self.series) > self.max_series:
+                if tuple(key)[0] not in ALWAYS_TRACKED and len(self.series) > self.max_series:  # type: ignore[arg-type]
                     self.untracked.add(key)
                     continue
                 mine = self.series[key] = np.zeros((self.n, len(COLUMNS)))
