@@ -6,21 +6,22 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import DATA, FULL_DAT, FULL_V6_DAT, STOCK_DAT, TRACE_DATS
+from conftest import DATA, FULL_DAT, FULL_PERF_DATA, FULL_V6_DAT, STOCK_DAT, TRACE_DATS
 from zlperf.analysis import AnalysisOptions, analyze
 from zlperf.analysis import parallel
 from zlperf.analysis.core import Analyzer
 from zlperf.analysis.parallel import _absorb, _analyse_part
+from zlperf.events import ReadPart
+from zlperf.readers import open_trace
 from zlperf.readers.tracedat import FastTraceReader
-from zlperf.readers.tracedat.reader import ReadPart
 from zlperf.report import build_document
 
 RECORDINGS = [*TRACE_DATS, DATA / "series.dat", DATA / "lab" / "peers-hold-time.dat",
-              DATA / "lab" / "live-hold-time.dat"]
+              DATA / "lab" / "live-hold-time.dat", FULL_PERF_DATA, DATA / "lab" / "hold-time.perf.data"]
 
 
 def _document(path, jobs: int, options=None) -> dict:
-    with FastTraceReader(str(path), jobs=jobs) as r:
+    with open_trace(str(path), jobs=jobs) as r:
         return build_document(analyze(r, options))
 
 
@@ -55,8 +56,9 @@ def test_parts_give_the_one_pass_document(path, jobs, merges):
     AnalysisOptions(top=3), AnalysisOptions(top=0), AnalysisOptions(zone="0:Normal"),
     AnalysisOptions(since_ns=0, until_ns=None), AnalysisOptions(abi="series"), AnalysisOptions(bin_ns=1000),
 ], ids=["top3", "top0", "zone", "since", "abi-series", "fine-bins"])
-def test_options_give_the_one_pass_document(options):
-    assert _document(FULL_V6_DAT, 3, options) == _document(FULL_V6_DAT, 1, options)
+@pytest.mark.parametrize("path", [FULL_V6_DAT, FULL_PERF_DATA], ids=lambda p: p.name)
+def test_options_give_the_one_pass_document(options, path):
+    assert _document(path, 3, options) == _document(path, 1, options)
 
 
 def test_a_window_in_the_middle_gives_the_one_pass_document():
@@ -86,7 +88,7 @@ def _per_cpu_merge(path, split_at: int, drop_unlocks_after: bool = False):
     worker would), merged by the parallel module's own merge step."""
     with FastTraceReader(str(path), jobs=1) as whole:
         cpus = tuple(sorted(c.cpu for c in whole._resolve("").cpus))
-        first, rest = ReadPart(cpus[:split_at], 0), ReadPart(cpus[split_at:], 0)
+        first, rest = ReadPart(cpus[:split_at], 0, first=True), ReadPart(cpus[split_at:], 0)
         an = Analyzer(whole.info)
         for chunk in whole.chunks(part=first):
             an.feed(chunk)

@@ -17,10 +17,10 @@ number), placed in the stream just before the first event after the gap.
 
 from __future__ import annotations
 
-__all__ = ["MISSED_EVENTS", "EventBatch", "Chunk", "CpuStats", "TraceInfo", "TraceReader"]
+__all__ = ["MISSED_EVENTS", "EventBatch", "Chunk", "CpuStats", "TraceInfo", "TraceReader", "ReadPart"]
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Collection, Iterator, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Collection, Iterator, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -69,6 +69,42 @@ def _dictionary_encode(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from zlperf.readers.strings import encode_column  # imported here: readers import this module
 
     return encode_column(column)
+
+
+@dataclass
+class ReadPart:
+    """Some CPUs of a recording, read on their own (a reader's ``split()``), perhaps in another process, and
+    analysed apart (:mod:`zlperf.analysis.parallel`).
+
+    Stream positions a reader numbers per part start at 0 (``used`` says how many the part took, so the
+    caller shifts the next parts); what reading them found to skip is kept in ``skips`` for the reader's
+    ``end_parts()``, not warned of; notes about the whole recording are the ``first`` part's to give.
+    """
+
+    cpus: tuple[int, ...]
+    size: int  #: how much there is to read (bytes of pages, or samples)
+    first: bool = False  #: the first part of the recording
+    used: int = 0  #: stream positions taken, once read (0 when positions are the recording's own)
+    skips: tuple = field(default_factory=lambda: ({}, {}))  #: records skipped for want of a format, once read
+
+
+def balanced_parts(sizes: Sequence[tuple[int, int]], n: int) -> list[ReadPart]:
+    """``(cpu, size)`` pairs (in CPU order) in at most ``n`` runs of neighbouring CPUs of about equal size."""
+    total = sum(size for _cpu, size in sizes)
+    parts: list[ReadPart] = []
+    group: list[tuple[int, int]] = []
+    done = 0
+    for i, (cpu, size) in enumerate(sizes):
+        group.append((cpu, size))
+        done += size
+        left = len(sizes) - i - 1
+        # Close a part once it holds its share (and enough CPUs are left for the others).
+        if len(parts) < n - 1 and done >= total * (len(parts) + 1) / n and left >= n - 1 - len(parts):
+            parts.append(ReadPart(tuple(c for c, _s in group), sum(s for _c, s in group), first=not parts))
+            group = []
+    if group or not parts:
+        parts.append(ReadPart(tuple(c for c, _s in group), sum(s for _c, s in group), first=not parts))
+    return parts
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The analysis on every core: a recording's CPUs in parts, each part analysed in its own process, the
 aggregates merged into one.
 
-A part is a run of neighbouring CPUs (:meth:`~zlperf.readers.tracedat.reader.FastTraceReader.split`).
+A part is a run of neighbouring CPUs (a :class:`PartReader`'s ``split()``: the fast trace.dat reader's and the
+perf.data reader's).
 What an ABI keeps between chunks is per CPU (pairing), so a part's aggregates are those of its events in
 one pass; what ties the parts together is renumbered when they merge: zone codes (each process numbers
 the zones it meets) and stream positions (each part counts from 0). Parts merge in CPU order, the order
@@ -15,7 +16,7 @@ from __future__ import annotations
 __all__ = ["PartAnalysis", "analyze_parts"]
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Collection, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -23,8 +24,27 @@ from zlperf.analysis.aggregate import Aggregate
 from zlperf.analysis.core import Analyzer
 from zlperf.analysis.model import Zone
 from zlperf.analysis.options import AnalysisOptions
-from zlperf.readers.tracedat.reader import FastTraceReader, ReadPart
+from zlperf.events import Chunk, ReadPart, TraceInfo
 from zlperf.readers.workers import Workers
+
+
+class PartReader(Protocol):
+    """A reader whose CPUs can be read apart, in forked processes (it inherits the open file)."""
+
+    info: TraceInfo
+
+    def split(self) -> list[ReadPart]:
+        """The CPUs in one part per process to use (one part: read in one pass)."""
+        ...
+
+    def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "",
+               part: Optional[ReadPart] = None) -> Iterator[Chunk]:
+        """The chunks of ``part``'s CPUs alone (all CPUs without one)."""
+        ...
+
+    def end_parts(self, parts: Sequence[ReadPart]) -> None:
+        """Say what reading ``parts`` found, as one pass over them all would."""
+        ...
 
 
 @dataclass
@@ -45,7 +65,7 @@ class PartAnalysis:
     warnings: list[str]  #: what reading the part warned of
 
 
-def _analyse_part(reader: FastTraceReader, options: Optional[AnalysisOptions], part: ReadPart) -> PartAnalysis:
+def _analyse_part(reader: PartReader, options: Optional[AnalysisOptions], part: ReadPart) -> PartAnalysis:
     """In a worker: one pass over ``part``, every mergeable lane finished (its open pairs end with the part's
     CPUs). The worker's copy of ``info.warnings`` is emptied first, so it then holds the part's own."""
     warnings = reader.info.warnings
@@ -96,7 +116,7 @@ def _absorb(an: Analyzer, got: PartAnalysis, seq_shift: int, inexact: set[str]) 
         agg.absorb(theirs, zones, seq_shift)
 
 
-def analyze_parts(reader: FastTraceReader, options: Optional[AnalysisOptions],
+def analyze_parts(reader: PartReader, options: Optional[AnalysisOptions],
                   parts: Sequence[ReadPart]) -> Optional[Analyzer]:
     """An analyzer holding the whole recording, ``parts[0]`` analysed here and the others in forked workers
     meanwhile; None when the recording needs one pass (see the module), with ``info.warnings`` as before."""

@@ -37,7 +37,8 @@ def open_trace(path: Union[str, Path], reader: str = "auto", *, kallsyms: Option
     (perf.data: instead of searching beside the file). ``zones``: a zone-lock sidecar to read
     instead of ``PATH.zones.json``. Both are resolved here, once: the reader's ``info`` is final.
     ``jobs``: processes the fast reader decodes with (None: the cores available, for large files; the
-    chunks are the same whatever the number); :func:`zlperf.analyze` analyses its CPUs in as many parts.
+    chunks are the same whatever the number); :func:`zlperf.analyze` analyses the CPUs of a trace.dat or
+    perf.data in as many parts.
     A pipe (``<(...)``, ``/dev/stdin``) is copied to a temporary file first, removed on close.
     """
     from zlperf.zonelocks import load_zone_locks
@@ -63,7 +64,7 @@ def open_trace(path: Union[str, Path], reader: str = "auto", *, kallsyms: Option
             from zlperf.readers.tracedat import FastTraceReader
 
             cls = FastTraceReader
-        extra = {"jobs": jobs} if cls.__name__ == "FastTraceReader" else {}
+        extra = {"jobs": jobs} if cls.__name__ in ("FastTraceReader", "PerfDataReader") else {}
         opened: TraceReader = cls(real, kallsyms=kallsyms, zone_locks=zone_locks, name=path, **extra)
     except BaseException:
         if spooled:

@@ -13,14 +13,15 @@ __all__ = ["PerfDataReader", "CHUNK_SAMPLES"]
 import mmap
 import os
 import tempfile
+import threading
 from types import MappingProxyType
-from typing import Collection, Iterator, Mapping, Optional
+from typing import Collection, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
 from zlperf.arrays import distinct
 from zlperf.errors import TraceFormatError, ZlperfError
-from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, TraceInfo
+from zlperf.events import MISSED_EVENTS, Chunk, EventBatch, ReadPart, TraceInfo, balanced_parts
 from zlperf.readers.perfdata.compressed import inflate_data_section
 from zlperf.readers.perfdata.layout import TYPE_TRACEPOINT, PerfHeaderInfo, read_header
 from zlperf.readers.perfdata.index import SampleIndex, index_records
@@ -30,6 +31,9 @@ from zlperf.readers.perfdata.symbols import find_kallsyms
 
 #: Samples decoded per chunk: bounds the temporary index arrays (n x field size bytes).
 CHUNK_SAMPLES = 1 << 18
+
+#: Below this many samples a recording is read in one process (a fork costs more than it saves).
+_PARALLEL_SAMPLES = 1 << 19
 
 _CLOCKS = {0: "realtime", 1: "monotonic", 4: "monotonic_raw", 7: "boottime", 11: "tai"}
 
@@ -45,11 +49,13 @@ class PerfDataReader:
 
     def __init__(self, path: str, *, kallsyms: Optional[str] = None,
                  zone_locks: Mapping[int, tuple[int, str]] = {}, chunk_samples: int = CHUNK_SAMPLES,
-                 name: Optional[str] = None):
+                 name: Optional[str] = None, jobs: Optional[int] = None):
         """Open ``path``, index its records and find its symbols (``kallsyms``: a file to use instead;
-        ``name``: the path to show when ``path`` is a temporary copy)."""
+        ``name``: the path to show when ``path`` is a temporary copy; ``jobs``: processes to analyse the
+        CPUs in, see :meth:`split`)."""
         self.path = str(name or path)
         self.chunk_samples = chunk_samples
+        self.jobs = jobs
         self._mm: "mmap.mmap | bytes" = b""
         self._inflated: "mmap.mmap | bytes" = b""
         try:
@@ -115,33 +121,69 @@ class PerfDataReader:
         """The lost-event records as (cpu, time, count, time of the CPU's next sample or None)."""
         return self._index.gaps()
 
+    # -- parts ------------------------------------------------------------------------------
+    def split(self, buffer: str = "") -> list[ReadPart]:
+        """The CPUs in as many parts as there are processes to read them (``jobs``; None: this one and the
+        idle cores, for recordings of more than :data:`_PARALLEL_SAMPLES` samples, not from a threaded
+        program: a fork copies one thread only), each a run of neighbouring CPUs with about the same
+        samples. Positions are the recording's own, so parts need no renumbering (``used`` stays 0)."""
+        from zlperf.readers.workers import default_jobs
+
+        idx = self._index
+        if buffer or idx.n == 0:
+            return [ReadPart((), 0, first=True)]
+        if self.jobs is None and (idx.n < _PARALLEL_SAMPLES or threading.active_count() > 1):
+            return [ReadPart((), idx.n, first=True)]
+        jobs = default_jobs() if self.jobs is None else self.jobs
+        counts: dict[int, int] = {}
+        for rec in idx.file_order(1 << 20):  # CPUs by their distinct values: a damaged CPU number costs nothing
+            cpus, n = np.unique(rec["cpu"], return_counts=True)
+            for cpu, k in zip(cpus.tolist(), n.tolist()):
+                counts[cpu] = counts.get(cpu, 0) + k
+        for cpu in distinct(idx.lost_cpu).tolist() if len(idx.lost_cpu) else ():  # a CPU's gaps go with its part
+            counts.setdefault(cpu, 0)
+        if jobs <= 1 or len(counts) < 2:
+            return [ReadPart((), idx.n, first=True)]
+        return balanced_parts(sorted(counts.items()), min(jobs, len(counts)))
+
+    def end_parts(self, parts: Sequence[ReadPart], events: Optional[Collection[str]] = None,
+                  buffer: str = "") -> None:
+        """Nothing to add: the first part gave the notes about the whole recording."""
+
     # -- decoding ---------------------------------------------------------------------------
-    def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "") -> Iterator[Chunk]:
-        """Yield the samples (and lost-event gaps) in chunks of at most ``chunk_samples`` samples."""
+    def chunks(self, events: Optional[Collection[str]] = None, buffer: str = "",
+               part: Optional[ReadPart] = None) -> Iterator[Chunk]:
+        """Yield the samples (and lost-event gaps) in chunks of at most ``chunk_samples`` samples; with
+        ``part`` (from :meth:`split`), only those of its CPUs (all of them for a part without CPUs)."""
         if buffer:
             return
+        mine = None if part is None or not part.cpus else np.array(sorted(part.cpus), dtype=np.int64)
         idx = self._index
         wanted = None if events is None else set(events)
         attrs = self.header.attrs
         decode = {a.index for a in attrs
                   if a.type == TYPE_TRACEPOINT and a.format is not None and (wanted is None or a.name in wanted)}
         missing = {a.name for a in attrs if a.type == TYPE_TRACEPOINT and a.format is None and a.problem is None}
-        for name in sorted(missing):
+        for name in sorted(missing) if part is None or part.first else ():
             note = f"{name}: no format in the file's tracing data; its samples were skipped"
             if note not in self.info.warnings:
                 self.info.warnings.append(note)
         n = idx.n
         step = max(1, self.chunk_samples)
         if n == 0:
-            missed = self._lost_in(0, 0, 0)
+            missed = self._lost_in(0, 0, 0, mine)
             if missed is not None:
                 yield Chunk({MISSED_EVENTS: missed})
             return
         lo = 0
         for rec in idx.batches(step):  # read back from the index's file a chunk at a time
             hi = lo + len(rec)
+            seq = rec["pos"] if not idx.reordered else 2 * np.arange(lo, hi, dtype=np.int64)
+            if mine is not None:  # this part's CPUs (positions stay the recording's own)
+                keep = np.isin(rec["cpu"], mine)
+                rec, seq = rec[keep], seq[keep]
             pos, time, cpu = (np.ascontiguousarray(rec[k]) for k in ("pos", "time", "cpu"))
-            seq = pos if not idx.reordered else 2 * np.arange(lo, hi, dtype=np.int64)
+            seq = np.ascontiguousarray(seq)
             chunk = Chunk()
             attr_of = rec["attr"]
             for ai in distinct(attr_of).tolist():
@@ -150,7 +192,7 @@ class PerfDataReader:
                 sel = np.flatnonzero(attr_of == ai)
                 chunk.batches[attrs[ai].name] = decode_samples(self._views, attrs[ai], pos[sel], time[sel],
                                                                cpu[sel], seq[sel])
-            missed = self._lost_in(lo, hi, n)
+            missed = self._lost_in(lo, hi, n, mine)
             if missed is not None:
                 chunk.batches[MISSED_EVENTS] = missed
             self._drop_pages(self._inflated or self._mm)
@@ -172,13 +214,17 @@ class PerfDataReader:
         except (AttributeError, OSError, ValueError):  # no madvise here: the pages just stay
             pass
 
-    def _lost_in(self, lo: int, hi: int, n: int) -> Optional[EventBatch]:
-        """The gaps whose next sample is in rows [lo, hi) (the last chunk also takes trailing gaps)."""
+    def _lost_in(self, lo: int, hi: int, n: int, cpus: Optional[np.ndarray] = None) -> Optional[EventBatch]:
+        """The gaps whose next sample is in rows [lo, hi) (the last chunk also takes trailing gaps), of
+        ``cpus`` only when given."""
         idx = self._index
         if not len(idx.lost_cpu):
             return None
         r = idx.lost_rank
-        sel = np.flatnonzero((r >= lo) & ((r < hi) | (hi >= n)))
+        wanted = (r >= lo) & ((r < hi) | (hi >= n))
+        if cpus is not None:
+            wanted &= np.isin(idx.lost_cpu, cpus)
+        sel = np.flatnonzero(wanted)
         if not len(sel):
             return None
         return EventBatch(

@@ -6,17 +6,16 @@ memory stays flat whatever the file size.
 
 from __future__ import annotations
 
-__all__ = ["FastTraceReader", "ReadPart"]
+__all__ = ["FastTraceReader"]
 
 import queue
 import threading
-from dataclasses import dataclass, field
 from typing import Collection, Iterator, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
 
 from zlperf.errors import TraceFormatError
-from zlperf.events import Chunk, TraceInfo
+from zlperf.events import Chunk, ReadPart, TraceInfo, balanced_parts
 from zlperf.formats import EventFormat, format_problem
 from zlperf.kallsyms import Kallsyms
 from zlperf.readers.metadata import default_buffer
@@ -160,20 +159,6 @@ def _from_pipe(chunk: Chunk) -> Chunk:
     return chunk
 
 
-@dataclass
-class ReadPart:
-    """Some CPUs of a buffer, read on their own (:meth:`FastTraceReader.split`), perhaps in another process.
-
-    Their stream positions start at 0 (the caller shifts them by the positions of the parts before);
-    what reading them found to skip is kept here for :meth:`FastTraceReader.end_parts`, not warned of.
-    """
-
-    cpus: tuple[int, ...]
-    size: int  #: bytes of pages (as stored)
-    used: int = 0  #: stream positions taken, once read
-    skips: tuple = field(default_factory=lambda: ({}, {}))  #: records skipped for want of a format, once read
-
-
 class FastTraceReader:
     """Read a trace.dat (v6, v7; zstd, zlib or uncompressed) into :class:`Chunk` columns."""
 
@@ -238,21 +223,7 @@ class FastTraceReader:
         cds = sorted(buf.cpus, key=lambda c: c.cpu) if buf is not None and not buf.latency else []
         busy = sum(1 for cd in cds if cd.size)
         n = min(self._jobs(cds), busy) if busy else 1
-        total = sum(cd.size for cd in cds)
-        parts: list[ReadPart] = []
-        group: list = []
-        done = 0
-        for i, cd in enumerate(cds):
-            group.append(cd)
-            done += cd.size
-            left = len(cds) - i - 1
-            # Close a part once it holds its share of the bytes (and enough CPUs are left for the others).
-            if len(parts) < n - 1 and done >= total * (len(parts) + 1) / n and left >= n - 1 - len(parts):
-                parts.append(ReadPart(tuple(c.cpu for c in group), sum(c.size for c in group)))
-                group = []
-        if group or not parts:
-            parts.append(ReadPart(tuple(c.cpu for c in group), sum(c.size for c in group)))
-        return parts
+        return balanced_parts([(cd.cpu, cd.size) for cd in cds], n)
 
     def end_parts(self, parts: Sequence[ReadPart], events: Optional[Collection[str]] = None,
                   buffer: str = "") -> None:
