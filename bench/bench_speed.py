@@ -11,9 +11,8 @@ compare the tools under the same load on this machine:
   with --record-perf SECS as root), against `perf script -s EMPTY.py` (a do-nothing handler).
 
 zlperf runs twice per file: on one core (`taskset -c 0`: one process, no workers) and on all cores
-(`ZLPERF_JOBS` = the cores: a trace.dat's CPUs are analysed in that many parts, one per process, and merged;
-perf.data is read in one process either way; by default zlperf only starts workers on cores
-the load average says are idle). Every command is a child process; its wall time, CPU time
+(`ZLPERF_JOBS` = the cores: the recording's CPUs are analysed in that many parts, one per process, and
+merged; by default zlperf only starts workers on cores the load average says are idle). Every command is a child process; its wall time, CPU time
 (user + sys of it and its children) and peak RSS (largest process of its tree) come from wait4().
 With --readme the table replaces the one between the speed-table markers of README.md.
 

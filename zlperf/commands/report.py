@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trace.dat reader (default: the fast numpy reader)")
     p.add_argument("--kallsyms", metavar="FILE", help="symbols to use instead of those saved in the file")
     p.add_argument("-j", "--jobs", type=positive, default=None, metavar="N",
-                   help="processes, this one included: a trace.dat's CPUs are analysed in N parts at once "
+                   help="processes, this one included: the recording's CPUs are analysed in N parts at once "
                         "and merged (default: ZLPERF_JOBS, else 1 + the idle cores, for large files; the "
                         "report is the same whatever N)")
     rec = p.add_mutually_exclusive_group()
