@@ -125,12 +125,19 @@ def test_exporter_counts_equal_a_recording_of_the_same_window(tmp_path, pcp_list
     # Equal, one for one: contended events and waits. (Not their durations: every instance stamps an event
     # when its own ring buffer takes it, after the instances before it took theirs and their stacks, so
     # each instance's waits include the tracing work of the instances after it: a few microseconds each.)
-    assert sum(s.value for s in contended.samples) == doc["totals"]["contended_events"]
-    assert _waits(fams) == recorded_waits
+    # A recording that lost events (its ring buffer full on a loaded machine) can only have fewer; it says so.
+    lost = {k: doc[k] for k in ("missed_events", "missed_events_unknown_gaps", "kernel_overrun",
+                                "kernel_dropped_events") if doc[k]}
+    exported = sum(s.value for s in contended.samples)
+    if lost:
+        assert exported >= doc["totals"]["contended_events"] and _waits(fams) >= recorded_waits, lost
+    else:
+        assert exported == doc["totals"]["contended_events"], "no loss reported by the recording"
+        assert _waits(fams) == recorded_waits
     # Per zone, when both named the zones (each names them with its own bpftrace).
     ours = {s.labels["zone"]: s.value for s in contended.samples}
     theirs = {z["label"]: z["contended_events"] for z in doc["zones"]}
-    if not any(label.startswith("lock@") for label in [*ours, *theirs]):
+    if not lost and not any(label.startswith("lock@") for label in [*ours, *theirs]):
         assert ours == theirs
     _check_histograms(wait)
     explained = (REPO / "docs" / "live_example.txt").read_text()
