@@ -27,7 +27,7 @@ from zlperf.analysis.timeline import COLUMNS as TIMELINE_COLUMNS
 from zlperf.analysis.timeline import MAX_SERIES, final_bin_ns, rebin_factor
 from zlperf.export.schema import EVENT_TABLES, SCHEMA_VERSION
 from zlperf.fleet import sql
-from zlperf.fleet.stats import EngineStats, StatsKey, read_stats
+from zlperf.fleet.stats import StatsKey, read_stats
 from zlperf.fleet.tables import HostTables
 from zlperf.report.merge import merge_results
 

@@ -21,7 +21,7 @@ import os
 import pickle
 import signal
 import struct
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 

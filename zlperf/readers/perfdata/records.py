@@ -17,13 +17,13 @@ from __future__ import annotations
 __all__ = ["Compressed", "walk", "COMPRESSED_TYPES"]
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 
 from zlperf.errors import TraceFormatError
-from zlperf.readers.perfdata.layout import TYPE_TRACEPOINT, PerfAttr, SampleLayout
+from zlperf.readers.perfdata.layout import PerfAttr, SampleLayout
 
 # perf_event_header.type values used here (uapi perf_event.h and perf's user types >= 64).
 _MMAP, _LOST, _COMM, _FORK, _SAMPLE, _LOST_SAMPLES = 1, 2, 3, 7, 9, 13
