@@ -1,4 +1,4 @@
-"""Ring-buffer pages to event positions and times: the record headers of all pages walked at once.
+"""Ring-buffer pages to event positions and times: page headers in numpy, the records walked natively or in numpy.
 
 The page and event header layout is the kernel's (kernel/trace/ring_buffer.c), read the way
 libtraceevent's src/kbuffer-parse.c reads it; the fields are gathered by :mod:`.fields`.
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from zlperf.formats import HeaderPage
+from zlperf.readers.tracedat.native import Walked, bad_record, runs_off, walk_pages
 
 TS_SHIFT = 27
 COMMIT_MASK = (1 << 27) - 1
@@ -53,11 +54,11 @@ def _long_at(words: np.ndarray, widx: np.ndarray, size: int, big: bool) -> np.nd
 
 
 def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = False,
-                 gap_before: bool = False) -> DecodedRun:
+                 gap_before: bool = False, native: bool = True) -> DecodedRun:
     """Walk every page of ``data`` (uint8, whole pages) and return its data events.
 
-    Hot loop, open-coded: all pages advance in lockstep, one record header per page per step,
-    so the number of numpy passes is the largest number of records on one page; each page's
+    The record walk is native when zlperf's page walker is built (:mod:`.native`), else numpy
+    (:func:`_walk_lockstep`, or with ``native=False``); both give the same records and problems. Each page's
     clock runs along (kbuffer-parse.c semantics: every record's delta counts, extends and
     padding included; an absolute stamp replaces the time but keeps its top 5 bits).
     Unreadable pages or page tails become gaps (count -1), as does ``gap_before`` (pages lost
@@ -69,7 +70,7 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     problems: list[tuple[int, str]] = []
     empty_i = np.zeros(0, np.int64)
     if n_pages == 0:
-        return DecodedRun(empty_i, empty_i, np.zeros(0, np.uint64), empty_i, empty_i, empty_i,
+        return DecodedRun(empty_i, np.zeros(0, np.int32), np.zeros(0, np.uint64), empty_i, empty_i, empty_i,
                           np.zeros(0, np.uint64), problems)
     wpp = page_size // 4
     base_w = np.arange(n_pages, dtype=np.int64) * wpp
@@ -89,6 +90,45 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     if sp.size:
         lost[sp] = _long_at(words, base_w[sp] + (dstart + size[sp]) // 4, hp.commit_size, big).astype(np.int64)
 
+    walked = walk_pages(words, page_size, hp.data_offset, big, size, ts0) if native else None
+    if walked is None:
+        walked = _walk_lockstep(words, page_size, hp.data_offset, big, size, ts0)
+    off, length, ts, cnt, walk_problems = walked
+    # At most one problem per page (a page ends at its first); page order whatever the walk.
+    problems = sorted(problems + walk_problems, key=lambda pw: pw[0])
+    # Lost data is a gap in the stream: before the page that follows it.
+    if gap_before and lost[0] == 0:
+        lost[0] = -1
+    for p, _what in problems:
+        target = p if bad[p] else p + 1
+        if target < n_pages and lost[target] == 0:
+            lost[target] = -1
+    flagged = (lost != 0).astype(np.int64)
+    total = off.shape[0]
+    start = np.cumsum(cnt) - cnt
+    # Stream positions: a flagged page's gap takes the slot before the page's first event.
+    cumflag = np.cumsum(flagged)
+    if total and cumflag[-1]:
+        index = np.arange(total, dtype=np.int64) + np.repeat(cumflag, cnt)
+    else:
+        index = np.arange(total, dtype=np.int64)
+    mp = np.flatnonzero(flagged)
+    has = cnt[mp] > 0
+    missed_ts = np.where(has, ts[np.minimum(start[mp], max(total - 1, 0))] if total else ts0[mp], ts0[mp])
+    return DecodedRun(off, length, ts, index, (start[mp] + cumflag[mp] - 1).astype(np.int64), lost[mp],
+                      np.asarray(missed_ts, np.uint64), problems)
+
+
+def _walk_lockstep(words: np.ndarray, page_size: int, dstart: int, big: bool, size: np.ndarray,
+                   ts0: np.ndarray) -> Walked:
+    """The record walk in numpy (no native walker): see :func:`decode_pages`.
+
+    Hot loop, open-coded: all pages advance in lockstep, one record header per page per step,
+    so the number of numpy passes is the largest number of records on one page.
+    """
+    n_pages = size.shape[0]
+    nw = words.shape[0]
+    problems: list[tuple[int, str]] = []
     # Lockstep walk. Positions are byte offsets into the run; records are 4-byte aligned.
     # Step s of the page in slot j (its index among the pages with data) fills cell [s, j] of
     # the matrices below; reading them transposed gives ring-buffer order, page by page.
@@ -163,8 +203,7 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
             broken = ((nxt & 3) != 0) | (is_data & (plen < 0)) | (nxt <= pos) | (~is_data & (nxt > cap_end))
             if broken.any():
                 for i in np.flatnonzero(broken).tolist():
-                    problems.append((int(ap[i]), f"record header at page offset {int(pos[i] - ap[i] * page_size)} "
-                                     f"(type {int(tl[i])}) is invalid"))
+                    problems.append((int(ap[i]), bad_record(int(pos[i] - ap[i] * page_size), int(tl[i]))))
                 is_data = is_data & ~broken
                 nxt = np.where(broken, end, nxt)
             sel = np.flatnonzero(is_data)
@@ -186,12 +225,12 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
             for i in np.flatnonzero(ovr).tolist():
                 if m_ok[step, slot[i]]:
                     m_ok[step, slot[i]] = False
-                    problems.append((int(ap[i]), f"event at page offset {int(pos[i] - ap[i] * page_size)} "
-                                     "runs off the page"))
+                    problems.append((int(ap[i]), runs_off(int(pos[i] - ap[i] * page_size))))
         ap, pos, end, cap_end, now, slot = ap[keep], nxt[keep], end[keep], cap_end[keep], now[keep], slot[keep]
         full = False
         step += 1
 
+    empty_i = np.zeros(0, np.int64)
     if n_slots and step:
         ok_t = m_ok[:step].T
         off = m_off[:step].T[ok_t]
@@ -202,27 +241,7 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
         cnt[np.flatnonzero(size > 0)] = ok_t.sum(axis=1)
         del m_ok, ok_t
     else:
-        off = length = empty_i
+        off, length = empty_i, np.zeros(0, np.int32)
         ts = np.zeros(0, np.uint64)
         cnt = np.zeros(n_pages, np.int64)
-    # Lost data is a gap in the stream: before the page that follows it.
-    if gap_before and lost[0] == 0:
-        lost[0] = -1
-    for p, _what in problems:
-        target = p if bad[p] else p + 1
-        if target < n_pages and lost[target] == 0:
-            lost[target] = -1
-    flagged = (lost != 0).astype(np.int64)
-    total = off.shape[0]
-    start = np.cumsum(cnt) - cnt
-    # Stream positions: a flagged page's gap takes the slot before the page's first event.
-    cumflag = np.cumsum(flagged)
-    if total and cumflag[-1]:
-        index = np.arange(total, dtype=np.int64) + np.repeat(cumflag, cnt)
-    else:
-        index = np.arange(total, dtype=np.int64)
-    mp = np.flatnonzero(flagged)
-    has = cnt[mp] > 0
-    missed_ts = np.where(has, ts[np.minimum(start[mp], max(total - 1, 0))] if total else ts0[mp], ts0[mp])
-    return DecodedRun(off, length, ts, index, (start[mp] + cumflag[mp] - 1).astype(np.int64), lost[mp],
-                      np.asarray(missed_ts, np.uint64), problems)
+    return off, length, ts, cnt, problems

@@ -1,0 +1,124 @@
+"""The native page walker (_pagewalk.c) against the numpy walk, record by record.
+
+Both walk the same pages: every real recording's runs, and real pages damaged at random (hypothesis),
+read little- and big-endian. The readers' own tests check the result against libtracecmd and
+``trace-cmd report``; this checks the two walks are the same code in effect, and that no page makes
+the native one read or write out of bounds (a crash would end the test process).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import FULL_DAT, REPO, TRACE_DATS, DATA
+from zlperf.formats import HeaderPage
+from zlperf.readers.tracedat import native
+from zlperf.readers.tracedat.container import TraceDatFile
+from zlperf.readers.tracedat.ringbuffer import decode_pages
+
+LAB_DATS = sorted((DATA / "lab").glob("*.dat"))
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="native page walker not built (no C compiler?)")
+
+
+def _runs(path):
+    """(header page, page size, byte order, pages) of every run of every CPU of every buffer of ``path``."""
+    f = TraceDatFile(str(path), str(path))
+    try:
+        for buf in f.buffers:
+            if buf.latency:
+                continue
+            for cd in buf.cpus:
+                for run in f.page_runs(buf, cd, lambda _m: None, 1 << 20):
+                    yield f.header_page, buf.page_size, f.big_endian, run.data
+    finally:
+        f.close()
+
+
+def _same(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool, gap_before: bool = False) -> int:
+    """Decode ``data`` both ways, assert every column and problem equal; the number of events."""
+    a = decode_pages(data, page_size, hp, big, gap_before, native=True)
+    b = decode_pages(data, page_size, hp, big, gap_before, native=False)
+    for name in ("off", "length", "ts", "index", "missed_index", "missed_count", "missed_ts"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype, name
+        assert np.array_equal(x, y), name
+    assert a.problems == b.problems
+    return a.off.shape[0]
+
+
+def test_the_native_walker_is_built_where_a_compiler_is():
+    # setup.sh builds it (pip install -e .); CI must test the native walk, not only the numpy one.
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    assert native.available()
+
+
+@pytest.mark.parametrize("path", TRACE_DATS + LAB_DATS, ids=lambda p: p.name)
+def test_real_recordings_walk_the_same(path):
+    events = 0
+    for hp, page_size, big, data in _runs(path):
+        events += _same(data, page_size, hp, big)
+        events += _same(data, page_size, hp, big, gap_before=True)
+    assert events > 0
+
+
+_PAGES = next(data for _hp, _ps, _big, data in _runs(FULL_DAT))[: 4 * 4096].copy()
+_HP = TraceDatFile(str(FULL_DAT), str(FULL_DAT)).header_page
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, _PAGES.size // 4 - 1), st.integers(0, 2 ** 32 - 1)), max_size=24),
+       st.booleans(), st.booleans())
+def test_damaged_pages_walk_the_same(changes, big, gap_before):
+    data = _PAGES.copy()
+    words = data.view(np.uint32)
+    for at, value in changes:
+        words[at] = value
+    _same(data, 4096, _HP, big, gap_before)
+
+
+# A record header word: type/length in the low 5 bits (little-endian layout), any delta above.
+_HEADER_WORDS = st.one_of(st.integers(0, 2 ** 32 - 1),
+                          st.tuples(st.integers(0, 31), st.integers(0, 2 ** 27 - 1)).map(lambda t: t[0] | t[1] << 5),
+                          st.integers(0, 64))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([64, 256, 4096]), st.lists(st.tuples(st.integers(0, 2 ** 64 - 1), st.integers(0, 4200),
+                                                            st.integers(0, 3), st.lists(_HEADER_WORDS, max_size=48)),
+                                                  min_size=1, max_size=4),
+       st.booleans())
+def test_made_up_pages_walk_the_same(page_size, pages, big):
+    """Pages built from header words likely to make every record type, size and layout corner."""
+    words = np.zeros(len(pages) * page_size // 4, np.uint32)
+    for p, (ts, size, flags, body) in enumerate(pages):
+        base = p * page_size // 4
+        words[base], words[base + 1] = ts & 0xFFFFFFFF, ts >> 32
+        words[base + 2] = size | flags << 30
+        room = page_size // 4 - 4
+        words[base + 4: base + 4 + min(len(body), room)] = body[:room]
+    data = words.view(np.uint8)
+    _same(data, page_size, _HP, big)
+    _same(data, page_size, _HP, big, gap_before=True)
+    # A 32-bit kernel's page header (4-byte commit word, data at 12).
+    _same(data, page_size, HeaderPage(timestamp_offset=0, commit_offset=8, commit_size=4, data_offset=12), big)
+
+
+def test_without_the_native_walker_reports_are_the_same(tmp_path):
+    """ZLPERF_NATIVE=0 turns the walker off (the escape hatch README gives); the report is byte-identical."""
+    docs = []
+    for flag in ("1", "0"):
+        env = dict(os.environ, ZLPERF_NATIVE=flag)
+        out = subprocess.run([sys.executable, "-m", "zlperf", "report", str(FULL_DAT), "--json", "-j", "1"],
+                             capture_output=True, text=True, env=env, cwd=REPO, check=True)
+        docs.append(out.stdout)
+    assert docs[0] == docs[1] and '"events"' in docs[0]

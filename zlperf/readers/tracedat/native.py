@@ -1,0 +1,98 @@
+"""The native ring-buffer page walker (``_pagewalk.c``), loaded with ctypes when it was built.
+
+It is zlperf's one compiled part and optional: ``pip install`` builds it where a C compiler is, and
+without it (or with ``ZLPERF_NATIVE=0`` in the environment) the numpy walk in :mod:`.ringbuffer` does
+the same work, record for record, about ten times slower. ctypes rather than the Python C API, so
+the library works under any python3 that runs zlperf (perf's embedded interpreter included).
+"""
+
+from __future__ import annotations
+
+__all__ = ["walk_pages", "available", "bad_record", "runs_off", "Walked"]
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+#: (payload offsets int64, lengths int32, times uint64, records per page int64, [(page, problem)])
+Walked = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]
+
+_PROBLEM_BAD_RECORD, _PROBLEM_RUNS_OFF = 1, 2
+_lib: Any = None  # None: not looked for yet; False: not available
+
+
+def bad_record(page_offset: int, rtype: int) -> str:
+    """What is wrong with a record header the walk cannot follow."""
+    return f"record header at page offset {page_offset} (type {rtype}) is invalid"
+
+
+def runs_off(page_offset: int) -> str:
+    """What is wrong with a page's last event that does not fit its page."""
+    return f"event at page offset {page_offset} runs off the page"
+
+
+def _load() -> Any:
+    global _lib
+    if _lib is None:
+        _lib = False
+        if os.environ.get("ZLPERF_NATIVE", "1") != "0" and sys.byteorder == "little":
+            import ctypes
+            import importlib.machinery
+
+            here = Path(__file__).resolve().parent
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                so = here / f"_pagewalk{suffix}"
+                if so.is_file():
+                    try:
+                        lib = ctypes.CDLL(str(so))
+                    except OSError:
+                        continue
+                    fn = lib.zl_walk_pages
+                    p, i64 = ctypes.c_void_p, ctypes.c_int64
+                    fn.restype = i64
+                    fn.argtypes = [p, i64, i64, i64, ctypes.c_int, i64, p, p, i64, p, p, p, p, p, p]
+                    _lib = fn
+                    break
+    return _lib
+
+
+def available() -> bool:
+    """Whether the native walker is built and enabled."""
+    return bool(_load())
+
+
+def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: np.ndarray,
+               ts0: np.ndarray) -> Optional[Walked]:
+    """The data records of every page of ``words`` (the run as 32-bit words in the file's byte order),
+    natively; None when the walker is not available or a bound check failed (the caller walks in numpy).
+
+    ``size`` (int64) is each page's checked data size, ``ts0`` (uint64) its header time.
+    """
+    fn = _load()
+    n_pages = size.shape[0]
+    if not fn or not words.flags.c_contiguous or page_size <= 0 or page_size % 4 or dstart < 0:
+        return None
+    size = np.ascontiguousarray(size, np.int64)
+    ts0 = np.ascontiguousarray(ts0, np.uint64)
+    # Every record takes at least 8 bytes (a data record's header and a word, or an extend), so a
+    # page of s data bytes holds at most s // 8 + 1 records: the output is sized by the run, not the file.
+    cap = int(np.clip(size, 0, None).sum()) // 8 + n_pages
+    off = np.empty(cap, np.int64)
+    length = np.empty(cap, np.uint32)
+    ts = np.empty(cap, np.uint64)
+    cnt = np.empty(n_pages, np.int64)
+    prob = np.empty((max(n_pages, 1), 4), np.int64)
+    n_prob = np.zeros(1, np.int64)
+    n = fn(words.ctypes.data, words.shape[0], page_size, dstart, int(big), n_pages, size.ctypes.data,
+           ts0.ctypes.data, cap, off.ctypes.data, length.ctypes.data, ts.ctypes.data, cnt.ctypes.data,
+           prob.ctypes.data, n_prob.ctypes.data)
+    if n < 0:
+        return None
+    problems = []
+    for page, kind, at, rtype in prob[: int(n_prob[0])].tolist():
+        problems.append((page, bad_record(at, rtype) if kind == _PROBLEM_BAD_RECORD else runs_off(at)))
+    # Copies, not views: a view would keep the whole capacity alive as long as the chunk.
+    return off[:n].copy(), length[:n].view(np.int32).copy(), ts[:n].copy(), cnt, problems
