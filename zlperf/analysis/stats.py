@@ -47,6 +47,7 @@ _LOGLINEAR_FROM = "log-linear histogram (merged; relative error < 0.79%)"
 _COMPACT_AT = 1 << 16  # pending raw values before folding them into the table
 _DENSE_AFTER = 1 << 16  # values held before small ones are counted densely
 _DENSE_LIMIT = np.uint64(1 << 16)  # values below this many ns are counted densely (512 KiB per distribution)
+_DENSE_FOLD_AT = 1 << 18  # pending values (2 MiB) of a dense distribution before they are counted
 
 
 def nearest_rank(n: int, percent: Fraction) -> int:
@@ -121,16 +122,10 @@ class Distribution:
         """Add a batch of values."""
         if not len(values):
             return
-        values = np.asarray(values, dtype=np.uint64)
-        if self._dense is not None:
-            small = values < _DENSE_LIMIT
-            self._dense += np.bincount(values[small].astype(np.int64), minlength=int(_DENSE_LIMIT))
-            values = values[~small]
-            if not len(values):
-                return
-        self._pending.append(values)
+        self._pending.append(np.asarray(values, dtype=np.uint64))
         self._pending_len += len(values)
-        if self._pending_len >= _COMPACT_AT:
+        # Dense counting costs a pass over all _DENSE_LIMIT counters per fold: fold dense batches less often.
+        if self._pending_len >= (_COMPACT_AT if self._dense is None else _DENSE_FOLD_AT):
             if self._dense is None and int(self._counts.sum()) + self._pending_len >= _DENSE_AFTER:
                 self._go_dense()
             self._compact()
@@ -183,8 +178,14 @@ class Distribution:
     def _compact(self) -> None:
         if not self._pending:
             return
-        raw = np.concatenate(self._pending)
+        raw = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending, self._pending_len = [], 0
+        if self._dense is not None:
+            small = raw < _DENSE_LIMIT
+            self._dense += np.bincount(raw[small].astype(np.int64), minlength=int(_DENSE_LIMIT))
+            raw = raw[~small]
+            if not len(raw):
+                return
         uniq, counts = np.unique(raw, return_counts=True)
         if len(self._values):
             self._fold(uniq, counts.astype(np.int64))

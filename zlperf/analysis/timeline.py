@@ -96,16 +96,19 @@ class Timeline:
         lo, hi = int(bins.min()), int(bins.max())
         width = self.bin_ns
         self._cover(lo, hi)
-        if self.bin_ns != width:  # the axis coarsened: bin again
+        if self.bin_ns != width:  # the axis coarsened: bin again (doubling floors bin indices)
             bins = (ts // np.uint64(self.bin_ns)).astype(np.int64)
-        bins -= self.lo
+            lo, hi = lo // (self.bin_ns // width), hi // (self.bin_ns // width)
+        # Sums over the rows' own bins only (a chunk spans a few of the axis's bins), then added in place.
+        bins -= lo
+        span, at = hi - lo + 1, lo - self.lo
         columns = [(column, None if weights is None else weights.astype(np.float64)) for column, weights in columns]
         for dim, codes, keys in groupings:
             n_codes = 1 if codes is None else len(keys)
-            flat = bins if codes is None else codes * self.n + bins
+            flat = bins if codes is None else codes * span + bins
             for column, w in columns:
-                sums = np.bincount(flat, weights=w, minlength=n_codes * self.n)[: n_codes * self.n]
-                sums = sums.reshape(n_codes, self.n)
+                sums = np.bincount(flat, weights=w, minlength=n_codes * span)[: n_codes * span]
+                sums = sums.reshape(n_codes, span)
                 for code in np.flatnonzero(sums.any(axis=1)):
                     key = (dim, keys[code])
                     data = self.series.get(key)
@@ -114,7 +117,7 @@ class Timeline:
                             self.untracked.add(key)
                             continue
                         data = self.series[key] = np.zeros((self.n, len(COLUMNS)))
-                    data[:, column] += sums[code]
+                    data[at:at + span, column] += sums[code]
 
     def absorb(self, other: "Timeline", rename: Callable[[Hashable], Hashable]) -> None:
         """Add ``other``'s series (keys renamed by ``rename``), on one axis with this one's.
