@@ -27,7 +27,7 @@ from __future__ import annotations
 __all__ = ["NOT_TRACED", "NO_ACQUISITION", "RELEASE_COLUMNS", "HolderAttribution", "Attributed"]
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
 import numpy as np
 
@@ -83,8 +83,22 @@ class Attributed:
 _DELTA = ("ts", "holder_seq")  # increasing within a CPU's releases: stored as differences
 
 
-def _pack(part: Table) -> bytes:
-    """One chunk's kept columns of a group as one zstd frame (deltas for the increasing columns)."""
+#: A chunk's kept columns of a group, packed: (zstd frame of its times, zstd frame of the other columns).
+#: Times apart because the end searches every time but reads the other columns of the found releases only.
+Packed = Tuple[bytes, bytes]
+
+
+def _frame(raw: np.ndarray) -> bytes:
+    if zstandard is None:
+        return raw.tobytes()
+    frame = zstandard.ZstdCompressor(level=1).compress(raw)
+    # The frame's bytes object keeps the allocation of the worst case (the input's size) whatever its
+    # length: a copy of its length is what a recording's worth of kept parts may hold.
+    return bytes(memoryview(frame))
+
+
+def _pack(part: Table) -> Packed:
+    """One chunk's kept columns of a group as two zstd frames (deltas for the increasing columns)."""
     n = len(part["ts"])
     raw = np.empty(n * _KEPT_BYTES, dtype=np.uint8)  # the columns one after another, written in place
     at = 0
@@ -99,26 +113,25 @@ def _pack(part: Table) -> bytes:
         else:
             out[...] = part[k]
         at += n * dt.itemsize
-    if zstandard is None:
-        return raw.tobytes()
-    frame = zstandard.ZstdCompressor(level=1).compress(raw)
-    # The frame's bytes object keeps the allocation of the worst case (the input's size) whatever its
-    # length: a copy of its length is what a recording's worth of kept parts may hold.
-    return bytes(memoryview(frame))
+    return _frame(raw[: n * 8]), _frame(raw[n * 8:])  # _KEPT starts with ts (uint64)
 
 
-def _unpack(blob: bytes, n: int, columns: tuple[str, ...] = _KEPT) -> Table:
-    raw = (zstandard.ZstdDecompressor().decompress(blob, max_output_size=n * _KEPT_BYTES)
-           if zstandard is not None else blob)
-    out, at = {}, 0
-    for k in _KEPT:
-        dt = np.dtype(RELEASE_COLUMNS[k])
-        if k in columns:
-            v = np.frombuffer(raw, dtype=dt, count=n, offset=at)
-            if k in _DELTA:
-                v = np.cumsum(v.view(np.uint64), dtype=np.uint64).view(dt)
-            out[k] = v
-        at += n * dt.itemsize
+def _unpack(packed: Packed, n: int, columns: tuple[str, ...] = _KEPT) -> Table:
+    out: Table = {}
+    for frame, names, size in ((packed[0], _KEPT[:1], 8), (packed[1], _KEPT[1:], _KEPT_BYTES - 8)):
+        if not any(k in columns for k in names):
+            continue
+        raw = (zstandard.ZstdDecompressor().decompress(frame, max_output_size=n * size)
+               if zstandard is not None else frame)
+        at = 0
+        for k in names:
+            dt = np.dtype(RELEASE_COLUMNS[k])
+            if k in columns:
+                v = np.frombuffer(raw, dtype=dt, count=n, offset=at)
+                if k in _DELTA:
+                    v = np.cumsum(v.view(np.uint64), dtype=np.uint64).view(dt)
+                out[k] = v
+            at += n * dt.itemsize
     return out
 
 
@@ -132,7 +145,7 @@ class _Group:
     __slots__ = ("parts", "sizes", "shifts", "ts", "inherited")
 
     def __init__(self) -> None:
-        self.parts: list[bytes] = []
+        self.parts: list[Packed] = []
         self.sizes: list[int] = []
         self.shifts: list[int] = []  # added to each part's holder_seq (parts analysed in another process)
         self.ts: Optional[np.ndarray] = None

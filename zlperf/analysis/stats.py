@@ -142,6 +142,23 @@ class Distribution:
         rest = raw[~small]
         self._pending, self._pending_len = ([rest], len(rest)) if len(rest) else ([], 0)
 
+    def __getstate__(self) -> tuple:
+        # Sent between processes (parts of a recording): folded, and the dense counts as (value, count) pairs.
+        self._compact()
+        dense = None
+        if self._dense is not None:
+            present = np.flatnonzero(self._dense)
+            dense = (present.astype(np.int32), self._dense[present])
+        return self._values, self._counts, dense
+
+    def __setstate__(self, state: tuple) -> None:
+        self._values, self._counts, dense = state
+        self._pending, self._pending_len = [], 0
+        self._dense = None
+        if dense is not None:
+            self._dense = np.zeros(int(_DENSE_LIMIT), dtype=np.int64)
+            self._dense[dense[0]] = dense[1]
+
     def _empty(self) -> bool:
         return not (len(self._values) or self._pending or self._dense is not None)
 
