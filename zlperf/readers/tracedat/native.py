@@ -94,5 +94,5 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
     problems = []
     for page, kind, at, rtype in prob[: int(n_prob[0])].tolist():
         problems.append((page, bad_record(at, rtype) if kind == _PROBLEM_BAD_RECORD else runs_off(at)))
-    # Copies, not views: a view would keep the whole capacity alive as long as the chunk.
-    return off[:n].copy(), length[:n].view(np.int32).copy(), ts[:n].copy(), cnt, problems
+    # Views of the capacity: the decoder gathers its columns from them and lets the run go.
+    return off[:n], length[:n].view(np.int32), ts[:n], cnt, problems

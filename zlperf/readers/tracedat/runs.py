@@ -60,12 +60,12 @@ class RunDecoder:
         chunk = Chunk()
         if self.ts_offset:
             dec.ts += np.uint64(self.ts_offset & 0xFFFFFFFFFFFFFFFF)
-        ev_seq = seq0 + dec.index
+        ev_seq = seq0 + dec.index if nm else None  # without gaps, an event's position is its index
         if nm:
             chunk.batches[MISSED_EVENTS] = EventBatch(
                 MISSED_EVENTS, dec.missed_ts, np.full(nm, cpu, np.int32), np.full(nm, -1, np.int32),
                 seq0 + dec.missed_index, {"count": dec.missed_count.astype(np.int64)})
-        used = int(dec.index.max()) + 1 if n else 0
+        used = (int(dec.index.max()) + 1 if n else 0) if nm else n
         if nm:
             used = max(used, int(dec.missed_index.max()) + 1)
         out = DecodedChunk(chunk, used, dec.problems)
@@ -96,5 +96,7 @@ class RunDecoder:
             # common_pid is already int32 in every kernel's format: the same array, not a copy.
             pid = pid_col.astype(np.int32, copy=False) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
             chunk.batches[ef.full_name] = EventBatch(
-                ef.full_name, dec.ts[idx], np.full(idx.shape[0], cpu, np.int32), pid, ev_seq[idx], cols, dictionary)
+                ef.full_name, dec.ts[idx], np.full(idx.shape[0], cpu, np.int32), pid,
+                idx + seq0 if ev_seq is None else ev_seq[idx],
+                cols, dictionary)
         return out
