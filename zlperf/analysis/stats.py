@@ -47,7 +47,7 @@ _LOGLINEAR_FROM = "log-linear histogram (merged; relative error < 0.79%)"
 _COMPACT_AT = 1 << 16  # pending raw values before folding them into the table
 _DENSE_AFTER = 1 << 16  # values held before small ones are counted densely
 _DENSE_LIMIT = np.uint64(1 << 16)  # values below this many ns are counted densely (512 KiB per distribution)
-_DENSE_FOLD_AT = 1 << 18  # pending values (2 MiB) of a dense distribution before they are counted
+_DENSE_FOLD_AT = 1 << 16  # pending values (512 KiB) of a dense distribution before they are counted
 
 
 def nearest_rank(n: int, percent: Fraction) -> int:

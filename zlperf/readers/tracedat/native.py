@@ -77,18 +77,23 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
         return None
     size = np.ascontiguousarray(size, np.int64)
     ts0 = np.ascontiguousarray(ts0, np.uint64)
-    # Every record takes at least 8 bytes (a data record's header and a word, or an extend), so a
-    # page of s data bytes holds at most s // 8 + 1 records: the output is sized by the run, not the file.
-    cap = int(np.clip(size, 0, None).sum()) // 8 + n_pages
-    off = np.empty(cap, np.int64)
-    length = np.empty(cap, np.uint32)
-    ts = np.empty(cap, np.uint64)
-    cnt = np.empty(n_pages, np.int64)
-    prob = np.empty((max(n_pages, 1), 4), np.int64)
-    n_prob = np.zeros(1, np.int64)
-    n = fn(words.ctypes.data, words.shape[0], page_size, dstart, int(big), n_pages, size.ctypes.data,
-           ts0.ctypes.data, cap, off.ctypes.data, length.ctypes.data, ts.ctypes.data, cnt.ctypes.data,
-           prob.ctypes.data, n_prob.ctypes.data)
+    # Every record takes at least 8 bytes (a data record's header and a word, or an extend), so a page of
+    # s data bytes holds at most s // 8 + 1 records: the output is sized by the run, not the file. Real events
+    # take 16 bytes or more (header and common fields): try that size first, the bound if it does not do.
+    data_bytes = int(np.clip(size, 0, None).sum())
+    for per_record in (16, 8):
+        cap = data_bytes // per_record + n_pages
+        off = np.empty(cap, np.int64)
+        length = np.empty(cap, np.uint32)
+        ts = np.empty(cap, np.uint64)
+        cnt = np.empty(n_pages, np.int64)
+        prob = np.empty((max(n_pages, 1), 4), np.int64)
+        n_prob = np.zeros(1, np.int64)
+        n = fn(words.ctypes.data, words.shape[0], page_size, dstart, int(big), n_pages,
+               size.ctypes.data, ts0.ctypes.data, cap, off.ctypes.data, length.ctypes.data,
+               ts.ctypes.data, cnt.ctypes.data, prob.ctypes.data, n_prob.ctypes.data)
+        if n >= 0 or per_record == 8:
+            break
     if n < 0:
         return None
     problems = []
