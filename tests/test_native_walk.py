@@ -122,3 +122,31 @@ def test_without_the_native_walker_reports_are_the_same(tmp_path):
                              capture_output=True, text=True, env=env, cwd=REPO, check=True)
         docs.append(out.stdout)
     assert docs[0] == docs[1] and '"events"' in docs[0]
+
+
+def _empty_record_at_the_end() -> np.ndarray:
+    """One page whose last record is an empty event (type_len 0, length word 1) ending exactly at the page's
+    end: its payload starts past the run, so the event's common_type is past the run too."""
+    page = np.zeros(1024, np.uint32)
+    page[0] = 1000
+    page[2] = 4096 - 16  # data size: the whole page
+    page[4] = 29 | (1 << 5)  # padding (a discarded event) up to the last 8 bytes
+    page[5] = 4096 - 16 - 12
+    page[1022], page[1023] = 0, 1
+    return page.view(np.uint8)
+
+
+@pytest.mark.parametrize("walk", ["native", "numpy"])
+def test_an_empty_record_ending_the_run_is_read_not_a_crash(walk, monkeypatch):
+    from zlperf.formats import FieldFormat
+    from zlperf.readers.tracedat.runs import RunDecoder
+
+    if walk == "numpy":
+        monkeypatch.setenv("ZLPERF_NATIVE", "0")
+        monkeypatch.setattr(native, "_lib", None)  # looked up again, now off
+    skipped = []
+    decoder = RunDecoder(HeaderPage(), FieldFormat("common_type", "unsigned short", 0, 2, False),
+                         lambda _id: None, lambda ev_id, n: skipped.append((ev_id, n)))
+    out = decoder.decode(_empty_record_at_the_end(), 4096, 0, 0)
+    assert skipped == [(0, 1)]  # read as type 0 (bytes past the run are zeros), which has no format: skipped
+    assert out.used == 1 and out.problems == []

@@ -19,7 +19,10 @@ from zlperf.readers.strings import Interner
 
 
 def read_type_ids(data: np.ndarray, off: np.ndarray, type_field: FieldFormat, big: bool) -> np.ndarray:
-    """The ``common_type`` of each record (int64)."""
+    """The ``common_type`` of each record (int64); 0 for bytes past the run (a hostile empty record can end it)."""
+    reach = type_field.offset + max(type_field.size, 1)
+    if off.shape[0] and int(off.max()) + reach > len(data):
+        data = np.concatenate([data, np.zeros(reach, np.uint8)])
     return _scalar(data, {}, off, type_field.offset, type_field.size, False, big).astype(np.int64)
 
 
