@@ -4,7 +4,8 @@
 #         linux-perf (perf backend, perf script), bpftrace (independent live counts in tests, and
 #         naming zone locks on stock kernels), pahole (an independent check of zlperf's BTF reading),
 #         python3-numpy/yaml/zstandard (so perf's embedded /usr/bin/python3 can import zlperf's deps)
-#         chromium (headless: the HTML report is tested in a real browser), openjdk-17-jre-headless (Spark's JVM)
+#         chromium (headless: the HTML report is tested in a real browser), openjdk-17-jre-headless (Spark's JVM),
+#         gcc + libc6-dev (pip builds zlperf's native ring-buffer page walker; without them zlperf walks in numpy)
 #   pip:  zlperf itself (editable, from this checkout) with every optional extra (perfetto, plotly, matplotlib,
 #         pyarrow, duckdb, pyspark, prometheus_client) and, for the tests, pytest + hypothesis
 set -euo pipefail
@@ -14,7 +15,7 @@ SUDO=""
 
 APT_PACKAGES="trace-cmd libtracecmd1 libtraceevent1 linux-perf bpftrace pahole
   python3 python3-pip python3-venv python3-numpy python3-yaml python3-zstandard
-  chromium openjdk-17-jre-headless"
+  chromium openjdk-17-jre-headless gcc libc6-dev"
 missing=$(for p in $APT_PACKAGES; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done)
 if [ -n "$missing" ]; then
   $SUDO apt-get update -qq

@@ -2,8 +2,9 @@
 
 It is zlperf's one compiled part and optional: ``pip install`` builds it where a C compiler is, and
 without it (or with ``ZLPERF_NATIVE=0`` in the environment) the numpy walk in :mod:`.ringbuffer` does
-the same work, record for record, about ten times slower. ctypes rather than the Python C API, so
-the library works under any python3 that runs zlperf (perf's embedded interpreter included).
+the same work, record for record, several times slower (decoding as a whole ~1.5x, ``bench/bench_walk.py``).
+ctypes rather than the Python C API, so the library works under any python3 that runs zlperf (perf's
+embedded interpreter included), whatever version built it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def _load() -> Any:
             import importlib.machinery
 
             here = Path(__file__).resolve().parent
-            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-                so = here / f"_pagewalk{suffix}"
+            # This interpreter's build first; any other will do (no Python ABI in it).
+            built = [here / f"_pagewalk{suffix}" for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+            for so in built + sorted(here.glob("_pagewalk*.so")):
                 if so.is_file():
                     try:
                         lib = ctypes.CDLL(str(so))

@@ -66,7 +66,6 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     """
     n_pages = len(data) // page_size
     words = data[: n_pages * page_size].view(">u4" if big else "<u4")
-    nw = words.shape[0]
     problems: list[tuple[int, str]] = []
     empty_i = np.zeros(0, np.int64)
     if n_pages == 0:
