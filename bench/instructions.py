@@ -28,6 +28,8 @@ def instructions(tree: Path, args: list[str]) -> int:
     """Instructions (callgrind's Ir) of ``python3 -m zlperf ARGS`` run with ``tree``'s package."""
     # The interpreter itself, not a launcher script (pyenv's shims are shell scripts valgrind would follow).
     python = os.path.realpath(sys.executable)
+    # Byte-compiled first, as an installed package is: compiling the sources would be counted otherwise.
+    subprocess.run([python, "-m", "compileall", "-q", str(tree / "zlperf")], check=True, stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, PYTHONPATH=str(tree), ZLPERF_JOBS="1")
         proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out", python, "-m", "zlperf",
