@@ -113,6 +113,13 @@ class TopN:
     def add(self, table: Table, value_col: str) -> None:
         if not table_len(table) or self.n <= 0:
             return
+        if self.rows is not None and len(self.rows[value_col]) >= self.n:
+            # Full: a row below the n-th largest kept cannot get in (equal ones can: ties go by stream order).
+            can = np.flatnonzero(table[value_col] >= self.rows[value_col].min())
+            if not len(can):
+                return
+            if len(can) < table_len(table):
+                table = {k: v[can] for k, v in table.items()}
         merged = table if self.rows is None else {k: np.concatenate([self.rows[k], table[k]]) for k in self.rows}
         values = merged[value_col]
         if len(values) > self.n:
