@@ -143,7 +143,7 @@ def test_an_empty_record_ending_the_run_is_read_not_a_crash(walk, monkeypatch):
 
     if walk == "numpy":
         monkeypatch.setenv("ZLPERF_NATIVE", "0")
-        monkeypatch.setattr(native, "_lib", None)  # looked up again, now off
+        monkeypatch.setattr(native, "_walker", None)  # looked up again, now off
     skipped = []
     decoder = RunDecoder(HeaderPage(), FieldFormat("common_type", "unsigned short", 0, 2, False),
                          lambda _id: None, lambda ev_id, n: skipped.append((ev_id, n)))

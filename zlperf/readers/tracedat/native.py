@@ -2,7 +2,7 @@
 
 It is zlperf's one compiled part and optional: ``pip install`` builds it where a C compiler is, and
 without it (or with ``ZLPERF_NATIVE=0`` in the environment) the numpy walk in :mod:`.ringbuffer` does
-the same work, record for record, several times slower (decoding as a whole ~1.5x, ``bench/bench_walk.py``).
+the same work, record for record, several times slower (decoding as a whole 1.3-1.6x, ``bench/bench_walk.py``).
 ctypes rather than the Python C API, so the library works under any python3 that runs zlperf (perf's
 embedded interpreter included), whatever version built it.
 """
@@ -22,7 +22,7 @@ import numpy as np
 Walked = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]
 
 _PROBLEM_BAD_RECORD, _PROBLEM_RUNS_OFF = 1, 2
-_lib: Any = None  # None: not looked for yet; False: not available
+_walker: Any = None  # the library's zl_walk_pages; None: not looked for yet; False: not available
 
 
 def bad_record(page_offset: int, rtype: int) -> str:
@@ -36,9 +36,9 @@ def runs_off(page_offset: int) -> str:
 
 
 def _load() -> Any:
-    global _lib
-    if _lib is None:
-        _lib = False
+    global _walker
+    if _walker is None:
+        _walker = False
         if os.environ.get("ZLPERF_NATIVE", "1") != "0" and sys.byteorder == "little":
             import ctypes
             import importlib.machinery
@@ -56,9 +56,9 @@ def _load() -> Any:
                     p, i64 = ctypes.c_void_p, ctypes.c_int64
                     fn.restype = i64
                     fn.argtypes = [p, i64, i64, i64, ctypes.c_int, i64, p, p, i64, p, p, p, p, p, p]
-                    _lib = fn
+                    _walker = fn
                     break
-    return _lib
+    return _walker
 
 
 def available() -> bool:
