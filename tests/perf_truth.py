@@ -191,3 +191,19 @@ def write_with_lost(src, dst, lost: int) -> tuple[list, int]:
     with open(dst, "wb") as fh:
         fh.write(bytes(buf))
     return recs, cpu
+
+
+def write_with_idle_samples(src, dst, every: int = 50) -> int:
+    """Copy ``src`` to ``dst`` with every ``every``-th sample's pid, tid and common_pid set to 0, as samples taken in an
+    interrupt on an idle CPU are. Returns how many were changed."""
+    buf = bytearray(open(src, "rb").read())
+    d_off, d_size = struct.unpack_from("<QQ", buf, 40)
+    recs = sample_records(bytes(buf), d_off, d_size)
+    for pos, _size, _cpu, _t in recs[::every]:
+        struct.pack_into("<II", buf, pos + 24, 0, 0)  # TID follows IDENTIFIER and IP
+        # RAW follows TIME, CPU and PERIOD: u32 size, then the record (common_type u16, flags u8,
+        # preempt_count u8, common_pid s32).
+        struct.pack_into("<i", buf, pos + 64, 0)
+    with open(dst, "wb") as fh:
+        fh.write(bytes(buf))
+    return len(recs[::every])

@@ -98,6 +98,20 @@ def test_lost_events_are_read_from_the_file_and_agree(tmp_path):
     assert mine == theirs
 
 
+def test_idle_task_samples_are_named_as_perf_names_them(tmp_path):
+    """Samples of pid 0 (an interrupt on an idle CPU) belong to "swapper" in perf script and so in zlperf's reader."""
+    import perf_truth
+
+    path = tmp_path / "idle.perf.data"
+    assert perf_truth.write_with_idle_samples(FULL_PERF_DATA, path, every=2) > 0  # enough to be a top task
+    shutil.copy(FULL_PERF_KALLSYMS, tmp_path / "idle.perf.kallsyms.gz")
+    assert " swapper " in perf_truth.script_text(path)  # perf's own name for them
+    mine = json.loads(perf_script(path, "--json").stdout)
+    theirs = json.loads(zlperf("report", "--json", str(path)).stdout)
+    assert "swapper" in {t["comm"] for t in theirs["tasks"]}
+    assert mine == theirs
+
+
 def test_installed_plugin_runs_in_perfs_python(tmp_path):
     """pip-installed (non-editable) zlperf: `zlperf perf-script` names a script perf can run as is."""
     target = tmp_path / "site"

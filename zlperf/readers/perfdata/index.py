@@ -312,7 +312,8 @@ def index_records(words: np.ndarray, raw: np.ndarray, nbytes: int, base: int, pa
             if lay.cpu is None and attrs[ai].type == TYPE_TRACEPOINT:
                 warnings.append(f"{attrs[ai].name}: samples have no CPU (record with -a): all shown as cpu 0")
         trailer = _trailer_names(attrs)
-        cmdlines = dict(saved_cmdlines)
+        # perf names pid 0 (the idle tasks, interrupted while idle) "swapper" whatever the file says.
+        cmdlines = {**saved_cmdlines, 0: "swapper"}
         history = _task_names(raw, others, trailer, cmdlines)
         _rename_at_samples(idx, layouts, history, cmdlines)
         lost_pos, lost_cpu, lost_count, lost_time = _lost(raw, others, trailer, _id_cpus(raw, others), warnings)
