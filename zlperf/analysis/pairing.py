@@ -13,9 +13,10 @@ Streaming: an open still waiting at the end of a chunk is carried into the next 
 
 from __future__ import annotations
 
-__all__ = ["OPEN", "CLOSE", "GAP", "PairResult", "PerCpuPairer"]
+__all__ = ["OPEN", "CLOSE", "GAP", "PairResult", "Alternating", "PerCpuPairer"]
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -35,6 +36,17 @@ class PairResult:
     broken_open: np.ndarray  #: opens right before a gap (their close may have been lost)
 
 
+@dataclass
+class Alternating:
+    """A chunk of one CPU whose opens and closes alternate, open first (every acquisition released before
+    the next): close ``first + k`` pairs with open ``k`` for k < ``pairs``; the opens after those wait for
+    the next chunk (at most one). Nothing is unmatched, unreleased or broken."""
+
+    carried: Optional[dict[str, np.ndarray]]  #: the open carried in from the last chunk (one row), or None
+    first: int  #: 1 when ``carried`` pairs with close 0, else 0
+    pairs: int  #: opens paired within the chunk
+
+
 class PerCpuPairer:
     """Pairs OPEN/CLOSE rows per CPU and key across a stream of chunks.
 
@@ -45,6 +57,45 @@ class PerCpuPairer:
 
     def __init__(self) -> None:
         self._carry: dict[str, np.ndarray] | None = None  # pending opens, one row per CPU at most
+
+    def feed_alternating(self, opens: dict[str, np.ndarray], closes: dict[str, np.ndarray],
+                         pending: dict[str, np.ndarray]) -> Optional[Alternating]:
+        """Pair one CPU's chunk without a table of both sides, when it is the usual strict alternation
+        (what :meth:`feed` would find, found with a few compares); None otherwise (nothing is changed: call
+        :meth:`feed`). ``opens``/``closes``: columns ``cpu``, ``seq``, ``key`` in stream order, one CPU, no
+        gap between them; ``pending``: ``opens``' last row as a :meth:`feed` table row, carried when unpaired.
+        """
+        o_seq, c_seq = opens["seq"], closes["seq"]
+        n_o, n_c = len(o_seq), len(c_seq)
+        if not n_o or not n_c:
+            return None
+        cpu = opens["cpu"][0]
+        if (opens["cpu"] != cpu).any() or (closes["cpu"] != cpu).any():
+            return None
+        carry, carried = self._carry, None
+        if carry is not None and len(carry["kind"]):
+            mine = carry["cpu"] == cpu
+            if mine.any():
+                row = int(np.flatnonzero(mine)[0])
+                carried = {k: v[row:row + 1] for k, v in carry.items()}
+        first = 1 if carried is not None else 0
+        pairs = n_c - first
+        if pairs not in (n_o, n_o - 1) or pairs < 0:
+            return None
+        if carried is not None:  # close 0 releases the carried open, before this chunk's first open
+            if not (carried["seq"][0] < c_seq[0] < o_seq[0] and carried["key"][0] == closes["key"][0]):
+                return None
+        cs = c_seq[first:]
+        if not ((o_seq[:pairs] < cs).all() and (cs[: n_o - 1] < o_seq[1:pairs + 1]).all()
+                and (opens["key"][:pairs] == closes["key"][first:]).all()):
+            return None
+        if carry is not None and carried is not None:
+            keep = carry["cpu"] != cpu
+            carry = {k: v[keep] for k, v in carry.items()}
+        if pairs < n_o:  # the last open waits for the next chunk
+            carry = pending if carry is None else {k: np.concatenate([carry[k], pending[k]]) for k in carry}
+        self._carry = carry
+        return Alternating(carried, first, pairs)
 
     def feed(self, table: dict[str, np.ndarray], final: bool = False) -> PairResult:
         """Pair one chunk's rows; with ``final`` the still-open rows count as unreleased."""

@@ -103,12 +103,23 @@ class Timeline:
         bins -= lo
         span, at = hi - lo + 1, lo - self.lo
         columns = [(column, None if weights is None else weights.astype(np.float64)) for column, weights in columns]
-        for dim, codes, keys in groupings:
-            n_codes = 1 if codes is None else len(keys)
-            flat = bins if codes is None else codes * span + bins
+        # Every row has one code in each grouping, so a grouping without codes (the whole recording) is any
+        # grouping's sums added up: no bincount over the rows for it.
+        grouped: dict[int, np.ndarray] = {}
+        summed: dict[tuple[int, int], np.ndarray] = {}
+        for i, (_dim, codes, keys) in sorted(enumerate(groupings), key=lambda g: g[1][1] is None):
             for column, w in columns:
+                if codes is None and column in grouped:
+                    summed[i, column] = grouped[column].sum(axis=0, keepdims=True)
+                    continue
+                n_codes = 1 if codes is None else len(keys)
+                flat = bins if codes is None else codes * span + bins
                 sums = np.bincount(flat, weights=w, minlength=n_codes * span)[: n_codes * span]
-                sums = sums.reshape(n_codes, span)
+                summed[i, column] = sums = sums.reshape(n_codes, span)
+                grouped.setdefault(column, sums)
+        for i, (dim, _codes, keys) in enumerate(groupings):  # series made in the order given
+            for column, _w in columns:
+                sums = summed[i, column]
                 for code in np.flatnonzero(sums.any(axis=1)):
                     key = (dim, keys[code])
                     data = self.series.get(key)
