@@ -6,7 +6,7 @@ string zeroed) and hands it here; :func:`encode_column` does the same for an obj
 
 from __future__ import annotations
 
-__all__ = ["Interner", "group_rows", "encode_column", "object_array"]
+__all__ = ["Interner", "group_rows", "encode_column", "object_array", "expand"]
 
 from typing import Sequence
 
@@ -35,7 +35,7 @@ def group_rows(keys: np.ndarray) -> tuple[np.ndarray, list[int]]:
     else:
         flat = keys
     if n and flat is not None and flat.dtype != object and (flat == flat[0]).all():
-        return np.zeros(n, dtype=np.int64), [0]  # one value (a zone name in a one-zone run): one pass
+        return np.broadcast_to(np.int64(0), (n,)), [0]  # one value (a zone name in a one-zone run): one pass
     local = np.full(n, -1, dtype=np.int64)
     firsts: list[int] = []
     todo = np.arange(n)
@@ -63,6 +63,17 @@ def object_array(values: Sequence) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
+
+
+def expand(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The object column ``values[codes]``. When every row has one text (a run's zone name, a comm),
+    a read-only view repeating it: no per-row work (gathering object pointers costs ~10 ns a row)."""
+    n = codes.shape[0]
+    if n and len(values) == 1:
+        return np.broadcast_to(values, (n,))
+    if n and codes[0] == codes[-1] and (codes == codes[0]).all():
+        return np.broadcast_to(values[codes[:1]], (n,))
+    return values[codes]
 
 
 class Interner:

@@ -15,7 +15,7 @@ import numpy as np
 from zlperf.formats import EventFormat, FieldFormat
 from zlperf.readers.libtracecmd.bindings import TepEvent, TepFormatField
 from zlperf.readers.metadata import STACK_CELLS
-from zlperf.readers.strings import Interner
+from zlperf.readers.strings import Interner, expand
 
 # enum tep_format_flags (event-parse.h)
 _IS_ARRAY, _IS_SIGNED, _IS_DYNAMIC, _IS_RELATIVE = 1, 4, 16, 256
@@ -79,7 +79,7 @@ def decode_fields(ef: EventFormat, datas: Sequence[bytes], big_endian: bool = Fa
             codes, values = col
             if dictionary is not None:
                 dictionary[f.name] = (codes, values)
-            col = values[codes]
+            col = expand(codes, values)
         cols[f.name] = col
     return cols
 

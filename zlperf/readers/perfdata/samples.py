@@ -12,7 +12,7 @@ import numpy as np
 
 from zlperf.events import EventBatch
 from zlperf.readers.perfdata.layout import PerfAttr, SampleLayout
-from zlperf.readers.strings import Interner
+from zlperf.readers.strings import Interner, expand
 
 # Callchain context markers (PERF_CONTEXT_*): values >= 2**64 - 4095.
 _CONTEXT_MAX = np.uint64(2**64 - 4095)
@@ -272,7 +272,7 @@ def decode_samples(views: DataViews, attr: PerfAttr, pos: np.ndarray, ts: np.nda
             if interner is not None:
                 values = interner.values()
             dictionary[f.name] = (codes, values)
-            fields[f.name] = values[codes]
+            fields[f.name] = expand(codes, values)
         elif f.is_string:
             if fixed:
                 interner = Interner()
@@ -281,7 +281,7 @@ def decode_samples(views: DataViews, attr: PerfAttr, pos: np.ndarray, ts: np.nda
             else:
                 codes, values = _strings(views, raw_start + f.offset, np.full(n, f.size, np.int64))
             dictionary[f.name] = (codes, values)
-            fields[f.name] = values[codes]
+            fields[f.name] = expand(codes, values)
         else:
             dt = f.dtype(True)
             count = f.array_len or 1

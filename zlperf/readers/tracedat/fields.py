@@ -15,7 +15,7 @@ import numpy as np
 
 from zlperf.formats import EventFormat, FieldFormat
 from zlperf.readers.metadata import STACK_CELLS
-from zlperf.readers.strings import Interner
+from zlperf.readers.strings import Interner, expand
 
 
 def read_type_ids(data: np.ndarray, off: np.ndarray, type_field: FieldFormat, big: bool) -> np.ndarray:
@@ -58,11 +58,27 @@ def _scalar(data: np.ndarray, views: dict, off: np.ndarray, at: int, size: int, 
 _LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
 
 
+def _near(rows: Optional[np.ndarray], rel: np.ndarray, length: np.ndarray) -> Optional[np.ndarray]:
+    """Each record's string word (8 bytes from ``rel``) out of the gathered ``rows``, when every record's
+    string is at the same place, within them, and at most 8 bytes long; else None."""
+    if rows is None or not rel.shape[0]:
+        return None
+    at, most = int(rel[0]), int(length.max())
+    if not (0 <= at and at + 8 <= rows.dtype.itemsize and most <= 8 and sys.byteorder == "little"):
+        return None
+    if not (rel == at).all():
+        return None
+    word = np.dtype({"names": ["w"], "formats": ["<u8"], "offsets": [at], "itemsize": rows.dtype.itemsize})
+    return rows.view(word)["w"].copy()
+
+
 def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
-             dictionary: Optional[dict] = None, name: str = "") -> np.ndarray:
+             dictionary: Optional[dict] = None, name: str = "", words: Optional[np.ndarray] = None) -> np.ndarray:
     """Object array of str: bytes ``[start, start+length)`` cut at the first NUL, interned.
 
     With ``dictionary``, its ``(codes, values)`` encoding goes there too (EventBatch.dictionary).
+    ``words``: each string's first 8 bytes (little-endian), already gathered (strings of at most 8 bytes).
+    Rows equal before masking are equal after: when all are, one row is masked and decoded.
     """
     n = start.shape[0]
     interner = Interner()
@@ -73,12 +89,16 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
             length = np.clip(length, 0, None)
             length = np.minimum(length, np.maximum(len(data) - start, 0))
             shortest, width = int(length.min()), int(length.max())
-    if 0 < width <= 8 and sys.byteorder == "little" and last + 8 <= len(data):
+    if 0 < width <= 8 and sys.byteorder == "little" and (words is not None or last + 8 <= len(data)):
         # Short strings (zone names, "Normal\0" is 7 bytes): one 64-bit word per string from a
         # byte-strided view of the run (any alignment), the bytes past its length masked off.
-        mask = _LOW_BYTES[width] if shortest == width else _LOW_BYTES[length]
-        words = _view(data, {}, np.dtype("<u8"))[start] & mask
-        codes = interner.rows(words)
+        if words is None:
+            words = _view(data, {}, np.dtype("<u8"))[start]
+        if shortest == width and (words == words[0]).all():  # one text (a run's zone name): no mask pass
+            codes = interner.rows(words[:1] & _LOW_BYTES[width])
+            codes = np.full(n, codes[0], np.int32)
+        else:
+            codes = interner.rows(words & (_LOW_BYTES[width] if shortest == width else _LOW_BYTES[length]))
     elif width and sys.byteorder == "little" and len(data) >= 4 and not (start % 4).any():
         # Records are 4-byte aligned and so, in practice, are their strings: gather whole
         # 32-bit words (a few per string) instead of a byte matrix, mask bytes past the length.
@@ -111,7 +131,7 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
         if n:
             interner.add("")
     texts = interner.values()
-    out = texts[codes] if n else np.empty(0, dtype=object)
+    out = expand(codes, texts) if n else np.empty(0, dtype=object)
     if dictionary is not None and n:
         dictionary[name] = (codes, texts)
     return out
@@ -134,7 +154,7 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
         # A format reaching past the run's end (corrupt file): read zeros there, not out of bounds.
         data = np.concatenate([data, np.zeros(reach + 8, np.uint8)])
     views: dict = {}
-    table = _records(data, off, fmt, big, stack)
+    table, rows = _records(data, off, fmt, big, stack)
     for f in fmt.fields:
         if f.name in table:
             cols[f.name] = table[f.name]
@@ -152,7 +172,7 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
             # Keep the dynamic area inside the record.
             ln = np.minimum(ln, np.maximum(length - rel, 0))
             if f.is_string:
-                cols[f.name] = _strings(data, off + rel, ln, dictionary, f.name)
+                cols[f.name] = _strings(data, off + rel, ln, dictionary, f.name, _near(rows, rel, ln))
             else:
                 es = max(1, f.elem_size)
                 dt = f.dtype(not big)
@@ -185,10 +205,14 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
 
 
 _LOC = "\0loc:"  # table key of a __data_loc field's location word
+_DYNAMIC_REACH = 16  #: bytes past a record's fixed part gathered with it (see _records)
 
 
-def _records(data: np.ndarray, off: np.ndarray, fmt: EventFormat, big: bool, stack: bool) -> dict[str, np.ndarray]:
-    """Every fixed-size numeric field (and each __data_loc location word) of the records at ``off``.
+def _records(data: np.ndarray, off: np.ndarray, fmt: EventFormat, big: bool,
+             stack: bool) -> tuple[dict[str, np.ndarray], Optional[np.ndarray]]:
+    """Every fixed-size numeric field (and each __data_loc location word) of the records at ``off``, and
+    the bytes gathered: each record's fixed part and the :data:`_DYNAMIC_REACH` bytes after it, where a
+    short __data_loc string usually is (``None`` when the run ends too soon for that).
 
     Hot path, open-coded: one fancy-index copy of each record's fixed part (a byte-strided 2-D
     view of the run), then each field is a strided view of those rows, typed by a structured
@@ -216,22 +240,27 @@ def _records(data: np.ndarray, off: np.ndarray, fmt: EventFormat, big: bool, sta
             formats.append((f"{bo}{kind}{f.elem_size}", (f.array_len,)))
             offsets.append(f.offset)
     if not names or n == 0:
-        return {}
+        return {}, None
     width = max(o + np.dtype(fm).itemsize for o, fm in zip(offsets, formats))
-    if len(data) < width or int(off.max()) + width > len(data):
-        return {}
+    last = int(off.max())
+    if len(data) < width or last + width > len(data):
+        return {}, None
+    # The bytes just past the fixed part come in the same cache lines: gathered now, a string there needs
+    # no second pass over the run's records.
+    reach = max(width, min(width + _DYNAMIC_REACH, len(data) - last))
     try:
-        sd = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": width})
+        sd = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": reach})
     except (ValueError, TypeError):  # overlapping or duplicate fields in a damaged format
-        return {}
-    # Each record's fixed part as one opaque item: a gather of whole items (a copy of `width` bytes
-    # each), not of `width` one-byte elements.
-    recs = np.ndarray((len(data) - width + 1,), np.dtype((np.void, width)), buffer=data, strides=(1,))[off].view(sd)
+        return {}, None
+    # Each record's fixed part as one opaque item: a gather of whole items (a copy of `reach` bytes
+    # each), not of `reach` one-byte elements.
+    raw = np.ndarray((len(data) - reach + 1,), np.dtype((np.void, reach)), buffer=data, strides=(1,))[off]
+    recs = raw.view(sd)
     out = {}
     for name in names:
         col = recs[name]
         out[name] = col.astype(col.dtype.newbyteorder("="))  # contiguous, native order
-    return out
+    return out, (raw if reach > width else None)
 
 
 def _stack(data: np.ndarray, off: np.ndarray, length: np.ndarray, f: FieldFormat, big: bool,

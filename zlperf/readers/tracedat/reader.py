@@ -22,6 +22,7 @@ from zlperf.readers.metadata import default_buffer
 from zlperf.readers.tracedat.container import TraceDatFile
 from zlperf.readers.tracedat.options import BufferInfo
 from zlperf.readers.tracedat.pages import RUN_BYTES
+from zlperf.readers.strings import expand
 from zlperf.readers.tracedat.runs import RunDecoder
 
 #: Below this many bytes of pages (compressed as stored) a buffer is decoded in one process.
@@ -153,7 +154,7 @@ def _from_pipe(chunk: Chunk) -> Chunk:
     for b in chunk.batches.values():
         for name, (codes, values) in b.dictionary.items():
             if name in b.fields and b.fields[name] is None:
-                b.fields[name] = values[codes]
+                b.fields[name] = expand(codes, values)
         if isinstance(b.cpu, int):
             b.cpu = np.full(len(b.ts), b.cpu, np.int32)
     return chunk
