@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import holders_truth
 from conftest import FULL_DAT, FULL_PERF_DATA, FULL_PERF_KALLSYMS, FULL_V6_DAT, MINIMAL_DAT, WAIT_DAT, requires_trace_cmd
@@ -166,3 +168,30 @@ def test_cli_by_holder_and_csv():
     doc = json.loads(run("--json"))
     assert len(rows) - 1 == len(doc["handoffs"])
     assert sum(int(r.rsplit(",", 2)[1]) for r in rows[1:]) == doc["holders"]["waits"]
+
+
+_U64 = st.integers(0, (1 << 64) - 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_packed_releases_round_trip_exactly(data):
+    """Kept releases are narrowed (frame of reference, times as differences) and compressed: any values,
+    in any order, come back bit for bit, whole or a few rows."""
+    from zlperf.analysis.holders import _KEPT, RELEASE_COLUMNS, _pack, _unpack
+
+    n = data.draw(st.integers(1, 300))
+    part = {}
+    for k in _KEPT:
+        dt = np.dtype(RELEASE_COLUMNS[k])
+        small = data.draw(st.booleans())  # real columns: a few values close together
+        raw = data.draw(st.lists(st.integers(0, 300) if small else _U64, min_size=n, max_size=n))
+        part[k] = np.array(raw, dtype=np.uint64).astype(dt)
+    packed = _pack(part)
+    whole = _unpack(packed, n)
+    for k in _KEPT:
+        assert whole[k].dtype == part[k].dtype and np.array_equal(whole[k], part[k]), k
+    rows = np.array(sorted(data.draw(st.sets(st.integers(0, n - 1), min_size=1))), dtype=np.int64)
+    some = _unpack(packed, n, rows=rows)
+    for k in _KEPT:
+        assert np.array_equal(some[k], part[k][rows]), k

@@ -27,7 +27,7 @@ from __future__ import annotations
 __all__ = ["NOT_TRACED", "NO_ACQUISITION", "RELEASE_COLUMNS", "HolderAttribution", "Attributed"]
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
@@ -80,12 +80,21 @@ class Attributed:
                           {k: v[keep] for k, v in self.holder.items()}, parent, self.chain[keep])
 
 
-_DELTA = ("ts", "holder_seq")  # increasing within a CPU's releases: stored as differences
+_DELTA = ("ts",)  # increasing within a CPU's releases: stored as differences from the first
 
 
-#: A chunk's kept columns of a group, packed: (zstd frame of its times, zstd frame of the other columns).
-#: Times apart because the end searches every time but reads the other columns of the found releases only.
-Packed = Tuple[bytes, bytes]
+@dataclass(frozen=True)
+class Packed:
+    """A chunk's kept columns of a group: each column as its differences from its smallest value (frame of
+    reference; times as differences from the previous one) in the fewest bytes that hold them, in two zstd
+    frames: the times (the end searches every time but reads the other columns of the found releases only),
+    and the other columns."""
+
+    ts: bytes
+    rest: bytes
+    lows: tuple[int, ...]  #: each _KEPT column's smallest value (of the differences, for times)
+    widths: tuple[int, ...]  #: bytes per value of each _KEPT column as stored
+    first_ts: int  #: the first time (the differences start from it)
 
 
 def _frame(raw: np.ndarray) -> bytes:
@@ -97,45 +106,66 @@ def _frame(raw: np.ndarray) -> bytes:
     return bytes(memoryview(frame))
 
 
+_WIDTHS = (1, 2, 4, 8)
+
+
+def _narrow(v: np.ndarray) -> tuple[int, np.ndarray]:
+    """(smallest value, differences from it in the fewest bytes) of a non-empty unsigned 64-bit column."""
+    lo = int(v.min())
+    span = int(v.max()) - lo
+    width = next(w for w in _WIDTHS if span < 1 << (8 * w))
+    return lo, (v - np.uint64(lo) if lo else v).astype(np.dtype(f"<u{width}"))
+
+
 def _pack(part: Table) -> Packed:
-    """One chunk's kept columns of a group as two zstd frames (deltas for the increasing columns)."""
-    n = len(part["ts"])
-    raw = np.empty(n * _KEPT_BYTES, dtype=np.uint8)  # the columns one after another, written in place
-    at = 0
+    """One chunk's kept columns of a group (at least one release), narrowed and compressed (:class:`Packed`)."""
+    lows, widths, cols = [], [], []
+    first_ts = int(part["ts"][0])
     for k in _KEPT:
-        dt = np.dtype(RELEASE_COLUMNS[k])
-        out = raw[at:at + n * dt.itemsize].view(dt)
-        if k in _DELTA and n:
-            v = np.asarray(part[k], dtype=dt).view(np.uint64)
-            d = out.view(np.uint64)
+        v = np.asarray(part[k], dtype=RELEASE_COLUMNS[k]).astype(np.uint64)  # two's complement: mod 2^64
+        if k in _DELTA:
+            d = np.empty_like(v)
             np.subtract(v[1:], v[:-1], out=d[1:])  # modulo 2^64: any order round-trips
-            d[0] = v[0]
-        else:
-            out[...] = part[k]
-        at += n * dt.itemsize
-    return _frame(raw[: n * 8]), _frame(raw[n * 8:])  # _KEPT starts with ts (uint64)
+            d[0] = 0
+            v = d
+        lo, narrow = _narrow(v)
+        lows.append(lo)
+        widths.append(narrow.dtype.itemsize)
+        cols.append(narrow)
+    return Packed(_frame(cols[0]), _frame(np.concatenate([c.view(np.uint8) for c in cols[1:]])),
+                  tuple(lows), tuple(widths), first_ts)
 
 
-def _unpack(packed: Packed, n: int, columns: tuple[str, ...] = _KEPT) -> Table:
+def _unpack(packed: Packed, n: int, columns: tuple[str, ...] = _KEPT, rows: Optional[np.ndarray] = None) -> Table:
+    """The ``columns`` of a packed part of ``n`` releases; with ``rows``, of those rows only."""
     out: Table = {}
-    for frame, names, size in ((packed[0], _KEPT[:1], 8), (packed[1], _KEPT[1:], _KEPT_BYTES - 8)):
-        if not any(k in columns for k in names):
+    widths = packed.widths
+    for frame, first, last in ((packed.ts, 0, 1), (packed.rest, 1, len(_KEPT))):
+        if not any(k in columns for k in _KEPT[first:last]):
             continue
-        raw = (zstandard.ZstdDecompressor().decompress(frame, max_output_size=n * size)
+        size = n * sum(widths[first:last])
+        raw = (zstandard.ZstdDecompressor().decompress(frame, max_output_size=size)
                if zstandard is not None else frame)
         at = 0
-        for k in names:
-            dt = np.dtype(RELEASE_COLUMNS[k])
+        for i in range(first, last):
+            k = _KEPT[i]
             if k in columns:
-                v = np.frombuffer(raw, dtype=dt, count=n, offset=at)
+                v = np.frombuffer(raw, dtype=np.dtype(f"<u{widths[i]}"), count=n, offset=at)
+                low = np.uint64(packed.lows[i])
                 if k in _DELTA:
-                    v = np.cumsum(v.view(np.uint64), dtype=np.uint64).view(dt)
-                out[k] = v
-            at += n * dt.itemsize
+                    v = np.cumsum(v, dtype=np.uint64)
+                    if low:
+                        v += low * np.arange(n, dtype=np.uint64)  # differences after the first
+                    v += np.uint64(packed.first_ts)
+                    if rows is not None:
+                        v = v[rows]
+                else:
+                    v = (v if rows is None else v[rows]).astype(np.uint64)
+                    if low:
+                        v += low
+                out[k] = v.astype(RELEASE_COLUMNS[k], copy=False)  # two's complement back (the bits are kept)
+            at += n * widths[i]
     return out
-
-
-_KEPT_BYTES = sum(np.dtype(RELEASE_COLUMNS[k]).itemsize for k in _KEPT)
 
 
 class _Group:
@@ -168,12 +198,12 @@ class _Group:
         out = {k: np.empty(len(pos), dtype=RELEASE_COLUMNS[k]) for k in _KEPT}
         for i in distinct(part).tolist():
             sel = part == i
-            cols = _unpack(self.parts[i], self.sizes[i])
+            cols = _unpack(self.parts[i], self.sizes[i], rows=pos[sel] - start[i])
             if self.shifts[i]:
                 seq = cols["holder_seq"]
                 cols["holder_seq"] = np.where(seq >= 0, seq + self.shifts[i], seq)
             for k in _KEPT:
-                out[k][sel] = cols[k][pos[sel] - start[i]]
+                out[k][sel] = cols[k]
         return out
 
 
