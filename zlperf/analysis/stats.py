@@ -109,7 +109,7 @@ class Distribution:
     and only the rarer larger values go through the table. Either way nothing is rounded.
     """
 
-    __slots__ = ("_values", "_counts", "_pending", "_pending_len", "_dense")
+    __slots__ = ("_values", "_counts", "_pending", "_pending_len", "_dense", "_table")
 
     def __init__(self) -> None:
         self._values = np.empty(0, dtype=np.uint64)
@@ -117,6 +117,7 @@ class Distribution:
         self._pending: list[np.ndarray] = []
         self._pending_len = 0
         self._dense: Optional[np.ndarray] = None  # counts of values 0.._DENSE_LIMIT-1, once large
+        self._table: Optional[tuple[np.ndarray, np.ndarray]] = None  # table() until the values change
 
     def add(self, values: np.ndarray) -> None:
         """Add a batch of values."""
@@ -132,6 +133,7 @@ class Distribution:
 
     def _go_dense(self) -> None:
         """Count small values densely from now on, starting with those held (no sort needed)."""
+        self._table = None
         self._dense = np.zeros(int(_DENSE_LIMIT), dtype=np.int64)
         small = self._values < _DENSE_LIMIT
         self._dense[self._values[small].astype(np.int64)] = self._counts[small]
@@ -153,7 +155,7 @@ class Distribution:
 
     def __setstate__(self, state: tuple) -> None:
         self._values, self._counts, dense = state
-        self._pending, self._pending_len = [], 0
+        self._pending, self._pending_len, self._table = [], 0, None
         self._dense = None
         if dense is not None:
             self._dense = np.zeros(int(_DENSE_LIMIT), dtype=np.int64)
@@ -164,6 +166,7 @@ class Distribution:
 
     def merge(self, other: "Distribution") -> None:
         """Add every value of ``other``."""
+        self._table = None
         if self._empty():  # the common case when parts of a recording merge: take its tables as they are
             other._compact()
             self._values, self._counts = other._values.copy(), other._counts.copy()
@@ -186,6 +189,7 @@ class Distribution:
             self._values, self._counts = self._values[~small], self._counts[~small]
 
     def _fold(self, values: np.ndarray, counts: np.ndarray) -> None:
+        self._table = None
         allv = np.concatenate([self._values, values])
         allc = np.concatenate([self._counts, counts])
         uniq, inverse = np.unique(allv, return_inverse=True)
@@ -195,6 +199,7 @@ class Distribution:
     def _compact(self) -> None:
         if not self._pending:
             return
+        self._table = None
         raw = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending, self._pending_len = [], 0
         if self._dense is not None:
@@ -214,10 +219,12 @@ class Distribution:
         self._compact()
         if self._dense is None:
             return self._values, self._counts
-        present = np.flatnonzero(self._dense)
-        # Dense values are all below _DENSE_LIMIT and the table's all at or above it: already in order.
-        return (np.concatenate([present.astype(np.uint64), self._values]),
-                np.concatenate([self._dense[present], self._counts]))
+        if self._table is None:  # asked for several times per report (count, total, summary): made once
+            present = np.flatnonzero(self._dense)
+            # Dense values are all below _DENSE_LIMIT and the table's all at or above it: already in order.
+            self._table = (np.concatenate([present.astype(np.uint64), self._values]),
+                           np.concatenate([self._dense[present], self._counts]))
+        return self._table
 
     @property
     def count(self) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -193,8 +192,9 @@ def write_document(doc: dict, args: argparse.Namespace, dims: list[str], *, defa
     flags = [f for f in ("json", "csv", "text") if getattr(args, f, False)]
     fmt = flags[0] if flags else default
     if fmt == "json":
-        json.dump(doc, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        from zlperf.report.jsontext import json_text
+
+        sys.stdout.write(json_text(doc) + "\n")
     elif fmt == "csv":
         from zlperf.render.csv import render_csv
 
