@@ -1,3 +1,3 @@
-from zlperf.cli import main
+from zlperf.cli import run
 
-raise SystemExit(main())
+run()
