@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FULL_DAT, REPO, TRACE_DATS, DATA
-from zlperf.formats import HeaderPage
+from zlperf.formats import FieldFormat, HeaderPage
 from zlperf.readers.tracedat import native
 from zlperf.readers.tracedat.container import TraceDatFile
+from zlperf.readers.tracedat.fields import read_type_ids
 from zlperf.readers.tracedat.ringbuffer import decode_pages
 
 LAB_DATS = sorted((DATA / "lab").glob("*.dat"))
@@ -44,14 +45,20 @@ def _runs(path):
 
 
 def _same(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool, gap_before: bool = False) -> int:
-    """Decode ``data`` both ways, assert every column and problem equal; the number of events."""
-    a = decode_pages(data, page_size, hp, big, gap_before, native=True)
-    b = decode_pages(data, page_size, hp, big, gap_before, native=False)
-    for name in ("off", "length", "ts", "index", "missed_index", "missed_count", "missed_ts"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.dtype == y.dtype, name
-        assert np.array_equal(x, y), name
-    assert a.problems == b.problems
+    """Decode ``data`` both ways, assert every column and problem equal, and the event ids the native walk
+    reads as it goes equal to those numpy reads after it (at the real offset 0, and at one near the end of
+    a record); the number of events."""
+    for type_off in (0, 6):
+        a = decode_pages(data, page_size, hp, big, gap_before, native=True, type_off=type_off)
+        b = decode_pages(data, page_size, hp, big, gap_before, native=False, type_off=type_off)
+        for name in ("off", "length", "ts", "index", "missed_index", "missed_count", "missed_ts"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert x.dtype == y.dtype, name
+            assert np.array_equal(x, y), name
+        assert a.problems == b.problems
+        assert b.types is None and a.types is not None
+        field = FieldFormat("common_type", "unsigned short", type_off, 2, False)
+        assert np.array_equal(a.types.astype(np.int64), read_type_ids(data, b.off, field, big))
     return a.off.shape[0]
 
 

@@ -37,12 +37,14 @@ static inline uint32_t word_at(const uint8_t *data, int64_t i, int swap)
  * Data records go to off/len/ts (at most `cap`), page p's count of them to cnt[p]; what was wrong, at
  * most one per page, to prob as (page, kind, offset in page, record type), counted in *n_prob (at most
  * n_pages). big: the file is big-endian (header bit layout and byte order; the host is little-endian).
+ * With type_off >= 0, each data record's 16-bit common_type at payload offset type_off goes to types
+ * (bytes past the run read as 0), read while the record's cache line is at hand.
  * Returns the number of data records, or -1 if a bound would be passed (the caller then uses numpy).
  */
 int64_t zl_walk_pages(const uint8_t *data, int64_t nw, int64_t page_size, int64_t dstart, int big,
                       int64_t n_pages, const int64_t *size, const uint64_t *ts0,
                       int64_t cap, int64_t *off, uint32_t *len, uint64_t *ts, int64_t *cnt,
-                      int64_t *prob, int64_t *n_prob)
+                      int64_t *prob, int64_t *n_prob, int64_t type_off, uint16_t *types)
 {
     int64_t n = 0, np_ = 0;
     if (nw <= 0 || page_size <= 0 || dstart < 0 || n_pages < 0 || n_pages > nw * 4 / page_size)
@@ -103,6 +105,11 @@ int64_t zl_walk_pages(const uint8_t *data, int64_t nw, int64_t page_size, int64_
                 off[n] = pos + hlen;
                 len[n] = (uint32_t)plen;
                 ts[n] = now;
+                if (type_off >= 0 && types) {
+                    int64_t at = pos + hlen + type_off, nbytes = nw * 4;
+                    uint32_t b0 = at < nbytes ? data[at] : 0, b1 = at + 1 < nbytes ? data[at + 1] : 0;
+                    types[n] = (uint16_t)(big ? (b0 << 8) | b1 : (b1 << 8) | b0);
+                }
                 n++;
             }
             if (nxt < end) {
@@ -125,4 +132,10 @@ int64_t zl_walk_pages(const uint8_t *data, int64_t nw, int64_t page_size, int64_
     }
     *n_prob = np_;
     return n;
+}
+
+/* The interface's version: Python loads a library only if it says the version it was written for. */
+int64_t zl_pagewalk_version(void)
+{
+    return 2;
 }

@@ -18,8 +18,10 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-#: (payload offsets int64, lengths int32, times uint64, records per page int64, [(page, problem)])
-Walked = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]
+#: (payload offsets int64, lengths int32, times uint64, records per page int64, [(page, problem)],
+#: event ids uint16 or None)
+Walked = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list, Optional[np.ndarray]]
+_VERSION = 2  #: zl_pagewalk_version() of the C source this module calls
 
 _PROBLEM_BAD_RECORD, _PROBLEM_RUNS_OFF = 1, 2
 _walker: Any = None  # the library's zl_walk_pages; None: not looked for yet; False: not available
@@ -52,10 +54,16 @@ def _load() -> Any:
                         lib = ctypes.CDLL(str(so))
                     except OSError:
                         continue
+                    version = getattr(lib, "zl_pagewalk_version", None)
+                    if version is None:  # a library built from an older source: another argument list
+                        continue
+                    version.restype = ctypes.c_int64
+                    if version() != _VERSION:
+                        continue
                     fn = lib.zl_walk_pages
                     p, i64 = ctypes.c_void_p, ctypes.c_int64
                     fn.restype = i64
-                    fn.argtypes = [p, i64, i64, i64, ctypes.c_int, i64, p, p, i64, p, p, p, p, p, p]
+                    fn.argtypes = [p, i64, i64, i64, ctypes.c_int, i64, p, p, i64, p, p, p, p, p, p, i64, p]
                     _walker = fn
                     break
     return _walker
@@ -67,11 +75,12 @@ def available() -> bool:
 
 
 def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: np.ndarray,
-               ts0: np.ndarray) -> Optional[Walked]:
+               ts0: np.ndarray, type_off: int = -1) -> Optional[Walked]:
     """The data records of every page of ``words`` (the run as 32-bit words in the file's byte order),
     natively; None when the walker is not available or a bound check failed (the caller walks in numpy).
 
-    ``size`` (int64) is each page's checked data size, ``ts0`` (uint64) its header time.
+    ``size`` (int64) is each page's checked data size, ``ts0`` (uint64) its header time. With ``type_off``
+    (>= 0), each record's 16-bit event id at that payload offset too (read as ``fields.read_type_ids`` does).
     """
     fn = _load()
     n_pages = size.shape[0]
@@ -91,9 +100,11 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
         cnt = np.empty(n_pages, np.int64)
         prob = np.empty((max(n_pages, 1), 4), np.int64)
         n_prob = np.zeros(1, np.int64)
+        types = np.empty(cap if type_off >= 0 else 0, np.uint16)
         n = fn(words.ctypes.data, words.shape[0], page_size, dstart, int(big), n_pages,
                size.ctypes.data, ts0.ctypes.data, cap, off.ctypes.data, length.ctypes.data,
-               ts.ctypes.data, cnt.ctypes.data, prob.ctypes.data, n_prob.ctypes.data)
+               ts.ctypes.data, cnt.ctypes.data, prob.ctypes.data, n_prob.ctypes.data, type_off,
+               types.ctypes.data if type_off >= 0 else None)
         if n >= 0 or per_record == 8:
             break
     if n < 0:
@@ -102,4 +113,4 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
     for page, kind, at, rtype in prob[: int(n_prob[0])].tolist():
         problems.append((page, bad_record(at, rtype) if kind == _PROBLEM_BAD_RECORD else runs_off(at)))
     # Views of the capacity: the decoder gathers its columns from them and lets the run go.
-    return off[:n], length[:n].view(np.int32), ts[:n], cnt, problems
+    return off[:n], length[:n].view(np.int32), ts[:n], cnt, problems, types[:n] if type_off >= 0 else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = ["DecodedRun", "decode_pages"]
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -38,6 +39,7 @@ class DecodedRun:
     missed_count: np.ndarray  #: int64, events lost (-1 unknown)
     missed_ts: np.ndarray  #: uint64, time of the first event after the gap (page time if none)
     problems: list[tuple[int, str]] = field(default_factory=list)  #: (page, what was wrong)
+    types: Optional[np.ndarray] = None  #: uint16 event id of each event, when the walk read them
 
 
 def _u64_at(words: np.ndarray, widx: np.ndarray, big: bool) -> np.ndarray:
@@ -54,7 +56,7 @@ def _long_at(words: np.ndarray, widx: np.ndarray, size: int, big: bool) -> np.nd
 
 
 def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = False,
-                 gap_before: bool = False, native: bool = True) -> DecodedRun:
+                 gap_before: bool = False, native: bool = True, type_off: int = -1) -> DecodedRun:
     """Walk every page of ``data`` (uint8, whole pages) and return its data events.
 
     The record walk is native when zlperf's page walker is built (:mod:`.native`), else numpy
@@ -62,7 +64,8 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     clock runs along (kbuffer-parse.c semantics: every record's delta counts, extends and
     padding included; an absolute stamp replaces the time but keeps its top 5 bits).
     Unreadable pages or page tails become gaps (count -1), as does ``gap_before`` (pages lost
-    before this run).
+    before this run). With ``type_off`` (>= 0), the native walk also reads each event's 16-bit id there
+    (``types``; None from the numpy walk: the caller reads them).
     """
     n_pages = len(data) // page_size
     words = data[: n_pages * page_size].view(">u4" if big else "<u4")
@@ -89,10 +92,10 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     if sp.size:
         lost[sp] = _long_at(words, base_w[sp] + (dstart + size[sp]) // 4, hp.commit_size, big).astype(np.int64)
 
-    walked = walk_pages(words, page_size, hp.data_offset, big, size, ts0) if native else None
+    walked = walk_pages(words, page_size, hp.data_offset, big, size, ts0, type_off) if native else None
     if walked is None:
         walked = _walk_lockstep(words, page_size, hp.data_offset, big, size, ts0)
-    off, length, ts, cnt, walk_problems = walked
+    off, length, ts, cnt, walk_problems, types = walked
     # At most one problem per page (a page ends at its first); page order whatever the walk.
     problems = sorted(problems + walk_problems, key=lambda pw: pw[0])
     # Lost data is a gap in the stream: before the page that follows it.
@@ -115,7 +118,7 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     has = cnt[mp] > 0
     missed_ts = np.where(has, ts[np.minimum(start[mp], max(total - 1, 0))] if total else ts0[mp], ts0[mp])
     return DecodedRun(off, length, ts, index, (start[mp] + cumflag[mp] - 1).astype(np.int64), lost[mp],
-                      np.asarray(missed_ts, np.uint64), problems)
+                      np.asarray(missed_ts, np.uint64), problems, types)
 
 
 def _walk_lockstep(words: np.ndarray, page_size: int, dstart: int, big: bool, size: np.ndarray,
@@ -243,4 +246,4 @@ def _walk_lockstep(words: np.ndarray, page_size: int, dstart: int, big: bool, si
         off, length = empty_i, np.zeros(0, np.int32)
         ts = np.zeros(0, np.uint64)
         cnt = np.zeros(n_pages, np.int64)
-    return off, length, ts, cnt, problems
+    return off, length, ts, cnt, problems, None

@@ -54,7 +54,10 @@ class RunDecoder:
     def decode(self, data: np.ndarray, page_size: int, cpu: int, seq0: int, gap_before: bool = False) -> DecodedChunk:
         """The chunk of the whole pages in ``data`` (uint8) of CPU ``cpu``; stream positions from ``seq0``."""
         big = self.big
-        dec = decode_pages(data, page_size, self.header_page, big, gap_before)
+        tf = self.type_field
+        # The native walk reads 16-bit event ids (common_type is an unsigned short) as it goes.
+        dec = decode_pages(data, page_size, self.header_page, big, gap_before,
+                           type_off=tf.offset if tf is not None and tf.size == 2 and tf.offset >= 0 else -1)
         n = dec.off.shape[0]
         nm = dec.missed_index.shape[0]
         chunk = Chunk()
@@ -71,7 +74,7 @@ class RunDecoder:
         out = DecodedChunk(chunk, used, dec.problems)
         if n == 0 or self.type_field is None:
             return out
-        types = read_type_ids(data, dec.off, self.type_field, big)
+        types = dec.types if dec.types is not None else read_type_ids(data, dec.off, self.type_field, big)
         # Event ids are small (u16 common_type); a corrupt format can make them anything.
         present = (np.flatnonzero(np.bincount(types, minlength=1)) if int(types.max()) < 1 << 16
                    else distinct(types))
