@@ -73,7 +73,9 @@ def _parse_fixed(raw: bytes) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarra
     lines = len(starts)
     keep = _TEXT_TYPES[buf[starts + 17]] & (ends > starts + 19)
     starts, ends = starts[keep], ends[keep]
-    digits = _HEX[buf[starts[:, None] + np.arange(16)]]
+    # Each line's 16 address characters as one 16-byte item: a gather of whole items, no index matrix.
+    heads = np.ndarray((len(buf) - 15,), np.dtype((np.void, 16)), buffer=buf, strides=(1,))[starts]
+    digits = _HEX[heads.view(np.uint8).reshape(-1, 16)]
     if (digits == 255).any():
         return None
     addrs = np.zeros(len(starts), np.uint64)
