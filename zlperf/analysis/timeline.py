@@ -75,11 +75,11 @@ class Timeline:
         new_lo = self.lo // 2
         new_hi = (self.lo + self.n - 1) // 2
         size = new_hi - new_lo + 1
-        target = (np.arange(self.n) + self.lo) // 2 - new_lo
+        front = self.lo - 2 * new_lo  # 1 when the first bin is the second of its pair
         for key, data in self.series.items():
-            merged = np.zeros((size, len(COLUMNS)))
-            np.add.at(merged, target, data)
-            self.series[key] = merged
+            pairs = np.zeros((2 * size, len(COLUMNS)))
+            pairs[front:front + self.n] = data
+            self.series[key] = pairs.reshape(size, 2, len(COLUMNS)).sum(axis=1)
         self.bin_ns *= 2
         self.lo, self.n = new_lo, size
 
