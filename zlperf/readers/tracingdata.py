@@ -111,7 +111,7 @@ class TracingData:
     header: TracingHeader
     header_page: str = ""  #: text of the ring-buffer page header format
     formats: EventFormats = field(default_factory=EventFormats)
-    kallsyms: str = ""
+    kallsyms: bytes = b""  #: the text as saved (decoded only where a symbol name is read)
     cmdlines: dict[int, str] = field(default_factory=dict)
 
 
@@ -164,7 +164,7 @@ def read_event_systems(cur: ByteCursor, out: list[tuple[str, str]]) -> None:
             out.append((system, cur.sized(8, f"{system} event format").decode("utf-8", "replace")))
 
 
-def read_kallsyms(cur: ByteCursor, warnings: list[str]) -> str:
+def read_kallsyms(cur: ByteCursor, warnings: list[str]) -> bytes:
     """The kallsyms block (u32 size + text); one larger than any kallsyms is skipped with a warning."""
     at = cur.offset
     size = cur.u32()
@@ -172,8 +172,8 @@ def read_kallsyms(cur: ByteCursor, warnings: list[str]) -> str:
         cur.skip(size, "kallsyms")
         warnings.append(f"offset {at:#x}: the saved kallsyms claims {size} bytes, more than any kernel's "
                         f"({MAX_KALLSYMS_BYTES >> 20} MiB): ignored, kernel addresses stay numeric")
-        return ""
-    return cur.raw(size, "kallsyms").decode("utf-8", "replace")
+        return b""
+    return cur.raw(size, "kallsyms")
 
 
 def parse_cmdlines(text: str) -> dict[int, str]:

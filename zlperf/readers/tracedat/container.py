@@ -61,7 +61,7 @@ class TraceDatFile:
         self.inflater: Optional[Inflater] = None
         self.header_page = HeaderPage()
         self.formats = EventFormats()
-        self.kallsyms = ""
+        self.kallsyms = b""
         self.cmdlines: dict[int, str] = {}
         self.cpus = 0
         self._section_end = 0  # v7: where the last section read ends

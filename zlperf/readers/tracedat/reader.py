@@ -185,7 +185,7 @@ class FastTraceReader:
         except BaseException:
             f.close()
             raise
-        f.kallsyms = ""  # the table holds the text now
+        f.kallsyms = b""  # the table holds the text now
         fmt = f"trace.dat v{f.version}" + (f" ({f.compression})" if f.compression else "")
         names = [b.name for b in f.buffers]
         if "" not in names:
