@@ -60,11 +60,9 @@ def nearest_rank(n: int, percent: Fraction) -> int:
 def log2_bucket(values: np.ndarray) -> np.ndarray:
     """bcc-style log2 bucket index: 0 for 0, else bit length (1 -> 1, 2..3 -> 2, 4..7 -> 3)."""
     v = np.asarray(values, dtype=np.uint64)
-    out = np.zeros(v.shape, dtype=np.int64)
-    nz = v > 0
-    # frexp is exact for the bit length of integers below 2**53; larger ns values (> 104 days) cannot occur.
-    out[nz] = np.frexp(v[nz].astype(np.float64))[1]
-    return out
+    # frexp's exponent is the bit length (and 0 for 0), exact for integers below 2**53; larger ns values
+    # (> 104 days) cannot occur.
+    return np.frexp(v.astype(np.float64))[1].astype(np.int64)
 
 
 def log2_histogram(values: np.ndarray, counts: Optional[np.ndarray] = None) -> list[int]:
@@ -203,11 +201,12 @@ class Distribution:
         raw = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending, self._pending_len = [], 0
         if self._dense is not None:
-            small = raw < _DENSE_LIMIT
-            self._dense += np.bincount(raw[small].astype(np.int64), minlength=int(_DENSE_LIMIT))
-            raw = raw[~small]
-            if not len(raw):
+            if int(raw.max()) < _DENSE_LIMIT:  # the usual batch: all small, no split (values < 2^16: int64 bits)
+                self._dense += np.bincount(raw.view(np.int64), minlength=int(_DENSE_LIMIT))
                 return
+            small = raw < _DENSE_LIMIT
+            self._dense += np.bincount(raw[small].view(np.int64), minlength=int(_DENSE_LIMIT))
+            raw = raw[~small]
         uniq, counts = np.unique(raw, return_counts=True)
         if len(self._values):
             self._fold(uniq, counts.astype(np.int64))
