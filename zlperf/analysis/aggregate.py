@@ -184,7 +184,16 @@ class Aggregate:
             buckets = log2_bucket(obs.waits["wait_ns"])  # the latency heatmap: waits per (bin, log2 bucket)
             self.timeline.add(obs.waits["ts"], [("wait_log2", buckets, range(int(buckets.max()) + 1))], [(2, None)])
         if table_len(obs.holds):
-            self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5))
+            held = None
+            k = obs.holds_from_acquired
+            if k is not None and table_len(obs.acquired):
+                m = table_len(obs.holds) - k  # holds k.. are the first m acquisitions: their codes, no lookup
+                held = {}
+                for name, col in DIMENSIONS.items():
+                    dim = self.dims[name]
+                    held[dim] = codes[dim][:m] if not k else np.concatenate([dim.codes(obs.holds[col][:k]),
+                                                                               codes[dim][:m]])
+            self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5), codes=held)
             self.top_holds.add(obs.holds, "hold_ns")
             if "count" in obs.holds:  # batch sizes exist only in the kmem ABI
                 buckets = log2_bucket(np.maximum(obs.holds["count"], 0).astype(np.uint64))
@@ -263,9 +272,10 @@ class Aggregate:
             self._bin(table, codes, [(timeline_col, None)])
         return codes
 
-    def _distribute(self, table: Table, which: str, col: str, timeline_cols: tuple[int, int]) -> None:
+    def _distribute(self, table: Table, which: str, col: str, timeline_cols: tuple[int, int],
+                    codes: Optional[dict[DimStats, np.ndarray]] = None) -> None:
         values = table[col]
-        codes = self._codes(table)
+        codes = codes if codes is not None else self._codes(table)
         for dim, c in codes.items():
             dim.distribute(c, values, which)
         self._bin(table, codes, [(timeline_cols[0], None), (timeline_cols[1], values)])

@@ -71,8 +71,10 @@ def window(obs: Observations, options: AnalysisOptions, zones: ZoneTable) -> Obs
             m &= t["zone"] == zone_code
         return t if m.all() else {k: v[m] for k, v in t.items()}
 
-    return Observations(**{k: getattr(obs, k) if k == "releases" else keep(getattr(obs, k))
-                           for k in obs.__dataclass_fields__})
+    out = Observations(**{k: getattr(obs, k) if k == "releases" else keep(getattr(obs, k)) for k in obs.TABLES})
+    if out.acquired is obs.acquired and out.holds is obs.holds:  # nothing cut from them: the hint holds
+        out.holds_from_acquired = obs.holds_from_acquired
+    return out
 
 
 class Analyzer:

@@ -131,3 +131,8 @@ class Observations:
     unreleased: Optional[Table] = None
     broken: Optional[Table] = None
     releases: Optional[Table] = None
+    #: A hint, not a table: when set to k, ``holds`` rows from k on are ``acquired``'s first rows, in order (the
+    #: usual chunk), so their group codes are the acquisitions' (k: holds of acquisitions of earlier chunks).
+    holds_from_acquired: Optional[int] = None
+
+    TABLES = ("contended", "acquired", "waits", "holds", "unmatched", "unreleased", "broken", "releases")

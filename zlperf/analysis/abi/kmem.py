@@ -244,6 +244,7 @@ class KmemZoneLockABI:
             held = {c: np.concatenate([alt.carried[c].astype(v.dtype, copy=False), v]) for c, v in held.items()}
         hold_ns = unlock["ts"] - held["ts"]
         obs.holds = {**{c: held[c] for c in _SEQ}, "count": held["count"], "hold_ns": hold_ns}
+        obs.holds_from_acquired = alt.first
         empty = {c: unlock[c][:0] for c in _SEQ}
         obs.unmatched, obs.unreleased, obs.broken = empty, dict(empty), dict(empty)
         obs.releases = {
