@@ -80,21 +80,21 @@ class Attributed:
                           {k: v[keep] for k, v in self.holder.items()}, parent, self.chain[keep])
 
 
-_DELTA = ("ts",)  # increasing within a CPU's releases: stored as differences from the first
+_DELTA = ("ts", "holder_seq")  # increasing within a CPU's releases: stored as differences from the previous
 
 
 @dataclass(frozen=True)
 class Packed:
     """A chunk's kept columns of a group: each column as its differences from its smallest value (frame of
-    reference; times as differences from the previous one) in the fewest bytes that hold them, in two zstd
-    frames: the times (the end searches every time but reads the other columns of the found releases only),
-    and the other columns."""
+    reference; the increasing ones, :data:`_DELTA`, as differences from the previous value first) in the
+    fewest bytes that hold them, in two zstd frames: the times (the end searches every time but reads the
+    other columns of the found releases only), and the other columns."""
 
     ts: bytes
     rest: bytes
-    lows: tuple[int, ...]  #: each _KEPT column's smallest value (of the differences, for times)
+    lows: tuple[int, ...]  #: each _KEPT column's smallest value (of the differences, for _DELTA columns)
     widths: tuple[int, ...]  #: bytes per value of each _KEPT column as stored
-    first_ts: int  #: the first time (the differences start from it)
+    firsts: tuple[int, ...]  #: each _DELTA column's first value (the differences start from it); 0 for others
 
 
 def _frame(raw: np.ndarray) -> bytes:
@@ -119,10 +119,10 @@ def _narrow(v: np.ndarray) -> tuple[int, np.ndarray]:
 
 def _pack(part: Table) -> Packed:
     """One chunk's kept columns of a group (at least one release), narrowed and compressed (:class:`Packed`)."""
-    lows, widths, cols = [], [], []
-    first_ts = int(part["ts"][0])
+    lows, widths, firsts, cols = [], [], [], []
     for k in _KEPT:
         v = np.asarray(part[k], dtype=RELEASE_COLUMNS[k]).astype(np.uint64)  # two's complement: mod 2^64
+        firsts.append(int(v[0]) if k in _DELTA else 0)
         if k in _DELTA:
             d = np.empty_like(v)
             np.subtract(v[1:], v[:-1], out=d[1:])  # modulo 2^64: any order round-trips
@@ -133,7 +133,7 @@ def _pack(part: Table) -> Packed:
         widths.append(narrow.dtype.itemsize)
         cols.append(narrow)
     return Packed(_frame(cols[0]), _frame(np.concatenate([c.view(np.uint8) for c in cols[1:]])),
-                  tuple(lows), tuple(widths), first_ts)
+                  tuple(lows), tuple(widths), tuple(firsts))
 
 
 def _unpack(packed: Packed, n: int, columns: tuple[str, ...] = _KEPT, rows: Optional[np.ndarray] = None) -> Table:
@@ -152,11 +152,9 @@ def _unpack(packed: Packed, n: int, columns: tuple[str, ...] = _KEPT, rows: Opti
             if k in columns:
                 v = np.frombuffer(raw, dtype=np.dtype(f"<u{widths[i]}"), count=n, offset=at)
                 low = np.uint64(packed.lows[i])
-                if k in _DELTA:
+                if k in _DELTA:  # differences start with 0, so their smallest value (low) is 0
                     v = np.cumsum(v, dtype=np.uint64)
-                    if low:
-                        v += low * np.arange(n, dtype=np.uint64)  # differences after the first
-                    v += np.uint64(packed.first_ts)
+                    v += np.uint64(packed.firsts[i])
                     if rows is not None:
                         v = v[rows]
                 else:
