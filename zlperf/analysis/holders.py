@@ -153,6 +153,8 @@ def _unpack(packed: Packed, n: int, columns: tuple[str, ...] = _KEPT, rows: Opti
                 v = np.frombuffer(raw, dtype=np.dtype(f"<u{widths[i]}"), count=n, offset=at)
                 low = np.uint64(packed.lows[i])
                 if k in _DELTA:  # differences start with 0, so their smallest value (low) is 0
+                    if rows is not None and len(rows):
+                        v = v[: int(rows.max()) + 1]  # the running sum up to the last row asked for
                     v = np.cumsum(v, dtype=np.uint64)
                     v += np.uint64(packed.firsts[i])
                     if rows is not None:
