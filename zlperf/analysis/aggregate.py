@@ -173,10 +173,11 @@ class Aggregate:
         self._count(obs.contended, "contended_events", timeline_col=0)
         if table_len(obs.contended) and "stack" in obs.contended:
             self._count_stacks(obs.contended["stack"])
+        acquired_codes: dict[DimStats, np.ndarray] = {}
         if table_len(obs.acquired):
-            codes = self._count(obs.acquired, "acquisitions", timeline_col=1)
+            acquired_codes = self._count(obs.acquired, "acquisitions", timeline_col=1)
             contended = obs.acquired["contended"]
-            for dim, c in codes.items():
+            for dim, c in acquired_codes.items():
                 dim.count(c[contended], "contended")
         if table_len(obs.waits):
             self._distribute(obs.waits, "wait", "wait_ns", timeline_cols=(2, 3))
@@ -184,16 +185,8 @@ class Aggregate:
             buckets = log2_bucket(obs.waits["wait_ns"])  # the latency heatmap: waits per (bin, log2 bucket)
             self.timeline.add(obs.waits["ts"], [("wait_log2", buckets, range(int(buckets.max()) + 1))], [(2, None)])
         if table_len(obs.holds):
-            held = None
-            k = obs.holds_from_acquired
-            if k is not None and table_len(obs.acquired):
-                m = table_len(obs.holds) - k  # holds k.. are the first m acquisitions: their codes, no lookup
-                held = {}
-                for name, col in DIMENSIONS.items():
-                    dim = self.dims[name]
-                    held[dim] = codes[dim][:m] if not k else np.concatenate([dim.codes(obs.holds[col][:k]),
-                                                                               codes[dim][:m]])
-            self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5), codes=held)
+            self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5),
+                             codes=self._hold_codes(obs, acquired_codes))
             self.top_holds.add(obs.holds, "hold_ns")
             if "count" in obs.holds:  # batch sizes exist only in the kmem ABI
                 buckets = log2_bucket(np.maximum(obs.holds["count"], 0).astype(np.uint64))
@@ -259,6 +252,21 @@ class Aggregate:
         out = {}
         for dim, col in DIMENSIONS.items():
             out[self.dims[dim]] = self.dims[dim].codes(table[col])
+        return out
+
+    def _hold_codes(self, obs: Observations,
+                    acquired_codes: dict[DimStats, np.ndarray]) -> Optional[dict[DimStats, np.ndarray]]:
+        """Group codes of ``obs.holds`` taken from its acquisitions' (see Observations.holds_from_acquired),
+        or None when the chunk gives no such hint (they are looked up then)."""
+        k = obs.holds_from_acquired
+        if k is None or not acquired_codes:
+            return None
+        m = table_len(obs.holds) - k  # holds k.. are the first m acquisitions
+        out = {}
+        for name, col in DIMENSIONS.items():
+            dim = self.dims[name]
+            mine = acquired_codes[dim][:m]
+            out[dim] = np.concatenate([dim.codes(obs.holds[col][:k]), mine]) if k else mine
         return out
 
     def _count(self, table: Optional[Table], counter: str,

@@ -80,7 +80,7 @@ class PerCpuPairer:
                 carried = {k: v[row:row + 1] for k, v in carry.items()}
         first = 1 if carried is not None else 0
         pairs = n_c - first
-        if pairs not in (n_o, n_o - 1) or pairs < 0:
+        if pairs not in (n_o, n_o - 1):  # one open left waiting at most
             return None
         if carried is not None:  # close 0 releases the carried open, before this chunk's first open
             if not (carried["seq"][0] < c_seq[0] < o_seq[0] and carried["key"][0] == closes["key"][0]):

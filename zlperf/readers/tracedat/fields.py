@@ -211,8 +211,8 @@ _DYNAMIC_REACH = 16  #: bytes past a record's fixed part gathered with it (see _
 def _records(data: np.ndarray, off: np.ndarray, fmt: EventFormat, big: bool,
              stack: bool) -> tuple[dict[str, np.ndarray], Optional[np.ndarray]]:
     """Every fixed-size numeric field (and each __data_loc location word) of the records at ``off``, and
-    the bytes gathered: each record's fixed part and the :data:`_DYNAMIC_REACH` bytes after it, where a
-    short __data_loc string usually is (``None`` when the run ends too soon for that).
+    the bytes gathered: each record's fixed part and up to :data:`_DYNAMIC_REACH` bytes after it (fewer at
+    the run's end), where a short __data_loc string usually is (``None`` when there are none).
 
     Hot path, open-coded: one fancy-index copy of each record's fixed part (a byte-strided 2-D
     view of the run), then each field is a strided view of those rows, typed by a structured
