@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FULL_DAT, REPO, TRACE_DATS, DATA
-from zlperf.formats import FieldFormat, HeaderPage
+from zlperf.formats import EventFormat, FieldFormat, HeaderPage
 from zlperf.readers.tracedat import native
 from zlperf.readers.tracedat.container import TraceDatFile
-from zlperf.readers.tracedat.fields import read_type_ids
+from zlperf.readers.tracedat.fields import gather_fields, gathered_columns, read_type_ids, walk_slot
 from zlperf.readers.tracedat.ringbuffer import decode_pages
 
 LAB_DATS = sorted((DATA / "lab").glob("*.dat"))
@@ -30,9 +30,12 @@ LAB_DATS = sorted((DATA / "lab").glob("*.dat"))
 pytestmark = pytest.mark.skipif(not native.available(), reason="native page walker not built (no C compiler?)")
 
 
-def _runs(path):
-    """(header page, page size, byte order, pages) of every run of every CPU of every buffer of ``path``."""
+def _runs(path, formats=None):
+    """(header page, page size, byte order, pages) of every run of every CPU of every buffer of ``path``;
+    the file's event formats go into ``formats`` (a list) when given."""
     f = TraceDatFile(str(path), str(path))
+    if formats is not None:
+        formats.extend(f.formats.values())
     try:
         for buf in f.buffers:
             if buf.latency:
@@ -42,6 +45,39 @@ def _runs(path):
                     yield f.header_page, buf.page_size, f.big_endian, run.data
     finally:
         f.close()
+
+
+def _columns_equal(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for name in a:
+        x, y = a[name], b[name]
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        assert (x.tolist() == y.tolist()) if x.dtype == object else np.array_equal(x, y), name
+
+
+def _gathers_the_same(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool, formats: list) -> int:
+    """The fields the native walk gathers of ``formats``' records equal numpy's gather after the walk (every
+    column, dtype, string and dictionary); the number of records gathered."""
+    slots = [walk_slot(fmt) for fmt in formats]
+    a = decode_pages(data, page_size, hp, big, type_off=0, slots=slots)
+    assert a.gathered is not None and len(a.gathered) == len(formats)
+    n = 0
+    for fmt, got in zip(formats, a.gathered):
+        idx = np.flatnonzero(a.types == (fmt.id & 0xFFFF))
+        assert np.array_equal(got.rec, idx)
+        want_dict: dict = {}
+        want = gather_fields(data, a.off[idx], a.length[idx], fmt, big, 8, want_dict, [])
+        got_dict: dict = {}
+        cols = gathered_columns(got, fmt, big, got_dict)
+        if cols is None:  # a field only numpy reads: the rest from the walk's rows
+            cols = gather_fields(data, a.off[idx], a.length[idx], fmt, big, 8, got_dict, [], got)
+        _columns_equal(cols, want)
+        assert list(got_dict) == list(want_dict)
+        for name in want_dict:
+            assert np.array_equal(got_dict[name][0], want_dict[name][0])
+            assert got_dict[name][1].tolist() == want_dict[name][1].tolist()
+        n += idx.size
+    return n
 
 
 def _same(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool, gap_before: bool = False) -> int:
@@ -71,11 +107,15 @@ def test_the_native_walker_is_built_where_a_compiler_is():
 
 @pytest.mark.parametrize("path", TRACE_DATS + LAB_DATS, ids=lambda p: p.name)
 def test_real_recordings_walk_the_same(path):
-    events = 0
-    for hp, page_size, big, data in _runs(path):
+    events = gathered = 0
+    formats: list = []
+    for hp, page_size, big, data in _runs(path, formats):
         events += _same(data, page_size, hp, big)
         events += _same(data, page_size, hp, big, gap_before=True)
-    assert events > 0
+        # The kmem events, ftrace's kernel stacks (left to numpy), then whatever else fits 16 slots.
+        wanted = sorted(formats, key=lambda f: (f.system != "kmem", f.name != "kernel_stack"))[:16]
+        gathered += _gathers_the_same(data, page_size, hp, big, wanted)
+    assert events > 0 and gathered > 0
 
 
 _PAGES = next(data for _hp, _ps, _big, data in _runs(FULL_DAT))[: 4 * 4096].copy()
@@ -91,6 +131,24 @@ def test_damaged_pages_walk_the_same(changes, big, gap_before):
     for at, value in changes:
         words[at] = value
     _same(data, 4096, _HP, big, gap_before)
+    _gathers_the_same(data, 4096, _HP, big, _FULL_FORMATS + [_MADE_UP])
+
+
+_FULL_FORMATS = [f for f in TraceDatFile(str(FULL_DAT), str(FULL_DAT)).formats.values() if f.system == "kmem"]
+
+
+def _field(name: str, ctype: str, offset: int, size: int, signed: bool = False, **kw) -> FieldFormat:
+    return FieldFormat(name, ctype, offset, size, signed, **kw)
+
+
+# An event of id 0 (the id of most made-up records) with every kind of field the walk gathers or leaves to
+# numpy: small and unaligned integers, an array, a __data_loc and a __rel_loc string, a char array.
+_MADE_UP = EventFormat("test", "made_up", 0, [
+    _field("common_type", "unsigned short", 0, 2), _field("common_flags", "unsigned char", 2, 1),
+    _field("common_pid", "int", 4, 4, True), _field("name", "__data_loc char[]", 8, 4, data_loc=True),
+    _field("odd", "u64", 12, 8), _field("trio", "unsigned int[3]", 20, 12, array_len=3),
+    _field("rel", "__rel_loc char[]", 32, 4, rel_loc=True), _field("comm", "char[4]", 36, 4, array_len=4),
+    _field("last", "short", 40, 2, True)])
 
 
 # A record header word: type/length in the low 5 bits (little-endian layout), any delta above.
@@ -116,6 +174,7 @@ def test_made_up_pages_walk_the_same(page_size, pages, big):
     data = words.view(np.uint8)
     _same(data, page_size, _HP, big)
     _same(data, page_size, _HP, big, gap_before=True)
+    _gathers_the_same(data, page_size, _HP, big, [_MADE_UP])
     # A 32-bit kernel's page header (4-byte commit word, data at 12).
     _same(data, page_size, HeaderPage(timestamp_offset=0, commit_offset=8, commit_size=4, data_offset=12), big)
 

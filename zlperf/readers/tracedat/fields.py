@@ -16,6 +16,7 @@ import numpy as np
 from zlperf.formats import EventFormat, FieldFormat
 from zlperf.readers.metadata import STACK_CELLS
 from zlperf.readers.strings import Interner, expand
+from zlperf.readers.tracedat.native import Gathered, Slot
 
 
 def read_type_ids(data: np.ndarray, off: np.ndarray, type_field: FieldFormat, big: bool) -> np.ndarray:
@@ -130,19 +131,36 @@ def _strings(data: np.ndarray, start: np.ndarray, length: np.ndarray,
         codes = np.zeros(n, np.int32)
         if n:
             interner.add("")
+    return _column(interner, codes, dictionary, name)
+
+
+def _column(interner: Interner, codes: np.ndarray, dictionary: Optional[dict], name: str) -> np.ndarray:
+    """The object column of ``codes`` (and its encoding into ``dictionary``, when given)."""
     texts = interner.values()
+    n = codes.shape[0]
     out = expand(codes, texts) if n else np.empty(0, dtype=object)
     if dictionary is not None and n:
         dictionary[name] = (codes, texts)
     return out
 
 
+def _word_strings(words: np.ndarray, same: bool, dictionary: Optional[dict], name: str) -> np.ndarray:
+    """The string column of ``words`` (each string's bytes in a little-endian u64, zeros after them), as
+    :func:`_strings` makes it; ``same``: all words are equal (one text: decoded once, no grouping)."""
+    interner = Interner()
+    if same and words.shape[0]:
+        codes = np.full(words.shape[0], interner.rows(words[:1])[0], np.int32)
+    else:
+        codes = interner.rows(words)
+    return _column(interner, codes, dictionary, name)
+
+
 def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: EventFormat, big: bool,
                   long_size: int = 8, dictionary: Optional[dict] = None,
-                  notes: Optional[list] = None) -> dict[str, np.ndarray]:
+                  notes: Optional[list] = None, gathered: Optional[Gathered] = None) -> dict[str, np.ndarray]:
     """Decode every field of ``fmt`` for the records at ``off`` (payload offsets, 4-byte aligned).
 
-    What had to be cut goes to ``notes``.
+    What had to be cut goes to ``notes``. ``gathered``: what the native walk already read of these records.
 
     String fields' dictionary encodings go into ``dictionary`` when given.
     """
@@ -154,7 +172,7 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
         # A format reaching past the run's end (corrupt file): read zeros there, not out of bounds.
         data = np.concatenate([data, np.zeros(reach + 8, np.uint8)])
     views: dict = {}
-    table, rows = _records(data, off, fmt, big, stack)
+    table, rows = (gathered_table(gathered, fmt, big), None) if gathered is not None else _records(data, off, fmt, big, stack)
     for f in fmt.fields:
         if f.name in table:
             cols[f.name] = table[f.name]
@@ -163,11 +181,16 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
             cols[f.name] = _stack(data, off, length, f, big, long_size, notes)
             continue
         if f.data_loc or f.rel_loc:
+            base = (f.offset + f.size) if f.rel_loc else 0
+            short = gathered.strings.get(f.name) if gathered is not None and f.is_string else None
+            if short is not None:
+                cols[f.name] = _word_strings(*short, dictionary, f.name)
+                continue
             loc_col = table.get(_LOC + f.name)
             if loc_col is None:
                 loc_col = _scalar(data, views, off, f.offset, 4, False, big)
             loc = loc_col.astype(np.int64)
-            rel = (loc & 0xFFFF) + ((f.offset + f.size) if f.rel_loc else 0)
+            rel = (loc & 0xFFFF) + base
             ln = loc >> 16
             # Keep the dynamic area inside the record.
             ln = np.minimum(ln, np.maximum(length - rel, 0))
@@ -208,6 +231,57 @@ _LOC = "\0loc:"  # table key of a __data_loc field's location word
 _DYNAMIC_REACH = 16  #: bytes past a record's fixed part gathered with it (see _records)
 
 
+def _fixed_layout(fmt: EventFormat, stack: bool) -> list[tuple[str, int, int, int, str]]:
+    """The fields gathered with each record's fixed part: ``(table key, payload offset, item size, items,
+    "i" or "u")`` of every fixed-size number (arrays of them too) and of each ``__data_loc`` location word."""
+    layout = []
+    for f in fmt.fields:
+        kind = "i" if f.signed else "u"
+        if f.data_loc or f.rel_loc:
+            layout.append((_LOC + f.name, f.offset, 4, 1, "u"))
+        elif stack and f.name == "caller" or f.is_string:
+            continue
+        elif f.array_len is None and f.size in (1, 2, 4, 8):
+            layout.append((f.name, f.offset, f.size, 1, kind))
+        elif f.array_len and f.elem_size in (1, 2, 4, 8) and f.elem_size * f.array_len == f.size:
+            layout.append((f.name, f.offset, f.elem_size, f.array_len, kind))
+    return layout
+
+
+def walk_slot(fmt: EventFormat) -> Slot:
+    """What the native walk gathers of ``fmt``'s records as it meets them (see :func:`gathered_columns`)."""
+    layout = _fixed_layout(fmt, fmt.system == "ftrace" and fmt.name == "kernel_stack")
+    reach = max((at + size * items for _key, at, size, items, _kind in layout), default=1)
+    reach = -(-reach // 8) * 8  # whole words: the walk copies them without a call
+    strings = [(f.name, f.offset, (f.offset + f.size) if f.rel_loc else 0)
+               for f in fmt.fields if (f.data_loc or f.rel_loc) and f.is_string]
+    return Slot(fmt.id, reach, strings)
+
+
+def gathered_table(gathered: Gathered, fmt: EventFormat, big: bool) -> dict[str, np.ndarray]:
+    """:func:`_records`'s table out of the rows the native walk gathered (a :func:`walk_slot`'s)."""
+    rows = gathered.rows
+    raw = rows.view(np.dtype((np.void, rows.shape[1]))).reshape(rows.shape[0])
+    return _typed(raw, fmt, big, fmt.system == "ftrace" and fmt.name == "kernel_stack") or {}
+
+
+def gathered_columns(gathered: Gathered, fmt: EventFormat, big: bool,
+                     dictionary: dict) -> Optional[dict[str, np.ndarray]]:
+    """The columns of :func:`gather_fields` out of what the walk gathered of ``fmt``'s records (a
+    :func:`walk_slot`'s), or None when some field needs :func:`gather_fields` (given ``gathered`` too: kernel
+    stacks, strings longer than 8 bytes, char arrays, odd sizes)."""
+    table = gathered_table(gathered, fmt, big)
+    cols: dict[str, np.ndarray] = {}
+    for f in fmt.fields:
+        if f.name in table:
+            cols[f.name] = table[f.name]
+        elif f.is_string and (f.data_loc or f.rel_loc) and gathered.strings.get(f.name) is not None:
+            cols[f.name] = _word_strings(*gathered.strings[f.name], dictionary, f.name)  # type: ignore[misc]
+        else:
+            return None
+    return cols
+
+
 def _records(data: np.ndarray, off: np.ndarray, fmt: EventFormat, big: bool,
              stack: bool) -> tuple[dict[str, np.ndarray], Optional[np.ndarray]]:
     """Every fixed-size numeric field (and each __data_loc location word) of the records at ``off``, and
@@ -219,48 +293,48 @@ def _records(data: np.ndarray, off: np.ndarray, fmt: EventFormat, big: bool,
     dtype built from the format; a contiguous copy per field. Empty when the layout is odd.
     """
     n = off.shape[0]
-    bo = ">" if big else "<"
-    names: list[str] = []
-    formats: list = []
-    offsets: list[int] = []
-    for f in fmt.fields:
-        kind = "i" if f.signed else "u"
-        if f.data_loc or f.rel_loc:
-            names.append(_LOC + f.name)
-            formats.append(bo + "u4")
-            offsets.append(f.offset)
-        elif stack and f.name == "caller" or f.is_string:
-            continue
-        elif f.array_len is None and f.size in (1, 2, 4, 8):
-            names.append(f.name)
-            formats.append(f"{bo}{kind}{f.size}")
-            offsets.append(f.offset)
-        elif f.array_len and f.elem_size in (1, 2, 4, 8) and f.elem_size * f.array_len == f.size:
-            names.append(f.name)
-            formats.append((f"{bo}{kind}{f.elem_size}", (f.array_len,)))
-            offsets.append(f.offset)
-    if not names or n == 0:
+    layout = _fixed_layout(fmt, stack)
+    if not layout or n == 0:
         return {}, None
-    width = max(o + np.dtype(fm).itemsize for o, fm in zip(offsets, formats))
+    width = max(at + size * items for _key, at, size, items, _kind in layout)
     last = int(off.max())
     if len(data) < width or last + width > len(data):
         return {}, None
     # The bytes just past the fixed part come in the same cache lines: gathered now, a string there needs
     # no second pass over the run's records.
     reach = max(width, min(width + _DYNAMIC_REACH, len(data) - last))
-    try:
-        sd = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": reach})
-    except (ValueError, TypeError):  # overlapping or duplicate fields in a damaged format
-        return {}, None
     # Each record's fixed part as one opaque item: a gather of whole items (a copy of `reach` bytes
     # each), not of `reach` one-byte elements.
     raw = np.ndarray((len(data) - reach + 1,), np.dtype((np.void, reach)), buffer=data, strides=(1,))[off]
+    table = _typed(raw, fmt, big, stack)
+    if table is None:
+        return {}, None
+    return table, (raw if reach > width else None)
+
+
+def _typed(raw: np.ndarray, fmt: EventFormat, big: bool, stack: bool) -> Optional[dict[str, np.ndarray]]:
+    """The :func:`_fixed_layout` fields of records' fixed parts (``raw``: one opaque item a record, at least
+    as wide as the layout), each a contiguous column in host order; None when the layout is odd.
+
+    Hot path, open-coded: each field is a strided view of the items, typed by a structured dtype built from
+    the format; a contiguous copy per field.
+    """
+    bo = ">" if big else "<"
+    layout = _fixed_layout(fmt, stack)
+    names = [key for key, _at, _size, _items, _kind in layout]
+    formats = [f"{bo}{kind}{size}" if items == 1 else (f"{bo}{kind}{size}", (items,))
+               for _key, _at, size, items, kind in layout]
+    offsets = [at for _key, at, _size, _items, _kind in layout]
+    try:
+        sd = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": raw.dtype.itemsize})
+    except (ValueError, TypeError):  # overlapping or duplicate fields in a damaged format
+        return None
     recs = raw.view(sd)
     out = {}
     for name in names:
         col = recs[name]
         out[name] = col.astype(col.dtype.newbyteorder("="))  # contiguous, native order
-    return out, (raw if reach > width else None)
+    return out
 
 
 def _stack(data: np.ndarray, off: np.ndarray, length: np.ndarray, f: FieldFormat, big: bool,

@@ -1,30 +1,65 @@
 """The native ring-buffer page walker (``_pagewalk.c``), loaded with ctypes when it was built.
 
 It is zlperf's one compiled part and optional: ``pip install`` builds it where a C compiler is, and
-without it (or with ``ZLPERF_NATIVE=0`` in the environment) the numpy walk in :mod:`.ringbuffer` does
-the same work, record for record, several times slower (decoding as a whole 1.3-1.6x, ``bench/bench_walk.py``).
+without it (or with ``ZLPERF_NATIVE=0`` in the environment) the numpy walk in :mod:`.ringbuffer` and the
+numpy gathers of :mod:`.fields` do the same work, record for record, several times slower. The walk can
+also gather the fields of the event ids it is told of (a :class:`Slot` each) as it meets their records:
+a later pass over a run's records would miss the cache once a record.
 ctypes rather than the Python C API, so the library works under any python3 that runs zlperf (perf's
 embedded interpreter included), whatever version built it.
 """
 
 from __future__ import annotations
 
-__all__ = ["walk_pages", "available", "bad_record", "runs_off", "Walked"]
+__all__ = ["walk_pages", "available", "bad_record", "runs_off", "Walked", "Slot", "Gathered"]
 
+import ctypes
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
 import numpy as np
 
+
+@dataclass
+class Slot:
+    """An event id whose records the walk gathers: each record's first ``reach`` payload bytes (its fixed
+    fields) and its short ``__data_loc`` strings."""
+
+    event_id: int
+    reach: int
+    strings: list[tuple[str, int, int]] = field(default_factory=list)  #: (name, location word's offset, rel base)
+
+
+@dataclass
+class Gathered:
+    """A slot's records of one run, in ring-buffer order."""
+
+    rec: np.ndarray  #: int64, each record's number among the run's data records (its index in off/ts/...)
+    rows: np.ndarray  #: uint8 (n, reach): each record's first payload bytes (0 past the run)
+    strings: dict[str, Optional[tuple[np.ndarray, bool]]]  #: name -> (u64 words, all equal), None: a longer one
+
+
 #: (payload offsets int64, lengths int32, times uint64, records per page int64, [(page, problem)],
-#: event ids uint16 or None)
-Walked = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list, Optional[np.ndarray]]
-_VERSION = 2  #: zl_pagewalk_version() of the C source this module calls
+#: event ids uint16 or None, the slots' records or None)
+Walked = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list, Optional[np.ndarray], Optional[list[Gathered]]]
+_VERSION = 3  #: zl_pagewalk_version() of the C source this module calls
 
 _PROBLEM_BAD_RECORD, _PROBLEM_RUNS_OFF = 1, 2
 _walker: Any = None  # the library's zl_walk_pages; None: not looked for yet; False: not available
+
+
+class _String(ctypes.Structure):
+    _fields_ = [("slot", ctypes.c_int64), ("at", ctypes.c_int64), ("base", ctypes.c_int64), ("out", ctypes.c_void_p),
+                ("longer", ctypes.c_int64), ("differ", ctypes.c_int64)]
+
+
+class _Plan(ctypes.Structure):
+    _fields_ = [("slot_of", ctypes.c_void_p), ("n_slots", ctypes.c_int64), ("count", ctypes.c_void_p),
+                ("rec", ctypes.c_void_p), ("reach", ctypes.c_void_p), ("rows", ctypes.c_void_p),
+                ("n_strings", ctypes.c_int64), ("strings", ctypes.POINTER(_String))]
 
 
 def bad_record(page_offset: int, rtype: int) -> str:
@@ -42,7 +77,6 @@ def _load() -> Any:
     if _walker is None:
         _walker = False
         if os.environ.get("ZLPERF_NATIVE", "1") != "0" and sys.byteorder == "little":
-            import ctypes
             import importlib.machinery
 
             here = Path(__file__).resolve().parent
@@ -63,7 +97,8 @@ def _load() -> Any:
                     fn = lib.zl_walk_pages
                     p, i64 = ctypes.c_void_p, ctypes.c_int64
                     fn.restype = i64
-                    fn.argtypes = [p, i64, i64, i64, ctypes.c_int, i64, p, p, i64, p, p, p, p, p, p, i64, p]
+                    fn.argtypes = [p, i64, i64, i64, ctypes.c_int, i64, p, p, i64, p, p, p, p, p, p, i64, p, i64,
+                                   ctypes.POINTER(_Plan)]
                     _walker = fn
                     break
     return _walker
@@ -75,17 +110,23 @@ def available() -> bool:
 
 
 def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: np.ndarray,
-               ts0: np.ndarray, type_off: int = -1) -> Optional[Walked]:
+               ts0: np.ndarray, type_off: int = -1, slots: Optional[list[Slot]] = None,
+               data: Optional[np.ndarray] = None) -> Optional[Walked]:
     """The data records of every page of ``words`` (the run as 32-bit words in the file's byte order),
     natively; None when the walker is not available or a bound check failed (the caller walks in numpy).
 
     ``size`` (int64) is each page's checked data size, ``ts0`` (uint64) its header time. With ``type_off``
-    (>= 0), each record's 16-bit event id at that payload offset too (read as ``fields.read_type_ids`` does).
+    (>= 0), each record's 16-bit event id at that payload offset too (read as ``fields.read_type_ids`` does),
+    and with ``slots`` (and ``data``, the run's bytes ``words`` views, maybe with a tail of less than a page),
+    the fields of those event ids' records, read from ``data`` as ``fields.gather_fields`` reads them.
     """
     fn = _load()
     n_pages = size.shape[0]
     if not fn or not words.flags.c_contiguous or page_size <= 0 or page_size % 4 or dstart < 0:
         return None
+    if slots and (type_off < 0 or data is None or not data.flags.c_contiguous or data.dtype != np.uint8
+                  or len(slots) > 127 or len({s.event_id for s in slots}) != len(slots)):
+        slots = None
     size = np.ascontiguousarray(size, np.int64)
     ts0 = np.ascontiguousarray(ts0, np.uint64)
     # Every record takes at least 8 bytes (a data record's header and a word, or an extend), so a page of
@@ -101,10 +142,12 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
         prob = np.empty((max(n_pages, 1), 4), np.int64)
         n_prob = np.zeros(1, np.int64)
         types = np.empty(cap if type_off >= 0 else 0, np.uint16)
+        plan = _plan(slots, cap) if slots else None
         n = fn(words.ctypes.data, words.shape[0], page_size, dstart, int(big), n_pages,
                size.ctypes.data, ts0.ctypes.data, cap, off.ctypes.data, length.ctypes.data,
                ts.ctypes.data, cnt.ctypes.data, prob.ctypes.data, n_prob.ctypes.data, type_off,
-               types.ctypes.data if type_off >= 0 else None)
+               types.ctypes.data if type_off >= 0 else None, data.shape[0] if plan else 0,
+               ctypes.byref(plan[0]) if plan else None)
         if n >= 0 or per_record == 8:
             break
     if n < 0:
@@ -112,5 +155,43 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
     problems = []
     for page, kind, at, rtype in prob[: int(n_prob[0])].tolist():
         problems.append((page, bad_record(at, rtype) if kind == _PROBLEM_BAD_RECORD else runs_off(at)))
+    gathered = _gathered(slots, plan) if plan else None
     # Views of the capacity: the decoder gathers its columns from them and lets the run go.
-    return off[:n], length[:n].view(np.int32), ts[:n], cnt, problems, types[:n] if type_off >= 0 else None
+    return (off[:n], length[:n].view(np.int32), ts[:n], cnt, problems, types[:n] if type_off >= 0 else None,
+            gathered)
+
+
+def _plan(slots: list[Slot], cap: int) -> tuple:
+    """The C plan for ``slots`` with outputs of ``cap`` rows, and the arrays it points into (kept alive)."""
+    slot_of = np.full(1 << 16, -1, np.int8)
+    count = np.zeros(len(slots), np.int64)
+    recs = [np.empty(cap, np.int64) for _ in slots]
+    rows = [np.empty((cap, max(slot.reach, 1)), np.uint8) for slot in slots]
+    reach = np.array([r.shape[1] for r in rows], np.int64)
+    strings = []  # (slot, at, base, words)
+    for s, slot in enumerate(slots):
+        slot_of[slot.event_id & 0xFFFF] = s
+        strings.extend((s, at, base, np.empty(cap, np.uint64)) for _name, at, base in slot.strings)
+    table = (_String * max(len(strings), 1))()
+    for k, (s, at, base, out) in enumerate(strings):
+        table[k] = _String(s, at, base, out.ctypes.data, 0, 0)
+    pointers = [np.array([a.ctypes.data for a in arrays], np.uintp) for arrays in (recs, rows)]
+    plan = _Plan(slot_of.ctypes.data, len(slots), count.ctypes.data, pointers[0].ctypes.data, reach.ctypes.data,
+                 pointers[1].ctypes.data, len(strings), table)
+    return plan, (slot_of, count, recs, rows, reach, strings, table, pointers)
+
+
+def _gathered(slots: list[Slot], plan: tuple) -> list[Gathered]:
+    """Each slot's rows out of a followed plan (views of the outputs: the caller keeps what it needs)."""
+    _slot_of, count, recs, rows, _reach, strings, table, _pointers = plan[1]
+    out = []
+    k = 0
+    for s, slot in enumerate(slots):
+        n = int(count[s])
+        words: dict[str, Optional[tuple[np.ndarray, bool]]] = {}
+        for name, *_spec in slot.strings:
+            c = table[k]
+            words[name] = None if c.longer else (strings[k][3][:n], not c.differ)
+            k += 1
+        out.append(Gathered(recs[s][:n], rows[s][:n], words))
+    return out

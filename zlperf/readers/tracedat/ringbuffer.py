@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from zlperf.formats import HeaderPage
-from zlperf.readers.tracedat.native import Walked, bad_record, runs_off, walk_pages
+from zlperf.readers.tracedat.native import Gathered, Slot, Walked, bad_record, runs_off, walk_pages
 
 TS_SHIFT = 27
 COMMIT_MASK = (1 << 27) - 1
@@ -40,6 +40,7 @@ class DecodedRun:
     missed_ts: np.ndarray  #: uint64, time of the first event after the gap (page time if none)
     problems: list[tuple[int, str]] = field(default_factory=list)  #: (page, what was wrong)
     types: Optional[np.ndarray] = None  #: uint16 event id of each event, when the walk read them
+    gathered: Optional[list[Gathered]] = None  #: the fields of the slots' events, when the walk gathered them
 
 
 def _u64_at(words: np.ndarray, widx: np.ndarray, big: bool) -> np.ndarray:
@@ -56,7 +57,8 @@ def _long_at(words: np.ndarray, widx: np.ndarray, size: int, big: bool) -> np.nd
 
 
 def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = False,
-                 gap_before: bool = False, native: bool = True, type_off: int = -1) -> DecodedRun:
+                 gap_before: bool = False, native: bool = True, type_off: int = -1,
+                 slots: Optional[list[Slot]] = None) -> DecodedRun:
     """Walk every page of ``data`` (uint8, whole pages) and return its data events.
 
     The record walk is native when zlperf's page walker is built (:mod:`.native`), else numpy
@@ -65,7 +67,8 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     padding included; an absolute stamp replaces the time but keeps its top 5 bits).
     Unreadable pages or page tails become gaps (count -1), as does ``gap_before`` (pages lost
     before this run). With ``type_off`` (>= 0), the native walk also reads each event's 16-bit id there
-    (``types``; None from the numpy walk: the caller reads them).
+    (``types``; None from the numpy walk: the caller reads them), and with ``slots`` the fields of those
+    event ids' records (``gathered``; None from the numpy walk).
     """
     n_pages = len(data) // page_size
     words = data[: n_pages * page_size].view(">u4" if big else "<u4")
@@ -92,10 +95,10 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     if sp.size:
         lost[sp] = _long_at(words, base_w[sp] + (dstart + size[sp]) // 4, hp.commit_size, big).astype(np.int64)
 
-    walked = walk_pages(words, page_size, hp.data_offset, big, size, ts0, type_off) if native else None
+    walked = walk_pages(words, page_size, hp.data_offset, big, size, ts0, type_off, slots, data) if native else None
     if walked is None:
         walked = _walk_lockstep(words, page_size, hp.data_offset, big, size, ts0)
-    off, length, ts, cnt, walk_problems, types = walked
+    off, length, ts, cnt, walk_problems, types, gathered = walked
     # At most one problem per page (a page ends at its first); page order whatever the walk.
     problems = sorted(problems + walk_problems, key=lambda pw: pw[0])
     # Lost data is a gap in the stream: before the page that follows it.
@@ -118,7 +121,7 @@ def decode_pages(data: np.ndarray, page_size: int, hp: HeaderPage, big: bool = F
     has = cnt[mp] > 0
     missed_ts = np.where(has, ts[np.minimum(start[mp], max(total - 1, 0))] if total else ts0[mp], ts0[mp])
     return DecodedRun(off, length, ts, index, (start[mp] + cumflag[mp] - 1).astype(np.int64), lost[mp],
-                      np.asarray(missed_ts, np.uint64), problems, types)
+                      np.asarray(missed_ts, np.uint64), problems, types, gathered)
 
 
 def _walk_lockstep(words: np.ndarray, page_size: int, dstart: int, big: bool, size: np.ndarray,
@@ -246,4 +249,4 @@ def _walk_lockstep(words: np.ndarray, page_size: int, dstart: int, big: bool, si
         off, length = empty_i, np.zeros(0, np.int32)
         ts = np.zeros(0, np.uint64)
         cnt = np.zeros(n_pages, np.int64)
-    return off, length, ts, cnt, problems, None
+    return off, length, ts, cnt, problems, None, None

@@ -16,11 +16,14 @@ import numpy as np
 from zlperf.arrays import distinct
 from zlperf.events import MISSED_EVENTS, Chunk, EventBatch
 from zlperf.formats import EventFormat, FieldFormat, HeaderPage
-from zlperf.readers.tracedat.fields import gather_fields, read_type_ids
+from zlperf.readers.tracedat.fields import gather_fields, gathered_columns, read_type_ids, walk_slot
+from zlperf.readers.tracedat.native import Gathered, Slot
 from zlperf.readers.tracedat.ringbuffer import decode_pages
 
 #: Event ids that may be compared with ``==`` in one pass each before switching to a sort.
 _MASK_TYPES = 12
+#: Event ids whose fields the native walk gathers as it goes (those of the runs decoded before).
+_WALK_SLOTS = 16
 
 
 @dataclass
@@ -50,14 +53,19 @@ class RunDecoder:
         self.big = big
         self.ts_offset = ts_offset
         self.notes = notes
+        self._slots: list[Slot] = []  # the event ids met so far, for the native walk to gather
 
     def decode(self, data: np.ndarray, page_size: int, cpu: int, seq0: int, gap_before: bool = False) -> DecodedChunk:
         """The chunk of the whole pages in ``data`` (uint8) of CPU ``cpu``; stream positions from ``seq0``."""
         big = self.big
         tf = self.type_field
         # The native walk reads 16-bit event ids (common_type is an unsigned short) as it goes.
-        dec = decode_pages(data, page_size, self.header_page, big, gap_before,
-                           type_off=tf.offset if tf is not None and tf.size == 2 and tf.offset >= 0 else -1)
+        type_off = tf.offset if tf is not None and tf.size == 2 and tf.offset >= 0 else -1
+        dec = decode_pages(data, page_size, self.header_page, big, gap_before, type_off=type_off,
+                           slots=self._slots if type_off >= 0 else None)
+        planned: dict[int, Gathered] = {}
+        if dec.gathered is not None:
+            planned = {slot.event_id: g for slot, g in zip(self._slots, dec.gathered)}
         n = dec.off.shape[0]
         nm = dec.missed_index.shape[0]
         chunk = Chunk()
@@ -79,7 +87,8 @@ class RunDecoder:
         present = (np.flatnonzero(np.bincount(types, minlength=1)) if int(types.max()) < 1 << 16
                    else distinct(types))
         if present.size <= _MASK_TYPES:
-            groups = [(int(t), np.flatnonzero(types == t)) for t in present.tolist()]
+            groups = [(int(t), planned[t].rec if t in planned else np.flatnonzero(types == t))
+                      for t in present.tolist()]
         else:
             order = np.argsort(types, kind="stable")
             st = types[order]
@@ -91,10 +100,14 @@ class RunDecoder:
             if ef is None:
                 self.skipped(eid, idx.shape[0])
                 continue
-            off = dec.off[idx]
             dictionary: dict = {}
-            cols = gather_fields(data, off, dec.length[idx], ef, big, self.header_page.commit_size, dictionary,
-                                 self.notes)
+            gathered = planned.get(eid)
+            cols = gathered_columns(gathered, ef, big, dictionary) if gathered is not None else None
+            if cols is None:
+                cols = gather_fields(data, dec.off[idx], dec.length[idx], ef, big, self.header_page.commit_size,
+                                     dictionary, self.notes, gathered)
+                if gathered is None and type_off >= 0 and len(self._slots) < _WALK_SLOTS:
+                    self._slots = self._slots + [walk_slot(ef)]  # the next runs' walk gathers it
             pid_col = cols.get("common_pid")
             # common_pid is already int32 in every kernel's format: the same array, not a copy.
             pid = pid_col.astype(np.int32, copy=False) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
