@@ -216,3 +216,28 @@ def test_an_empty_record_ending_the_run_is_read_not_a_crash(walk, monkeypatch):
     out = decoder.decode(_empty_record_at_the_end(), 4096, 0, 0)
     assert skipped == [(0, 1)]  # read as type 0 (bytes past the run are zeros), which has no format: skipped
     assert out.used == 1 and out.problems == []
+
+
+@pytest.mark.parametrize("path", TRACE_DATS, ids=lambda p: p.name)
+def test_a_run_decodes_the_same_when_the_walk_gathers_its_fields(path):
+    """A RunDecoder gathers in numpy the event ids it meets first, in the walk from then on: the same run
+    decoded twice gives the same chunk, batch for batch and column for column."""
+    from zlperf.readers.tracedat.runs import RunDecoder
+
+    f = TraceDatFile(str(path), str(path))
+    by_id = {fmt.id: fmt for fmt in f.formats.values()}
+    type_field = next(iter(by_id.values())).field("common_type")
+    decoder = RunDecoder(f.header_page, type_field, by_id.get, lambda _id, _n: None, big=f.big_endian)
+    compared = 0
+    for hp, page_size, big, data in _runs(path):
+        first = decoder.decode(data, page_size, 0, 0).chunk.batches
+        second = decoder.decode(data, page_size, 0, 0).chunk.batches
+        assert list(first) == list(second)
+        for name, a in first.items():
+            b = second[name]
+            for column in ("ts", "cpu", "pid", "seq"):
+                assert np.array_equal(getattr(a, column), getattr(b, column)), (name, column)
+            _columns_equal(a.fields, b.fields)
+            compared += a.ts.shape[0]
+    f.close()
+    assert compared > 0 and decoder._slots

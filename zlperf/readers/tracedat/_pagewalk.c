@@ -1,17 +1,18 @@
 /*
- * zlperf's one native part, the trace reader's inner loops: the ring-buffer page walk of
- * ringbuffer.decode_pages, record by record, and the gather of the records' fields (fields.gather_fields).
+ * zlperf's one native part, the trace reader's inner loop: the ring-buffer page walk of
+ * ringbuffer.decode_pages, record by record, and, while each record is in the cache, the gather of the
+ * fields of the event ids the caller names (runs.RunDecoder: those it has met).
  *
  * The numpy walk advances all pages in lockstep, one numpy pass per record position; this walks each
- * page once in plain C. The numpy gather copies each record's fixed part, then each field out of the
- * copies, then masks each short string; this reads each record's fields once, where the record is. Same semantics to the bit (kernel/trace/ring_buffer.c record headers, read as
+ * page once in plain C. Same semantics to the bit (kernel/trace/ring_buffer.c record headers, read as
  * libtraceevent's kbuffer-parse.c reads them); the Python side keeps the page headers, the lost-event
- * counts and the stream positions. tests/test_native_walk.py checks it record by record against the
- * numpy walk on real and mutated pages, and the readers' tests check both against libtracecmd.
+ * counts and the stream positions, and types the gathered bytes (fields.gathered_columns).
+ * tests/test_native_walk.py checks it record by record against the numpy walk and gather on real and
+ * mutated pages, and the readers' tests check both against libtracecmd.
  *
  * Loaded with ctypes (no Python API, so any python3 that runs zlperf, perf's embedded one included,
  * can use the same library). Every read is bounds-checked against the caller's sizes: a hostile file
- * can make a record invalid, never a read outside `words` or a write past an output array.
+ * can make a record invalid, never a read outside `words` or `data` or a write past an output array.
  */
 #include <stdint.h>
 #include <string.h>
@@ -156,8 +157,9 @@ static int plan_ok(const struct zl_plan *plan)
  * n_pages). big: the file is big-endian (header bit layout and byte order; the host is little-endian).
  * With type_off >= 0, each data record's 16-bit common_type at payload offset type_off goes to types
  * (bytes past the run read as 0), read while the record's cache line is at hand. With a plan (and
- * type_off >= 0), each data record of an event id the plan names goes into its slot's columns too (fields
- * read from the run's nbytes bytes, 0 past them); a record dropped at the end adds nothing.
+ * type_off >= 0), each data record of an event id the plan names goes into its slot's rows and strings
+ * too (read from data's nbytes bytes, nbytes >= nw * 4, 0 past them); a record dropped at the end adds
+ * nothing.
  * Returns the number of data records, or -1 if a bound would be passed (the caller then uses numpy).
  */
 int64_t zl_walk_pages(const uint8_t *data, int64_t nw, int64_t page_size, int64_t dstart, int big,

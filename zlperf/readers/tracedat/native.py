@@ -125,6 +125,7 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
     if not fn or not words.flags.c_contiguous or page_size <= 0 or page_size % 4 or dstart < 0:
         return None
     if slots and (type_off < 0 or data is None or not data.flags.c_contiguous or data.dtype != np.uint8
+                  or data.ctypes.data != words.ctypes.data or data.shape[0] < words.shape[0] * 4
                   or len(slots) > 127 or len({s.event_id for s in slots}) != len(slots)):
         slots = None
     size = np.ascontiguousarray(size, np.int64)

@@ -106,7 +106,8 @@ class RunDecoder:
             if cols is None:
                 cols = gather_fields(data, dec.off[idx], dec.length[idx], ef, big, self.header_page.commit_size,
                                      dictionary, self.notes, gathered)
-                if gathered is None and type_off >= 0 and len(self._slots) < _WALK_SLOTS:
+                if (gathered is None and type_off >= 0 and len(self._slots) < _WALK_SLOTS
+                        and all(slot.event_id != eid for slot in self._slots)):
                     self._slots = self._slots + [walk_slot(ef)]  # the next runs' walk gathers it
             pid_col = cols.get("common_pid")
             # common_pid is already int32 in every kernel's format: the same array, not a copy.
