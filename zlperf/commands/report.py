@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write a self-contained HTML report with interactive plots (pip install 'zlperf[html]')")
     p.add_argument("--plot", metavar="DIR",
                    help="also write the report's figures as PNG and SVG into DIR (pip install 'zlperf[plots]')")
-    p.set_defaults(func=run, nothing_left_at_exit=True, no_blas_threads=True)
+    p.set_defaults(func=run, nothing_left_at_exit=True, no_blas_threads=True, keep_freed_memory=True)
 
 
 def _dimensions(text: str) -> list[str]:

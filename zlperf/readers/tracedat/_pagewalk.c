@@ -55,7 +55,7 @@ struct zl_string {
     int64_t slot;    /* the slot it belongs to */
     int64_t at;      /* the payload offset of the string's location word */
     int64_t base;    /* what a __rel_loc start counts from (0: __data_loc) */
-    uint64_t *out;   /* a word per record of the slot (the walk's cap rows) */
+    uint64_t *out;   /* a word per record of the slot (its rows_cap rows) */
     int64_t longer;  /* out: strings longer than 8 bytes (their words are 0) */
     int64_t differ;  /* out: 1 unless every word equals the first */
 };
@@ -64,10 +64,11 @@ struct zl_string {
 struct zl_plan {
     const int8_t *slot_of;     /* 65536 entries: the slot of an event id, -1 for none */
     int64_t n_slots;
-    int64_t *count;            /* per slot, out: its records */
-    int64_t *const *rec;       /* per slot: its records' numbers among the run's data records (cap rows) */
+    int64_t *count;            /* per slot, out: its records; -1 when they did not fit its rows */
+    const int64_t *rows_cap;   /* per slot: the rows its outputs have (an estimate: a run's mix of events) */
+    int64_t *const *rec;       /* per slot: its records' numbers among the run's data records */
     const int64_t *reach;      /* per slot: the payload bytes copied of each record (its fixed fields) */
-    uint8_t *const *rows;      /* per slot: cap rows of reach bytes */
+    uint8_t *const *rows;      /* per slot: rows of reach bytes */
     int64_t n_strings;
     struct zl_string *strings;
 };
@@ -106,10 +107,17 @@ static inline uint64_t short_string(const uint8_t *data, int64_t nbytes, int big
 
 /* Record number r (payload at byte `payload`, plen bytes) into slot s, read while its cache lines are at
    hand (a second pass over a run's records costs a cache miss a record): the bytes of its fixed fields
-   (numpy types them from the rows, in cache), and its strings. */
-static void gather_record(const struct zl_plan *plan, int64_t s, const uint8_t *data, int64_t nbytes, int big,
-                          int64_t payload, int64_t plen, int64_t r)
+   (numpy types them from the rows, in cache), and its strings. Returns whether it was taken: not when
+   the slot's rows are full (the slot is then given up for the run, count -1: numpy gathers it). */
+static int gather_record(const struct zl_plan *plan, int64_t s, const uint8_t *data, int64_t nbytes, int big,
+                         int64_t payload, int64_t plen, int64_t r)
 {
+    if (plan->count[s] < 0)
+        return 0;
+    if (plan->count[s] >= plan->rows_cap[s]) {
+        plan->count[s] = -1;
+        return 0;
+    }
     const int64_t row = plan->count[s]++, reach = plan->reach[s];
     plan->rec[s][row] = r;
     uint8_t *dst = plan->rows[s] + row * reach;
@@ -131,6 +139,7 @@ static void gather_record(const struct zl_plan *plan, int64_t s, const uint8_t *
         if (row && w != c->out[0])
             c->differ = 1;
     }
+    return 1;
 }
 
 /* Whether a plan can be followed: slots in range, sizes positive (checked once, not per record). */
@@ -139,7 +148,7 @@ static int plan_ok(const struct zl_plan *plan)
     if (plan->n_slots < 0 || plan->n_slots > 127 || plan->n_strings < 0)
         return 0;
     for (int64_t s = 0; s < plan->n_slots; s++)
-        if (plan->reach[s] < 1 || !plan->rows[s] || !plan->rec[s])
+        if (plan->reach[s] < 1 || plan->rows_cap[s] < 0 || !plan->rows[s] || !plan->rec[s])
             return 0;
     for (int64_t k = 0; k < plan->n_strings; k++) {
         const struct zl_string *c = &plan->strings[k];
@@ -238,8 +247,8 @@ int64_t zl_walk_pages(const uint8_t *data, int64_t nw, int64_t page_size, int64_
                     uint32_t b0 = at < nbytes ? data[at] : 0, b1 = at + 1 < nbytes ? data[at + 1] : 0;
                     types[n] = (uint16_t)(big ? (b0 << 8) | b1 : (b1 << 8) | b0);
                     last_slot = plan ? plan->slot_of[types[n]] : -1;
-                    if (last_slot >= 0)
-                        gather_record(plan, last_slot, data, nbytes, big, pos + hlen, plen, n);
+                    if (last_slot >= 0 && !gather_record(plan, last_slot, data, nbytes, big, pos + hlen, plen, n))
+                        last_slot = -1;
                 }
                 n++;
             }

@@ -31,6 +31,9 @@ class Slot:
     event_id: int
     reach: int
     strings: list[tuple[str, int, int]] = field(default_factory=list)  #: (name, location word's offset, rel base)
+    #: its records per byte of a run, as last seen: the rows made for it (a quarter more, and 256); a run with
+    #: more gives the slot up (its records are gathered in numpy) and sets the estimate for the next one
+    per_byte: float = 1 / 16
 
 
 @dataclass
@@ -44,7 +47,8 @@ class Gathered:
 
 #: (payload offsets int64, lengths int32, times uint64, records per page int64, [(page, problem)],
 #: event ids uint16 or None, the slots' records or None)
-Walked = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list, Optional[np.ndarray], Optional[list[Gathered]]]
+Walked = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list, Optional[np.ndarray],
+               Optional[list[Optional[Gathered]]]]
 _VERSION = 3  #: zl_pagewalk_version() of the C source this module calls
 
 _PROBLEM_BAD_RECORD, _PROBLEM_RUNS_OFF = 1, 2
@@ -58,7 +62,7 @@ class _String(ctypes.Structure):
 
 class _Plan(ctypes.Structure):
     _fields_ = [("slot_of", ctypes.c_void_p), ("n_slots", ctypes.c_int64), ("count", ctypes.c_void_p),
-                ("rec", ctypes.c_void_p), ("reach", ctypes.c_void_p), ("rows", ctypes.c_void_p),
+                ("rows_cap", ctypes.c_void_p), ("rec", ctypes.c_void_p), ("reach", ctypes.c_void_p), ("rows", ctypes.c_void_p),
                 ("n_strings", ctypes.c_int64), ("strings", ctypes.POINTER(_String))]
 
 
@@ -143,7 +147,7 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
         prob = np.empty((max(n_pages, 1), 4), np.int64)
         n_prob = np.zeros(1, np.int64)
         types = np.empty(cap if type_off >= 0 else 0, np.uint16)
-        plan = _plan(slots, cap) if slots else None
+        plan = _plan(slots, cap, data.shape[0]) if slots else None
         n = fn(words.ctypes.data, words.shape[0], page_size, dstart, int(big), n_pages,
                size.ctypes.data, ts0.ctypes.data, cap, off.ctypes.data, length.ctypes.data,
                ts.ctypes.data, cnt.ctypes.data, prob.ctypes.data, n_prob.ctypes.data, type_off,
@@ -162,30 +166,34 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
             gathered)
 
 
-def _plan(slots: list[Slot], cap: int) -> tuple:
-    """The C plan for ``slots`` with outputs of ``cap`` rows, and the arrays it points into (kept alive)."""
+def _plan(slots: list[Slot], cap: int, run_bytes: int) -> tuple:
+    """The C plan for ``slots`` (a run of ``run_bytes`` of at most ``cap`` records), and the arrays it points
+    into (kept alive). Each slot's outputs are sized by its estimate, not by ``cap``: a slot with room for all
+    the run's records would hold several times the memory its records take."""
     slot_of = np.full(1 << 16, -1, np.int8)
     count = np.zeros(len(slots), np.int64)
-    recs = [np.empty(cap, np.int64) for _ in slots]
-    rows = [np.empty((cap, max(slot.reach, 1)), np.uint8) for slot in slots]
+    rows_cap = np.array([min(cap, int(slot.per_byte * run_bytes * 1.25) + 256) for slot in slots], np.int64)
+    recs = [np.empty(n, np.int64) for n in rows_cap.tolist()]
+    rows = [np.empty((n, max(slot.reach, 1)), np.uint8) for n, slot in zip(rows_cap.tolist(), slots)]
     reach = np.array([r.shape[1] for r in rows], np.int64)
     strings = []  # (slot, at, base, words)
     for s, slot in enumerate(slots):
         slot_of[slot.event_id & 0xFFFF] = s
-        strings.extend((s, at, base, np.empty(cap, np.uint64)) for _name, at, base in slot.strings)
+        strings.extend((s, at, base, np.empty(int(rows_cap[s]), np.uint64)) for _name, at, base in slot.strings)
     table = (_String * max(len(strings), 1))()
     for k, (s, at, base, out) in enumerate(strings):
         table[k] = _String(s, at, base, out.ctypes.data, 0, 0)
     pointers = [np.array([a.ctypes.data for a in arrays], np.uintp) for arrays in (recs, rows)]
-    plan = _Plan(slot_of.ctypes.data, len(slots), count.ctypes.data, pointers[0].ctypes.data, reach.ctypes.data,
-                 pointers[1].ctypes.data, len(strings), table)
-    return plan, (slot_of, count, recs, rows, reach, strings, table, pointers)
+    plan = _Plan(slot_of.ctypes.data, len(slots), count.ctypes.data, rows_cap.ctypes.data, pointers[0].ctypes.data,
+                 reach.ctypes.data, pointers[1].ctypes.data, len(strings), table)
+    return plan, (slot_of, count, recs, rows, reach, strings, table, pointers, rows_cap)
 
 
-def _gathered(slots: list[Slot], plan: tuple) -> list[Gathered]:
-    """Each slot's rows out of a followed plan (views of the outputs: the caller keeps what it needs)."""
-    _slot_of, count, recs, rows, _reach, strings, table, _pointers = plan[1]
-    out = []
+def _gathered(slots: list[Slot], plan: tuple) -> list[Optional[Gathered]]:
+    """Each slot's rows out of a followed plan (views of the outputs: the caller keeps what it needs); None
+    for a slot given up (more records than its rows)."""
+    _slot_of, count, recs, rows, _reach, strings, table, _pointers, _rows_cap = plan[1]
+    out: list[Optional[Gathered]] = []
     k = 0
     for s, slot in enumerate(slots):
         n = int(count[s])
@@ -194,5 +202,5 @@ def _gathered(slots: list[Slot], plan: tuple) -> list[Gathered]:
             c = table[k]
             words[name] = None if c.longer else (strings[k][3][:n], not c.differ)
             k += 1
-        out.append(Gathered(recs[s][:n], rows[s][:n], words))
+        out.append(Gathered(recs[s][:n], rows[s][:n], words) if n >= 0 else None)
     return out

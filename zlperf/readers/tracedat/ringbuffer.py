@@ -40,7 +40,8 @@ class DecodedRun:
     missed_ts: np.ndarray  #: uint64, time of the first event after the gap (page time if none)
     problems: list[tuple[int, str]] = field(default_factory=list)  #: (page, what was wrong)
     types: Optional[np.ndarray] = None  #: uint16 event id of each event, when the walk read them
-    gathered: Optional[list[Gathered]] = None  #: the fields of the slots' events, when the walk gathered them
+    #: the fields of each slot's events, when the walk gathered them (None for a slot it gave up)
+    gathered: Optional[list[Optional[Gathered]]] = None
 
 
 def _u64_at(words: np.ndarray, widx: np.ndarray, big: bool) -> np.ndarray:

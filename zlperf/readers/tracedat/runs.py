@@ -65,7 +65,7 @@ class RunDecoder:
                            slots=self._slots if type_off >= 0 else None)
         planned: dict[int, Gathered] = {}
         if dec.gathered is not None:
-            planned = {slot.event_id: g for slot, g in zip(self._slots, dec.gathered)}
+            planned = {slot.event_id: g for slot, g in zip(self._slots, dec.gathered) if g is not None}
         n = dec.off.shape[0]
         nm = dec.missed_index.shape[0]
         chunk = Chunk()
@@ -84,8 +84,11 @@ class RunDecoder:
             return out
         types = dec.types if dec.types is not None else read_type_ids(data, dec.off, self.type_field, big)
         # Event ids are small (u16 common_type); a corrupt format can make them anything.
-        present = (np.flatnonzero(np.bincount(types, minlength=1)) if int(types.max()) < 1 << 16
-                   else distinct(types))
+        counts = np.bincount(types, minlength=1) if int(types.max()) < 1 << 16 else None
+        present = np.flatnonzero(counts) if counts is not None else distinct(types)
+        for slot in self._slots:  # the next run's rows for each slot: as many as this run's mix would need
+            seen = int(counts[slot.event_id]) if counts is not None and slot.event_id < len(counts) else 0
+            slot.per_byte = seen / max(len(data), 1)
         if present.size <= _MASK_TYPES:
             groups = [(int(t), planned[t].rec if t in planned else np.flatnonzero(types == t))
                       for t in present.tolist()]
@@ -108,7 +111,9 @@ class RunDecoder:
                                      dictionary, self.notes, gathered)
                 if (gathered is None and type_off >= 0 and len(self._slots) < _WALK_SLOTS
                         and all(slot.event_id != eid for slot in self._slots)):
-                    self._slots = self._slots + [walk_slot(ef)]  # the next runs' walk gathers it
+                    slot = walk_slot(ef)  # the next runs' walk gathers it
+                    slot.per_byte = idx.shape[0] / max(len(data), 1)
+                    self._slots = self._slots + [slot]
             pid_col = cols.get("common_pid")
             # common_pid is already int32 in every kernel's format: the same array, not a copy.
             pid = pid_col.astype(np.int32, copy=False) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
