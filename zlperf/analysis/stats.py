@@ -204,9 +204,11 @@ class Distribution:
             if int(raw.max()) < _DENSE_LIMIT:  # the usual batch: all small, no split (values < 2^16: int64 bits)
                 self._dense += np.bincount(raw.view(np.int64), minlength=int(_DENSE_LIMIT))
                 return
-            small = raw < _DENSE_LIMIT
-            self._dense += np.bincount(raw[small].view(np.int64), minlength=int(_DENSE_LIMIT))
-            raw = raw[~small]
+            # Large values counted in one bin past the dense range (dropped), then kept for the table: one pass
+            # less than selecting the small ones.
+            limit = int(_DENSE_LIMIT)
+            self._dense += np.bincount(np.minimum(raw, _DENSE_LIMIT).view(np.int64), minlength=limit + 1)[:limit]
+            raw = raw[raw >= _DENSE_LIMIT]
         uniq, counts = np.unique(raw, return_counts=True)
         if len(self._values):
             self._fold(uniq, counts.astype(np.int64))

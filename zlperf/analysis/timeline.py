@@ -108,12 +108,14 @@ class Timeline:
         grouped: dict[int, np.ndarray] = {}
         summed: dict[tuple[int, int], np.ndarray] = {}
         for i, (_dim, codes, keys) in sorted(enumerate(groupings), key=lambda g: g[1][1] is None):
+            n_codes = 1 if codes is None else len(keys)
+            flat = None  # each row's (code, bin) cell: made once for the grouping's columns
             for column, w in columns:
                 if codes is None and column in grouped:
                     summed[i, column] = grouped[column].sum(axis=0, keepdims=True)
                     continue
-                n_codes = 1 if codes is None else len(keys)
-                flat = bins if codes is None else codes * span + bins
+                if flat is None:
+                    flat = bins if codes is None else codes * span + bins
                 sums = np.bincount(flat, weights=w, minlength=n_codes * span)[: n_codes * span]
                 summed[i, column] = sums = sums.reshape(n_codes, span)
                 grouped.setdefault(column, sums)
