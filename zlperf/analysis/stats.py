@@ -65,31 +65,36 @@ def log2_bucket(values: np.ndarray) -> np.ndarray:
     return np.frexp(v.astype(np.float64))[1].astype(np.int64)
 
 
-def log2_histogram(values: np.ndarray, counts: Optional[np.ndarray] = None) -> list[int]:
-    """Counts per log2 bucket (index as :func:`log2_bucket`), trailing empty buckets dropped."""
+def log2_histogram(values: np.ndarray, counts: Optional[np.ndarray] = None,
+                   buckets: Optional[np.ndarray] = None) -> list[int]:
+    """Counts per log2 bucket (index as :func:`log2_bucket`, given as ``buckets`` when known), trailing empty
+    buckets dropped."""
     if len(values) == 0:
         return []
-    buckets = log2_bucket(values)
+    buckets = log2_bucket(values) if buckets is None else buckets
     hist = np.bincount(buckets, weights=counts, minlength=1)
-    return [int(x) for x in np.trim_zeros(hist.astype(np.int64), "b")]
+    return np.trim_zeros(hist.astype(np.int64), "b").tolist()
 
 
-def loglinear_low(values: np.ndarray) -> np.ndarray:
+def loglinear_low(values: np.ndarray, buckets: Optional[np.ndarray] = None) -> np.ndarray:
     """Lower bound of each value's log-linear bucket: the value with all but its
-    :data:`LOGLINEAR_BITS` most significant bits cleared (values below 2^7 are their own bucket)."""
+    :data:`LOGLINEAR_BITS` most significant bits cleared (values below 2^7 are their own bucket).
+    ``buckets``: the values' :func:`log2_bucket`, when known."""
     v = np.asarray(values, dtype=np.uint64)
-    shift = np.maximum(log2_bucket(v) - LOGLINEAR_BITS, 0).astype(np.uint64)
+    shift = np.maximum((log2_bucket(v) if buckets is None else buckets) - LOGLINEAR_BITS, 0).astype(np.uint64)
     return (v >> shift) << shift
 
 
-def loglinear_histogram(values: np.ndarray, counts: np.ndarray) -> list[list[int]]:
-    """``[[bucket lower bound, count], ...]`` in increasing order, of sorted distinct ``values``."""
+def loglinear_histogram(values: np.ndarray, counts: np.ndarray,
+                        buckets: Optional[np.ndarray] = None) -> list[list[int]]:
+    """``[[bucket lower bound, count], ...]`` in increasing order, of sorted distinct ``values`` (``buckets``:
+    their :func:`log2_bucket`, when known)."""
     if len(values) == 0:
         return []
-    lows = loglinear_low(values)
+    lows = loglinear_low(values, buckets)
     starts = np.flatnonzero(np.r_[True, lows[1:] != lows[:-1]])
     sums = np.add.reduceat(np.asarray(counts, dtype=np.int64), starts)
-    return [[int(lo), int(c)] for lo, c in zip(lows[starts].tolist(), sums.tolist())]
+    return list(map(list, zip(lows[starts].tolist(), sums.tolist())))  # tolist: Python ints already
 
 
 def _loglinear_mid(low: int) -> int:
@@ -262,8 +267,9 @@ class Distribution:
         for label, pct in PERCENTILES:
             rank = nearest_rank(n, pct)
             out[label] = int(values[int(np.searchsorted(cum, rank))])
-        out["hist_log2"] = log2_histogram(values, counts)
-        out["hist_loglinear"] = loglinear_histogram(values, counts)
+        buckets = log2_bucket(values)  # once for both histograms
+        out["hist_log2"] = log2_histogram(values, counts, buckets)
+        out["hist_loglinear"] = loglinear_histogram(values, counts, buckets)
         out["percentiles_from"] = "exact"
         return out
 
