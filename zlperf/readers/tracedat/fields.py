@@ -184,7 +184,7 @@ def gather_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, fmt: Ev
             base = (f.offset + f.size) if f.rel_loc else 0
             short = gathered.strings.get(f.name) if gathered is not None and f.is_string else None
             if short is not None:
-                cols[f.name] = _word_strings(*short, dictionary, f.name)
+                cols[f.name] = _word_strings(short[0], short[1], dictionary, f.name)
                 continue
             loc_col = table.get(_LOC + f.name)
             if loc_col is None:
@@ -275,8 +275,8 @@ def gathered_columns(gathered: Gathered, fmt: EventFormat, big: bool,
     for f in fmt.fields:
         if f.name in table:
             cols[f.name] = table[f.name]
-        elif f.is_string and (f.data_loc or f.rel_loc) and gathered.strings.get(f.name) is not None:
-            cols[f.name] = _word_strings(*gathered.strings[f.name], dictionary, f.name)  # type: ignore[misc]
+        elif f.is_string and (f.data_loc or f.rel_loc) and (short := gathered.strings.get(f.name)) is not None:
+            cols[f.name] = _word_strings(short[0], short[1], dictionary, f.name)
         else:
             return None
     return cols

@@ -134,6 +134,7 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
         slots = None
     size = np.ascontiguousarray(size, np.int64)
     ts0 = np.ascontiguousarray(ts0, np.uint64)
+    run_bytes = data.shape[0] if slots and data is not None else 0
     # Every record takes at least 8 bytes (a data record's header and a word, or an extend), so a page of
     # s data bytes holds at most s // 8 + 1 records: the output is sized by the run, not the file. Real events
     # take 16 bytes or more (header and common fields): try that size first, the bound if it does not do.
@@ -147,11 +148,11 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
         prob = np.empty((max(n_pages, 1), 4), np.int64)
         n_prob = np.zeros(1, np.int64)
         types = np.empty(cap if type_off >= 0 else 0, np.uint16)
-        plan = _plan(slots, cap, data.shape[0]) if slots else None
+        plan = _plan(slots, cap, run_bytes) if slots else None
         n = fn(words.ctypes.data, words.shape[0], page_size, dstart, int(big), n_pages,
                size.ctypes.data, ts0.ctypes.data, cap, off.ctypes.data, length.ctypes.data,
                ts.ctypes.data, cnt.ctypes.data, prob.ctypes.data, n_prob.ctypes.data, type_off,
-               types.ctypes.data if type_off >= 0 else None, data.shape[0] if plan else 0,
+               types.ctypes.data if type_off >= 0 else None, run_bytes,
                ctypes.byref(plan[0]) if plan else None)
         if n >= 0 or per_record == 8:
             break
@@ -160,7 +161,7 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
     problems = []
     for page, kind, at, rtype in prob[: int(n_prob[0])].tolist():
         problems.append((page, bad_record(at, rtype) if kind == _PROBLEM_BAD_RECORD else runs_off(at)))
-    gathered = _gathered(slots, plan) if plan else None
+    gathered = _gathered(slots, plan) if slots and plan else None
     # Views of the capacity: the decoder gathers its columns from them and lets the run go.
     return (off[:n], length[:n].view(np.int32), ts[:n], cnt, problems, types[:n] if type_off >= 0 else None,
             gathered)
@@ -176,7 +177,7 @@ def _plan(slots: list[Slot], cap: int, run_bytes: int) -> tuple:
     recs = [np.empty(n, np.int64) for n in rows_cap.tolist()]
     rows = [np.empty((n, max(slot.reach, 1)), np.uint8) for n, slot in zip(rows_cap.tolist(), slots)]
     reach = np.array([r.shape[1] for r in rows], np.int64)
-    strings = []  # (slot, at, base, words)
+    strings: list[tuple[int, int, int, np.ndarray]] = []  # (slot, at, base, words)
     for s, slot in enumerate(slots):
         slot_of[slot.event_id & 0xFFFF] = s
         strings.extend((s, at, base, np.empty(int(rows_cap[s]), np.uint64)) for _name, at, base in slot.strings)
