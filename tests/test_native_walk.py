@@ -66,10 +66,10 @@ def _gathers_the_same(data: np.ndarray, page_size: int, hp: HeaderPage, big: boo
     a = decode_pages(data, page_size, hp, big, type_off=0, slots=slots)
     assert a.gathered is not None and len(a.gathered) == len(formats)
     n = 0
-    for fmt, got in zip(formats, a.gathered):
+    for fmt, slot, got in zip(formats, slots, a.gathered):
         idx = np.flatnonzero(a.types == (fmt.id & 0xFFFF))
         if got is None:  # more records than the slot's rows: given up, numpy gathers them
-            assert idx.size > min(int(per_byte * len(data) * 1.25) + 256, len(data))
+            assert idx.size > min(int(per_byte * len(data) * 1.25) + 256, 2 * len(data) // slot.reach)
             continue
         assert np.array_equal(got.rec, idx)
         want_dict: dict = {}
@@ -249,3 +249,23 @@ def test_a_run_decodes_the_same_when_the_walk_gathers_its_fields(path):
             compared += a.ts.shape[0]
     f.close()
     assert compared > 0 and decoder._slots
+
+
+def test_formats_claiming_wide_records_are_bounded():
+    """A format (read from the file) may claim fields far past its records: the walk's rows for it stay within
+    twice the run's bytes (else the slot is given up to numpy), and past 1 KB it is never given to the walk."""
+    from zlperf.readers.tracedat.runs import RunDecoder
+
+    hp, page_size, big, data = next(_runs(FULL_DAT))
+    real = next(f for f in _FULL_FORMATS if f.name == "mm_zone_locked")
+    near = EventFormat(real.system, real.name, real.id, real.fields + [_field("far", "u64", 1000, 8)])
+    _gathers_the_same(data, page_size, hp, big, [near])  # within 1 KB: gathered (or given up), never unbounded
+    slot = walk_slot(near)
+    assert 2 * len(data) // slot.reach < 3 * len(data) // 1000
+
+    wide = EventFormat(real.system, real.name, real.id, real.fields + [_field("far", "u64", 4000, 8)])
+    decoder = RunDecoder(hp, real.field("common_type"), {real.id: wide}.get, lambda _id, _n: None, big=big)
+    first = decoder.decode(data, page_size, 0, 0).chunk.batches
+    second = decoder.decode(data, page_size, 0, 0).chunk.batches
+    assert decoder._slots == []  # too wide for the walk: numpy gathers it every run
+    _columns_equal(first[wide.full_name].fields, second[wide.full_name].fields)

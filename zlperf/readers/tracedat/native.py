@@ -173,7 +173,10 @@ def _plan(slots: list[Slot], cap: int, run_bytes: int) -> tuple:
     the run's records would hold several times the memory its records take."""
     slot_of = np.full(1 << 16, -1, np.int8)
     count = np.zeros(len(slots), np.int64)
-    rows_cap = np.array([min(cap, int(slot.per_byte * run_bytes * 1.25) + 256) for slot in slots], np.int64)
+    # Bounded by the run too: a format (from the file) may claim fixed parts wider than its records, and the
+    # rows of a slot never take more than twice the run's bytes (a full slot is given up, not grown).
+    rows_cap = np.array([min(cap, int(slot.per_byte * run_bytes * 1.25) + 256, 2 * run_bytes // max(slot.reach, 1))
+                         for slot in slots], np.int64)
     recs = [np.empty(n, np.int64) for n in rows_cap.tolist()]
     rows = [np.empty((n, max(slot.reach, 1)), np.uint8) for n, slot in zip(rows_cap.tolist(), slots)]
     reach = np.array([r.shape[1] for r in rows], np.int64)

@@ -24,6 +24,8 @@ from zlperf.readers.tracedat.ringbuffer import decode_pages
 _MASK_TYPES = 12
 #: Event ids whose fields the native walk gathers as it goes (those of the runs decoded before).
 _WALK_SLOTS = 16
+#: Widest fixed part the walk copies per record (real events: tens of bytes); wider ones stay with numpy.
+_WALK_REACH = 1024
 
 
 @dataclass
@@ -113,7 +115,8 @@ class RunDecoder:
                         and all(slot.event_id != eid for slot in self._slots)):
                     slot = walk_slot(ef)  # the next runs' walk gathers it
                     slot.per_byte = idx.shape[0] / max(len(data), 1)
-                    self._slots = self._slots + [slot]
+                    if slot.reach <= _WALK_REACH:
+                        self._slots = self._slots + [slot]
             pid_col = cols.get("common_pid")
             # common_pid is already int32 in every kernel's format: the same array, not a copy.
             pid = pid_col.astype(np.int32, copy=False) if pid_col is not None else np.full(idx.shape[0], -1, np.int32)
