@@ -60,7 +60,7 @@ def _gathers_the_same(data: np.ndarray, page_size: int, hp: HeaderPage, big: boo
     """The fields the native walk gathers of ``formats``' records equal numpy's gather after the walk (every
     column, dtype, string and dictionary); the number of records gathered. ``per_byte``: the slots'
     estimate (0: room for 256 records, a slot with more is given up)."""
-    slots = [walk_slot(fmt) for fmt in formats]
+    slots = [walk_slot(fmt, fmt.id & 0xFFFF) for fmt in formats]
     for slot in slots:
         slot.per_byte = per_byte
     a = decode_pages(data, page_size, hp, big, type_off=0, slots=slots)
@@ -269,3 +269,13 @@ def test_formats_claiming_wide_records_are_bounded():
     second = decoder.decode(data, page_size, 0, 0).chunk.batches
     assert decoder._slots == []  # too wide for the walk: numpy gathers it every run
     _columns_equal(first[wide.full_name].fields, second[wide.full_name].fields)
+
+
+def test_a_slot_for_an_id_no_record_can_have_is_refused():
+    """Records carry 16-bit ids: a slot for a larger one (a format id from a damaged file) is not followed."""
+    hp, page_size, big, data = next(_runs(FULL_DAT))
+    real = next(f for f in _FULL_FORMATS if f.name == "mm_zone_locked")
+    a = decode_pages(data, page_size, hp, big, type_off=0, slots=[walk_slot(real, real.id + (1 << 16))])
+    assert a.gathered is None and a.types is not None
+    b = decode_pages(data, page_size, hp, big, type_off=0, slots=[walk_slot(real)])
+    assert b.gathered is not None and b.gathered[0] is not None and len(b.gathered[0].rec) > 0

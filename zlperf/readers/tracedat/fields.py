@@ -248,14 +248,15 @@ def _fixed_layout(fmt: EventFormat, stack: bool) -> list[tuple[str, int, int, in
     return layout
 
 
-def walk_slot(fmt: EventFormat) -> Slot:
-    """What the native walk gathers of ``fmt``'s records as it meets them (see :func:`gathered_columns`)."""
+def walk_slot(fmt: EventFormat, event_id: Optional[int] = None) -> Slot:
+    """What the native walk gathers of ``fmt``'s records as it meets them (see :func:`gathered_columns`), for
+    the records whose 16-bit id is ``event_id`` (the format's own by default)."""
     layout = _fixed_layout(fmt, fmt.system == "ftrace" and fmt.name == "kernel_stack")
     reach = max((at + size * items for _key, at, size, items, _kind in layout), default=1)
     reach = -(-reach // 8) * 8  # whole words: the walk copies them without a call
     strings = [(f.name, f.offset, (f.offset + f.size) if f.rel_loc else 0)
                for f in fmt.fields if (f.data_loc or f.rel_loc) and f.is_string]
-    return Slot(fmt.id, reach, strings)
+    return Slot(fmt.id if event_id is None else event_id, reach, strings)
 
 
 def gathered_table(gathered: Gathered, fmt: EventFormat, big: bool) -> dict[str, np.ndarray]:

@@ -130,7 +130,8 @@ def walk_pages(words: np.ndarray, page_size: int, dstart: int, big: bool, size: 
         return None
     if slots and (type_off < 0 or data is None or not data.flags.c_contiguous or data.dtype != np.uint8
                   or data.ctypes.data != words.ctypes.data or data.shape[0] < words.shape[0] * 4
-                  or len(slots) > 127 or len({s.event_id for s in slots}) != len(slots)):
+                  or len(slots) > 127 or len({s.event_id for s in slots}) != len(slots)
+                  or not all(0 <= s.event_id < 1 << 16 for s in slots)):  # ids are the records' u16
         slots = None
     size = np.ascontiguousarray(size, np.int64)
     ts0 = np.ascontiguousarray(ts0, np.uint64)
@@ -182,7 +183,7 @@ def _plan(slots: list[Slot], cap: int, run_bytes: int) -> tuple:
     reach = np.array([r.shape[1] for r in rows], np.int64)
     strings: list[tuple[int, int, int, np.ndarray]] = []  # (slot, at, base, words)
     for s, slot in enumerate(slots):
-        slot_of[slot.event_id & 0xFFFF] = s
+        slot_of[slot.event_id] = s
         strings.extend((s, at, base, np.empty(int(rows_cap[s]), np.uint64)) for _name, at, base in slot.strings)
     table = (_String * max(len(strings), 1))()
     for k, (s, at, base, out) in enumerate(strings):

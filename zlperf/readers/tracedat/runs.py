@@ -113,7 +113,7 @@ class RunDecoder:
                                      dictionary, self.notes, gathered)
                 if (gathered is None and type_off >= 0 and len(self._slots) < _WALK_SLOTS
                         and all(slot.event_id != eid for slot in self._slots)):
-                    slot = walk_slot(ef)  # the next runs' walk gathers it
+                    slot = walk_slot(ef, eid)  # the next runs' walk gathers the records of this id
                     slot.per_byte = idx.shape[0] / max(len(data), 1)
                     if slot.reach <= _WALK_REACH:
                         self._slots = self._slots + [slot]
