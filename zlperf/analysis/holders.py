@@ -24,7 +24,8 @@ release become a few, which is what lets a multi-million-event trace fit in a fe
 
 from __future__ import annotations
 
-__all__ = ["NOT_TRACED", "NO_ACQUISITION", "RELEASE_COLUMNS", "HolderAttribution", "Attributed"]
+__all__ = ["NOT_TRACED", "NO_ACQUISITION", "RELEASE_COLUMNS", "HolderAttribution", "Attributed", "Candidates",
+           "Elsewhere"]
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
@@ -274,19 +275,28 @@ class HolderAttribution:
         for w in other._waits:
             self._waits.append({**w, "zone": zone_of(w["zone"]), "seq": w["seq"] + seq_shift})
 
-    def finish(self) -> Optional[Attributed]:
-        """Attribute every wait; None when the recording has no releases (no holders can be known)."""
-        if not self.seen_releases:
-            return None
-        waits = _concat(self._waits, _WAIT_COLUMNS)
-        self._waits = []
+    def keep_releases(self) -> "HolderAttribution":
+        """Move the releases into a new attribution and return it (this one keeps its waits): a worker keeps
+        them and searches them for the waits of the whole recording (:meth:`search`) instead of sending them."""
+        kept = HolderAttribution()
+        kept.seen_releases = self.seen_releases
+        kept._groups, self._groups = self._groups, {}
+        return kept
+
+    def search(self, waits: Table, zone_map: Optional[np.ndarray] = None, seq_shift: int = 0) -> "Candidates":
+        """For each wait, the latest release of its zone on another CPU at or before it among the releases
+        here (:class:`Candidates`). ``zone_map`` turns the waits' zone codes into this stream's (-1: a zone it
+        never saw); ``seq_shift`` moves the holders' stream positions into the waits' terms."""
         n = table_len(waits)
+        zone = waits["zone"]
+        if zone_map is not None:
+            zone = np.where((zone >= 0) & (zone < len(zone_map)), zone_map[np.clip(zone, 0, len(zone_map) - 1)], -1)
         best_group = np.full(n, -1, dtype=np.int64)
         best_pos = np.zeros(n, dtype=np.int64)
         best_ts = np.zeros(n, dtype=np.uint64)
         groups = sorted(self._groups.items())  # by zone, then CPU ascending: the file order of equal times
-        for gi, ((zone, cpu), g) in enumerate(groups):
-            mine = np.flatnonzero((waits["zone"] == zone) & (waits["cpu"] != cpu))
+        for gi, ((z, cpu), g) in enumerate(groups):
+            mine = np.flatnonzero((zone == z) & (waits["cpu"] != cpu))
             if not len(mine):
                 continue
             g.seal()
@@ -305,19 +315,83 @@ class HolderAttribution:
             best_group[take] = gi
             best_pos[take] = pos[better] if order is None else order[pos[better]]
             best_ts[take] = cand[better]
-        began = waits["ts"].astype(np.int64) - waits["wait_ns"].astype(np.int64)
-        traced = (best_group >= 0) & (best_ts.astype(np.int64) >= began)
-        holder = {k: np.zeros(n, dtype=dt) for k, dt in RELEASE_COLUMNS.items() if k != "seq"}
-        for gi in distinct(best_group[traced]).tolist():
-            (zone, cpu), g = groups[gi]
-            rows = np.flatnonzero(traced & (best_group == gi))
-            for k, v in g.rows(best_pos[rows]).items():
+        cpus = np.array([cpu for (_z, cpu), _g in groups] or [-1], dtype=np.int32)
+        holder = {k: np.zeros(n, dtype=RELEASE_COLUMNS[k]) for k in _KEPT}
+        found = best_group >= 0
+        hit = _in_time(waits, found, best_ts)  # only these can be the holder: their columns are read
+        for gi in distinct(best_group[hit]).tolist():
+            rows = np.flatnonzero(hit & (best_group == gi))
+            for k, v in groups[gi][1].rows(best_pos[rows]).items():
                 holder[k][rows] = v
-            holder["zone"][rows] = zone
-            holder["cpu"][rows] = cpu
+        if seq_shift:
+            seq = holder["holder_seq"]
+            holder["holder_seq"] = np.where(hit & (seq >= 0), seq + seq_shift, seq)
+        return Candidates(found, best_ts, np.where(found, cpus[np.maximum(best_group, 0)], -1), holder)
+
+    def finish(self, elsewhere: Optional["Elsewhere"] = None) -> Optional[Attributed]:
+        """Attribute every wait; None when the recording has no releases (no holders can be known).
+
+        ``elsewhere``: when other processes keep releases of this recording (:meth:`keep_releases`), sends
+        them the waits and returns how to collect their :class:`Candidates`; they search while this one
+        searches its own.
+        """
+        if not self.seen_releases:
+            return None
+        waits = _concat(self._waits, _WAIT_COLUMNS)
+        self._waits = []
+        collect = elsewhere(waits) if elsewhere is not None else None
+        found = [self.search(waits)]
         self._groups = {}
+        if collect is not None:
+            found += [c for c in collect() if c is not None]
+        traced, holder = _latest(waits, found)
         parent, chain = _chains(waits, traced, holder)
         return Attributed(waits=waits, traced=traced, holder=holder, parent=parent, chain=chain)
+
+
+@dataclass
+class Candidates:
+    """For each wait (in the order given to :meth:`HolderAttribution.search`), the latest release among one
+    process's: of the wait's zone, on another CPU, at or before the wait."""
+
+    found: np.ndarray  #: bool: there is one
+    ts: np.ndarray  #: its timestamp (0 where none)
+    cpu: np.ndarray  #: its CPU (-1 where none)
+    holder: Table  #: its kept columns (:data:`_KEPT`), where it is not older than the wait (zeros elsewhere)
+
+
+#: ``elsewhere(waits)`` hands the waits to the processes keeping other releases and returns the function that
+#: collects their candidates (None for a process that kept no release of this ABI).
+Elsewhere = Callable[[Table], Callable[[], list[Optional[Candidates]]]]
+
+
+def _in_time(waits: Table, found: np.ndarray, release_ts: np.ndarray) -> np.ndarray:
+    """Which waits' release is not older than the wait (it can have held the lock then): ``found`` ones only."""
+    began = waits["ts"].astype(np.int64) - waits["wait_ns"].astype(np.int64)
+    return found & (release_ts.astype(np.int64) >= began)
+
+
+def _latest(waits: Table, found: list[Candidates]) -> tuple[np.ndarray, Table]:
+    """(traced, holder) of every wait from the candidates of every process: the latest release wins, on equal
+    timestamps the higher CPU (later in file order), as one search over all releases would choose."""
+    n = table_len(waits)
+    src = np.full(n, -1, dtype=np.int64)
+    best_ts = np.zeros(n, dtype=np.uint64)
+    best_cpu = np.full(n, -1, dtype=np.int32)
+    for i, c in enumerate(found):
+        better = c.found & ((src < 0) | (c.ts > best_ts) | ((c.ts == best_ts) & (c.cpu > best_cpu)))
+        src[better] = i
+        best_ts[better] = c.ts[better]
+        best_cpu[better] = c.cpu[better]
+    traced = _in_time(waits, src >= 0, best_ts)
+    holder = {k: np.zeros(n, dtype=dt) for k, dt in RELEASE_COLUMNS.items() if k != "seq"}
+    for i, c in enumerate(found):
+        rows = np.flatnonzero(traced & (src == i))
+        for k in _KEPT:
+            holder[k][rows] = c.holder[k][rows]
+    holder["zone"][traced] = waits["zone"][traced]
+    holder["cpu"][traced] = best_cpu[traced]
+    return traced, holder
 
 
 def _concat(parts: list[Table], columns: dict) -> Table:
