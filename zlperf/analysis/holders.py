@@ -110,26 +110,39 @@ def _frame(raw: np.ndarray) -> bytes:
 _WIDTHS = (1, 2, 4, 8)
 
 
+def _width(span: int) -> np.dtype:
+    """The narrowest unsigned type that holds 0..``span``."""
+    return np.dtype(f"<u{next(w for w in _WIDTHS if span < 1 << (8 * w))}")
+
+
 def _narrow(v: np.ndarray) -> tuple[int, np.ndarray]:
-    """(smallest value, differences from it in the fewest bytes) of a non-empty unsigned 64-bit column."""
+    """(smallest value modulo 2^64, differences from it in the fewest bytes) of a non-empty integer or bool
+    column (compared as signed or unsigned, as its type says)."""
+    if v.dtype == np.bool_:
+        return 0, v.view(np.uint8)
     lo = int(v.min())
-    span = int(v.max()) - lo
-    width = next(w for w in _WIDTHS if span < 1 << (8 * w))
-    return lo, (v - np.uint64(lo) if lo else v).astype(np.dtype(f"<u{width}"))
+    narrow = _width(int(v.max()) - lo)
+    if v.dtype.itemsize < 8:  # the difference cannot overflow 64 bits
+        return lo % (1 << 64), (v.astype(np.int64) - lo).astype(narrow)
+    low = lo % (1 << 64)  # modulo 2^64 the difference is exact whatever the signs
+    return low, (v.view(np.uint64) - np.uint64(low)).astype(narrow)
 
 
 def _pack(part: Table) -> Packed:
     """One chunk's kept columns of a group (at least one release), narrowed and compressed (:class:`Packed`)."""
     lows, widths, firsts, cols = [], [], [], []
     for k in _KEPT:
-        v = np.asarray(part[k], dtype=RELEASE_COLUMNS[k]).astype(np.uint64)  # two's complement: mod 2^64
-        firsts.append(int(v[0]) if k in _DELTA else 0)
-        if k in _DELTA:
-            d = np.empty_like(v)
-            np.subtract(v[1:], v[:-1], out=d[1:])  # modulo 2^64: any order round-trips
+        v = np.asarray(part[k], dtype=RELEASE_COLUMNS[k])
+        if k in _DELTA:  # increasing: differences from the previous value, which start with 0
+            u = v.view(np.uint64)  # two's complement: modulo 2^64 any order round-trips
+            firsts.append(int(u[0]))
+            d = np.empty_like(u)
+            np.subtract(u[1:], u[:-1], out=d[1:])
             d[0] = 0
-            v = d
-        lo, narrow = _narrow(v)
+            lo, narrow = 0, d.astype(_width(int(d.max())))
+        else:
+            firsts.append(0)
+            lo, narrow = _narrow(v)
         lows.append(lo)
         widths.append(narrow.dtype.itemsize)
         cols.append(narrow)
@@ -225,8 +238,13 @@ class HolderAttribution:
         if table_len(releases):
             self.seen_releases = True
             zone, cpu = releases["zone"], releases["cpu"]
-            if (zone == zone[0]).all() and (cpu == cpu[0]).all():  # the fast reader: one CPU per chunk
-                splits = [((int(zone[0]), int(cpu[0])), None)]
+            one_cpu = bool((cpu == cpu[0]).all())  # the fast reader: one CPU per chunk
+            zones = _few_codes(zone) if one_cpu else None
+            if zones is not None and len(zones) == 1:
+                splits = [((zones[0], int(cpu[0])), None)]
+            elif zones is not None and bool((np.diff(releases["seq"]) >= 0).all()):
+                # In stream order already: each zone's rows, in order, are its group's (no sort).
+                splits = [((z, int(cpu[0])), np.flatnonzero(zone == z)) for z in zones]
             else:
                 order = np.lexsort((releases["seq"], cpu, zone))
                 z, c = zone[order], cpu[order]
@@ -392,6 +410,15 @@ def _latest(waits: Table, found: list[Candidates]) -> tuple[np.ndarray, Table]:
     holder["zone"][traced] = waits["zone"][traced]
     holder["cpu"][traced] = best_cpu[traced]
     return traced, holder
+
+
+def _few_codes(codes: np.ndarray, most: int = 8) -> Optional[list[int]]:
+    """The distinct values of ``codes`` in ascending order when they span at most ``most`` (a chunk's zones),
+    else None."""
+    lo, hi = int(codes.min()), int(codes.max())
+    if hi - lo >= most:
+        return None
+    return (np.flatnonzero(np.bincount(codes - lo, minlength=hi - lo + 1)) + lo).tolist()
 
 
 def _concat(parts: list[Table], columns: dict) -> Table:
