@@ -119,6 +119,11 @@ class Kallsyms:
         text = read_text_limited(path, MAX_KALLSYMS_BYTES, "kallsyms file", gunzip=True)
         return cls.from_text(text, source=str(path))
 
+    def parse(self) -> None:
+        """Parse the table now (it is otherwise parsed on first use): for a process with time to spare."""
+        if self._addrs is None:
+            self._parse()
+
     def _parse(self) -> None:
         """Build the sorted table from the text (once); keeps text symbols."""
         text, self._text = self._text or "", None

@@ -248,6 +248,8 @@ class ResultBuilder:
 
     def build(self) -> AnalysisResult:
         an, agg, info = self.an, self.agg, self.an.info
+        # Holders first asked for, found last: other processes search their releases meanwhile.
+        attribute = agg.holders.begin(an.releases_elsewhere) if self.caps.holds else None
         zones = []
         for code, g in agg.dims["zone"].items():
             z = an.zones.zones[code]
@@ -269,7 +271,7 @@ class ResultBuilder:
             warnings.append(f"{len(agg.timeline.untracked)} zones/callers beyond the first "
                             f"{agg.timeline.max_series} have no time slices (no noise estimate for zlperf diff)")
         symbols = info.symbols
-        attributed = an.attributed = agg.holders.finish(an.releases_elsewhere) if self.caps.holds else None
+        attributed = an.attributed = attribute() if attribute is not None else None
         top_waits = self.worst(agg.top_waits, "wait_ns") if self.caps.waits else []
         if attributed is not None:
             for w, h in zip(top_waits, holder_of(attributed, [r["seq"] for r in agg.top_waits.sorted_rows("wait_ns")],

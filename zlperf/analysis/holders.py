@@ -353,18 +353,27 @@ class HolderAttribution:
         them the waits and returns how to collect their :class:`Candidates`; they search while this one
         searches its own.
         """
+        return self.begin(elsewhere)()
+
+    def begin(self, elsewhere: Optional["Elsewhere"] = None) -> Callable[[], Optional[Attributed]]:
+        """:meth:`finish` in two steps: the waits go to ``elsewhere`` now; the function returned searches here,
+        collects what the others found and attributes (the caller can do other work in between)."""
         if not self.seen_releases:
-            return None
+            return lambda: None
         waits = _concat(self._waits, _WAIT_COLUMNS)
         self._waits = []
         collect = elsewhere(waits) if elsewhere is not None else None
-        found = [self.search(waits)]
-        self._groups = {}
-        if collect is not None:
-            found += [c for c in collect() if c is not None]
-        traced, holder = _latest(waits, found)
-        parent, chain = _chains(waits, traced, holder)
-        return Attributed(waits=waits, traced=traced, holder=holder, parent=parent, chain=chain)
+
+        def attribute() -> Attributed:
+            found = [self.search(waits)]
+            self._groups = {}
+            if collect is not None:
+                found += [c for c in collect() if c is not None]
+            traced, holder = _latest(waits, found)
+            parent, chain = _chains(waits, traced, holder)
+            return Attributed(waits=waits, traced=traced, holder=holder, parent=parent, chain=chain)
+
+        return attribute
 
 
 @dataclass

@@ -184,6 +184,8 @@ def analyze_parts(reader: PartReader, options: Optional[AnalysisOptions],
     with Workers(parts[1:], len(parts) - 1, work, converse=True) as workers:
         for chunk in reader.chunks(part=parts[0]):
             an.feed(chunk)
+        if info.symbols is not None and workers.waiting():  # done first: the symbols the result needs, meanwhile
+            info.symbols.parse()
         shift = parts[0].used
         for got in workers.messages(lambda _message: True):
             info.warnings.extend(got.warnings)

@@ -19,6 +19,7 @@ import gc
 import mmap
 import os
 import pickle
+import select
 import signal
 import struct
 from typing import Any, Callable, Iterator, Sequence
@@ -296,6 +297,11 @@ class Workers:
                     break
         if not self.converse:
             self._ended()
+
+    def waiting(self) -> bool:
+        """Whether reading the next message would wait: no worker has sent anything unread yet."""
+        readable, _w, _x = select.select([ch.rfd for ch in self.chans], [], [], 0)
+        return not readable
 
     def _ended(self) -> None:
         for ch in self.chans:  # every worker says it ended (and hands over nothing more)
