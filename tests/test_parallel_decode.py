@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -262,3 +263,20 @@ def test_conversing_workers_asked_nothing_end_with_the_reader(no_workers_left):
     """A reader that asks nothing (it needs no answer after all) still stops and reaps its workers."""
     with Workers([0, 1], 2, _keeps_and_answers, converse=True) as workers:
         assert len(list(workers.messages(lambda m: True))) == 2
+
+
+def _slow_then_answers(parts, outbox):
+    outbox.receive()  # held back until the reader has looked
+    outbox(("part", parts[0]))
+
+
+def test_waiting_says_whether_a_message_is_there(no_workers_left):
+    """`waiting()` is what the reader does with time to spare: true until a worker has sent something."""
+    with Workers([0], 1, _slow_then_answers, converse=True) as workers:
+        assert workers.waiting()
+        workers.ask(["go"])
+        deadline = time.monotonic() + 30
+        while workers.waiting() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not workers.waiting()
+        assert list(workers.messages(lambda m: True)) == [("part", 0)]
