@@ -10,7 +10,7 @@ from conftest import DATA, FULL_DAT, FULL_PERF_DATA, FULL_V6_DAT, STOCK_DAT, TRA
 from zlperf.analysis import AnalysisOptions, analyze
 from zlperf.analysis import parallel
 from zlperf.analysis.core import Analyzer
-from zlperf.analysis.parallel import _absorb, _analyse_part, _releases_elsewhere, _search_kept
+from zlperf.analysis.parallel import _absorb, _analyse_part
 from zlperf.events import ReadPart
 from zlperf.readers import open_trace
 from zlperf.readers.tracedat import FastTraceReader
@@ -101,13 +101,10 @@ def _per_cpu_merge(path, split_at: int, drop_unlocks_after: bool = False):
                         chunk.batches.pop("kmem:mm_zone_lock_unlock", None)
                         yield chunk
                 other.chunks = chunks
-            got, kept = _analyse_part(other, None, rest)
+            got = _analyse_part(other, None, rest)
         inexact: set[str] = set()
-        terms = _absorb(an, got, first.used, inexact)
+        _absorb(an, got, first.used, inexact)
         whole.end_parts([first, got.part])
-        asked = []  # the question a worker would get, answered as it would (kept: its part's releases)
-        an.releases_elsewhere = _releases_elsewhere(
-            asked.append, lambda: [_search_kept([kept], (*asked[0], [terms]))], an.lane()[0].key)
         return an, inexact
 
 
@@ -117,9 +114,6 @@ def test_the_merge_step_equals_one_pass(split_at):
     assert not inexact
     with FastTraceReader(str(FULL_V6_DAT), jobs=1) as r:
         assert build_document(an.result()) == build_document(analyze(r))
-    # Holders found among the releases the "worker" kept, not only among this process's.
-    att = an.attributed
-    assert att is not None and (att.traced & (att.holder["cpu"] >= split_at)).any()
 
 
 def test_acquisitions_one_pass_would_have_paired_make_the_merge_inexact():

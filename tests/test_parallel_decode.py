@@ -234,49 +234,22 @@ def test_workers_start_before_the_first_message_and_stop_unread(no_workers_left)
     assert not set(workers.pids) & _children()
 
 
-def _keeps_and_answers(parts, outbox):
-    """A conversing worker: emits each part, keeps a big array of its own, answers one question about it."""
-    kept = {p: np.arange(p * 1_000_000, p * 1_000_000 + 3_000_000, dtype=np.int64) for p in parts}  # 24 MB each
-    for p in parts:
-        outbox(("part", p))
-    question = outbox.receive()
-    if question is not None:
-        offset, picks = question
-        outbox({p: kept[p][picks] + offset for p in parts})
+def _sends_when_told(parts, emit):
+    with open(parts[0], "rb") as fh:  # a FIFO: blocks until the test opens it for writing
+        fh.read()
+    emit(("part", parts[0]))
 
 
-def test_conversing_workers_answer_in_worker_order(no_workers_left):
-    """Questions (larger than the pipe) go to each worker after its parts; the answers (larger than the slot)
-    come back in worker order, and the workers end."""
-    picks = np.arange(0, 3_000_000, 2)  # a 12 MB question
-    with Workers([0, 1, 2], 2, _keeps_and_answers, converse=True) as workers:
-        assert [m for m in workers.messages(lambda m: True)] == [("part", 0), ("part", 1), ("part", 2)]
-        workers.ask([(w * 10, picks) for w in range(workers.jobs)])
-        answers = workers.replies()
-    assert [sorted(a) for a in answers] == [[0, 2], [1]]  # parts 0 and 2 in worker 0, part 1 in worker 1
-    for w, answer in enumerate(answers):
-        for p, got in answer.items():
-            assert (got == p * 1_000_000 + picks + w * 10).all()
-
-
-def test_conversing_workers_asked_nothing_end_with_the_reader(no_workers_left):
-    """A reader that asks nothing (it needs no answer after all) still stops and reaps its workers."""
-    with Workers([0, 1], 2, _keeps_and_answers, converse=True) as workers:
-        assert len(list(workers.messages(lambda m: True))) == 2
-
-
-def _slow_then_answers(parts, outbox):
-    outbox.receive()  # held back until the reader has looked
-    outbox(("part", parts[0]))
-
-
-def test_waiting_says_whether_a_message_is_there(no_workers_left):
+def test_waiting_says_whether_a_message_is_there(no_workers_left, tmp_path):
     """`waiting()` is what the reader does with time to spare: true until a worker has sent something."""
-    with Workers([0], 1, _slow_then_answers, converse=True) as workers:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    with Workers([str(fifo)], 1, _sends_when_told) as workers:
         assert workers.waiting()
-        workers.ask(["go"])
+        with open(fifo, "wb"):
+            pass
         deadline = time.monotonic() + 30
         while workers.waiting() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not workers.waiting()
-        assert list(workers.messages(lambda m: True)) == [("part", 0)]
+        assert list(workers.messages(lambda m: True)) == [("part", str(fifo))]

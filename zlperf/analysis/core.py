@@ -16,7 +16,7 @@ import numpy as np
 
 from zlperf.analysis.abi import AbiAdapter, concerns, make_adapters
 from zlperf.analysis.aggregate import Aggregate, GroupStats, TopN
-from zlperf.analysis.holders import Attributed, Elsewhere, holder_of, summarize
+from zlperf.analysis.holders import Attributed, holder_of, summarize
 from zlperf.analysis.model import Capabilities, Observations, Table, ZoneTable, table_len
 from zlperf.analysis.options import ABIS, AnalysisOptions
 from zlperf.analysis.result import (
@@ -100,9 +100,6 @@ class Analyzer:
         #: after :meth:`result`: every wait of the window with its holder (hold-time recordings), for
         #: exporters that draw or store each hand-off; None when the recording cannot tell
         self.attributed: Optional[Attributed] = None
-        #: while the parts of a recording analysed in other processes keep their releases there: how to search
-        #: them for the holders of the waits (:mod:`zlperf.analysis.parallel`)
-        self.releases_elsewhere: Optional[Elsewhere] = None
         self.comms: dict[int, str] = dict(info.cmdlines)  #: pid -> comm, updated from each chunk
         self.event_counts: dict[str, int] = {}
         self.missed_events = 0
@@ -248,8 +245,6 @@ class ResultBuilder:
 
     def build(self) -> AnalysisResult:
         an, agg, info = self.an, self.agg, self.an.info
-        # Holders first asked for, found last: other processes search their releases meanwhile.
-        attribute = agg.holders.begin(an.releases_elsewhere) if self.caps.holds else None
         zones = []
         for code, g in agg.dims["zone"].items():
             z = an.zones.zones[code]
@@ -271,7 +266,7 @@ class ResultBuilder:
             warnings.append(f"{len(agg.timeline.untracked)} zones/callers beyond the first "
                             f"{agg.timeline.max_series} have no time slices (no noise estimate for zlperf diff)")
         symbols = info.symbols
-        attributed = an.attributed = attribute() if attribute is not None else None
+        attributed = an.attributed = agg.holders.finish() if self.caps.holds else None
         top_waits = self.worst(agg.top_waits, "wait_ns") if self.caps.waits else []
         if attributed is not None:
             for w, h in zip(top_waits, holder_of(attributed, [r["seq"] for r in agg.top_waits.sorted_rows("wait_ns")],

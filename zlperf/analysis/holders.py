@@ -24,8 +24,7 @@ release become a few, which is what lets a multi-million-event trace fit in a fe
 
 from __future__ import annotations
 
-__all__ = ["NOT_TRACED", "NO_ACQUISITION", "RELEASE_COLUMNS", "HolderAttribution", "Attributed", "Candidates",
-           "Elsewhere"]
+__all__ = ["NOT_TRACED", "NO_ACQUISITION", "RELEASE_COLUMNS", "HolderAttribution", "Attributed"]
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
@@ -202,7 +201,11 @@ class _Group:
 
     def seal(self) -> None:
         """Join the timestamps (only they are searched); keep the other columns per chunk."""
-        self.ts = np.concatenate([_unpack(p, n, ("ts",))["ts"] for p, n in zip(self.parts, self.sizes)])
+        self.ts = np.empty(sum(self.sizes), dtype=np.uint64)  # filled part by part: no second copy
+        at = 0
+        for p, n in zip(self.parts, self.sizes):
+            self.ts[at:at + n] = _unpack(p, n, ("ts",))["ts"]
+            at += n
 
     def rows(self, pos: np.ndarray) -> Table:
         """Kept columns of releases at positions ``pos`` (sorted or not) of the joined order."""
@@ -293,28 +296,18 @@ class HolderAttribution:
         for w in other._waits:
             self._waits.append({**w, "zone": zone_of(w["zone"]), "seq": w["seq"] + seq_shift})
 
-    def keep_releases(self) -> "HolderAttribution":
-        """Move the releases into a new attribution and return it (this one keeps its waits): a worker keeps
-        them and searches them for the waits of the whole recording (:meth:`search`) instead of sending them."""
-        kept = HolderAttribution()
-        kept.seen_releases = self.seen_releases
-        kept._groups, self._groups = self._groups, {}
-        return kept
-
-    def search(self, waits: Table, zone_map: Optional[np.ndarray] = None, seq_shift: int = 0) -> "Candidates":
-        """For each wait, the latest release of its zone on another CPU at or before it among the releases
-        here (:class:`Candidates`). ``zone_map`` turns the waits' zone codes into this stream's (-1: a zone it
-        never saw); ``seq_shift`` moves the holders' stream positions into the waits' terms."""
+    def finish(self) -> Optional[Attributed]:
+        """Attribute every wait; None when the recording has no releases (no holders can be known)."""
+        if not self.seen_releases:
+            return None
+        waits = _concat_consuming(self._waits, _WAIT_COLUMNS)
         n = table_len(waits)
-        zone = waits["zone"]
-        if zone_map is not None:
-            zone = np.where((zone >= 0) & (zone < len(zone_map)), zone_map[np.clip(zone, 0, len(zone_map) - 1)], -1)
         best_group = np.full(n, -1, dtype=np.int64)
         best_pos = np.zeros(n, dtype=np.int64)
         best_ts = np.zeros(n, dtype=np.uint64)
         groups = sorted(self._groups.items())  # by zone, then CPU ascending: the file order of equal times
-        for gi, ((z, cpu), g) in enumerate(groups):
-            mine = np.flatnonzero((zone == z) & (waits["cpu"] != cpu))
+        for gi, ((zone, cpu), g) in enumerate(groups):
+            mine = np.flatnonzero((waits["zone"] == zone) & (waits["cpu"] != cpu))
             if not len(mine):
                 continue
             g.seal()
@@ -333,92 +326,19 @@ class HolderAttribution:
             best_group[take] = gi
             best_pos[take] = pos[better] if order is None else order[pos[better]]
             best_ts[take] = cand[better]
-        cpus = np.array([cpu for (_z, cpu), _g in groups] or [-1], dtype=np.int32)
-        holder = {k: np.zeros(n, dtype=RELEASE_COLUMNS[k]) for k in _KEPT}
-        found = best_group >= 0
-        hit = _in_time(waits, found, best_ts)  # only these can be the holder: their columns are read
-        for gi in distinct(best_group[hit]).tolist():
-            rows = np.flatnonzero(hit & (best_group == gi))
-            for k, v in groups[gi][1].rows(best_pos[rows]).items():
+        began = waits["ts"].astype(np.int64) - waits["wait_ns"].astype(np.int64)
+        traced = (best_group >= 0) & (best_ts.astype(np.int64) >= began)
+        holder = {k: np.zeros(n, dtype=dt) for k, dt in RELEASE_COLUMNS.items() if k != "seq"}
+        for gi in distinct(best_group[traced]).tolist():
+            (zone, cpu), g = groups[gi]
+            rows = np.flatnonzero(traced & (best_group == gi))
+            for k, v in g.rows(best_pos[rows]).items():
                 holder[k][rows] = v
-        if seq_shift:
-            seq = holder["holder_seq"]
-            holder["holder_seq"] = np.where(hit & (seq >= 0), seq + seq_shift, seq)
-        return Candidates(found, best_ts, np.where(found, cpus[np.maximum(best_group, 0)], -1), holder)
-
-    def finish(self, elsewhere: Optional["Elsewhere"] = None) -> Optional[Attributed]:
-        """Attribute every wait; None when the recording has no releases (no holders can be known).
-
-        ``elsewhere``: when other processes keep releases of this recording (:meth:`keep_releases`), sends
-        them the waits and returns how to collect their :class:`Candidates`; they search while this one
-        searches its own.
-        """
-        return self.begin(elsewhere)()
-
-    def begin(self, elsewhere: Optional["Elsewhere"] = None) -> Callable[[], Optional[Attributed]]:
-        """:meth:`finish` in two steps: the waits go to ``elsewhere`` now; the function returned searches here,
-        collects what the others found and attributes (the caller can do other work in between)."""
-        if not self.seen_releases:
-            return lambda: None
-        waits = _concat(self._waits, _WAIT_COLUMNS)
-        self._waits = []
-        collect = elsewhere(waits) if elsewhere is not None else None
-
-        def attribute() -> Attributed:
-            found = [self.search(waits)]
-            self._groups = {}
-            if collect is not None:
-                found += [c for c in collect() if c is not None]
-            traced, holder = _latest(waits, found)
-            parent, chain = _chains(waits, traced, holder)
-            return Attributed(waits=waits, traced=traced, holder=holder, parent=parent, chain=chain)
-
-        return attribute
-
-
-@dataclass
-class Candidates:
-    """For each wait (in the order given to :meth:`HolderAttribution.search`), the latest release among one
-    process's: of the wait's zone, on another CPU, at or before the wait."""
-
-    found: np.ndarray  #: bool: there is one
-    ts: np.ndarray  #: its timestamp (0 where none)
-    cpu: np.ndarray  #: its CPU (-1 where none)
-    holder: Table  #: its kept columns (:data:`_KEPT`), where it is not older than the wait (zeros elsewhere)
-
-
-#: ``elsewhere(waits)`` hands the waits to the processes keeping other releases and returns the function that
-#: collects their candidates (None for a process that kept no release of this ABI).
-Elsewhere = Callable[[Table], Callable[[], list[Optional[Candidates]]]]
-
-
-def _in_time(waits: Table, found: np.ndarray, release_ts: np.ndarray) -> np.ndarray:
-    """Which waits' release is not older than the wait (it can have held the lock then): ``found`` ones only."""
-    began = waits["ts"].astype(np.int64) - waits["wait_ns"].astype(np.int64)
-    return found & (release_ts.astype(np.int64) >= began)
-
-
-def _latest(waits: Table, found: list[Candidates]) -> tuple[np.ndarray, Table]:
-    """(traced, holder) of every wait from the candidates of every process: the latest release wins, on equal
-    timestamps the higher CPU (later in file order), as one search over all releases would choose."""
-    n = table_len(waits)
-    src = np.full(n, -1, dtype=np.int64)
-    best_ts = np.zeros(n, dtype=np.uint64)
-    best_cpu = np.full(n, -1, dtype=np.int32)
-    for i, c in enumerate(found):
-        better = c.found & ((src < 0) | (c.ts > best_ts) | ((c.ts == best_ts) & (c.cpu > best_cpu)))
-        src[better] = i
-        best_ts[better] = c.ts[better]
-        best_cpu[better] = c.cpu[better]
-    traced = _in_time(waits, src >= 0, best_ts)
-    holder = {k: np.zeros(n, dtype=dt) for k, dt in RELEASE_COLUMNS.items() if k != "seq"}
-    for i, c in enumerate(found):
-        rows = np.flatnonzero(traced & (src == i))
-        for k in _KEPT:
-            holder[k][rows] = c.holder[k][rows]
-    holder["zone"][traced] = waits["zone"][traced]
-    holder["cpu"][traced] = best_cpu[traced]
-    return traced, holder
+            holder["zone"][rows] = zone
+            holder["cpu"][rows] = cpu
+        self._groups = {}
+        parent, chain = _chains(waits, traced, holder)
+        return Attributed(waits=waits, traced=traced, holder=holder, parent=parent, chain=chain)
 
 
 def _few_codes(codes: np.ndarray, most: int = 8) -> Optional[list[int]]:
@@ -430,10 +350,13 @@ def _few_codes(codes: np.ndarray, most: int = 8) -> Optional[list[int]]:
     return (np.flatnonzero(np.bincount(codes - lo, minlength=hi - lo + 1)) + lo).tolist()
 
 
-def _concat(parts: list[Table], columns: dict) -> Table:
-    if not parts:
-        return {k: np.empty(0, dtype=dt) for k, dt in columns.items()}
-    return {k: np.concatenate([p[k] for p in parts]) for k in columns}
+def _concat_consuming(parts: list[Table], columns: dict) -> Table:
+    """The ``parts`` joined, emptying them column by column: at most one column is held twice."""
+    out: Table = {}
+    for k, dt in columns.items():
+        out[k] = np.concatenate([p.pop(k) for p in parts]) if parts else np.empty(0, dtype=dt)
+    parts.clear()
+    return out
 
 
 def _chains(waits: Table, traced: np.ndarray, holder: Table) -> tuple[np.ndarray, np.ndarray]:

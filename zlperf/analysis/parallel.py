@@ -16,14 +16,13 @@ from __future__ import annotations
 __all__ = ["PartAnalysis", "analyze_parts"]
 
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Iterator, Optional, Protocol, Sequence
+from typing import Any, Collection, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 
 from zlperf.analysis.aggregate import Aggregate
 from zlperf.analysis.core import Analyzer
-from zlperf.analysis.holders import Candidates, Elsewhere, HolderAttribution
-from zlperf.analysis.model import Table, Zone
+from zlperf.analysis.model import Zone
 from zlperf.analysis.options import AnalysisOptions
 from zlperf.events import Chunk, ReadPart, TraceInfo
 from zlperf.readers.workers import Workers
@@ -66,12 +65,9 @@ class PartAnalysis:
     warnings: list[str]  #: what reading the part warned of
 
 
-def _analyse_part(reader: PartReader, options: Optional[AnalysisOptions],
-                  part: ReadPart) -> tuple[PartAnalysis, dict[str, HolderAttribution]]:
+def _analyse_part(reader: PartReader, options: Optional[AnalysisOptions], part: ReadPart) -> PartAnalysis:
     """In a worker: one pass over ``part``, every mergeable lane finished (its open pairs end with the part's
-    CPUs); and each lane's releases, which the worker keeps to search for the whole recording's waits (see
-    :func:`_search_kept`) rather than send. The worker's copy of ``info.warnings`` is emptied first, so it then
-    holds the part's own."""
+    CPUs). The worker's copy of ``info.warnings`` is emptied first, so it then holds the part's own."""
     warnings = reader.info.warnings
     del warnings[:]
     an = Analyzer(reader.info, options)
@@ -81,7 +77,6 @@ def _analyse_part(reader: PartReader, options: Optional[AnalysisOptions],
         an.feed(chunk)
     read_warnings = list(warnings)  # an adapter's end-of-stream notes are the merged stream's to give
     lanes: dict[str, tuple[dict, Aggregate]] = {}
-    kept: dict[str, HolderAttribution] = {}
     unmergeable = []
     for adapter, agg in an.lanes:
         if not any(an.event_counts.get(e) for e in adapter.events):
@@ -90,30 +85,15 @@ def _analyse_part(reader: PartReader, options: Optional[AnalysisOptions],
             unmergeable.append(adapter.key)
             continue
         an.finish_lane(adapter, agg)
-        kept[adapter.key] = agg.holders.keep_releases()
         lanes[adapter.key] = (adapter.counters(), agg)  # type: ignore[attr-defined]
     return PartAnalysis(part, list(an.zones.zones), lanes, unmergeable, an.event_counts, comms,
                         an.missed_events, an.missed_unknown_gaps, an.missed_by_cpu, an.first_ts, an.last_ts,
-                        read_warnings), kept
+                        read_warnings)
 
 
-#: What a part's process needs to search its releases for the recording's waits: the part's zone code of each
-#: zone code of the merged stream (-1: not in the part), and the shift of the part's stream positions.
-PartTerms = tuple[np.ndarray, int]
-
-
-def _search_kept(kept: Sequence[dict[str, HolderAttribution]], question: tuple[str, Table, list[PartTerms]]
-                 ) -> list[Optional[Candidates]]:
-    """In a worker: the candidate holders of every wait of the recording among each of its parts' releases."""
-    key, waits, terms = question
-    return [releases[key].search(waits, zone_map, shift) if key in releases else None
-            for releases, (zone_map, shift) in zip(kept, terms)]
-
-
-def _absorb(an: Analyzer, got: PartAnalysis, seq_shift: int, inexact: set[str]) -> PartTerms:
+def _absorb(an: Analyzer, got: PartAnalysis, seq_shift: int, inexact: set[str]) -> None:
     """Merge a part's analysis into ``an`` (which holds the parts before it); lanes that would not equal
-    one pass go into ``inexact``. Returns the terms its process searches its releases in (:data:`PartTerms`;
-    zones the merged stream meets later are not the part's)."""
+    one pass go into ``inexact``."""
     zones = np.array([an.zones.code(z) for z in got.zones] or [-1], dtype=np.int32)
     for name, n in got.event_counts.items():
         an.event_counts[name] = an.event_counts.get(name, 0) + n
@@ -134,54 +114,24 @@ def _absorb(an: Analyzer, got: PartAnalysis, seq_shift: int, inexact: set[str]) 
         if not adapter.absorb(counters):  # type: ignore[attr-defined]
             inexact.add(adapter.key)
         agg.absorb(theirs, zones, seq_shift)
-    return _zone_map(zones[: len(got.zones)], an), seq_shift
-
-
-def _zone_map(codes: np.ndarray, an: Analyzer) -> np.ndarray:
-    """The part's code of each of ``an``'s zone codes so far (``codes``: the merged code of each part code)."""
-    zone_map = np.full(max(len(an.zones.zones), 1), -1, dtype=np.int32)
-    zone_map[codes] = np.arange(len(codes), dtype=np.int32)
-    return zone_map
-
-
-def _releases_elsewhere(ask: Callable[[tuple[str, Table]], None],
-                        collect: Callable[[], list[list[Optional[Candidates]]]], key: str) -> Elsewhere:
-    """The :data:`~zlperf.analysis.holders.Elsewhere` of lane ``key``: ``ask`` hands the waits to the workers,
-    ``collect`` gathers what each found."""
-    def elsewhere(waits: Table) -> Callable[[], list[Optional[Candidates]]]:
-        ask((key, waits))
-        return lambda: [c for reply in collect() for c in reply]
-
-    return elsewhere
 
 
 def analyze_parts(reader: PartReader, options: Optional[AnalysisOptions],
                   parts: Sequence[ReadPart]) -> Optional[Analyzer]:
-    """An analyzer holding the whole recording, its result built, ``parts[0]`` analysed here and the others in
-    forked workers meanwhile; None when the recording needs one pass (see the module), with ``info.warnings``
-    as before.
-
-    Each worker keeps its parts' releases and, while this process searches its own, searches them for the
-    holder of every wait (the result is built while the workers are there to ask)."""
+    """An analyzer holding the whole recording, ``parts[0]`` analysed here and the others in forked workers
+    meanwhile; None when the recording needs one pass (see the module), with ``info.warnings`` as before."""
     info = reader.info
     before = list(info.warnings)
 
-    def work(mine: Sequence[ReadPart], outbox: Any) -> None:
-        kept = []
+    def work(mine: Sequence[ReadPart], emit: Any) -> None:
         for part in mine:
-            got, releases = _analyse_part(reader, options, part)
-            outbox(got)
-            kept.append(releases)
-        question = outbox.receive()
-        if question is not None:
-            outbox(_search_kept(kept, question))
+            emit(_analyse_part(reader, options, part))
 
     an = Analyzer(info, options)
     inexact: set[str] = set()
     done = [parts[0]]
-    terms: list[PartTerms] = []
     # Forked before this process reads (and so starts its prefetch thread): a fork copies one thread only.
-    with Workers(parts[1:], len(parts) - 1, work, converse=True) as workers:
+    with Workers(parts[1:], len(parts) - 1, work) as workers:
         for chunk in reader.chunks(part=parts[0]):
             an.feed(chunk)
         if info.symbols is not None and workers.waiting():  # done first: the symbols the result needs, meanwhile
@@ -189,21 +139,12 @@ def analyze_parts(reader: PartReader, options: Optional[AnalysisOptions],
         shift = parts[0].used
         for got in workers.messages(lambda _message: True):
             info.warnings.extend(got.warnings)
-            terms.append(_absorb(an, got, shift, inexact))
+            _absorb(an, got, shift, inexact)
             shift += got.part.used
             done.append(got.part)
-        reader.end_parts(done)
-        adapter, _agg, _found = an.lane()
-        if adapter.key in inexact:
-            info.warnings[:] = before
-            return None
-        def ask(question: tuple[str, Table]) -> None:
-            key, waits = question
-            workers.ask([(key, waits, terms[w::workers.jobs]) for w in range(workers.jobs)])
-
-        an.releases_elsewhere = _releases_elsewhere(ask, workers.replies, adapter.key)
-        try:
-            an.result()
-        finally:
-            an.releases_elsewhere = None
+    reader.end_parts(done)
+    adapter, _agg, _found = an.lane()
+    if adapter.key in inexact:
+        info.warnings[:] = before
+        return None
     return an

@@ -12,7 +12,7 @@ has copied its last message: memory stays at about one run per worker whatever t
 
 from __future__ import annotations
 
-__all__ = ["default_jobs", "run_in_workers", "Workers", "Outbox", "WorkerError"]
+__all__ = ["default_jobs", "run_in_workers", "Workers", "WorkerError"]
 
 import fcntl
 import gc
@@ -101,48 +101,25 @@ class _Channel:
     def __init__(self) -> None:
         self.rfd, self.wfd = os.pipe()
         self.ack_r, self.ack_w = os.pipe()
-        self.req_r, self.req_w = os.pipe()  # the reader's questions, for workers that converse
-        for fd in (self.wfd, self.req_w):
-            try:
-                fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
-            except OSError:  # a lower limit: the default size works, slower
-                pass
+        try:
+            fcntl.fcntl(self.wfd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+        except OSError:  # a lower limit: the default size works, slower
+            pass
         self.slot = mmap.mmap(-1, _SLOT_BYTES)  # shared and anonymous: the forked worker writes, we read
         self.pending = False  # worker side: the reader has not yet copied the slot's last message
 
     def worker_side(self) -> None:
         os.close(self.rfd)
         os.close(self.ack_w)
-        os.close(self.req_w)
 
     def reader_side(self) -> None:
         os.close(self.wfd)
         os.close(self.ack_r)
-        os.close(self.req_r)
 
     def close(self) -> None:
         os.close(self.rfd)
         os.close(self.ack_w)
-        os.close(self.req_w)  # a worker waiting for a question reads the end of the stream: it ends
         self.slot.close()
-
-    # -- a conversation: the reader asks, the worker answers with a message ------------------------
-    def ask(self, question: Any) -> None:
-        """In the reader: send ``question`` to the worker (see :meth:`Outbox.receive`)."""
-        body = pickle.dumps(question, protocol=5)
-        _write_all(self.req_w, _LEN.pack(len(body)) + body)
-
-    def question(self) -> Any:
-        """In the worker: the reader's next question; None when the reader will ask nothing more."""
-        head = bytearray(_LEN.size)
-        if not _read_into(self.req_r, memoryview(head)):
-            return None
-        (size,) = _LEN.unpack(head)
-        if size > _MAX_MESSAGE:
-            raise WorkerError(f"the reader sent a malformed question ({size} bytes)")
-        body = bytearray(size)
-        _read_into(self.req_r, memoryview(body))
-        return pickle.loads(body)
 
     # -- in the worker --------------------------------------------------------------------------
     def send(self, message: Any) -> None:
@@ -208,21 +185,6 @@ def _aligned(n: int) -> int:
     return (n + 63) & ~63  # each column at a 64-byte boundary of the slot
 
 
-class Outbox:
-    """A worker's way to the reader: ``outbox(message)`` emits a message; :meth:`receive` waits for a question
-    (workers started with ``converse=True``: see :meth:`Workers.ask`)."""
-
-    def __init__(self, ch: _Channel):
-        self._ch = ch
-
-    def __call__(self, message: Any) -> None:
-        self._ch.send(("msg", message))
-
-    def receive(self) -> Any:
-        """The reader's next question; None when it has none (it is done with this worker)."""
-        return self._ch.question()
-
-
 def _child(ch: _Channel, work: Callable[[Sequence[Any], Emit], None], parts: Sequence[Any]) -> None:
     """The worker's whole life: decode its parts, say it ended (or how it failed), exit without cleanup."""
     code = 0
@@ -231,7 +193,7 @@ def _child(ch: _Channel, work: Callable[[Sequence[Any], Emit], None], parts: Seq
         # (and so copy) every page they sit on.
         gc.freeze()
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C in the terminal: the reader handles it
-        work(parts, Outbox(ch))
+        work(parts, lambda message: ch.send(("msg", message)))
         ch.send(("end", None))
     except BaseException as exc:  # handed to the reader, raised there
         try:
@@ -248,17 +210,10 @@ def _child(ch: _Channel, work: Callable[[Sequence[Any], Emit], None], parts: Seq
 
 class Workers:
     """Worker processes forked now, one per ``jobs``, running ``work`` over ``parts`` (part ``i`` in worker
-    ``i % jobs``); :meth:`messages` reads what they emit. A context manager: leaving it stops them.
+    ``i % jobs``); :meth:`messages` reads what they emit. A context manager: leaving it stops them."""
 
-    ``converse``: after their parts the workers wait for questions (``emit.receive()``, an :class:`Outbox`),
-    which :meth:`ask` sends and :meth:`replies` collects the answers of, so what a worker keeps need not be
-    sent to the reader whole.
-    """
-
-    def __init__(self, parts: Sequence[Any], jobs: int, work: Callable[[Sequence[Any], Emit], None],
-                 converse: bool = False):
+    def __init__(self, parts: Sequence[Any], jobs: int, work: Callable[[Sequence[Any], Emit], None]):
         self.parts = parts
-        self.converse = converse
         self.jobs = max(1, min(jobs, len(parts)))
         self.pids: list[int] = []
         self.chans: list[_Channel] = []
@@ -295,39 +250,15 @@ class Workers:
                 yield message
                 if done(message):
                     break
-        if not self.converse:
-            self._ended()
+        for ch in chans:  # every worker says it ended (and hands over nothing more)
+            kind, message = ch.receive()
+            if kind == "error":
+                raise message
 
     def waiting(self) -> bool:
         """Whether reading the next message would wait: no worker has sent anything unread yet."""
         readable, _w, _x = select.select([ch.rfd for ch in self.chans], [], [], 0)
         return not readable
-
-    def _ended(self) -> None:
-        for ch in self.chans:  # every worker says it ended (and hands over nothing more)
-            kind, message = ch.receive()
-            if kind == "error":
-                raise message
-
-    def ask(self, questions: Sequence[Any]) -> None:
-        """Send worker ``w`` the question ``questions[w]`` (after :meth:`messages`, with ``converse``); each
-        answers with one message (:meth:`replies`)."""
-        for ch, question in zip(self.chans, questions):
-            ch.ask(question)
-
-    def replies(self) -> list[Any]:
-        """Each worker's answer to the question :meth:`ask` sent, in worker order; then the workers end (their
-        ``work`` returns after one answer)."""
-        out = []
-        for ch in self.chans:
-            kind, message = ch.receive()
-            if kind == "error":
-                raise message
-            if kind != "msg":
-                raise WorkerError("a worker ended without answering")
-            out.append(message)
-        self._ended()  # a worker's work ends with its answer
-        return out
 
     def close(self) -> None:
         """Stop the workers still running and wait for them all."""
