@@ -243,6 +243,7 @@ class HolderAttribution:
             zone, cpu = releases["zone"], releases["cpu"]
             one_cpu = bool((cpu == cpu[0]).all())  # the fast reader: one CPU per chunk
             zones = _few_codes(zone) if one_cpu else None
+            splits: list[tuple[tuple[int, int], Optional[np.ndarray]]]
             if zones is not None and len(zones) == 1:
                 splits = [((zones[0], int(cpu[0])), None)]
             elif zones is not None and bool((np.diff(releases["seq"]) >= 0).all()):
