@@ -52,13 +52,14 @@ def zone_codes(batch: EventBatch, zones: ZoneTable) -> np.ndarray:
     from the file: (name, node) becomes one small integer and distinct zones come from a
     bincount when that is small, a sort otherwise.
     """
-    node = batch.fields["node_id"].astype(np.int64)
+    node = batch.fields["node_id"]
     n = len(node)
     if n == 0:
         return np.empty(0, dtype=np.int32)
     name_codes, names = batch.categorical("name")
-    plausible = (node >= 0) & (node < MAX_NODES)
-    node = np.where(plausible, node, 0)
+    # Every node id plausible (the usual chunk): two reductions instead of a mask and a pass of np.where.
+    plausible = None if 0 <= int(node.min()) and int(node.max()) < MAX_NODES else (node >= 0) & (node < MAX_NODES)
+    node = node.astype(np.int64) if plausible is None else np.where(plausible, node, 0).astype(np.int64)
     key = name_codes.astype(np.int64) * MAX_NODES + node
     if len(names) * MAX_NODES <= 4 * n + (1 << 16):
         present = np.flatnonzero(np.bincount(key, minlength=1))
@@ -76,7 +77,8 @@ def zone_codes(batch: EventBatch, zones: ZoneTable) -> np.ndarray:
         codes = lookup[key]
     else:
         codes = table[inverse.ravel()]
-    codes[~plausible] = -1
+    if plausible is not None:
+        codes[~plausible] = -1
     return codes
 
 
