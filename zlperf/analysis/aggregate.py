@@ -20,7 +20,7 @@ from zlperf.analysis.holders import HolderAttribution
 from zlperf.analysis.model import Observations, Table, table_len
 from zlperf.analysis.options import DIMENSIONS, AnalysisOptions
 from zlperf.analysis.stats import Distribution, log2_bucket
-from zlperf.analysis.timeline import Timeline
+from zlperf.analysis.timeline import Cells, Timeline
 
 COUNTERS = ("contended_events", "acquisitions", "contended", "unmatched_unlocks", "unreleased",
             "broken_by_missed")
@@ -174,8 +174,9 @@ class Aggregate:
         if table_len(obs.contended) and "stack" in obs.contended:
             self._count_stacks(obs.contended["stack"])
         acquired_codes: dict[DimStats, np.ndarray] = {}
+        acquired_cells = None
         if table_len(obs.acquired):
-            acquired_codes = self._count(obs.acquired, "acquisitions", timeline_col=1)
+            acquired_codes, acquired_cells = self._count(obs.acquired, "acquisitions", timeline_col=1)
             contended = obs.acquired["contended"]
             for dim, c in acquired_codes.items():
                 dim.count(c[contended], "contended")
@@ -185,8 +186,10 @@ class Aggregate:
             buckets = log2_bucket(obs.waits["wait_ns"])  # the latency heatmap: waits per (bin, log2 bucket)
             self.timeline.add(obs.waits["ts"], [("wait_log2", buckets, range(int(buckets.max()) + 1))], [(2, None)])
         if table_len(obs.holds):
-            self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5),
-                             codes=self._hold_codes(obs, acquired_codes))
+            codes = self._hold_codes(obs, acquired_codes)
+            # Holds past the first k are the chunk's first acquisitions: their timeline cells are those too.
+            reuse = (acquired_cells, obs.holds_from_acquired or 0) if codes is not None and acquired_cells else None
+            self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5), codes=codes, cells=reuse)
             self.top_holds.add(obs.holds, "hold_ns")
             if "count" in obs.holds:  # batch sizes exist only in the kmem ABI
                 buckets = log2_bucket(np.maximum(obs.holds["count"], 0).astype(np.uint64))
@@ -270,26 +273,29 @@ class Aggregate:
         return out
 
     def _count(self, table: Optional[Table], counter: str,
-               timeline_col: Optional[int] = None) -> dict[DimStats, np.ndarray]:
+               timeline_col: Optional[int] = None) -> tuple[dict[DimStats, np.ndarray], Optional[Cells]]:
+        """Count ``table``'s rows in every dimension (and on the timeline): their group codes and timeline cells."""
         if not table_len(table):
-            return {}
+            return {}, None
         codes = self._codes(table)
         for dim, c in codes.items():
             dim.count(c, counter)
-        if timeline_col is not None:
-            self._bin(table, codes, [(timeline_col, None)])
-        return codes
+        cells = self._bin(table, codes, [(timeline_col, None)]) if timeline_col is not None else None
+        return codes, cells
 
     def _distribute(self, table: Table, which: str, col: str, timeline_cols: tuple[int, int],
-                    codes: Optional[dict[DimStats, np.ndarray]] = None) -> None:
+                    codes: Optional[dict[DimStats, np.ndarray]] = None,
+                    cells: Optional[tuple[Cells, int]] = None) -> None:
         values = table[col]
         codes = codes if codes is not None else self._codes(table)
         for dim, c in codes.items():
             dim.distribute(c, values, which)
-        self._bin(table, codes, [(timeline_cols[0], None), (timeline_cols[1], values)])
+        self._bin(table, codes, [(timeline_cols[0], None), (timeline_cols[1], values)], cells)
 
-    def _bin(self, table: Table, codes: dict[DimStats, np.ndarray], columns: list) -> None:
-        """Add rows into timeline counters: overall, per zone, per caller (``columns`` as Timeline.add)."""
+    def _bin(self, table: Table, codes: dict[DimStats, np.ndarray], columns: list,
+             reuse: Optional[tuple[Cells, int]] = None) -> Cells:
+        """Add rows into timeline counters: overall, per zone, per caller (``columns`` and ``reuse`` as
+        Timeline.add)."""
         zone, caller = self.dims["zone"], self.dims["caller"]
-        self.timeline.add(table["ts"], [("all", None, [0]), ("zone", codes[zone], zone.coder.keys),
-                                         ("caller", codes[caller], caller.coder.keys)], columns)
+        return self.timeline.add(table["ts"], [("all", None, [0]), ("zone", codes[zone], zone.coder.keys),
+                                                ("caller", codes[caller], caller.coder.keys)], columns, reuse)

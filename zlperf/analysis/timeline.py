@@ -9,8 +9,9 @@ number of distinct callers, and each series costs max_bins x columns floats.
 
 from __future__ import annotations
 
-__all__ = ["Timeline", "COLUMNS", "ALWAYS_TRACKED", "MAX_BINS", "MAX_SERIES", "final_bin_ns", "rebin_factor"]
+__all__ = ["Timeline", "Cells", "COLUMNS", "ALWAYS_TRACKED", "MAX_BINS", "MAX_SERIES", "final_bin_ns", "rebin_factor"]
 
+from dataclasses import dataclass
 from typing import Callable, Hashable, Optional
 
 import numpy as np
@@ -38,6 +39,18 @@ def rebin_factor(span_bins: int, bins: int) -> int:
     """The round factor (1, 2, 5 x 10^k) that cuts ``span_bins`` fine bins into about ``bins`` bins."""
     need = max(1, -(-span_bins // bins))
     return next(m * 10**e for e in range(0, 12) for m in (1, 2, 5) if m * 10**e >= need)
+
+
+@dataclass
+class Cells:
+    """Rows placed on a :class:`Timeline`'s axis: each row's cell per grouping (``code * span + bin``, the bin
+    counted from ``first``; the bin alone for a grouping without codes), for axis bins of ``bin_ns``. Other
+    columns of the same rows, or of their first rows, are summed from them while the axis keeps its width."""
+
+    bin_ns: int
+    first: int  #: the rows' earliest bin (absolute, in bins of bin_ns)
+    span: int  #: bins from first to the latest
+    flat: list[np.ndarray]  #: per grouping, each row's cell
 
 
 class Timeline:
@@ -83,15 +96,26 @@ class Timeline:
         self.bin_ns *= 2
         self.lo, self.n = new_lo, size
 
-    def add(self, ts: np.ndarray, groupings: list, columns: list) -> None:
-        """Add rows into several series at once, with one time-binning of the rows.
+    def add(self, ts: np.ndarray, groupings: list, columns: list,
+            reuse: Optional[tuple["Cells", int]] = None) -> "Cells":
+        """Add rows into several series at once, with one time-binning of the rows; returns the rows' cells.
 
         ``groupings``: ``(dim, codes, keys)`` items; row i goes to series ``(dim, keys[codes[i]])``
         (``codes`` None: every row to ``(dim, keys[0])``). ``columns``: ``(column, weights)``
         items; each row adds one (weights None) or its weight to that column.
+        ``reuse``: ``(cells, k)`` when rows ``k..`` are the first rows of an earlier call's (same groupings, same
+        codes): their cells are taken from it, only the ``k`` rows before them are binned.
         """
         if len(ts) == 0:
-            return
+            return Cells(self.bin_ns, 0, 0, [np.empty(0, np.int64) for _ in groupings])
+        cells = self._reused(ts, groupings, *reuse) if reuse is not None else None
+        if cells is None:
+            cells = self._place(ts, groupings)
+        self._sum(cells, groupings, columns)
+        return cells
+
+    def _place(self, ts: np.ndarray, groupings: list) -> "Cells":
+        """Each row's bin on the axis (grown to hold them) and, per grouping, its (code, bin) cell."""
         bins = (ts // np.uint64(self.bin_ns)).astype(np.int64)
         lo, hi = int(bins.min()), int(bins.max())
         width = self.bin_ns
@@ -101,7 +125,28 @@ class Timeline:
             lo, hi = lo // (self.bin_ns // width), hi // (self.bin_ns // width)
         # Sums over the rows' own bins only (a chunk spans a few of the axis's bins), then added in place.
         bins -= lo
-        span, at = hi - lo + 1, lo - self.lo
+        span = hi - lo + 1
+        return Cells(self.bin_ns, lo, span, [bins if codes is None else codes * span + bins
+                                             for _dim, codes, _keys in groupings])
+
+    def _reused(self, ts: np.ndarray, groupings: list, cells: "Cells", k: int) -> Optional["Cells"]:
+        """:meth:`_place` of rows whose ``k..`` are ``cells``' first rows; None when the axis changed width
+        since or the first ``k`` rows fall outside ``cells``' bins."""
+        if cells.bin_ns != self.bin_ns or len(ts) - k > len(cells.flat[0]):
+            return None
+        head = (ts[:k] // np.uint64(self.bin_ns)).astype(np.int64) - cells.first
+        if k and (int(head.min()) < 0 or int(head.max()) >= cells.span):
+            return None
+        m = len(ts) - k
+        flat = []
+        for (_dim, codes, _keys), theirs in zip(groupings, cells.flat):
+            mine = head if codes is None else codes[:k] * cells.span + head
+            flat.append(np.concatenate([mine, theirs[:m]]) if k else theirs[:m])
+        return Cells(cells.bin_ns, cells.first, cells.span, flat)
+
+    def _sum(self, cells: "Cells", groupings: list, columns: list) -> None:
+        """Add the rows placed in ``cells`` into the series (see :meth:`add`)."""
+        span, at = cells.span, cells.first - self.lo  # type: ignore[operator]
         columns = [(column, None if weights is None else weights.astype(np.float64)) for column, weights in columns]
         # Every row has one code in each grouping, so a grouping without codes (the whole recording) is any
         # grouping's sums added up: no bincount over the rows for it.
@@ -109,14 +154,11 @@ class Timeline:
         summed: dict[tuple[int, int], np.ndarray] = {}
         for i, (_dim, codes, keys) in sorted(enumerate(groupings), key=lambda g: g[1][1] is None):
             n_codes = 1 if codes is None else len(keys)
-            flat = None  # each row's (code, bin) cell: made once for the grouping's columns
             for column, w in columns:
                 if codes is None and column in grouped:
                     summed[i, column] = grouped[column].sum(axis=0, keepdims=True)
                     continue
-                if flat is None:
-                    flat = bins if codes is None else codes * span + bins
-                sums = np.bincount(flat, weights=w, minlength=n_codes * span)[: n_codes * span]
+                sums = np.bincount(cells.flat[i], weights=w, minlength=n_codes * span)[: n_codes * span]
                 summed[i, column] = sums = sums.reshape(n_codes, span)
                 grouped.setdefault(column, sums)
         for i, (dim, _codes, keys) in enumerate(groupings):  # series made in the order given
