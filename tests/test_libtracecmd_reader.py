@@ -28,7 +28,8 @@ pytestmark = requires_trace_cmd
 # "[buf: ]comm-pid [cpu] sec.nsec: event: rest" as `trace-cmd report -t` prints it.
 _LINE = re.compile(r"^(?:(?P<buf>[\w.-]+): )?\s*(?P<comm>.*?)-(?P<pid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+"
                    r"(?P<ts>\d+\.\d+):\s+(?P<event>\w+):\s*(?P<rest>.*)$")
-_DROP = re.compile(r"CPU:\s*(?P<cpu>\d+)\s+\[(?P<n>\d+|\?+) EVENTS DROPPED\]")
+# "[N EVENTS DROPPED]", or "[EVENTS DROPPED]" when the kernel could not count them (older: "[?? EVENTS ...]").
+_DROP = re.compile(r"CPU:\s*(?P<cpu>\d+)\s+\[(?:(?P<n>\d+|\?+) )?EVENTS DROPPED\]")
 _STACK = re.compile(r"^=> (?P<func>\S+) \((?P<addr>[0-9a-f]+)\)$")
 _KV = re.compile(r"(\w+)=(\S+)")
 
@@ -49,7 +50,7 @@ def iter_report(path: Path, drops: list) -> Iterator[dict]:
             d = _DROP.search(line)
             if d:
                 n = d.group("n")
-                drops.append((int(d.group("cpu")), int(n) if n.isdigit() else -1))
+                drops.append((int(d.group("cpu")), int(n) if n and n.isdigit() else -1))
                 after_drop = line[: d.start()].rstrip().rstrip(":")
                 continue
             m = _LINE.match(line)
@@ -492,3 +493,26 @@ def test_fuzz_mutated_files_never_crash_the_reader(tmp_path):
     last = [ln for ln in res.stdout.splitlines() if ln.startswith("reading")][-1:]
     assert res.returncode == 0, f"crashed ({res.returncode}) on {last}: {res.stderr[-500:]}"
     assert res.stdout.count("reading") == len(paths)
+
+
+def test_uncounted_drops_match_report(tmp_path):
+    """A page whose header says events were lost without their count: trace-cmd report prints
+    "CPU:N [EVENTS DROPPED]" (no number); the reader gives a gap of unknown size (-1) in the same place."""
+    from zlperf.readers.tracedat.container import TraceDatFile
+
+    f = TraceDatFile(str(FULL_V6_DAT), str(FULL_V6_DAT))
+    buf = next(b for b in f.buffers if not b.latency)
+    cd = buf.cpus[0]
+    raw = bytearray(FULL_V6_DAT.read_bytes())
+    at = cd.offset + 2 * buf.page_size + f.header_page.commit_offset  # CPU 0's third page: its commit word
+    commit = int.from_bytes(raw[at:at + 8], "little")
+    raw[at:at + 8] = (commit | 1 << 31).to_bytes(8, "little")  # RB_MISSED_EVENTS, not RB_MISSED_STORED
+    path = tmp_path / "uncounted.dat"
+    path.write_bytes(bytes(raw))
+    assert "CPU:0 [EVENTS DROPPED]" in subprocess.run(["trace-cmd", "report", "-t", str(path)], check=True,
+                                                      capture_output=True, text=True).stdout
+    drops: list = []
+    list(iter_report(path, drops))
+    assert drops == [(0, -1)]
+    n, _ = check_against_report(path)  # every event, and the gap, where report has them
+    assert n > 0

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 _LINE = re.compile(
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?:\S+\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>[\w]+):\s*(?P<rest>.*)$"
 )
-_DROPPED = re.compile(r"CPU:\s*(?P<cpu>\d+)\s+\[(?P<n>\d+|\?+) EVENTS DROPPED\]")
+# "[N EVENTS DROPPED]", or "[EVENTS DROPPED]" when the kernel could not count them (older: "[?? EVENTS ...]").
+_DROPPED = re.compile(r"CPU:\s*(?P<cpu>\d+)\s+\[(?:(?P<n>\d+|\?+) )?EVENTS DROPPED\]")
 _KV = re.compile(r"(\w+)=(\S+)")
 
 
