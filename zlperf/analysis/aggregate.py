@@ -188,7 +188,7 @@ class Aggregate:
         if table_len(obs.holds):
             codes = self._hold_codes(obs, acquired_codes)
             # Holds past the first k are the chunk's first acquisitions: their timeline cells are those too.
-            reuse = (acquired_cells, obs.holds_from_acquired or 0) if codes is not None and acquired_cells else None
+            reuse = (acquired_cells, obs.holds_from_acquired or 0) if codes is not None and acquired_cells is not None else None
             self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5), codes=codes, cells=reuse)
             self.top_holds.add(obs.holds, "hold_ns")
             if "count" in obs.holds:  # batch sizes exist only in the kmem ABI
