@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from _measure import Measured, measure  # noqa: E402
 from bench_perf import empty_handler_script  # noqa: E402
+from bench_read import _DECODE  # noqa: E402
 
 TRACE_FIXTURE = REPO / "tests" / "data" / "full.v6.dat"
 PERF_FIXTURE = REPO / "tests" / "data" / "full.perf.data"
@@ -95,6 +96,8 @@ def bench(path: Path, reference: list[str], ref_name: str, repeat: int, extra: l
         "one": (["taskset", "-c", "0", *_zlperf(path, extra)], one_env),
         "all": (_zlperf(path, extra), all_env),
     }
+    if reference[0] == "trace-cmd":  # the floor: the fast reader's columns of every event, no analysis
+        cmds["read"] = (["taskset", "-c", "0", sys.executable, "-c", _DECODE, str(path), "fast"], one_env)
     m = measure(cmds, repeat, cwd=REPO)
     return {"file": path.name, "size_mb": path.stat().st_size / 1e6, "events": _events(path, extra),
             "ref_name": ref_name, "repeat": repeat,
@@ -108,6 +111,21 @@ def _row(r: dict) -> str:
             f"{one['rss_mb']:.0f} MB | "
             f"**{ref['wall'] / one['wall']:.1f}x** | {all_['wall']:.2f} s, {all_['cpu']:.2f} CPU-s, "
             f"{all_['rss_mb']:.0f} MB | **{ref['wall'] / all_['wall']:.1f}x** |")
+
+
+def floor_table(rows: list[dict]) -> str:
+    """What reading alone costs (one core, every event decoded into columns, no analysis) beside the report,
+    for the rows that have it: how much of the one-core report is analysis."""
+    have = [r for r in rows if "read" in r]
+    if not have:
+        return ""
+    out = ["| file | reading alone, one core: wall, CPU | ratio | zlperf report, one core: wall | analysis "
+           "(report less reading) |", "| --- | --- | --- | --- | --- |"]
+    for r in have:
+        read, one, ref = r["read"], r["one"], r["ref"]
+        out.append(f"| `{r['file']}` | {read['wall']:.2f} s, {read['cpu']:.2f} CPU-s | **{ref['wall'] / read['wall']:.1f}x** "
+                   f"| {one['wall']:.2f} s | {one['wall'] - read['wall']:.2f} s |")
+    return "\n".join(out) + "\n"
 
 
 def table(rows: list[dict], note: str) -> str:
@@ -190,7 +208,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{os.cpu_count()} CPUs ({platform.machine()}, load average {load[0]:.1f} at the end: other jobs "
             f"share the machine, so compare ratios, which come from the same run); medians of the runs. "
             "Ratio: the reference's wall time over zlperf's.")
-    text = table(rows, note) + "\n" + start_note + "\n"
+    floor = floor_table(rows)
+    floor_note = ("\nThe floor, in the same run: reading alone (`bench/bench_read.py`'s decode: the fast reader "
+                  "turns every event into columns, no analysis; one core, one process with its prefetch "
+                  "thread) against the same reference.\n\n" + floor) if floor else ""
+    text = table(rows, note) + floor_note + "\n" + start_note + "\n"
     print(text)
     if args.readme:
         write_readme(text)
