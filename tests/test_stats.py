@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zlperf.analysis.stats import Distribution, log2_bucket, stats_from_log2
+from zlperf.analysis import stats
+from zlperf.analysis.stats import Distribution, DistributionsByCode, log2_bucket, split_small, stats_from_log2
 
 
 def textbook_percentile(values: list[int], p: float) -> int:
@@ -79,3 +81,56 @@ def test_large_distributions_stay_exact_in_dense_mode():
     for label, per_mille in (("p50", 500), ("p90", 900), ("p99", 990), ("p999", 999)):
         rank = -(-per_mille * len(values) // 1000)  # ceil, in integers (no float rounding)
         assert s[label] == int(ordered[rank - 1]), label
+
+
+def _exact_table(values: np.ndarray) -> tuple[list[int], list[int]]:
+    uniq, counts = np.unique(values, return_counts=True)
+    return uniq.tolist(), counts.tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=1, max_value=3000), st.integers(min_value=1, max_value=24),
+                          st.sampled_from([2**10, 2**16, 2**17, 2**40])), min_size=1, max_size=8),
+       st.integers(min_value=0, max_value=2**32), st.booleans())
+def test_distributions_by_code_equal_one_distribution_a_group(batches, seed, pickled):
+    """Rows of (code, value) added batch by batch, with few groups (one bincount of keys), growing past the
+    few (each group's own Distribution), values around the 2^16 cap, folded early or carried across a pickle
+    (a part sent between processes): each group holds exactly its values."""
+    rng = np.random.default_rng(seed)
+    by_code = DistributionsByCode()
+    expect: dict[int, list[np.ndarray]] = {}
+    for i, (n, groups, top) in enumerate(batches):
+        codes = rng.integers(0, groups, n).astype(np.int64)
+        values = rng.integers(0, top, n).astype(np.uint64)
+        values[: n // 7] = 2**16 - 1 + (np.arange(n // 7) % 3).astype(np.uint64)  # either side of the cap
+        by_code.grow(groups)
+        by_code.add(codes, values, split_small(values) if i % 2 else None)
+        for code in range(groups):
+            expect.setdefault(code, []).append(values[codes == code])
+        if pickled and i == len(batches) // 2:
+            by_code = pickle.loads(pickle.dumps(by_code))
+    assert len(by_code) == max(g for _n, g, _t in batches)
+    for code, dist in enumerate(by_code.groups):
+        values = np.concatenate(expect.get(code, [np.empty(0, np.uint64)]))
+        assert [v.tolist() for v in dist.table()] == list(_exact_table(values)), code
+        assert dist.count == len(values)
+
+
+def test_distributions_by_code_fold_into_dense_groups(monkeypatch):
+    """Many keys between folds (a group past the dense threshold) and a fold of a later code only: the dense
+    counts, the large values' table and the summary are those of one Distribution given the same values (the last
+    fold's keys start at code 2: counted from there)."""
+    monkeypatch.setattr(stats, "_KEYS_FOLD_AT", 60_000)  # two steps a fold
+    rng = np.random.default_rng(11)
+    by_code, single = DistributionsByCode(), [Distribution(), Distribution(), Distribution()]
+    by_code.grow(3)
+    for step in range(12):
+        n = 30_000
+        codes = np.full(n, 2, np.int64) if step >= 10 else rng.integers(0, 2, n).astype(np.int64)
+        values = np.where(rng.random(n) < 0.01, rng.integers(2**16, 10**9, n), rng.integers(0, 5000, n))
+        values = values.astype(np.uint64)
+        by_code.add(codes, values)
+        for code in range(3):
+            single[code].add(values[codes == code])
+    for code in range(3):
+        assert by_code.groups[code].summary() == single[code].summary(), code

@@ -15,11 +15,11 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from zlperf.analysis.grouping import KeyCoder, split_by_code
+from zlperf.analysis.grouping import KeyCoder
 from zlperf.analysis.holders import HolderAttribution
 from zlperf.analysis.model import Observations, Table, table_len
 from zlperf.analysis.options import DIMENSIONS, AnalysisOptions
-from zlperf.analysis.stats import Distribution, log2_bucket
+from zlperf.analysis.stats import Distribution, DistributionsByCode, log2_bucket, split_small
 from zlperf.analysis.timeline import Cells, Timeline
 
 COUNTERS = ("contended_events", "acquisitions", "contended", "unmatched_unlocks", "unreleased",
@@ -49,8 +49,8 @@ class DimStats:
     def __init__(self) -> None:
         self.coder = KeyCoder()
         self.counts = {name: np.zeros(0, dtype=np.int64) for name in COUNTERS}
-        self.wait: list[Distribution] = []
-        self.hold: list[Distribution] = []
+        self.wait = DistributionsByCode()
+        self.hold = DistributionsByCode()
 
     def codes(self, keys: np.ndarray) -> np.ndarray:
         """Dense codes of ``keys``, growing the per-group storage for new ones."""
@@ -59,17 +59,18 @@ class DimStats:
         if n > len(self.wait):
             for name, arr in self.counts.items():
                 self.counts[name] = np.concatenate([arr, np.zeros(n - len(arr), dtype=np.int64)])
-            self.wait.extend(Distribution() for _ in range(n - len(self.wait)))
-            self.hold.extend(Distribution() for _ in range(n - len(self.hold)))
+            self.wait.grow(n)
+            self.hold.grow(n)
         return codes
 
     def count(self, codes: np.ndarray, counter: str) -> None:
         self.counts[counter] += np.bincount(codes, minlength=len(self.coder))
 
-    def distribute(self, codes: np.ndarray, values: np.ndarray, which: str) -> None:
-        dists = self.wait if which == "wait" else self.hold
-        for code, idx in split_by_code(codes, len(self.coder)):
-            dists[code].add(values[idx])
+    def distribute(self, codes: np.ndarray, values: np.ndarray, which: str,
+                   small: Optional[tuple[np.ndarray, np.ndarray]] = None) -> None:
+        """Add ``values`` (uint64) to the ``which`` ("wait" or "hold") distribution of each row's group
+        (``small``: :func:`~zlperf.analysis.stats.split_small` of them, when made already)."""
+        (self.wait if which == "wait" else self.hold).add(codes, values, small)
 
     def absorb(self, other: "DimStats", keys: np.ndarray) -> None:
         """Add ``other``'s groups, whose keys are ``keys`` here (in ``other``'s code order)."""
@@ -78,23 +79,25 @@ class DimStats:
         codes = self.codes(keys).tolist()
         for name, arr in other.counts.items():
             self.counts[name][codes] += arr[: len(codes)]
-        for code, wait, hold in zip(codes, other.wait, other.hold):
-            self.wait[code].merge(wait)
-            self.hold[code].merge(hold)
+        wait, hold = self.wait.groups, self.hold.groups
+        for code, theirs_wait, theirs_hold in zip(codes, other.wait.groups, other.hold.groups):
+            wait[code].merge(theirs_wait)
+            hold[code].merge(theirs_hold)
 
     def total(self) -> GroupStats:
         """All groups together: every row belongs to exactly one group of a dimension."""
         wait, hold = Distribution(), Distribution()
-        for d in self.wait:
+        for d in self.wait.groups:
             wait.merge(d)
-        for d in self.hold:
+        for d in self.hold.groups:
             hold.merge(d)
         return GroupStats(wait=wait, hold=hold, **{name: int(arr.sum()) for name, arr in self.counts.items()})
 
     def items(self) -> Iterator[tuple[int, GroupStats]]:
         """(key, GroupStats) per group seen."""
+        wait, hold = self.wait.groups, self.hold.groups
         for code, key in enumerate(self.coder.keys):
-            g = GroupStats(wait=self.wait[code], hold=self.hold[code],
+            g = GroupStats(wait=wait[code], hold=hold[code],
                            **{name: int(arr[code]) for name, arr in self.counts.items()})
             yield key, g
 
@@ -159,7 +162,7 @@ class Aggregate:
 
     def __init__(self, options: AnalysisOptions):
         self.dims: dict[str, DimStats] = {d: DimStats() for d in DIMENSIONS}
-        self.hold_by_batch: dict[int, Distribution] = {}
+        self.hold_by_batch = DistributionsByCode()  # hold times by the log2 bucket of the batch size
         self.top_waits = TopN(options.top)
         self.top_holds = TopN(options.top)
         # Series ("all", 0), ("zone", code), ("caller", addr), ("wait_log2", bucket): see zlperf.analysis.timeline.
@@ -189,12 +192,12 @@ class Aggregate:
             codes = self._hold_codes(obs, acquired_codes)
             # Holds past the first k are the chunk's first acquisitions: their timeline cells are those too.
             reuse = (acquired_cells, obs.holds_from_acquired or 0) if codes is not None and acquired_cells is not None else None
-            self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5), codes=codes, cells=reuse)
+            small = self._distribute(obs.holds, "hold", "hold_ns", timeline_cols=(4, 5), codes=codes, cells=reuse)
             self.top_holds.add(obs.holds, "hold_ns")
             if "count" in obs.holds:  # batch sizes exist only in the kmem ABI
                 buckets = log2_bucket(np.maximum(obs.holds["count"], 0).astype(np.uint64))
-                for bucket, idx in split_by_code(buckets, int(buckets.max()) + 1):
-                    self.hold_by_batch.setdefault(bucket, Distribution()).add(obs.holds["hold_ns"][idx])
+                self.hold_by_batch.grow(int(buckets.max()) + 1)
+                self.hold_by_batch.add(buckets, obs.holds["hold_ns"], small)
         self._count(obs.unmatched, "unmatched_unlocks")
         self._count(obs.unreleased, "unreleased")
         self._count(obs.broken, "broken_by_missed")
@@ -214,8 +217,9 @@ class Aggregate:
             if dim != "caller":
                 keys = keys.astype(np.int32)
             mine.absorb(theirs, keys)
-        for bucket, dist in other.hold_by_batch.items():
-            self.hold_by_batch.setdefault(bucket, Distribution()).merge(dist)
+        self.hold_by_batch.grow(len(other.hold_by_batch))
+        for mine_batch, theirs_batch in zip(self.hold_by_batch.groups, other.hold_by_batch.groups):
+            mine_batch.merge(theirs_batch)
         for mine_top, theirs_top, col in ((self.top_waits, other.top_waits, "wait_ns"),
                                           (self.top_holds, other.top_holds, "hold_ns")):
             if theirs_top.rows is not None:
@@ -285,12 +289,16 @@ class Aggregate:
 
     def _distribute(self, table: Table, which: str, col: str, timeline_cols: tuple[int, int],
                     codes: Optional[dict[DimStats, np.ndarray]] = None,
-                    cells: Optional[tuple[Cells, int]] = None) -> None:
+                    cells: Optional[tuple[Cells, int]] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Add ``table[col]`` to the distributions of every row's groups and to the timeline; returns the
+        values' :func:`~zlperf.analysis.stats.split_small`."""
         values = table[col]
         codes = codes if codes is not None else self._codes(table)
+        small = split_small(values)  # once for every dimension
         for dim, c in codes.items():
-            dim.distribute(c, values, which)
+            dim.distribute(c, values, which, small)
         self._bin(table, codes, [(timeline_cols[0], None), (timeline_cols[1], values)], cells)
+        return small
 
     def _bin(self, table: Table, codes: dict[DimStats, np.ndarray], columns: list,
              reuse: Optional[tuple[Cells, int]] = None) -> Cells:

@@ -300,10 +300,12 @@ class ResultBuilder:
         if not self.caps.holds:
             return []
         out = []
-        for bucket in sorted(self.agg.hold_by_batch):
+        for bucket, hold in enumerate(self.agg.hold_by_batch.groups):
+            if not hold.count:  # a bucket no batch size fell in
+                continue
             low = 0 if bucket == 0 else 1 << (bucket - 1)
             high = 0 if bucket == 0 else (1 << bucket) - 1
-            out.append(BatchBucket(low, high, self.agg.hold_by_batch[bucket]))
+            out.append(BatchBucket(low, high, hold))
         return out
 
     def timeline(self) -> TimelineBins:

@@ -13,6 +13,8 @@ __all__ = [
     "LOGLINEAR_BITS",
     "LOGLINEAR_RELATIVE_ERROR",
     "Distribution",
+    "DistributionsByCode",
+    "split_small",
     "log2_bucket",
     "log2_histogram",
     "loglinear_low",
@@ -27,6 +29,8 @@ from fractions import Fraction
 from typing import Iterable, Optional
 
 import numpy as np
+
+from zlperf.analysis.grouping import split_by_code
 
 #: The percentiles every report shows, as (label, percent).
 PERCENTILES: tuple[tuple[str, Fraction], ...] = (
@@ -48,6 +52,10 @@ _COMPACT_AT = 1 << 16  # pending raw values before folding them into the table
 _DENSE_AFTER = 1 << 16  # values held before small ones are counted densely
 _DENSE_LIMIT = np.uint64(1 << 16)  # values below this many ns are counted densely (512 KiB per distribution)
 _DENSE_FOLD_AT = 1 << 16  # pending values (512 KiB) of a dense distribution before they are counted
+#: Groups few enough for one bincount of (group, small value) keys: its table is this many x 2^16 counters (8 MB).
+_GROUPS_AT_ONCE = 16
+_KEY_STRIDE = int(_DENSE_LIMIT) + 1  # a key is code * stride + min(value, 2^16); the last column: large values
+_KEYS_FOLD_AT = 1 << 17  # pending keys (1 MB) before they are counted
 
 
 def nearest_rank(n: int, percent: Fraction) -> int:
@@ -133,6 +141,17 @@ class Distribution:
             if self._dense is None and int(self._counts.sum()) + self._pending_len >= _DENSE_AFTER:
                 self._go_dense()
             self._compact()
+
+    def add_counts(self, dense: np.ndarray) -> None:
+        """Add ``dense[v]`` values ``v`` for every ``v`` below ``_DENSE_LIMIT`` (``dense``: int64 counts)."""
+        self._table = None
+        if self._dense is None:
+            if int(dense.sum()) + int(self._counts.sum()) + self._pending_len < _DENSE_AFTER:
+                present = np.flatnonzero(dense)
+                self._fold(present.astype(np.uint64), dense[present])
+                return
+            self._go_dense()
+        self._dense += dense  # type: ignore[operator]
 
     def _go_dense(self) -> None:
         """Count small values densely from now on, starting with those held (no sort needed)."""
@@ -272,6 +291,83 @@ class Distribution:
         out["hist_loglinear"] = loglinear_histogram(values, counts, buckets)
         out["percentiles_from"] = "exact"
         return out
+
+
+def split_small(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (uint64) for :meth:`DistributionsByCode.add`: each capped at 2^16 (int64), and where the
+    larger ones are. Made once for the several groupings of the same values."""
+    v = np.asarray(values, dtype=np.uint64)
+    return np.minimum(v, _DENSE_LIMIT).view(np.int64), np.flatnonzero(v >= _DENSE_LIMIT)
+
+
+class DistributionsByCode:
+    """The exact distributions of groups numbered 0, 1, ... (dense codes), filled together from rows of
+    (code, value).
+
+    While the groups are few, a row's code and its value (capped at 2^16 ns, which most holds and waits are
+    below) make one key, and a batch of keys is counted with one bincount for all groups: the rows are
+    never split by group. The larger values, and all values once there are many groups, go to their
+    group's :class:`Distribution` row by row. Either way every value is kept exactly.
+    """
+
+    __slots__ = ("_groups", "_keys", "_pending")
+
+    def __init__(self) -> None:
+        self._groups: list[Distribution] = []
+        self._keys: list[np.ndarray] = []  # keys not yet counted
+        self._pending = 0
+
+    def grow(self, n: int) -> None:
+        """Room for codes up to ``n - 1``."""
+        self._groups.extend(Distribution() for _ in range(n - len(self._groups)))
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    @property
+    def groups(self) -> list[Distribution]:
+        """Each code's distribution, every value added so far in it."""
+        self._count_keys()
+        return self._groups
+
+    def add(self, codes: np.ndarray, values: np.ndarray,
+            small: Optional[tuple[np.ndarray, np.ndarray]] = None) -> None:
+        """Add ``values[i]`` (uint64) to the distribution of ``codes[i]`` (int64, below ``len(self)``);
+        ``small``: :func:`split_small` of ``values``, when made already."""
+        n = len(self._groups)
+        if n > _GROUPS_AT_ONCE:
+            for code, idx in split_by_code(codes, n):
+                self._groups[code].add(values[idx])
+            return
+        capped, large = small if small is not None else split_small(values)
+        self._keys.append(codes * _KEY_STRIDE + capped)
+        self._pending += len(codes)
+        if len(large):  # counted in the keys' last column, which is dropped: their group's table keeps them
+            big = values[large]
+            for code, idx in split_by_code(codes[large], n):
+                self._groups[code].add(big[idx])
+        if self._pending >= _KEYS_FOLD_AT:
+            self._count_keys()
+
+    def _count_keys(self) -> None:
+        if not self._keys:
+            return
+        keys = np.concatenate(self._keys) if len(self._keys) > 1 else self._keys[0]
+        self._keys, self._pending = [], 0
+        # The codes a batch holds are usually a few neighbours (a chunk is one CPU's): counted from the first.
+        first = int(keys.min()) // _KEY_STRIDE
+        n = int(keys.max()) // _KEY_STRIDE + 1 - first
+        if first:
+            keys -= first * _KEY_STRIDE
+        counts = np.bincount(keys, minlength=n * _KEY_STRIDE).reshape(n, _KEY_STRIDE)
+        for code in np.flatnonzero(counts[:, :-1].any(axis=1)).tolist():
+            self._groups[first + code].add_counts(counts[code, :-1])
+
+    def __getstate__(self) -> list:
+        return self.groups
+
+    def __setstate__(self, state: list) -> None:
+        self._groups, self._keys, self._pending = state, [], 0
 
 
 def empty_stats() -> dict:
