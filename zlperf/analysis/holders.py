@@ -26,8 +26,9 @@ from __future__ import annotations
 
 __all__ = ["NOT_TRACED", "NO_ACQUISITION", "RELEASE_COLUMNS", "HolderAttribution", "Attributed"]
 
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
@@ -97,10 +98,21 @@ class Packed:
     firsts: tuple[int, ...]  #: each _DELTA column's first value (the differences start from it); 0 for others
 
 
+_codecs = threading.local()  # one zstd compressor and decompressor per thread: a context costs a fifth of a frame
+
+
+def _codec(kind: str) -> Any:
+    codec = getattr(_codecs, kind, None)
+    if codec is None:
+        codec = zstandard.ZstdCompressor(level=1) if kind == "compress" else zstandard.ZstdDecompressor()
+        setattr(_codecs, kind, codec)
+    return codec
+
+
 def _frame(raw: np.ndarray) -> bytes:
     if zstandard is None:
         return raw.tobytes()
-    frame = zstandard.ZstdCompressor(level=1).compress(raw)
+    frame = _codec("compress").compress(raw)
     # The frame's bytes object keeps the allocation of the worst case (the input's size) whatever its
     # length: a copy of its length is what a recording's worth of kept parts may hold.
     return bytes(memoryview(frame))
@@ -157,7 +169,7 @@ def _unpack(packed: Packed, n: int, columns: tuple[str, ...] = _KEPT, rows: Opti
         if not any(k in columns for k in _KEPT[first:last]):
             continue
         size = n * sum(widths[first:last])
-        raw = (zstandard.ZstdDecompressor().decompress(frame, max_output_size=size)
+        raw = (_codec("decompress").decompress(frame, max_output_size=size)
                if zstandard is not None else frame)
         at = 0
         for i in range(first, last):
