@@ -37,6 +37,17 @@ __all__ = [
     "split_qualified",
 ]
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names as type checkers see them; at run time __getattr__ imports them on first use
+    from zlperf.recipes.budgets import METRICS, Budget, budget_list
+    from zlperf.recipes.filters import FILTER_PSEUDO_FIELDS, check_filter
+    from zlperf.recipes.known_events import KNOWN_EVENTS, known_format
+    from zlperf.recipes.load import load_recipe, recipe_yaml, validate_file
+    from zlperf.recipes.model import BACKENDS, KEYS, Recipe, RecipeEntry
+    from zlperf.recipes.packs import ENTRY_POINT_GROUP, Pack, installed_packs
+    from zlperf.recipes.search import SYSTEM_DIR, find_recipe, is_path_ref, list_recipes, search_path, split_qualified
+    from zlperf.recipes.validate import FormatLookup
 
 #: public name -> the submodule defining it. Imported on first use: ``zlperf -h`` and the subcommands that
 #: only register their options must not pay for YAML, numpy and the filter grammar.
