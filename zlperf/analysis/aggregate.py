@@ -17,7 +17,7 @@ import numpy as np
 
 from zlperf.analysis.grouping import KeyCoder
 from zlperf.analysis.holders import HolderAttribution
-from zlperf.analysis.model import Observations, Table, table_len
+from zlperf.analysis.model import Observations, Table, has_rows, table_len
 from zlperf.analysis.options import DIMENSIONS, AnalysisOptions
 from zlperf.analysis.stats import Distribution, DistributionsByCode, log2_bucket, split_small
 from zlperf.analysis.timeline import Cells, Timeline
@@ -174,21 +174,21 @@ class Aggregate:
         """Add one chunk's observations (already windowed, but for the releases)."""
         self.holders.add(obs.releases, obs.waits)
         self._count(obs.contended, "contended_events", timeline_col=0)
-        if table_len(obs.contended) and "stack" in obs.contended:
+        if has_rows(obs.contended) and "stack" in obs.contended:
             self._count_stacks(obs.contended["stack"])
         acquired_codes: dict[DimStats, np.ndarray] = {}
         acquired_cells = None
-        if table_len(obs.acquired):
+        if has_rows(obs.acquired):
             acquired_codes, acquired_cells = self._count(obs.acquired, "acquisitions", timeline_col=1)
             contended = obs.acquired["contended"]
             for dim, c in acquired_codes.items():
                 dim.count(c[contended], "contended")
-        if table_len(obs.waits):
+        if has_rows(obs.waits):
             self._distribute(obs.waits, "wait", "wait_ns", timeline_cols=(2, 3))
             self.top_waits.add(obs.waits, "wait_ns")
             buckets = log2_bucket(obs.waits["wait_ns"])  # the latency heatmap: waits per (bin, log2 bucket)
             self.timeline.add(obs.waits["ts"], [("wait_log2", buckets, range(int(buckets.max()) + 1))], [(2, None)])
-        if table_len(obs.holds):
+        if has_rows(obs.holds):
             codes = self._hold_codes(obs, acquired_codes)
             # Holds past the first k are the chunk's first acquisitions: their timeline cells are those too.
             reuse = (acquired_cells, obs.holds_from_acquired or 0) if codes is not None and acquired_cells is not None else None
@@ -266,7 +266,7 @@ class Aggregate:
         """Group codes of ``obs.holds`` taken from its acquisitions' (see Observations.holds_from_acquired),
         or None when the chunk gives no such hint (they are looked up then)."""
         k = obs.holds_from_acquired
-        if k is None or not acquired_codes:
+        if k is None or not acquired_codes or obs.holds is None:
             return None
         m = table_len(obs.holds) - k  # holds k.. are the first m acquisitions
         out = {}
@@ -279,7 +279,7 @@ class Aggregate:
     def _count(self, table: Optional[Table], counter: str,
                timeline_col: Optional[int] = None) -> tuple[dict[DimStats, np.ndarray], Optional[Cells]]:
         """Count ``table``'s rows in every dimension (and on the timeline): their group codes and timeline cells."""
-        if not table_len(table):
+        if not has_rows(table):
             return {}, None
         codes = self._codes(table)
         for dim, c in codes.items():

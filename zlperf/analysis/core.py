@@ -10,14 +10,14 @@ from __future__ import annotations
 
 __all__ = ["Analyzer", "analyze", "window", "Observer", "caller_symbolizer"]
 
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import numpy as np
 
 from zlperf.analysis.abi import AbiAdapter, concerns, make_adapters
 from zlperf.analysis.aggregate import Aggregate, GroupStats, TopN
 from zlperf.analysis.holders import Attributed, holder_of, summarize
-from zlperf.analysis.model import Capabilities, Observations, Table, ZoneTable, table_len
+from zlperf.analysis.model import Capabilities, Observations, Table, ZoneTable, has_rows
 from zlperf.analysis.options import ABIS, AnalysisOptions
 from zlperf.analysis.result import (
     NO_STACK, SLICES, AnalysisResult, BatchBucket, CallerKey, Counts, CpuKey, Group, Missed, Source,
@@ -60,7 +60,7 @@ def window(obs: Observations, options: AnalysisOptions, zones: ZoneTable) -> Obs
         return obs
 
     def keep(t: Optional[Table]) -> Optional[Table]:
-        if not table_len(t):
+        if not has_rows(t):
             return t
         m = np.ones(len(t["ts"]), dtype=bool)
         if options.since_ns is not None:
@@ -71,7 +71,8 @@ def window(obs: Observations, options: AnalysisOptions, zones: ZoneTable) -> Obs
             m &= t["zone"] == zone_code
         return t if m.all() else {k: v[m] for k, v in t.items()}
 
-    out = Observations(**{k: getattr(obs, k) if k == "releases" else keep(getattr(obs, k)) for k in obs.TABLES})
+    out = Observations(**{k: getattr(obs, k) if k == "releases" else keep(getattr(obs, k))  # type: ignore[arg-type]
+                          for k in obs.TABLES})  # every field named is a table
     if out.acquired is obs.acquired and out.holds is obs.holds:  # nothing cut from them: the hint holds
         out.holds_from_acquired = obs.holds_from_acquired
     return out
@@ -250,15 +251,16 @@ class ResultBuilder:
             z = an.zones.zones[code]
             key = ZoneKey(label=z.label, node=z.node, name=z.name, lock_addr=z.lock_addr, zone_ptr=z.zone_ptr)
             zones.append(self.group(key, g, self.slices("zone", code)))
-        zones.sort(key=lambda grp: grp.key.label)
+        zones.sort(key=lambda grp: cast(ZoneKey, grp.key).label)
         callers = []
         for addr, g in agg.dims["caller"].items():
             role = "lock" if (g.contended_events or g.acquisitions or g.wait.count or g.hold.count) else "unlock"
             callers.append(self.group(CallerKey(self.sym(addr), addr, role), g, self.slices("caller", addr)))
-        callers.sort(key=lambda grp: (-grp.counts.contended_events, -grp.counts.acquisitions, grp.key.symbol))
+        callers.sort(key=lambda grp: (-grp.counts.contended_events, -grp.counts.acquisitions,
+                                      cast(CallerKey, grp.key).symbol))
         cpus = [self.group(CpuKey(cpu), g) for cpu, g in sorted(agg.dims["cpu"].items())]
         tasks = [self.group(TaskKey(pid, self.comm(pid)), g) for pid, g in agg.dims["task"].items()]
-        tasks.sort(key=lambda grp: (-grp.counts.contended_events, -grp.counts.acquisitions, grp.key.pid))
+        tasks.sort(key=lambda grp: (-grp.counts.contended_events, -grp.counts.acquisitions, cast(TaskKey, grp.key).pid))
         totals = self.group(None, agg.dims["zone"].total())
         warnings = list(info.warnings)
         warnings += self.sanity(zones, totals)
@@ -311,7 +313,7 @@ class ResultBuilder:
     def timeline(self) -> TimelineBins:
         tl = self.agg.timeline
         start, width, sums = tl.rebinned(("all", 0), self.lo, self.hi, TIMELINE_BINS)
-        buckets = sorted(key[1] for key in tl.series if key[0] == "wait_log2")
+        buckets = sorted(key[1] for key in cast("dict[tuple, np.ndarray]", tl.series) if key[0] == "wait_log2")
         heat = np.zeros((len(sums), buckets[-1] + 1 if buckets else 0), dtype=np.int64)
         for b in buckets:  # the same round bins as the counters: same axis, same window
             heat[:, b] = tl.rebinned(("wait_log2", b), self.lo, self.hi, TIMELINE_BINS)[2][:, 2].astype(np.int64)
@@ -340,13 +342,14 @@ class ResultBuilder:
 
     def sanity(self, zones: list[Group], totals: Group) -> list[str]:
         """Impossible numbers mean damaged timestamps: say so rather than print them as facts."""
-        out = []
+        out: list[str] = []
         if not self.duration:
             return out
         for z in zones:
             held = z.hold.total / self.duration if self.caps.holds else 0
             if held > 1.0001:  # one holder at a time: holds of one lock cannot add up past the window
-                out.append(f"zone {z.key.label}: holds add up to {100 * held:.0f}% of the window; timestamps are "
+                label = cast(ZoneKey, z.key).label
+                out.append(f"zone {label}: holds add up to {100 * held:.0f}% of the window; timestamps are "
                            "inconsistent (damaged or merged-out-of-order data), hold times are suspect")
         cpus = self.an.info.cpus
         spinning = totals.wait.total / self.duration if self.caps.waits else 0

@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
-from zlperf.analysis.model import Table, table_len
+from zlperf.analysis.model import Table, has_rows, table_len
 from zlperf.arrays import distinct
 
 try:  # a declared dependency; without it releases are kept uncompressed (more memory, same answers)
     import zstandard
 except ImportError:  # pragma: no cover
-    zstandard = None
+    zstandard = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from zlperf.analysis.result import Holders
@@ -143,7 +143,7 @@ def _pack(part: Table) -> Packed:
     """One chunk's kept columns of a group (at least one release), narrowed and compressed (:class:`Packed`)."""
     lows, widths, firsts, cols = [], [], [], []
     for k in _KEPT:
-        v = np.asarray(part[k], dtype=RELEASE_COLUMNS[k])
+        v: np.ndarray = np.asarray(part[k], dtype=RELEASE_COLUMNS[k])
         if k in _DELTA:  # increasing: differences from the previous value, which start with 0
             u = v.view(np.uint64)  # two's complement: modulo 2^64 any order round-trips
             firsts.append(int(u[0]))
@@ -197,13 +197,12 @@ class _Group:
     """The releases of one zone on one CPU, in the CPU's own order (which is time order), chunk by chunk,
     each chunk's part compressed."""
 
-    __slots__ = ("parts", "sizes", "shifts", "ts", "inherited")
+    __slots__ = ("parts", "sizes", "shifts", "inherited")
 
     def __init__(self) -> None:
         self.parts: list[Packed] = []
         self.sizes: list[int] = []
         self.shifts: list[int] = []  # added to each part's holder_seq (parts analysed in another process)
-        self.ts: Optional[np.ndarray] = None
         self.inherited = 0  # leading parts carried over from the previous interval of a live stream
 
     def add(self, part: Table) -> None:
@@ -211,20 +210,21 @@ class _Group:
         self.sizes.append(len(part["ts"]))
         self.shifts.append(0)
 
-    def seal(self) -> None:
-        """Join the timestamps (only they are searched); keep the other columns per chunk."""
-        self.ts = np.empty(sum(self.sizes), dtype=np.uint64)  # filled part by part: no second copy
+    def times(self) -> np.ndarray:
+        """Every release's timestamp, joined (only they are searched; the other columns stay per chunk)."""
+        ts = np.empty(sum(self.sizes), dtype=np.uint64)  # filled part by part: no second copy
         at = 0
         for p, n in zip(self.parts, self.sizes):
-            self.ts[at:at + n] = _unpack(p, n, ("ts",))["ts"]
+            ts[at:at + n] = _unpack(p, n, ("ts",))["ts"]
             at += n
+        return ts
 
     def rows(self, pos: np.ndarray) -> Table:
         """Kept columns of releases at positions ``pos`` (sorted or not) of the joined order."""
         ends = np.cumsum(self.sizes)
         part = np.searchsorted(ends, pos, side="right")
         start = ends - np.array(self.sizes)
-        out = {k: np.empty(len(pos), dtype=RELEASE_COLUMNS[k]) for k in _KEPT}
+        out: Table = {k: np.empty(len(pos), dtype=RELEASE_COLUMNS[k]) for k in _KEPT}
         for i in distinct(part).tolist():
             sel = part == i
             cols = _unpack(self.parts[i], self.sizes[i], rows=pos[sel] - start[i])
@@ -250,7 +250,7 @@ class HolderAttribution:
 
     def add(self, releases: Optional[Table], waits: Optional[Table]) -> None:
         """One chunk: its releases (not windowed: a holder may precede the window) and its waits."""
-        if table_len(releases):
+        if has_rows(releases):
             self.seen_releases = True
             zone, cpu = releases["zone"], releases["cpu"]
             one_cpu = bool((cpu == cpu[0]).all())  # the fast reader: one CPU per chunk
@@ -270,7 +270,7 @@ class HolderAttribution:
             for key, rows in splits:
                 part = {k: releases[k] if rows is None else releases[k][rows] for k in _KEPT}
                 self._groups.setdefault(key, _Group()).add(part)
-        if table_len(waits) and "seq" in waits:
+        if has_rows(waits) and "seq" in waits:
             self._waits.append({k: np.asarray(waits[k], dtype=dt) for k, dt in _WAIT_COLUMNS.items()})
 
     def carry(self) -> "HolderAttribution":
@@ -323,8 +323,7 @@ class HolderAttribution:
             mine = np.flatnonzero((waits["zone"] == zone) & (waits["cpu"] != cpu))
             if not len(mine):
                 continue
-            g.seal()
-            ts, g.ts = g.ts, None  # one group's times at a time: memory stays flat however many groups
+            ts = g.times()  # one group's times at a time: memory stays flat however many groups
             if len(ts) > 1 and (ts[1:] < ts[:-1]).any():  # a clock that stepped back: search a sorted copy
                 order = np.argsort(ts, kind="stable")
                 ts = ts[order]
@@ -341,7 +340,7 @@ class HolderAttribution:
             best_ts[take] = cand[better]
         began = waits["ts"].astype(np.int64) - waits["wait_ns"].astype(np.int64)
         traced = (best_group >= 0) & (best_ts.astype(np.int64) >= began)
-        holder = {k: np.zeros(n, dtype=dt) for k, dt in RELEASE_COLUMNS.items() if k != "seq"}
+        holder: Table = {k: np.zeros(n, dtype=dt) for k, dt in RELEASE_COLUMNS.items() if k != "seq"}
         for gi in distinct(best_group[traced]).tolist():
             (zone, cpu), g = groups[gi]
             rows = np.flatnonzero(traced & (best_group == gi))
@@ -496,8 +495,8 @@ def _unique_rows(columns: list[np.ndarray]) -> tuple[list[tuple[int, ...]], np.n
         values.append(uniq)
         if radix * max(len(uniq), 1) >= 1 << 62:  # too many distinct combinations for one integer
             stacked = np.stack(columns, axis=1) if n else np.zeros((0, len(columns)), np.uint64)
-            rows, inverse = np.unique(stacked, axis=0, return_inverse=True)
-            return [tuple(r) for r in rows.tolist()], inverse.ravel()
+            distinct_rows, inverse = np.unique(stacked, axis=0, return_inverse=True)
+            return [tuple(r) for r in distinct_rows.tolist()], inverse.ravel()
         key = key * len(uniq) + codes.ravel()
         radix *= max(len(uniq), 1)
     ukeys, inverse = np.unique(key, return_inverse=True)

@@ -16,7 +16,7 @@ import numpy as np
 from zlperf.analysis.aggregate import Aggregate, DimStats
 from zlperf.analysis.core import Analyzer, ResultBuilder
 from zlperf.analysis.grouping import split_by_code
-from zlperf.analysis.model import Observations, Table, table_len
+from zlperf.analysis.model import Observations, Table, has_rows
 from zlperf.analysis.options import AnalysisOptions
 from zlperf.analysis.result import AnalysisResult, CallerKey, Group, ZoneKey
 from zlperf.events import Chunk, TraceInfo
@@ -56,14 +56,12 @@ class _IntervalAggregate(Aggregate):
         super().account(obs)
         self._cross(obs.contended, "contended_events")
         self._cross(obs.acquired, "acquisitions")
-        if table_len(obs.acquired):
-            assert obs.acquired is not None
+        if has_rows(obs.acquired):
             contended = obs.acquired["contended"]
             self._cross({k: v[contended] for k, v in obs.acquired.items()}, "contended")
         for table, col, which in ((obs.waits, "wait_ns", "wait"), (obs.holds, "hold_ns", "hold")):
-            if not table_len(table):
+            if not has_rows(table):
                 continue
-            assert table is not None
             for zone, rows in self._zones(table):
                 dim = self.by_zone.setdefault(zone, DimStats())
                 dim.distribute(dim.codes(table["caller"][rows]), table[col][rows], which)
@@ -77,9 +75,8 @@ class _IntervalAggregate(Aggregate):
         return ((code, ok[rows]) for code, rows in split_by_code(zone[ok], int(zone[ok].max()) + 1))
 
     def _cross(self, table: Optional[Table], counter: str) -> None:
-        if not table_len(table):
+        if not has_rows(table):
             return
-        assert table is not None
         for zone, rows in self._zones(table):
             dim = self.by_zone.setdefault(zone, DimStats())
             dim.count(dim.codes(table["caller"][rows]), counter)

@@ -8,10 +8,10 @@ acquisitions, waits, holds and pairing anomalies, with zones as small integer co
 
 from __future__ import annotations
 
-__all__ = ["Table", "Zone", "ZoneTable", "Observations", "Capabilities", "table_len"]
+__all__ = ["Table", "Zone", "ZoneTable", "Observations", "Capabilities", "table_len", "has_rows"]
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, TypeGuard
 
 import numpy as np
 
@@ -21,6 +21,11 @@ Table = dict[str, np.ndarray]
 def table_len(table: Optional[Table]) -> int:
     """Rows in ``table`` (0 for None)."""
     return 0 if not table else len(table["ts"])
+
+
+def has_rows(table: Optional[Table]) -> TypeGuard[Table]:
+    """Whether ``table`` is there and holds a row (what ``table_len`` says, as type checkers understand it)."""
+    return table_len(table) > 0
 
 
 @dataclass(frozen=True)

@@ -69,22 +69,22 @@ def stacks_of(chunk: Chunk, name: str) -> Optional[np.ndarray]:
     stack_batches = [b for n, b in chunk.batches.items() if n.endswith(":kernel_stack") and len(b)]
     if not stack_batches:
         return None
-    cpus, seqs, target_row, stack_batch, stack_row = [], [], [], [], []
+    cpus, seqs, target_rows, stack_batches_of, stack_rows = [], [], [], [], []  # per batch, joined below
     for n, b in chunk.batches.items():
         if not len(b):
             continue
         k = len(b)
         cpus.append(b.cpu.astype(np.int64))
         seqs.append(b.seq.astype(np.int64))
-        target_row.append(np.arange(k) if n == name else np.full(k, -1))
+        target_rows.append(np.arange(k) if n == name else np.full(k, -1))
         which = next((i for i, sb in enumerate(stack_batches) if sb is b), -1)
-        stack_batch.append(np.full(k, which))
-        stack_row.append(np.arange(k) if which >= 0 else np.full(k, -1))
+        stack_batches_of.append(np.full(k, which))
+        stack_rows.append(np.arange(k) if which >= 0 else np.full(k, -1))
     order = np.lexsort((np.concatenate(seqs), np.concatenate(cpus)))
     cpu = np.concatenate(cpus)[order]
-    target_row = np.concatenate(target_row)[order]
-    stack_batch = np.concatenate(stack_batch)[order]
-    stack_row = np.concatenate(stack_row)[order]
+    target_row = np.concatenate(target_rows)[order]
+    stack_batch = np.concatenate(stack_batches_of)[order]
+    stack_row = np.concatenate(stack_rows)[order]
     owners = np.flatnonzero((stack_batch[1:] >= 0) & (target_row[:-1] >= 0) & (cpu[1:] == cpu[:-1]))
     out = np.full(len(target), None, dtype=object)
     for p in owners:

@@ -276,7 +276,7 @@ class Distribution:
             return None
         cum = np.cumsum(counts)
         total = self.total
-        out = {
+        out: dict = {
             "count": n,
             "sum": total,
             "min": int(values[0]),
@@ -383,7 +383,7 @@ def empty_stats() -> dict:
 def stats_from_log2(hist: Iterable[int], count: int, total: int, vmin: int, vmax: int) -> dict:
     """STATS from a merged log2 histogram: percentiles are bucket upper bounds (clamped to max)."""
     hist = [int(x) for x in hist]
-    out = {"count": count, "sum": total, "min": vmin, "max": vmax, "mean": (total / count) if count else 0.0}
+    out: dict = {"count": count, "sum": total, "min": vmin, "max": vmax, "mean": (total / count) if count else 0.0}
     cum = np.cumsum(hist) if hist else np.zeros(1, dtype=np.int64)
     for label, pct in PERCENTILES:
         rank = nearest_rank(count, pct)
@@ -401,7 +401,7 @@ def stats_from_loglinear(hist: Iterable, count: int, total: int, vmin: int, vmax
     percentile is the middle of the bucket holding its nearest-rank value, clamped to [min, max], so
     within :data:`LOGLINEAR_RELATIVE_ERROR` of the exact value."""
     pairs = [(int(lo), int(c)) for lo, c in hist]
-    out = {"count": count, "sum": total, "min": vmin, "max": vmax, "mean": (total / count) if count else 0.0}
+    out: dict = {"count": count, "sum": total, "min": vmin, "max": vmax, "mean": (total / count) if count else 0.0}
     cum = np.cumsum([c for _, c in pairs], dtype=np.int64) if pairs else np.zeros(1, dtype=np.int64)
     for label, pct in PERCENTILES:
         idx = min(int(np.searchsorted(cum, nearest_rank(count, pct))), len(pairs) - 1)

@@ -85,6 +85,7 @@ class Timeline:
 
     def _coarsen(self) -> None:
         """Double the bin width: bins 2k and 2k+1 become bin k."""
+        assert self.lo is not None  # an axis with bins
         new_lo = self.lo // 2
         new_hi = (self.lo + self.n - 1) // 2
         size = new_hi - new_lo + 1

@@ -82,13 +82,13 @@ class StockContentionABI:
     def _pair(self, chunk: Chunk, begin_stacks: Optional[np.ndarray]) -> list[_Wait]:
         """Finished waits of this chunk, in each CPU's order (contention events are rare: a loop)."""
         parts = []
-        for name, kind in ((BEGIN, _B), (END, _E), (MISSED_EVENTS, _G)):
+        for name, kind_of in ((BEGIN, _B), (END, _E), (MISSED_EVENTS, _G)):
             b = chunk.batches.get(name)
             if b is None or not len(b):
                 continue
             n = len(b)
             addr = b.fields["lock_addr"].astype(np.uint64) if "lock_addr" in b.fields else np.zeros(n, np.uint64)
-            parts.append((np.full(n, kind, np.int8), b.cpu.astype(np.int64), b.seq.astype(np.int64),
+            parts.append((np.full(n, kind_of, np.int8), b.cpu.astype(np.int64), b.seq.astype(np.int64),
                           b.ts.astype(np.uint64), b.pid.astype(np.int64), addr, np.arange(n)))
         if not parts:
             return []
