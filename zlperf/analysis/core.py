@@ -251,16 +251,15 @@ class ResultBuilder:
             z = an.zones.zones[code]
             key = ZoneKey(label=z.label, node=z.node, name=z.name, lock_addr=z.lock_addr, zone_ptr=z.zone_ptr)
             zones.append(self.group(key, g, self.slices("zone", code)))
-        zones.sort(key=lambda grp: cast(ZoneKey, grp.key).label)
+        zones.sort(key=lambda grp: grp.key.label)
         callers = []
         for addr, g in agg.dims["caller"].items():
             role = "lock" if (g.contended_events or g.acquisitions or g.wait.count or g.hold.count) else "unlock"
             callers.append(self.group(CallerKey(self.sym(addr), addr, role), g, self.slices("caller", addr)))
-        callers.sort(key=lambda grp: (-grp.counts.contended_events, -grp.counts.acquisitions,
-                                      cast(CallerKey, grp.key).symbol))
+        callers.sort(key=lambda grp: (-grp.counts.contended_events, -grp.counts.acquisitions, grp.key.symbol))
         cpus = [self.group(CpuKey(cpu), g) for cpu, g in sorted(agg.dims["cpu"].items())]
         tasks = [self.group(TaskKey(pid, self.comm(pid)), g) for pid, g in agg.dims["task"].items()]
-        tasks.sort(key=lambda grp: (-grp.counts.contended_events, -grp.counts.acquisitions, cast(TaskKey, grp.key).pid))
+        tasks.sort(key=lambda grp: (-grp.counts.contended_events, -grp.counts.acquisitions, grp.key.pid))
         totals = self.group(None, agg.dims["zone"].total())
         warnings = list(info.warnings)
         warnings += self.sanity(zones, totals)
@@ -348,8 +347,7 @@ class ResultBuilder:
         for z in zones:
             held = z.hold.total / self.duration if self.caps.holds else 0
             if held > 1.0001:  # one holder at a time: holds of one lock cannot add up past the window
-                label = cast(ZoneKey, z.key).label
-                out.append(f"zone {label}: holds add up to {100 * held:.0f}% of the window; timestamps are "
+                out.append(f"zone {z.key.label}: holds add up to {100 * held:.0f}% of the window; timestamps are "
                            "inconsistent (damaged or merged-out-of-order data), hold times are suspect")
         cpus = self.an.info.cpus
         spinning = totals.wait.total / self.duration if self.caps.waits else 0

@@ -15,7 +15,7 @@ __all__ = [
 ]
 
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, Union, runtime_checkable
+from typing import Any, Generic, Optional, Protocol, TypeVar, Union, runtime_checkable
 
 import numpy as np
 
@@ -104,13 +104,15 @@ class TaskKey:
 
 
 GroupKey = Union[ZoneKey, CallerKey, CpuKey, TaskKey]
+#: The key of a :class:`Group`: one of the GroupKey classes, or None (the totals).
+KeyT = TypeVar("KeyT", ZoneKey, CallerKey, CpuKey, TaskKey, None)
 
 
 @dataclass
-class Group:
+class Group(Generic[KeyT]):
     """Counters and distributions of one zone, caller, CPU or task (or of everything: ``totals``)."""
 
-    key: Optional[GroupKey]  #: None for the totals
+    key: KeyT  #: None for the totals
     counts: Counts
     wait: Stats
     hold: Stats
@@ -281,11 +283,11 @@ class AnalysisResult:
     cpu_time_ns: int  #: CPU-time of the window: duration x CPUs, summed over recordings when merged
     events: dict[str, int]
     missed: Missed
-    totals: Group
-    zones: list[Group]
-    callers: list[Group]
-    cpus: list[Group]
-    tasks: list[Group]
+    totals: Group[None]
+    zones: list[Group[ZoneKey]]
+    callers: list[Group[CallerKey]]
+    cpus: list[Group[CpuKey]]
+    tasks: list[Group[TaskKey]]
     hold_by_batch: list[BatchBucket]
     timeline: TimelineBins
     top_waits: list[WorstCase]
@@ -298,6 +300,8 @@ class AnalysisResult:
     merge_notes: dict[str, str] = field(default_factory=dict)
     hosts: list[HostSummary] = field(default_factory=list)  #: fleet reports: one row per host
 
-    def groups(self, dimension: str) -> list[Group]:
+    def groups(self, dimension: str) -> list[Group[Any]]:
         """The groups of ``dimension`` ("zone", "caller", "cpu" or "task")."""
-        return {"zone": self.zones, "caller": self.callers, "cpu": self.cpus, "task": self.tasks}[dimension]
+        by_dimension: dict[str, list[Group[Any]]] = {"zone": self.zones, "caller": self.callers, "cpu": self.cpus,
+                                                     "task": self.tasks}
+        return by_dimension[dimension]

@@ -67,7 +67,7 @@ def read_stats(stats_rows: list[tuple], hist_rows: list[tuple]) -> dict[StatsKey
         hist = [0] * (max((b for b, _ in log2.get(key, [])), default=-1) + 1)
         for b, c in log2.get(key, []):
             hist[b] = c
-        s = {"count": n, "sum": total, "min": int(vmin), "max": int(vmax), "mean": total / n}
+        s: dict = {"count": n, "sum": total, "min": int(vmin), "max": int(vmax), "mean": total / n}
         s.update({label: int(v) for (label, _, _), v in zip(PERCENT, pcts)})
         s["hist_log2"] = hist
         if key in loglinear:

@@ -92,9 +92,9 @@ def _slices(g: Group) -> Optional[dict[str, list]]:
 
 def _timeline(r: AnalysisResult) -> dict:
     tl = r.timeline
-    bins = [{"t_ns": tl.start_ns + i * tl.bin_ns,
-             **{c: (float(v) if c.endswith("_ns") else int(v)) for c, v in zip(tl.columns, row)}}
-            for i, row in enumerate(tl.values)]
+    bins: list[dict] = [{"t_ns": tl.start_ns + i * tl.bin_ns,
+                         **{c: (float(v) if c.endswith("_ns") else int(v)) for c, v in zip(tl.columns, row)}}
+                        for i, row in enumerate(tl.values)]
     if tl.wait_log2 is not None:  # the latency heatmap: each bin's waits per log2 bucket (trailing zeros dropped)
         for b, hist in zip(bins, tl.wait_log2.tolist()):
             while hist and not hist[-1]:

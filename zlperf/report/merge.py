@@ -90,12 +90,12 @@ def merge_stats(parts: list[Stats]) -> Stats:
 
 def _sum_slices(parts: list[Group]) -> Optional[np.ndarray]:
     """Slice i of the merge is slice i of every recording (each a tenth of its own window)."""
-    if any(g.slices is None for g in parts):
+    slices = [g.slices for g in parts]
+    if any(s is None for s in slices):
         return None
-    shapes = {g.slices.shape for g in parts}  # type: ignore[union-attr]
-    if len(shapes) != 1:
+    if len({s.shape for s in slices if s is not None}) != 1:
         return None
-    return np.sum([g.slices for g in parts], axis=0)
+    return np.sum([s for s in slices if s is not None], axis=0)
 
 
 def _join(results: list[AnalysisResult], names: list[str], dimension: str, key_of, m: _Merge) -> list[Group]:
