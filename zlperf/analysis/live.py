@@ -13,6 +13,7 @@ from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
+from zlperf.analysis.abi import AbiAdapter
 from zlperf.analysis.aggregate import Aggregate, DimStats
 from zlperf.analysis.core import Analyzer, ResultBuilder
 from zlperf.analysis.grouping import split_by_code
@@ -124,7 +125,7 @@ class IntervalAnalyzer(Analyzer):
         self.zones.name_locks(self.zone_names())
         adapter, agg, found = self._lane(self.total_events)
         assert isinstance(agg, _IntervalAggregate)
-        fresh = []
+        fresh: list[tuple[AbiAdapter, Aggregate]] = []
         for a, g in self.lanes:
             nxt = _IntervalAggregate(self.options)
             nxt.holders = g.holders.carry()  # before the build finishes (and empties) this interval's

@@ -137,8 +137,11 @@ class StockContentionABI:
         if not emit:
             return Observations()
         named = self.info.zone_locks  # lock address -> (node, zone name), when the recorder saved it
-        codes = np.array([self.zones.code(Zone(*named.get(e[0][3], (None, None)), lock_addr=e[0][3])) for e in emit],
-                         dtype=np.int32)
+        def zone_of(addr: int) -> Zone:
+            node, zone_name = named.get(addr, (None, None))
+            return Zone(node=node, name=zone_name, lock_addr=addr)
+
+        codes = np.array([self.zones.code(zone_of(e[0][3])) for e in emit], dtype=np.int32)
         base: Table = {
             "ts": np.array([e[0][0] for e in emit], np.uint64),  # the contended event: contention_begin
             "cpu": np.array([e[0][1] for e in emit], np.int32),
