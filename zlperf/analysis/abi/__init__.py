@@ -53,7 +53,7 @@ class AbiAdapter(Protocol):
 
 
 #: Every adapter, in the order of preference when a file holds several ABIs.
-ADAPTERS: tuple[type, ...] = (KmemZoneLockABI, ZoneLockSeriesABI, StockContentionABI)
+ADAPTERS: tuple[type[AbiAdapter], ...] = (KmemZoneLockABI, ZoneLockSeriesABI, StockContentionABI)
 
 
 def make_adapters(zones: "ZoneTable", info: "TraceInfo", options: "AnalysisOptions") -> list[AbiAdapter]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 __all__ = ["KmemZoneLockABI", "CONTENDED", "LOCKED", "UNLOCK", "EVENTS"]
 
 import re
-from typing import Mapping, Optional
+from typing import ClassVar, Mapping, Optional
 
 import numpy as np
 
@@ -136,10 +136,10 @@ def releases(t: Table, res: PairResult) -> Table:
 class KmemZoneLockABI:
     """Adapter from the kmem:mm_zone_lock_* events to :class:`Observations` (an :class:`AbiAdapter`)."""
 
-    key = "kmem"
-    name = "kmem:mm_zone_lock_* (zone-lock tracepoint patch)"
-    events = EVENTS
-    mergeable = True  #: per-CPU state only: CPUs analysed apart merge (see :meth:`absorb`)
+    key: ClassVar[str] = "kmem"
+    name: ClassVar[str] = "kmem:mm_zone_lock_* (zone-lock tracepoint patch)"
+    events: ClassVar[tuple[str, ...]] = EVENTS
+    mergeable: ClassVar[bool] = True  #: per-CPU state only: CPUs analysed apart merge (see :meth:`absorb`)
 
     def __init__(self, zones: ZoneTable, info: TraceInfo, options: AnalysisOptions):
         self.zones = zones

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __all__ = ["ZoneLockSeriesABI", "START", "ACQUIRED", "RELEASED", "EVENTS"]
 
-from typing import Mapping, Optional
+from typing import ClassVar, Mapping, Optional
 
 import numpy as np
 
@@ -35,10 +35,10 @@ _COLUMNS = ("ts", "cpu", "pid", "zone", "caller")
 class ZoneLockSeriesABI:
     """Adapter from the zone_lock:* events to :class:`Observations` (an :class:`AbiAdapter`)."""
 
-    key = "series"
-    name = "zone_lock:* (the rival zone-lock tracepoint series, zones by struct zone pointer)"
-    events = EVENTS
-    mergeable = True  #: per-CPU state only: CPUs analysed apart merge (see :meth:`absorb`)
+    key: ClassVar[str] = "series"
+    name: ClassVar[str] = "zone_lock:* (the rival zone-lock tracepoint series, zones by struct zone pointer)"
+    events: ClassVar[tuple[str, ...]] = EVENTS
+    mergeable: ClassVar[bool] = True  #: per-CPU state only: CPUs analysed apart merge (see :meth:`absorb`)
 
     def __init__(self, zones: ZoneTable, info: TraceInfo, options: AnalysisOptions):
         self.zones = zones

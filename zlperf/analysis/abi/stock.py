@@ -20,7 +20,7 @@ from __future__ import annotations
 __all__ = ["StockContentionABI", "BEGIN", "END"]
 
 from collections import Counter
-from typing import Mapping, Optional
+from typing import ClassVar, Mapping, Optional
 
 import numpy as np
 
@@ -41,12 +41,12 @@ _Wait = tuple
 class StockContentionABI:
     """Adapter from lock:contention_begin/end (+ stacks) to :class:`Observations` (an :class:`AbiAdapter`)."""
 
-    key = "stock"
-    name = "lock:contention_begin/end (stock kernel, zone->lock found by stack frames)"
-    events = (BEGIN, END)
+    key: ClassVar[str] = "stock"
+    name: ClassVar[str] = "lock:contention_begin/end (stock kernel, zone->lock found by stack frames)"
+    events: ClassVar[tuple[str, ...]] = (BEGIN, END)
     #: A lock is named a zone lock by any CPU's wait, and then every CPU's waits on it count: CPUs analysed
     #: apart do not merge (such recordings are analysed in one pass).
-    mergeable = False
+    mergeable: ClassVar[bool] = False
 
     def __init__(self, zones: ZoneTable, info: TraceInfo, options: AnalysisOptions):
         self.zones = zones
